@@ -1,0 +1,109 @@
+/*
+ * nudgel/config.h — one config table per binary.
+ *
+ * The table is the single source of a key's type, default, range, flags and
+ * description. File parsing (NUDGEL_CONFIG, a JSON file), NUDGEL_* environment
+ * overrides, command-line --set overrides, --print-config (secrets redacted)
+ * and docs/CONFIGURATION.md are all driven from it. Precedence: default <
+ * file < environment < flags.
+ *
+ * Keys are dotted ("kafka.bootstrap"); a file may write them flat
+ * ({"kafka.bootstrap": ...}) or nested ({"kafka": {"bootstrap": ...}}).
+ * Keys under "kafka." that the table does not know are librdkafka properties
+ * passed through verbatim ({"kafka": {"linger.ms": 5}} → linger.ms=5).
+ */
+#ifndef NUDGEL_CONFIG_H
+#define NUDGEL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "nudgel/error.h"
+
+typedef enum nudgel_conf_type {
+    NUDGEL_CONF_STRING,
+    NUDGEL_CONF_INT,
+    NUDGEL_CONF_BOOL,
+    NUDGEL_CONF_ENUM,
+} nudgel_conf_type_t;
+
+#define NUDGEL_CONF_SENSITIVE 0x1u /* never printed or logged */
+
+typedef struct nudgel_conf_entry {
+    const char *name; /* dotted key; NULL ends the table */
+    nudgel_conf_type_t type;
+    const char *default_value; /* text form; NULL for "unset" */
+    long long min, max;        /* inclusive range for NUDGEL_CONF_INT */
+    const char *enum_values;   /* "a|b|c" for NUDGEL_CONF_ENUM */
+    unsigned flags;
+    const char *description;
+} nudgel_conf_entry_t;
+
+typedef enum nudgel_conf_source {
+    NUDGEL_CONF_FROM_DEFAULT,
+    NUDGEL_CONF_FROM_FILE,
+    NUDGEL_CONF_FROM_ENV,
+    NUDGEL_CONF_FROM_FLAG,
+} nudgel_conf_source_t;
+
+typedef struct nudgel_conf nudgel_conf_t;
+
+/** Entries every binary shares: kafka.bootstrap, kafka.client_id, pg.dsn, log.level, ... */
+extern const nudgel_conf_entry_t nudgel_conf_common[];
+
+/**
+ * @brief A configuration holding the defaults of @p tables (each ended by a
+ * NULL name; later tables may not repeat a key) for program @p program.
+ * @p tables is a NULL-terminated array; tables are borrowed and must outlive
+ * the configuration. @returns a new configuration, NULL on allocation failure.
+ */
+nudgel_conf_t *nudgel_conf_new(const char *program, const nudgel_conf_entry_t *const *tables);
+
+void nudgel_conf_destroy(nudgel_conf_t *conf);
+
+/**
+ * @brief Sets @p key from text, checking type and range. Keys "kafka.<prop>"
+ * not in the table are stored as librdkafka pass-through properties.
+ * @returns NUDGEL_OK or NUDGEL_ERR_CONFIG with "key: problem" in @p errstr.
+ */
+nudgel_err_t nudgel_conf_set(nudgel_conf_t *conf, const char *key, const char *value,
+                             nudgel_conf_source_t source, char *errstr, size_t errstr_size);
+
+/** @brief Applies a JSON file. Errors name the file, the key and the problem. */
+nudgel_err_t nudgel_conf_load_file(nudgel_conf_t *conf, const char *path, char *errstr,
+                                   size_t errstr_size);
+
+/** @brief Applies NUDGEL_<KEY> environment variables ('.' → '_', upper case). */
+nudgel_err_t nudgel_conf_load_env(nudgel_conf_t *conf, char *errstr, size_t errstr_size);
+
+/**
+ * @brief The usual start-up sequence: the file named by @p file_path (or by
+ * NUDGEL_CONFIG when NULL; none is fine), then the environment.
+ */
+nudgel_err_t nudgel_conf_load(nudgel_conf_t *conf, const char *file_path, char *errstr,
+                              size_t errstr_size);
+
+/** @brief The value of @p key (borrowed), or NULL if unset. @p key must be in the table. */
+const char *nudgel_conf_get_str(const nudgel_conf_t *conf, const char *key);
+long long nudgel_conf_get_int(const nudgel_conf_t *conf, const char *key);
+bool nudgel_conf_get_bool(const nudgel_conf_t *conf, const char *key);
+
+/** @brief Where the current value of @p key came from. */
+nudgel_conf_source_t nudgel_conf_source(const nudgel_conf_t *conf, const char *key);
+
+/** @brief Calls @p fn for each librdkafka pass-through property, in the order set. */
+int nudgel_conf_kafka_foreach(const nudgel_conf_t *conf,
+                              int (*fn)(const char *prop, const char *value, void *opaque),
+                              void *opaque);
+
+/** @brief Writes "key = value  # source" lines; sensitive values print as "[redacted]". */
+void nudgel_conf_print(const nudgel_conf_t *conf, FILE *out);
+
+/** @brief Writes the Markdown reference of the configuration's tables. */
+void nudgel_conf_print_doc(const nudgel_conf_t *conf, FILE *out);
+
+/** @brief The environment variable of a key, e.g. NUDGEL_KAFKA_BOOTSTRAP. */
+void nudgel_conf_env_name(const char *key, char *out, size_t out_size);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * nudgel/kafka.h — librdkafka helpers shared by producers and workers.
+ */
+#ifndef NUDGEL_KAFKA_H
+#define NUDGEL_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "nudgel/config.h"
+#include "nudgel/error.h"
+
+/**
+ * @brief A librdkafka configuration from the fleet configuration:
+ * bootstrap.servers, client.id, JSON logging of librdkafka's own logs, then the
+ * kafka.* pass-through properties (which win). @returns a new conf or NULL with
+ * "property: problem" in @p errstr.
+ */
+rd_kafka_conf_t *nudgel_kafka_conf_new(const nudgel_conf_t *conf, char *errstr,
+                                       size_t errstr_size);
+
+/** @brief Routes librdkafka's log lines through nudgel_log (set on @p kconf). */
+void nudgel_kafka_conf_set_logger(rd_kafka_conf_t *kconf);
+
+/**
+ * @brief Waits up to @p timeout_ms for broker metadata.
+ * @returns NUDGEL_OK or NUDGEL_ERR_KAFKA_UNREACHABLE with a reason.
+ */
+nudgel_err_t nudgel_kafka_check_reachable(rd_kafka_t *rk, int timeout_ms, char *errstr,
+                                          size_t errstr_size);
+
+/** @brief Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), as a signed int. */
+int32_t nudgel_kafka_murmur2(const void *key, size_t len);
+
+/** @brief The partition Java's default partitioner picks for a non-empty key. */
+int32_t nudgel_kafka_partition_for_key(const void *key, size_t len, int32_t partition_count);
+
+/** @brief Maps a librdkafka error to the fleet's error enum (and so to its class). */
+nudgel_err_t nudgel_kafka_err(rd_kafka_resp_err_t err);
+
+#endif

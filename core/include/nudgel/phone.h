@@ -1,0 +1,45 @@
+/*
+ * nudgel/phone.h — E.164 normalisation and operator lookup for KE, NG, UG.
+ *
+ * The numbering plan (national significant number patterns and carriers by
+ * prefix, from libphonenumber) is config/numbering.json, compiled into the
+ * library at build time so neither producers nor workers read a file for it.
+ */
+#ifndef NUDGEL_PHONE_H
+#define NUDGEL_PHONE_H
+
+#include <stddef.h>
+
+#include "nudgel/error.h"
+
+#define NUDGEL_E164_MAX 16 /* '+' and at most 15 digits */
+
+typedef enum nudgel_line_type {
+    NUDGEL_LINE_UNKNOWN = 0, /* a country outside our plan: only E.164 shape checked */
+    NUDGEL_LINE_MOBILE,
+    NUDGEL_LINE_FIXED,
+} nudgel_line_type_t;
+
+typedef struct nudgel_phone {
+    char e164[NUDGEL_E164_MAX + 1]; /* "+254722000000" */
+    char country[3];                /* "KE", "NG", "UG", or "" outside the plan */
+    const char *operator_name;      /* static; NULL when unknown */
+    nudgel_line_type_t line_type;
+} nudgel_phone_t;
+
+/**
+ * @brief Normalises a number written in E.164, international (00...) or
+ * national format to E.164 and classifies it.
+ *
+ * @p default_country (ISO alpha-2, may be NULL) is needed for national
+ * formats. For KE, NG and UG the number must be a mobile number of the plan
+ * (SMS cannot reach fixed lines); other countries only need the E.164 shape.
+ * @returns NUDGEL_OK, or NUDGEL_ERR_INVALID_FIELD with a reason in @p errstr.
+ */
+nudgel_err_t nudgel_phone_normalise(const char *input, const char *default_country,
+                                    nudgel_phone_t *out, char *errstr, size_t errstr_size);
+
+/** @brief Whether @p country is one of the plan's countries ("KE", "NG", "UG"). */
+int nudgel_phone_country_known(const char *country);
+
+#endif

@@ -1,0 +1,520 @@
+/*
+ * config.c — the config table engine (see nudgel/config.h).
+ */
+#define _GNU_SOURCE
+#include "nudgel/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "nudgel/log.h"
+
+#define CONF_MAX_VALUE   4096 /* hard cap of one value's text */
+#define CONF_MAX_KAFKA   256  /* hard cap of pass-through properties */
+#define CONF_MAX_DEPTH   8    /* nesting of a config file */
+#define CONF_KAFKA_PREFIX "kafka."
+
+const nudgel_conf_entry_t nudgel_conf_common[] = {
+    {"kafka.bootstrap", NUDGEL_CONF_STRING, "127.0.0.1:59092", 0, 0, NULL, 0,
+     "Kafka bootstrap servers, host:port[,host:port...]."},
+    {"kafka.client_id", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0,
+     "Kafka client.id; defaults to the program name."},
+    {"pg.dsn", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, NUDGEL_CONF_SENSITIVE,
+     "Postgres connection string (libpq URI or key=value)."},
+    {"pg.connect_timeout_s", NUDGEL_CONF_INT, "10", 1, 300, NULL, 0,
+     "Seconds to wait for a Postgres connection."},
+    {"log.level", NUDGEL_CONF_ENUM, "info", 0, 0, "debug|info|warn|error", 0,
+     "Lowest level written to the JSON log on stderr."},
+    {NULL, NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0, NULL},
+};
+
+typedef struct conf_value {
+    const nudgel_conf_entry_t *entry;
+    char *value; /* owned; NULL when unset */
+    nudgel_conf_source_t source;
+} conf_value_t;
+
+typedef struct kafka_prop {
+    char *name;
+    char *value;
+} kafka_prop_t;
+
+struct nudgel_conf {
+    char *program;
+    const nudgel_conf_entry_t *const *tables;
+    conf_value_t *values;
+    size_t value_count;
+    kafka_prop_t kafka[CONF_MAX_KAFKA];
+    size_t kafka_count;
+};
+
+static conf_value_t *find_value(const nudgel_conf_t *conf, const char *key)
+{
+    for (size_t i = 0; i < conf->value_count; i++)
+        if (strcmp(conf->values[i].entry->name, key) == 0)
+            return &conf->values[i];
+    return NULL;
+}
+
+nudgel_conf_t *nudgel_conf_new(const char *program, const nudgel_conf_entry_t *const *tables)
+{
+    nudgel_conf_t *conf = calloc(1, sizeof(*conf));
+    size_t count = 0;
+    if (!conf)
+        return NULL;
+    for (size_t t = 0; tables[t]; t++)
+        for (const nudgel_conf_entry_t *e = tables[t]; e->name; e++)
+            count++;
+    conf->program = strdup(program ? program : "nudgel");
+    conf->values = calloc(count ? count : 1, sizeof(*conf->values));
+    conf->tables = tables;
+    if (!conf->program || !conf->values)
+        goto fail;
+    for (size_t t = 0; tables[t]; t++) {
+        for (const nudgel_conf_entry_t *e = tables[t]; e->name; e++) {
+            conf_value_t *v = &conf->values[conf->value_count++];
+            v->entry = e;
+            v->source = NUDGEL_CONF_FROM_DEFAULT;
+            if (e->default_value && !(v->value = strdup(e->default_value)))
+                goto fail;
+        }
+    }
+    return conf;
+fail:
+    nudgel_conf_destroy(conf);
+    return NULL;
+}
+
+void nudgel_conf_destroy(nudgel_conf_t *conf)
+{
+    if (!conf)
+        return;
+    for (size_t i = 0; i < conf->value_count; i++)
+        free(conf->values[i].value);
+    for (size_t i = 0; i < conf->kafka_count; i++) {
+        free(conf->kafka[i].name);
+        free(conf->kafka[i].value);
+    }
+    free(conf->values);
+    free(conf->program);
+    free(conf);
+}
+
+static bool enum_contains(const char *values, const char *candidate)
+{
+    size_t n = strlen(candidate);
+    for (const char *p = values; p && *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, candidate, n) == 0)
+            return true;
+        p = bar ? bar + 1 : NULL;
+    }
+    return false;
+}
+
+static int parse_bool(const char *text, bool *out)
+{
+    static const char *truths[] = {"true", "1", "yes", "on"};
+    static const char *falsehoods[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(text, truths[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(text, falsehoods[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Checks @p value against @p e; writes "key: problem" on failure. */
+static nudgel_err_t check_value(const nudgel_conf_entry_t *e, const char *value, char *errstr,
+                                size_t errstr_size)
+{
+    switch (e->type) {
+    case NUDGEL_CONF_STRING:
+        return NUDGEL_OK;
+    case NUDGEL_CONF_INT: {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end != '\0') {
+            snprintf(errstr, errstr_size, "%s: expected an integer, got \"%.64s\"", e->name,
+                     value);
+            return NUDGEL_ERR_CONFIG;
+        }
+        if (v < e->min || v > e->max) {
+            snprintf(errstr, errstr_size, "%s: %lld is out of range [%lld, %lld]", e->name, v,
+                     e->min, e->max);
+            return NUDGEL_ERR_CONFIG;
+        }
+        return NUDGEL_OK;
+    }
+    case NUDGEL_CONF_BOOL: {
+        bool b;
+        if (parse_bool(value, &b) != 0) {
+            snprintf(errstr, errstr_size, "%s: expected true or false, got \"%.64s\"", e->name,
+                     value);
+            return NUDGEL_ERR_CONFIG;
+        }
+        return NUDGEL_OK;
+    }
+    case NUDGEL_CONF_ENUM:
+        if (!enum_contains(e->enum_values, value)) {
+            snprintf(errstr, errstr_size, "%s: \"%.64s\" is not one of %s", e->name, value,
+                     e->enum_values);
+            return NUDGEL_ERR_CONFIG;
+        }
+        return NUDGEL_OK;
+    }
+    return NUDGEL_ERR_CONFIG;
+}
+
+static nudgel_err_t set_kafka_prop(nudgel_conf_t *conf, const char *prop, const char *value,
+                                   char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < conf->kafka_count; i++) {
+        if (strcmp(conf->kafka[i].name, prop) == 0) {
+            char *copy = strdup(value);
+            if (!copy)
+                return NUDGEL_ERR_NO_MEMORY;
+            free(conf->kafka[i].value);
+            conf->kafka[i].value = copy;
+            return NUDGEL_OK;
+        }
+    }
+    if (conf->kafka_count == CONF_MAX_KAFKA) {
+        snprintf(errstr, errstr_size, "kafka.%s: more than %d librdkafka properties", prop,
+                 CONF_MAX_KAFKA);
+        return NUDGEL_ERR_CONFIG;
+    }
+    kafka_prop_t *kp = &conf->kafka[conf->kafka_count];
+    kp->name = strdup(prop);
+    kp->value = strdup(value);
+    if (!kp->name || !kp->value) {
+        free(kp->name);
+        free(kp->value);
+        return NUDGEL_ERR_NO_MEMORY;
+    }
+    conf->kafka_count++;
+    return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_conf_set(nudgel_conf_t *conf, const char *key, const char *value,
+                             nudgel_conf_source_t source, char *errstr, size_t errstr_size)
+{
+    if (!conf || !key || !value)
+        return NUDGEL_ERR_INVALID_ARG;
+    if (strlen(value) > CONF_MAX_VALUE) {
+        snprintf(errstr, errstr_size, "%s: value longer than %d bytes", key, CONF_MAX_VALUE);
+        return NUDGEL_ERR_CONFIG;
+    }
+    conf_value_t *v = find_value(conf, key);
+    if (!v) {
+        size_t plen = strlen(CONF_KAFKA_PREFIX);
+        if (strncmp(key, CONF_KAFKA_PREFIX, plen) == 0 && key[plen])
+            return set_kafka_prop(conf, key + plen, value, errstr, errstr_size);
+        snprintf(errstr, errstr_size, "%s: unknown configuration key for %s", key,
+                 conf->program);
+        return NUDGEL_ERR_CONFIG;
+    }
+    nudgel_err_t err = check_value(v->entry, value, errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    char *copy = strdup(value);
+    if (!copy)
+        return NUDGEL_ERR_NO_MEMORY;
+    free(v->value);
+    v->value = copy;
+    v->source = source;
+    return NUDGEL_OK;
+}
+
+/* Whether some table key starts with "<section>." — the section is ours. */
+static bool section_is_ours(const nudgel_conf_t *conf, const char *key)
+{
+    const char *dot = strchr(key, '.');
+    size_t n = dot ? (size_t)(dot - key) : strlen(key);
+    if (n == strlen("kafka") && strncmp(key, "kafka", n) == 0)
+        return true;
+    for (size_t i = 0; i < conf->value_count; i++) {
+        const char *name = conf->values[i].entry->name;
+        if (strncmp(name, key, n) == 0 && (name[n] == '.' || name[n] == '\0'))
+            return true;
+    }
+    return false;
+}
+
+/* Text form of a JSON scalar (arrays of scalars join with ','); -1 if not representable. */
+static int scalar_text(json_t *value, char *out, size_t out_size)
+{
+    switch (json_typeof(value)) {
+    case JSON_STRING:
+        snprintf(out, out_size, "%s", json_string_value(value));
+        return json_string_length(value) < out_size ? 0 : -1;
+    case JSON_INTEGER:
+        snprintf(out, out_size, "%" JSON_INTEGER_FORMAT, json_integer_value(value));
+        return 0;
+    case JSON_REAL:
+        snprintf(out, out_size, "%.17g", json_real_value(value));
+        return 0;
+    case JSON_TRUE:
+        snprintf(out, out_size, "true");
+        return 0;
+    case JSON_FALSE:
+        snprintf(out, out_size, "false");
+        return 0;
+    case JSON_ARRAY: {
+        size_t len = 0, i;
+        json_t *item;
+        out[0] = '\0';
+        json_array_foreach(value, i, item)
+        {
+            char part[CONF_MAX_VALUE + 1];
+            if (json_is_array(item) || json_is_object(item) ||
+                scalar_text(item, part, sizeof(part)) != 0)
+                return -1;
+            int n = snprintf(out + len, out_size - len, "%s%s", i ? "," : "", part);
+            if (n < 0 || (size_t)n >= out_size - len)
+                return -1;
+            len += (size_t)n;
+        }
+        return 0;
+    }
+    case JSON_NULL:
+    case JSON_OBJECT:
+        return -1;
+    }
+    return -1;
+}
+
+static nudgel_err_t apply_object(nudgel_conf_t *conf, json_t *obj, const char *prefix, int depth,
+                                 const char *path, char *errstr, size_t errstr_size)
+{
+    const char *name;
+    json_t *value;
+    if (depth > CONF_MAX_DEPTH) {
+        snprintf(errstr, errstr_size, "%s: %s: nested deeper than %d levels", path, prefix,
+                 CONF_MAX_DEPTH);
+        return NUDGEL_ERR_CONFIG;
+    }
+    json_object_foreach(obj, name, value)
+    {
+        char key[256];
+        int n = snprintf(key, sizeof(key), "%s%s%s", prefix, *prefix ? "." : "", name);
+        if (n < 0 || (size_t)n >= sizeof(key)) {
+            snprintf(errstr, errstr_size, "%s: key \"%.64s...\" is too long", path, key);
+            return NUDGEL_ERR_CONFIG;
+        }
+        if (json_is_object(value)) {
+            nudgel_err_t err =
+                apply_object(conf, value, key, depth + 1, path, errstr, errstr_size);
+            if (err != NUDGEL_OK)
+                return err;
+            continue;
+        }
+        if (json_is_null(value))
+            continue; /* null keeps the default */
+        if (!section_is_ours(conf, key)) {
+            nudgel_log_debug("config %s: key %s belongs to another program; ignored", path, key);
+            continue;
+        }
+        char text[CONF_MAX_VALUE + 1];
+        if (scalar_text(value, text, sizeof(text)) != 0) {
+            snprintf(errstr, errstr_size, "%s: %s: expected a string, number or boolean", path,
+                     key);
+            return NUDGEL_ERR_CONFIG;
+        }
+        char inner[512];
+        nudgel_err_t err =
+            nudgel_conf_set(conf, key, text, NUDGEL_CONF_FROM_FILE, inner, sizeof(inner));
+        if (err != NUDGEL_OK) {
+            snprintf(errstr, errstr_size, "%s: %s", path, inner);
+            return err;
+        }
+    }
+    return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_conf_load_file(nudgel_conf_t *conf, const char *path, char *errstr,
+                                   size_t errstr_size)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    nudgel_err_t err;
+    if (!root) {
+        snprintf(errstr, errstr_size, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
+        return NUDGEL_ERR_CONFIG;
+    }
+    if (!json_is_object(root)) {
+        snprintf(errstr, errstr_size, "%s: the configuration must be a JSON object", path);
+        err = NUDGEL_ERR_CONFIG;
+        goto out;
+    }
+    err = apply_object(conf, root, "", 0, path, errstr, errstr_size);
+out:
+    json_decref(root);
+    return err;
+}
+
+void nudgel_conf_env_name(const char *key, char *out, size_t out_size)
+{
+    size_t o = (size_t)snprintf(out, out_size, "NUDGEL_");
+    for (const char *p = key; *p && o + 1 < out_size; p++)
+        out[o++] = (*p == '.' || *p == '-') ? '_' : (char)toupper((unsigned char)*p);
+    out[o < out_size ? o : out_size - 1] = '\0';
+}
+
+nudgel_err_t nudgel_conf_load_env(nudgel_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < conf->value_count; i++) {
+        char env[160];
+        nudgel_conf_env_name(conf->values[i].entry->name, env, sizeof(env));
+        const char *value = getenv(env);
+        if (!value || !*value)
+            continue;
+        char inner[512];
+        nudgel_err_t err = nudgel_conf_set(conf, conf->values[i].entry->name, value,
+                                           NUDGEL_CONF_FROM_ENV, inner, sizeof(inner));
+        if (err != NUDGEL_OK) {
+            snprintf(errstr, errstr_size, "environment %s: %s", env, inner);
+            return err;
+        }
+    }
+    return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_conf_load(nudgel_conf_t *conf, const char *file_path, char *errstr,
+                              size_t errstr_size)
+{
+    const char *path = file_path ? file_path : getenv("NUDGEL_CONFIG");
+    if (path && *path) {
+        nudgel_err_t err = nudgel_conf_load_file(conf, path, errstr, errstr_size);
+        if (err != NUDGEL_OK)
+            return err;
+    }
+    return nudgel_conf_load_env(conf, errstr, errstr_size);
+}
+
+const char *nudgel_conf_get_str(const nudgel_conf_t *conf, const char *key)
+{
+    conf_value_t *v = find_value(conf, key);
+    return v ? v->value : NULL;
+}
+
+long long nudgel_conf_get_int(const nudgel_conf_t *conf, const char *key)
+{
+    const char *s = nudgel_conf_get_str(conf, key);
+    return s ? strtoll(s, NULL, 10) : 0;
+}
+
+bool nudgel_conf_get_bool(const nudgel_conf_t *conf, const char *key)
+{
+    const char *s = nudgel_conf_get_str(conf, key);
+    bool b = false;
+    if (s)
+        parse_bool(s, &b);
+    return b;
+}
+
+nudgel_conf_source_t nudgel_conf_source(const nudgel_conf_t *conf, const char *key)
+{
+    conf_value_t *v = find_value(conf, key);
+    return v ? v->source : NUDGEL_CONF_FROM_DEFAULT;
+}
+
+int nudgel_conf_kafka_foreach(const nudgel_conf_t *conf,
+                              int (*fn)(const char *prop, const char *value, void *opaque),
+                              void *opaque)
+{
+    for (size_t i = 0; i < conf->kafka_count; i++) {
+        int rc = fn(conf->kafka[i].name, conf->kafka[i].value, opaque);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static const char *source_name(nudgel_conf_source_t source)
+{
+    switch (source) {
+    case NUDGEL_CONF_FROM_DEFAULT:
+        return "default";
+    case NUDGEL_CONF_FROM_FILE:
+        return "file";
+    case NUDGEL_CONF_FROM_ENV:
+        return "env";
+    case NUDGEL_CONF_FROM_FLAG:
+        return "flag";
+    }
+    return "default";
+}
+
+/* librdkafka properties whose names say they hold secrets. */
+static bool kafka_prop_sensitive(const char *name)
+{
+    return strstr(name, "password") || strstr(name, "secret") || strstr(name, "sasl.oauthbearer") ||
+           strstr(name, ".key.pem") || strstr(name, "ssl.key");
+}
+
+void nudgel_conf_print(const nudgel_conf_t *conf, FILE *out)
+{
+    fprintf(out, "# %s configuration (default < file < env < flag)\n", conf->program);
+    for (size_t i = 0; i < conf->value_count; i++) {
+        const conf_value_t *v = &conf->values[i];
+        const char *shown = !v->value                                  ? "(unset)"
+                            : (v->entry->flags & NUDGEL_CONF_SENSITIVE) ? "[redacted]"
+                                                                        : v->value;
+        fprintf(out, "%s = %s  # %s\n", v->entry->name, shown, source_name(v->source));
+    }
+    for (size_t i = 0; i < conf->kafka_count; i++)
+        fprintf(out, "kafka.%s = %s  # librdkafka\n", conf->kafka[i].name,
+                kafka_prop_sensitive(conf->kafka[i].name) ? "[redacted]" : conf->kafka[i].value);
+}
+
+static const char *type_name(nudgel_conf_type_t type)
+{
+    switch (type) {
+    case NUDGEL_CONF_STRING:
+        return "string";
+    case NUDGEL_CONF_INT:
+        return "integer";
+    case NUDGEL_CONF_BOOL:
+        return "boolean";
+    case NUDGEL_CONF_ENUM:
+        return "enum";
+    }
+    return "string";
+}
+
+void nudgel_conf_print_doc(const nudgel_conf_t *conf, FILE *out)
+{
+    fprintf(out, "## %s\n\n", conf->program);
+    fprintf(out, "| key | environment | type | default | allowed | description |\n");
+    fprintf(out, "|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < conf->value_count; i++) {
+        const nudgel_conf_entry_t *e = conf->values[i].entry;
+        char env[160], allowed[128] = "";
+        nudgel_conf_env_name(e->name, env, sizeof(env));
+        if (e->type == NUDGEL_CONF_INT)
+            snprintf(allowed, sizeof(allowed), "%lld to %lld", e->min, e->max);
+        else if (e->type == NUDGEL_CONF_ENUM)
+            snprintf(allowed, sizeof(allowed), "%s", e->enum_values);
+        else if (e->type == NUDGEL_CONF_BOOL)
+            snprintf(allowed, sizeof(allowed), "true, false");
+        fprintf(out, "| `%s` | `%s` | %s | %s%s%s | %s | %s%s |\n", e->name, env,
+                type_name(e->type), e->default_value ? "`" : "",
+                e->default_value ? e->default_value : "—", e->default_value ? "`" : "",
+                allowed, (e->flags & NUDGEL_CONF_SENSITIVE) ? "**Sensitive: never printed.** " : "",
+                e->description);
+    }
+    fprintf(out, "\nAny other `kafka.<property>` key is passed to librdkafka as `<property>`.\n\n");
+}

@@ -1,0 +1,149 @@
+/*
+ * kafka.c — librdkafka configuration, logging and partitioning helpers.
+ */
+#define _GNU_SOURCE
+#include "nudgel/kafka.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "nudgel/log.h"
+
+typedef struct kafka_apply {
+    rd_kafka_conf_t *kconf;
+    char *errstr;
+    size_t errstr_size;
+} kafka_apply_t;
+
+static int apply_prop(const char *prop, const char *value, void *opaque)
+{
+    kafka_apply_t *a = opaque;
+    char inner[512];
+    if (rd_kafka_conf_set(a->kconf, prop, value, inner, sizeof(inner)) != RD_KAFKA_CONF_OK) {
+        snprintf(a->errstr, a->errstr_size, "kafka.%s: %s", prop, inner);
+        return -1;
+    }
+    return 0;
+}
+
+/* librdkafka syslog levels (0 emerg .. 7 debug) onto ours. */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    nudgel_log_level_t ours = level <= 3   ? NUDGEL_LOG_ERROR
+                              : level <= 4 ? NUDGEL_LOG_WARN
+                              : level <= 6 ? NUDGEL_LOG_INFO
+                                           : NUDGEL_LOG_DEBUG;
+    NUDGEL_LOG_CTX(ours, NULL, "librdkafka %s %s: %s", rk ? rd_kafka_name(rk) : "", fac, buf);
+}
+
+void nudgel_kafka_conf_set_logger(rd_kafka_conf_t *kconf)
+{
+    rd_kafka_conf_set_log_cb(kconf, log_cb);
+}
+
+rd_kafka_conf_t *nudgel_kafka_conf_new(const nudgel_conf_t *conf, char *errstr,
+                                       size_t errstr_size)
+{
+    rd_kafka_conf_t *kconf = rd_kafka_conf_new();
+    kafka_apply_t apply = {kconf, errstr, errstr_size};
+    const char *bootstrap = nudgel_conf_get_str(conf, "kafka.bootstrap");
+    const char *client_id = nudgel_conf_get_str(conf, "kafka.client_id");
+    if (!bootstrap || !*bootstrap) {
+        snprintf(errstr, errstr_size, "kafka.bootstrap: is not set (NUDGEL_KAFKA_BOOTSTRAP)");
+        goto fail;
+    }
+    if (apply_prop("bootstrap.servers", bootstrap, &apply) ||
+        (client_id && apply_prop("client.id", client_id, &apply)))
+        goto fail;
+    nudgel_kafka_conf_set_logger(kconf);
+    if (nudgel_conf_kafka_foreach(conf, apply_prop, &apply) != 0)
+        goto fail;
+    return kconf;
+fail:
+    rd_kafka_conf_destroy(kconf);
+    return NULL;
+}
+
+nudgel_err_t nudgel_kafka_check_reachable(rd_kafka_t *rk, int timeout_ms, char *errstr,
+                                          size_t errstr_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(errstr, errstr_size, "no Kafka broker answered within %d ms (%s)", timeout_ms,
+                 rd_kafka_err2str(err));
+        return NUDGEL_ERR_KAFKA_UNREACHABLE;
+    }
+    rd_kafka_metadata_destroy(md);
+    return NUDGEL_OK;
+}
+
+int32_t nudgel_kafka_murmur2(const void *key, size_t len)
+{
+    const uint8_t *data = key;
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)len;
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+        uint32_t k = (uint32_t)data[i] | (uint32_t)data[i + 1] << 8 |
+                     (uint32_t)data[i + 2] << 16 | (uint32_t)data[i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    switch (len & 3) {
+    case 3:
+        h ^= (uint32_t)data[i + 2] << 16;
+        /* fall through */
+    case 2:
+        h ^= (uint32_t)data[i + 1] << 8;
+        /* fall through */
+    case 1:
+        h ^= data[i];
+        h *= m;
+        break;
+    default:
+        break;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return (int32_t)h;
+}
+
+int32_t nudgel_kafka_partition_for_key(const void *key, size_t len, int32_t partition_count)
+{
+    uint32_t positive = (uint32_t)nudgel_kafka_murmur2(key, len) & 0x7fffffffu;
+    return partition_count > 0 ? (int32_t)(positive % (uint32_t)partition_count) : -1;
+}
+
+nudgel_err_t nudgel_kafka_err(rd_kafka_resp_err_t err)
+{
+    /* (int): librdkafka's enum has hundreds of codes; the rest are retriable. */
+    switch ((int)err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return NUDGEL_OK;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return NUDGEL_ERR_QUEUE_FULL;
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+        return NUDGEL_ERR_TIMED_OUT;
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+        return NUDGEL_ERR_KAFKA_UNREACHABLE;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return NUDGEL_ERR_TOO_LARGE;
+    case RD_KAFKA_RESP_ERR__FATAL:
+    case RD_KAFKA_RESP_ERR__FENCED:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        return NUDGEL_ERR_KAFKA_FATAL;
+    default:
+        return NUDGEL_ERR_KAFKA;
+    }
+}
