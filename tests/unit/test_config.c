@@ -1,0 +1,227 @@
+/*
+ * test_config.c — the config table: defaults, types and ranges, JSON files
+ * (flat and nested), environment overrides, precedence, librdkafka
+ * pass-through, errors naming the key, and secrets never printed.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nudgel/config.h"
+
+static const nudgel_conf_entry_t test_table[] = {
+    {"worker.max_in_flight", NUDGEL_CONF_INT, "1000", 1, 100000, NULL, 0, "In-flight cap."},
+    {"worker.dry_run", NUDGEL_CONF_BOOL, "false", 0, 0, NULL, 0, "Do nothing."},
+    {"worker.mode", NUDGEL_CONF_ENUM, "fast", 0, 0, "fast|safe", 0, "Mode."},
+    {"worker.api_key", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, NUDGEL_CONF_SENSITIVE, "Secret."},
+    {NULL, NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0, NULL},
+};
+static const nudgel_conf_entry_t *const tables[] = {nudgel_conf_common, test_table, NULL};
+
+static char *write_temp(const char *name, const char *content)
+{
+    char *path;
+    if (asprintf(&path, "%s/%s", NUDGEL_TEST_TMPDIR, name) < 0)
+        return NULL;
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(content, f);
+    fclose(f);
+    return path;
+}
+
+static int clear_env(void **state)
+{
+    (void)state;
+    unsetenv("NUDGEL_WORKER_MAX_IN_FLIGHT");
+    unsetenv("NUDGEL_KAFKA_BOOTSTRAP");
+    unsetenv("NUDGEL_PG_DSN");
+    unsetenv("NUDGEL_CONFIG");
+    unsetenv("NUDGEL_WORKER_MODE");
+    return 0;
+}
+
+static void test_defaults_and_types(void **state)
+{
+    (void)state;
+    nudgel_conf_t *conf = nudgel_conf_new("test", tables);
+    char errstr[256];
+    assert_int_equal(nudgel_conf_get_int(conf, "worker.max_in_flight"), 1000);
+    assert_false(nudgel_conf_get_bool(conf, "worker.dry_run"));
+    assert_string_equal(nudgel_conf_get_str(conf, "log.level"), "info");
+    assert_null(nudgel_conf_get_str(conf, "pg.dsn"));
+    assert_int_equal(nudgel_conf_source(conf, "worker.mode"), NUDGEL_CONF_FROM_DEFAULT);
+
+    static const struct {
+        const char *key, *value;
+        nudgel_err_t expected;
+        const char *mentions;
+    } sets[] = {
+        {"worker.max_in_flight", "5000", NUDGEL_OK, NULL},
+        {"worker.max_in_flight", "0", NUDGEL_ERR_CONFIG, "out of range"},
+        {"worker.max_in_flight", "100001", NUDGEL_ERR_CONFIG, "out of range"},
+        {"worker.max_in_flight", "12abc", NUDGEL_ERR_CONFIG, "expected an integer"},
+        {"worker.max_in_flight", "", NUDGEL_ERR_CONFIG, "expected an integer"},
+        {"worker.dry_run", "yes", NUDGEL_OK, NULL},
+        {"worker.dry_run", "maybe", NUDGEL_ERR_CONFIG, "true or false"},
+        {"worker.mode", "safe", NUDGEL_OK, NULL},
+        {"worker.mode", "reckless", NUDGEL_ERR_CONFIG, "fast|safe"},
+        {"log.level", "verbose", NUDGEL_ERR_CONFIG, "debug|info|warn|error"},
+        {"worker.unknown", "1", NUDGEL_ERR_CONFIG, "unknown configuration key"},
+        {"kafka.linger.ms", "7", NUDGEL_OK, NULL},
+    };
+    for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+        errstr[0] = '\0';
+        nudgel_err_t err = nudgel_conf_set(conf, sets[i].key, sets[i].value,
+                                           NUDGEL_CONF_FROM_FLAG, errstr, sizeof(errstr));
+        if (err != sets[i].expected)
+            fail_msg("set %s=%s: %s", sets[i].key, sets[i].value, errstr);
+        if (sets[i].mentions) {
+            /* The error names the key and says what is wrong. */
+            assert_non_null(strstr(errstr, sets[i].key));
+            assert_non_null(strstr(errstr, sets[i].mentions));
+        }
+    }
+    assert_int_equal(nudgel_conf_get_int(conf, "worker.max_in_flight"), 5000);
+    assert_true(nudgel_conf_get_bool(conf, "worker.dry_run"));
+    assert_string_equal(nudgel_conf_get_str(conf, "worker.mode"), "safe");
+    nudgel_conf_destroy(conf);
+}
+
+static int collect_prop(const char *prop, const char *value, void *opaque)
+{
+    char *out = opaque;
+    strcat(out, prop);
+    strcat(out, "=");
+    strcat(out, value);
+    strcat(out, ";");
+    return 0;
+}
+
+static void test_file_nested_and_flat(void **state)
+{
+    (void)state;
+    char *path = write_temp("nested.json",
+                            "{\"kafka\": {\"bootstrap\": \"10.0.0.1:9092\", \"linger.ms\": 20,\n"
+                            "            \"enable.idempotence\": true},\n"
+                            " \"worker.mode\": \"safe\",\n"
+                            " \"worker\": {\"max_in_flight\": 42},\n"
+                            " \"webhooks\": {\"anything\": [1, 2]},\n"
+                            " \"log\": {\"level\": null}}");
+    nudgel_conf_t *conf = nudgel_conf_new("test", tables);
+    char errstr[256], props[256] = "";
+    assert_int_equal(nudgel_conf_load_file(conf, path, errstr, sizeof(errstr)), NUDGEL_OK);
+    assert_string_equal(nudgel_conf_get_str(conf, "kafka.bootstrap"), "10.0.0.1:9092");
+    assert_int_equal(nudgel_conf_get_int(conf, "worker.max_in_flight"), 42);
+    assert_string_equal(nudgel_conf_get_str(conf, "worker.mode"), "safe");
+    assert_string_equal(nudgel_conf_get_str(conf, "log.level"), "info"); /* null keeps default */
+    assert_int_equal(nudgel_conf_source(conf, "worker.mode"), NUDGEL_CONF_FROM_FILE);
+    nudgel_conf_kafka_foreach(conf, collect_prop, props);
+    assert_string_equal(props, "linger.ms=20;enable.idempotence=true;");
+    nudgel_conf_destroy(conf);
+    free(path);
+}
+
+static void test_file_errors_name_key(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *content, *mentions;
+    } bad[] = {
+        {"{\"worker\": {\"max_in_flight\": \"lots\"}}", "worker.max_in_flight: expected an integer"},
+        {"{\"worker\": {\"max_in_flight\": 0}}", "worker.max_in_flight: 0 is out of range"},
+        {"{\"worker\": {\"mdoe\": \"safe\"}}", "worker.mdoe: unknown configuration key"},
+        {"{\"worker\": {\"mode\": {\"x\": {\"y\": 1}}}}", "worker.mode.x.y"},
+        {"{\"log\": {\"level\": [\"info\", {}]}}", "log.level: expected a string"},
+        {"{\"worker\": {\"mode\": \"safe\",}}", ":1:"},
+        {"[1, 2]", "must be a JSON object"},
+        {"{\"worker.mode\": \"safe\", \"worker.mode\": \"fast\"}", "duplicate"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *path = write_temp("bad.json", bad[i].content);
+        nudgel_conf_t *conf = nudgel_conf_new("test", tables);
+        char errstr[512] = "";
+        assert_int_equal(nudgel_conf_load_file(conf, path, errstr, sizeof(errstr)),
+                         NUDGEL_ERR_CONFIG);
+        if (!strstr(errstr, bad[i].mentions) || !strstr(errstr, "bad.json"))
+            fail_msg("case %zu: \"%s\" does not mention \"%s\" and the file", i, errstr,
+                     bad[i].mentions);
+        nudgel_conf_destroy(conf);
+        free(path);
+    }
+}
+
+static void test_precedence_file_env_flag(void **state)
+{
+    (void)state;
+    char *path = write_temp("prec.json", "{\"worker\": {\"max_in_flight\": 10, \"mode\": \"safe\"},"
+                                         " \"kafka\": {\"bootstrap\": \"file:1\"}}");
+    setenv("NUDGEL_CONFIG", path, 1);
+    setenv("NUDGEL_WORKER_MAX_IN_FLIGHT", "20", 1);
+    setenv("NUDGEL_KAFKA_BOOTSTRAP", "env:2", 1);
+    nudgel_conf_t *conf = nudgel_conf_new("test", tables);
+    char errstr[256];
+    assert_int_equal(nudgel_conf_load(conf, NULL, errstr, sizeof(errstr)), NUDGEL_OK);
+    assert_int_equal(nudgel_conf_get_int(conf, "worker.max_in_flight"), 20);  /* env > file */
+    assert_string_equal(nudgel_conf_get_str(conf, "worker.mode"), "safe");   /* file > default */
+    assert_string_equal(nudgel_conf_get_str(conf, "kafka.bootstrap"), "env:2");
+    assert_int_equal(nudgel_conf_source(conf, "worker.max_in_flight"), NUDGEL_CONF_FROM_ENV);
+    assert_int_equal(nudgel_conf_set(conf, "worker.max_in_flight", "30", NUDGEL_CONF_FROM_FLAG,
+                                     errstr, sizeof(errstr)),
+                     NUDGEL_OK);
+    assert_int_equal(nudgel_conf_get_int(conf, "worker.max_in_flight"), 30); /* flag > env */
+    nudgel_conf_destroy(conf);
+
+    setenv("NUDGEL_WORKER_MODE", "turbo", 1);
+    conf = nudgel_conf_new("test", tables);
+    assert_int_equal(nudgel_conf_load(conf, NULL, errstr, sizeof(errstr)), NUDGEL_ERR_CONFIG);
+    assert_non_null(strstr(errstr, "NUDGEL_WORKER_MODE"));
+    nudgel_conf_destroy(conf);
+    free(path);
+}
+
+static void test_secrets_redacted(void **state)
+{
+    (void)state;
+    nudgel_conf_t *conf = nudgel_conf_new("test", tables);
+    char errstr[256], *text = NULL;
+    size_t size = 0;
+    assert_int_equal(nudgel_conf_set(conf, "pg.dsn", "postgresql://u:hunter2@db/x",
+                                     NUDGEL_CONF_FROM_ENV, errstr, sizeof(errstr)),
+                     NUDGEL_OK);
+    assert_int_equal(nudgel_conf_set(conf, "worker.api_key", "sk_live_123", NUDGEL_CONF_FROM_FILE,
+                                     errstr, sizeof(errstr)),
+                     NUDGEL_OK);
+    assert_int_equal(nudgel_conf_set(conf, "kafka.sasl.password", "pw-42", NUDGEL_CONF_FROM_FILE,
+                                     errstr, sizeof(errstr)),
+                     NUDGEL_OK);
+    FILE *out = open_memstream(&text, &size);
+    nudgel_conf_print(conf, out);
+    nudgel_conf_print_doc(conf, out);
+    fclose(out);
+    assert_null(strstr(text, "hunter2"));
+    assert_null(strstr(text, "sk_live_123"));
+    assert_null(strstr(text, "pw-42"));
+    assert_non_null(strstr(text, "pg.dsn = [redacted]"));
+    assert_non_null(strstr(text, "| `worker.max_in_flight` | `NUDGEL_WORKER_MAX_IN_FLIGHT` |"));
+    free(text);
+    nudgel_conf_destroy(conf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_defaults_and_types, clear_env),
+        cmocka_unit_test_setup(test_file_nested_and_flat, clear_env),
+        cmocka_unit_test_setup(test_file_errors_name_key, clear_env),
+        cmocka_unit_test_setup(test_precedence_file_env_flag, clear_env),
+        cmocka_unit_test_setup(test_secrets_redacted, clear_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
