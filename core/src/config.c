@@ -14,9 +14,9 @@
 
 #include "nudgel/log.h"
 
-#define CONF_MAX_VALUE   4096 /* hard cap of one value's text */
-#define CONF_MAX_KAFKA   256  /* hard cap of pass-through properties */
-#define CONF_MAX_DEPTH   8    /* nesting of a config file */
+#define CONF_MAX_VALUE    4096 /* hard cap of one value's text */
+#define CONF_MAX_KAFKA    256  /* hard cap of pass-through properties */
+#define CONF_MAX_DEPTH    8    /* nesting of a config file */
 #define CONF_KAFKA_PREFIX "kafka."
 
 const nudgel_conf_entry_t nudgel_conf_common[] = {
@@ -147,8 +147,7 @@ static nudgel_err_t check_value(const nudgel_conf_entry_t *e, const char *value,
         errno = 0;
         long long v = strtoll(value, &end, 10);
         if (errno || end == value || *end != '\0') {
-            snprintf(errstr, errstr_size, "%s: expected an integer, got \"%.64s\"", e->name,
-                     value);
+            snprintf(errstr, errstr_size, "%s: expected an integer, got \"%.64s\"", e->name, value);
             return NUDGEL_ERR_CONFIG;
         }
         if (v < e->min || v > e->max) {
@@ -222,8 +221,7 @@ nudgel_err_t nudgel_conf_set(nudgel_conf_t *conf, const char *key, const char *v
         size_t plen = strlen(CONF_KAFKA_PREFIX);
         if (strncmp(key, CONF_KAFKA_PREFIX, plen) == 0 && key[plen])
             return set_kafka_prop(conf, key + plen, value, errstr, errstr_size);
-        snprintf(errstr, errstr_size, "%s: unknown configuration key for %s", key,
-                 conf->program);
+        snprintf(errstr, errstr_size, "%s: unknown configuration key for %s", key, conf->program);
         return NUDGEL_ERR_CONFIG;
     }
     nudgel_err_t err = check_value(v->entry, value, errstr, errstr_size);
@@ -315,8 +313,7 @@ static nudgel_err_t apply_object(nudgel_conf_t *conf, json_t *obj, const char *p
             return NUDGEL_ERR_CONFIG;
         }
         if (json_is_object(value)) {
-            nudgel_err_t err =
-                apply_object(conf, value, key, depth + 1, path, errstr, errstr_size);
+            nudgel_err_t err = apply_object(conf, value, key, depth + 1, path, errstr, errstr_size);
             if (err != NUDGEL_OK)
                 return err;
             continue;
@@ -470,7 +467,7 @@ void nudgel_conf_print(const nudgel_conf_t *conf, FILE *out)
     fprintf(out, "# %s configuration (default < file < env < flag)\n", conf->program);
     for (size_t i = 0; i < conf->value_count; i++) {
         const conf_value_t *v = &conf->values[i];
-        const char *shown = !v->value                                  ? "(unset)"
+        const char *shown = !v->value                                   ? "(unset)"
                             : (v->entry->flags & NUDGEL_CONF_SENSITIVE) ? "[redacted]"
                                                                         : v->value;
         fprintf(out, "%s = %s  # %s\n", v->entry->name, shown, source_name(v->source));
@@ -512,8 +509,8 @@ void nudgel_conf_print_doc(const nudgel_conf_t *conf, FILE *out)
             snprintf(allowed, sizeof(allowed), "true, false");
         fprintf(out, "| `%s` | `%s` | %s | %s%s%s | %s | %s%s |\n", e->name, env,
                 type_name(e->type), e->default_value ? "`" : "",
-                e->default_value ? e->default_value : "—", e->default_value ? "`" : "",
-                allowed, (e->flags & NUDGEL_CONF_SENSITIVE) ? "**Sensitive: never printed.** " : "",
+                e->default_value ? e->default_value : "—", e->default_value ? "`" : "", allowed,
+                (e->flags & NUDGEL_CONF_SENSITIVE) ? "**Sensitive: never printed.** " : "",
                 e->description);
     }
     fprintf(out, "\nAny other `kafka.<property>` key is passed to librdkafka as `<property>`.\n\n");

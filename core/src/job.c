@@ -95,8 +95,8 @@ static nudgel_err_t load_object(const char *bytes, size_t len, const nudgel_job_
                            "job is %zu bytes; the limit is %zu", len, cap);
     json_t *root = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return field_error(ferr, NUDGEL_ERR_INVALID_JSON, "(json)", "column %d: %s",
-                           jerr.column, jerr.text);
+        return field_error(ferr, NUDGEL_ERR_INVALID_JSON, "(json)", "column %d: %s", jerr.column,
+                           jerr.text);
     if (!json_is_object(root)) {
         json_decref(root);
         return field_error(ferr, NUDGEL_ERR_INVALID_JSON, "(json)", "a job must be a JSON object");
@@ -199,8 +199,7 @@ static nudgel_err_t take_time(json_t *root, const char *field, bool required, in
     return NUDGEL_OK;
 }
 
-static nudgel_err_t take_idempotency_key(json_t *root, const char **out,
-                                         nudgel_field_error_t *ferr)
+static nudgel_err_t take_idempotency_key(json_t *root, const char **out, nudgel_field_error_t *ferr)
 {
     nudgel_err_t err = get_string(root, "idempotency_key", false, out, ferr);
     if (err || !*out)
@@ -275,10 +274,10 @@ nudgel_err_t nudgel_message_job_parse(const char *bytes, size_t len,
                                       const nudgel_job_parse_opts_t *opts,
                                       nudgel_message_job_t *job, nudgel_field_error_t *ferr)
 {
-    static const char *const known[] = {"id",        "tenant_id",       "channel",    "to",
-                                        "country",   "from",            "body",       "template",
-                                        "locale",    "variables",       "idempotency_key",
-                                        "created_at", "expires_at",     "metadata",   NULL};
+    static const char *const known[] = {
+        "id",         "tenant_id", "channel", "to",        "country",         "from",
+        "body",       "template",  "locale",  "variables", "idempotency_key", "created_at",
+        "expires_at", "metadata",  NULL};
     json_t *root = NULL, *doc = NULL, *variables, *metadata;
     const char *tenant, *channel, *to, *country, *from, *body, *template_name, *locale, *ikey;
     char id[NUDGEL_UUID_STR_LEN + 1];
@@ -460,10 +459,9 @@ nudgel_err_t nudgel_webhook_job_parse(const char *bytes, size_t len,
                                       const nudgel_job_parse_opts_t *opts,
                                       nudgel_webhook_job_t *job, nudgel_field_error_t *ferr)
 {
-    static const char *const known[] = {"id",         "tenant_id", "endpoint_id",
-                                        "url",        "event_type", "event_id",
-                                        "payload",    "idempotency_key", "created_at",
-                                        "metadata",   NULL};
+    static const char *const known[] = {"id",         "tenant_id", "endpoint_id", "url",
+                                        "event_type", "event_id",  "payload",     "idempotency_key",
+                                        "created_at", "metadata",  NULL};
     json_t *root = NULL, *doc = NULL, *payload, *metadata;
     const char *tenant, *endpoint_id, *url, *event_type, *event_id, *ikey;
     char id[NUDGEL_UUID_STR_LEN + 1];
@@ -490,8 +488,8 @@ nudgel_err_t nudgel_webhook_job_parse(const char *bytes, size_t len,
         goto out;
     }
     if (endpoint_id && !is_lower_uuid(endpoint_id)) {
-        err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "endpoint_id",
-                          "must be a lower-case UUID");
+        err =
+            field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "endpoint_id", "must be a lower-case UUID");
         goto out;
     }
     if (url && ((strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0) ||

@@ -41,8 +41,7 @@ void nudgel_kafka_conf_set_logger(rd_kafka_conf_t *kconf)
     rd_kafka_conf_set_log_cb(kconf, log_cb);
 }
 
-rd_kafka_conf_t *nudgel_kafka_conf_new(const nudgel_conf_t *conf, char *errstr,
-                                       size_t errstr_size)
+rd_kafka_conf_t *nudgel_kafka_conf_new(const nudgel_conf_t *conf, char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *kconf = rd_kafka_conf_new();
     kafka_apply_t apply = {kconf, errstr, errstr_size};
@@ -85,8 +84,8 @@ int32_t nudgel_kafka_murmur2(const void *key, size_t len)
     uint32_t h = 0x9747b28cu ^ (uint32_t)len;
     size_t i = 0;
     for (; i + 4 <= len; i += 4) {
-        uint32_t k = (uint32_t)data[i] | (uint32_t)data[i + 1] << 8 |
-                     (uint32_t)data[i + 2] << 16 | (uint32_t)data[i + 3] << 24;
+        uint32_t k = (uint32_t)data[i] | (uint32_t)data[i + 1] << 8 | (uint32_t)data[i + 2] << 16 |
+                     (uint32_t)data[i + 3] << 24;
         k *= m;
         k ^= k >> 24;
         k *= m;

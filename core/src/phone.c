@@ -72,8 +72,8 @@ static int compile_pattern(regex_t *re, const char *pcre)
 static void plan_load(void)
 {
     json_error_t jerr;
-    json_t *root = json_loadb((const char *)numbering_plan_data[0], numbering_plan_sizes[0], 0,
-                              &jerr);
+    json_t *root =
+        json_loadb((const char *)numbering_plan_data[0], numbering_plan_sizes[0], 0, &jerr);
     json_t *countries = root ? json_object_get(root, "countries") : NULL;
     const char *iso;
     json_t *c;
@@ -163,8 +163,8 @@ static nudgel_err_t classify(const country_plan_t *p, const char *nsn, const cha
                  input, p->iso);
         return NUDGEL_ERR_INVALID_FIELD;
     } else {
-        snprintf(errstr, errstr_size, "\"%s\" is not a valid %s mobile number (+%s)", input,
-                 p->iso, p->cc);
+        snprintf(errstr, errstr_size, "\"%s\" is not a valid %s mobile number (+%s)", input, p->iso,
+                 p->cc);
         return NUDGEL_ERR_INVALID_FIELD;
     }
     snprintf(out->e164, sizeof(out->e164), "+%s%s", p->cc, nsn);
@@ -262,8 +262,7 @@ nudgel_err_t nudgel_phone_normalise(const char *input, const char *default_count
     size_t len = strlen(intl);
     if (len < 7 || len > 15 || intl[0] == '0') {
         snprintf(errstr, errstr_size,
-                 "\"%.40s\" is not a valid E.164 number (country code then 7 to 15 digits)",
-                 input);
+                 "\"%.40s\" is not a valid E.164 number (country code then 7 to 15 digits)", input);
         return NUDGEL_ERR_INVALID_FIELD;
     }
     const country_plan_t *p = plan_by_cc_prefix(intl);

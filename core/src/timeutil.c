@@ -104,8 +104,8 @@ int nudgel_rfc3339_parse(const char *text, int64_t *unix_ms)
     if (*p != '\0')
         return -1;
     static const int days_in_month[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (mon < 1 || mon > 12 || day < 1 || day > days_in_month[mon - 1] || hour > 23 ||
-        min > 59 || sec > 60)
+    if (mon < 1 || mon > 12 || day < 1 || day > days_in_month[mon - 1] || hour > 23 || min > 59 ||
+        sec > 60)
         return -1;
     int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
     if (mon == 2 && day == 29 && !leap)

@@ -24,8 +24,8 @@
 #include "nudgel/producer.h"
 #include "nudgel/timeutil.h"
 
-#define PROGRAM          "nudgel-enqueue"
-#define MAX_REPORTED     10000 /* problems kept for the JSON summary; all are printed */
+#define PROGRAM           "nudgel-enqueue"
+#define MAX_REPORTED      10000 /* problems kept for the JSON summary; all are printed */
 #define PROGRESS_EVERY_US 200000
 
 static const nudgel_conf_entry_t enqueue_table[] = {
@@ -129,8 +129,8 @@ static void draw_progress(const run_state_t *st, int64_t start_us, off_t done_by
 
 static void print_summary(const run_state_t *st, double secs)
 {
-    fprintf(stderr, "%s: %ld sent, %ld acknowledged, %ld rejected, %ld failed in %.2fs\n",
-            PROGRAM, st->sent, st->acked, st->rejected, st->failed, secs);
+    fprintf(stderr, "%s: %ld sent, %ld acknowledged, %ld rejected, %ld failed in %.2fs\n", PROGRAM,
+            st->sent, st->acked, st->rejected, st->failed, secs);
     if (!st->json_summary)
         return;
     printf("{\"sent\":%ld,\"acknowledged\":%ld,\"rejected\":%ld,\"failed\":%ld,\"seconds\":%.3f,"
@@ -213,8 +213,8 @@ static nudgel_producer_t *make_producer(const nudgel_conf_t *conf, run_state_t *
                                  errstr_size) ||
         nudgel_producer_conf_set(pconf, "client.id", client_id ? client_id : PROGRAM, errstr,
                                  errstr_size) ||
-        (country && nudgel_producer_conf_set(pconf, "default_country", country, errstr,
-                                             errstr_size)) ||
+        (country &&
+         nudgel_producer_conf_set(pconf, "default_country", country, errstr, errstr_size)) ||
         nudgel_producer_conf_set(pconf, "message_timeout_ms",
                                  nudgel_conf_get_str(conf, "producer.message_timeout_ms"), errstr,
                                  errstr_size) ||

@@ -47,9 +47,10 @@ int main(int argc, char **argv)
     }
 
     /* 1. Synchronous: returns once Kafka acknowledged (acks=all). */
-    const char *api_example = "{\"tenant_id\":\"acme\",\"channel\":\"sms\",\"to\":\"+254722000000\","
-                              "\"template\":\"order-confirmation\",\"variables\":{\"name\":\"Ada\","
-                              "\"order_id\":\"AC-1042\"},\"idempotency_key\":\"order-AC-1042\"}";
+    const char *api_example =
+        "{\"tenant_id\":\"acme\",\"channel\":\"sms\",\"to\":\"+254722000000\","
+        "\"template\":\"order-confirmation\",\"variables\":{\"name\":\"Ada\","
+        "\"order_id\":\"AC-1042\"},\"idempotency_key\":\"order-AC-1042\"}";
     nudgel_enqueue_result_t res;
     nudgel_err_t err =
         nudgel_enqueue_message_sync(p, api_example, strlen(api_example), NULL, &res, 15000);
@@ -66,8 +67,8 @@ int main(int argc, char **argv)
      *    number is fine: default_country says how to read it. */
     const char *national = "{\"tenant_id\":\"acme\",\"channel\":\"sms\",\"to\":\"0722 000 001\","
                            "\"body\":\"Your code is 4312\"}";
-    nudgel_enqueue_opts_t opts = {
-        .traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"};
+    nudgel_enqueue_opts_t opts = {.traceparent =
+                                      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"};
     if (nudgel_enqueue_message(p, national, strlen(national), &opts, &res) == NUDGEL_OK)
         outstanding++;
 

@@ -74,9 +74,9 @@ nudgel_producer_conf_t *nudgel_producer_conf_new(void)
 
 static bool contract_property(const char *name)
 {
-    static const char *const fixed[] = {"acks",          "request.required.acks",
-                                        "enable.idempotence", "partitioner",
-                                        "dr_msg_cb",     "dr_cb", NULL};
+    static const char *const fixed[] = {
+        "acks", "request.required.acks", "enable.idempotence", "partitioner", "dr_msg_cb", "dr_cb",
+        NULL};
     for (size_t i = 0; fixed[i]; i++)
         if (strcmp(fixed[i], name) == 0)
             return true;
@@ -204,8 +204,8 @@ nudgel_producer_t *nudgel_producer_new(nudgel_producer_conf_t *conf, char *errst
         {"partitioner", "murmur2_random"},
     };
     for (size_t i = 0; i < sizeof(contract) / sizeof(contract[0]); i++) {
-        if (rd_kafka_conf_set(conf->kconf, contract[i][0], contract[i][1], inner,
-                              sizeof(inner)) != RD_KAFKA_CONF_OK) {
+        if (rd_kafka_conf_set(conf->kconf, contract[i][0], contract[i][1], inner, sizeof(inner)) !=
+            RD_KAFKA_CONF_OK) {
             snprintf(errstr, errstr_size, "%s: %s", contract[i][0], inner);
             goto fail;
         }
@@ -260,8 +260,8 @@ static bool traceparent_valid(const char *tp)
     if (strlen(tp) != sizeof(shape) - 1)
         return false;
     for (size_t i = 0; shape[i]; i++) {
-        if (shape[i] == '-' ? tp[i] != '-' : !isxdigit((unsigned char)tp[i]) ||
-                                                  isupper((unsigned char)tp[i]))
+        if (shape[i] == '-' ? tp[i] != '-'
+                            : !isxdigit((unsigned char)tp[i]) || isupper((unsigned char)tp[i]))
             return false;
     }
     return true;

@@ -35,9 +35,9 @@ static void test_message_round_trip(void **state)
         nudgel_message_job_t a, b;
         nudgel_field_error_t ferr;
         size_t len_a, len_b;
-        assert_int_equal(nudgel_message_job_parse(message_jobs[i], strlen(message_jobs[i]),
-                                                  &produce, &a, &ferr),
-                         NUDGEL_OK);
+        assert_int_equal(
+            nudgel_message_job_parse(message_jobs[i], strlen(message_jobs[i]), &produce, &a, &ferr),
+            NUDGEL_OK);
         char *bytes_a = nudgel_message_job_encode(&a, &len_a);
         assert_non_null(bytes_a);
         assert_int_equal(nudgel_message_job_parse(bytes_a, len_a, &consume, &b, &ferr), NUDGEL_OK);
@@ -65,9 +65,9 @@ static void test_message_normalises_to_and_keeps_fields(void **state)
         .fill_defaults = true, .normalise_to = true, .now_ms = 1764378000123};
     nudgel_message_job_t job;
     nudgel_field_error_t ferr;
-    assert_int_equal(nudgel_message_job_parse(message_jobs[1], strlen(message_jobs[1]), &opts,
-                                              &job, &ferr),
-                     NUDGEL_OK);
+    assert_int_equal(
+        nudgel_message_job_parse(message_jobs[1], strlen(message_jobs[1]), &opts, &job, &ferr),
+        NUDGEL_OK);
     assert_string_equal(job.to, "+2348031234567");
     assert_string_equal(job.phone.country, "NG");
     assert_string_equal(job.phone.operator_name, "MTN");

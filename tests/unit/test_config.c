@@ -78,8 +78,8 @@ static void test_defaults_and_types(void **state)
     };
     for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
         errstr[0] = '\0';
-        nudgel_err_t err = nudgel_conf_set(conf, sets[i].key, sets[i].value,
-                                           NUDGEL_CONF_FROM_FLAG, errstr, sizeof(errstr));
+        nudgel_err_t err = nudgel_conf_set(conf, sets[i].key, sets[i].value, NUDGEL_CONF_FROM_FLAG,
+                                           errstr, sizeof(errstr));
         if (err != sets[i].expected)
             fail_msg("set %s=%s: %s", sets[i].key, sets[i].value, errstr);
         if (sets[i].mentions) {
@@ -134,7 +134,8 @@ static void test_file_errors_name_key(void **state)
     static const struct {
         const char *content, *mentions;
     } bad[] = {
-        {"{\"worker\": {\"max_in_flight\": \"lots\"}}", "worker.max_in_flight: expected an integer"},
+        {"{\"worker\": {\"max_in_flight\": \"lots\"}}",
+         "worker.max_in_flight: expected an integer"},
         {"{\"worker\": {\"max_in_flight\": 0}}", "worker.max_in_flight: 0 is out of range"},
         {"{\"worker\": {\"mdoe\": \"safe\"}}", "worker.mdoe: unknown configuration key"},
         {"{\"worker\": {\"mode\": {\"x\": {\"y\": 1}}}}", "worker.mode.x.y"},
@@ -168,7 +169,7 @@ static void test_precedence_file_env_flag(void **state)
     nudgel_conf_t *conf = nudgel_conf_new("test", tables);
     char errstr[256];
     assert_int_equal(nudgel_conf_load(conf, NULL, errstr, sizeof(errstr)), NUDGEL_OK);
-    assert_int_equal(nudgel_conf_get_int(conf, "worker.max_in_flight"), 20);  /* env > file */
+    assert_int_equal(nudgel_conf_get_int(conf, "worker.max_in_flight"), 20); /* env > file */
     assert_string_equal(nudgel_conf_get_str(conf, "worker.mode"), "safe");   /* file > default */
     assert_string_equal(nudgel_conf_get_str(conf, "kafka.bootstrap"), "env:2");
     assert_int_equal(nudgel_conf_source(conf, "worker.max_in_flight"), NUDGEL_CONF_FROM_ENV);

@@ -19,14 +19,16 @@ typedef struct job_case {
     const char *field; /* expected field at fault; NULL for good jobs */
 } job_case_t;
 
-#define T "\"tenant_id\":\"acme\",\"channel\":\"sms\","
+#define T  "\"tenant_id\":\"acme\",\"channel\":\"sms\","
 #define ID "\"id\":\"01937c9e-8f2a-7b3c-9d4e-5f6a7b8c9d0e\","
 
 static const job_case_t message_cases[] = {
     /* good */
     {"e164 body", "{" T "\"to\":\"+254722000000\",\"body\":\"hi\"}", NUDGEL_OK, NULL},
-    {"api example", "{" T "\"to\":\"+254722000000\",\"template\":\"order-confirmation\","
-                    "\"variables\":{\"name\":\"Ada\",\"order_id\":\"AC-1042\"}}", NUDGEL_OK, NULL},
+    {"api example",
+     "{" T "\"to\":\"+254722000000\",\"template\":\"order-confirmation\","
+     "\"variables\":{\"name\":\"Ada\",\"order_id\":\"AC-1042\"}}",
+     NUDGEL_OK, NULL},
     {"national with default KE", "{" T "\"to\":\"0722 000 000\",\"body\":\"hi\"}", NUDGEL_OK, NULL},
     {"national with NG hint", "{" T "\"to\":\"0803 123 4567\",\"country\":\"NG\",\"body\":\"x\"}",
      NUDGEL_OK, NULL},
@@ -38,7 +40,8 @@ static const job_case_t message_cases[] = {
     {"numeric sender", "{" T "\"to\":\"+254722000000\",\"from\":\"22384\",\"body\":\"x\"}",
      NUDGEL_OK, NULL},
     {"all optional fields",
-     "{" ID T "\"to\":\"+254722000000\",\"from\":\"ACME\",\"template\":\"otp\",\"locale\":\"sw-KE\","
+     "{" ID T
+     "\"to\":\"+254722000000\",\"from\":\"ACME\",\"template\":\"otp\",\"locale\":\"sw-KE\","
      "\"variables\":{\"code\":4312,\"ok\":true},\"idempotency_key\":\"k-1\","
      "\"created_at\":\"2026-11-29T01:00:00Z\",\"expires_at\":\"2026-11-29T05:00:00+03:00\","
      "\"metadata\":{\"order\":{\"id\":7}}}",
@@ -60,37 +63,44 @@ static const job_case_t message_cases[] = {
     /* bad: id */
     {"id not uuid", "{\"id\":\"abc\"," T "\"to\":\"+254722000000\",\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "id"},
-    {"id upper case", "{\"id\":\"01937C9E-8F2A-7B3C-9D4E-5F6A7B8C9D0E\"," T
-                      "\"to\":\"+254722000000\",\"body\":\"x\"}",
+    {"id upper case",
+     "{\"id\":\"01937C9E-8F2A-7B3C-9D4E-5F6A7B8C9D0E\"," T
+     "\"to\":\"+254722000000\",\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "id"},
     {"id number", "{\"id\":42," T "\"to\":\"+254722000000\",\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "id"},
     /* bad: tenant */
     {"missing tenant", "{\"channel\":\"sms\",\"to\":\"+254722000000\",\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "tenant_id"},
-    {"empty tenant", "{\"tenant_id\":\"\",\"channel\":\"sms\",\"to\":\"+254722000000\",\"body\":\"x\"}",
+    {"empty tenant",
+     "{\"tenant_id\":\"\",\"channel\":\"sms\",\"to\":\"+254722000000\",\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "tenant_id"},
-    {"tenant charset", "{\"tenant_id\":\"ac me\",\"channel\":\"sms\",\"to\":\"+254722000000\","
-                       "\"body\":\"x\"}",
+    {"tenant charset",
+     "{\"tenant_id\":\"ac me\",\"channel\":\"sms\",\"to\":\"+254722000000\","
+     "\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "tenant_id"},
-    {"tenant leading dash", "{\"tenant_id\":\"-acme\",\"channel\":\"sms\",\"to\":\"+254722000000\","
-                            "\"body\":\"x\"}",
+    {"tenant leading dash",
+     "{\"tenant_id\":\"-acme\",\"channel\":\"sms\",\"to\":\"+254722000000\","
+     "\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "tenant_id"},
     {"tenant too long",
      "{\"tenant_id\":\"a0123456789012345678901234567890123456789012345678901234567890123\","
      "\"channel\":\"sms\",\"to\":\"+254722000000\",\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "tenant_id"},
-    {"tenant number", "{\"tenant_id\":7,\"channel\":\"sms\",\"to\":\"+254722000000\",\"body\":\"x\"}",
+    {"tenant number",
+     "{\"tenant_id\":7,\"channel\":\"sms\",\"to\":\"+254722000000\",\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "tenant_id"},
     /* bad: channel */
     {"missing channel", "{\"tenant_id\":\"acme\",\"to\":\"+254722000000\",\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "channel"},
-    {"whatsapp channel", "{\"tenant_id\":\"acme\",\"channel\":\"whatsapp\",\"to\":\"+254722000000\","
-                         "\"body\":\"x\"}",
+    {"whatsapp channel",
+     "{\"tenant_id\":\"acme\",\"channel\":\"whatsapp\",\"to\":\"+254722000000\","
+     "\"body\":\"x\"}",
      NUDGEL_ERR_INVALID_FIELD, "channel"},
     /* bad: to */
     {"missing to", "{" T "\"body\":\"x\"}", NUDGEL_ERR_INVALID_FIELD, "to"},
-    {"to letters", "{" T "\"to\":\"+2547OO000000\",\"body\":\"x\"}", NUDGEL_ERR_INVALID_FIELD, "to"},
+    {"to letters", "{" T "\"to\":\"+2547OO000000\",\"body\":\"x\"}", NUDGEL_ERR_INVALID_FIELD,
+     "to"},
     {"to KE too short", "{" T "\"to\":\"+25472200000\",\"body\":\"x\"}", NUDGEL_ERR_INVALID_FIELD,
      "to"},
     {"to KE fixed line", "{" T "\"to\":\"+254202012345\",\"body\":\"x\"}", NUDGEL_ERR_INVALID_FIELD,
@@ -112,38 +122,48 @@ static const job_case_t message_cases[] = {
     /* bad: body and template */
     {"neither body nor template", "{" T "\"to\":\"+254722000000\"}", NUDGEL_ERR_INVALID_FIELD,
      "body"},
-    {"both body and template", "{" T "\"to\":\"+254722000000\",\"body\":\"x\",\"template\":\"otp\"}",
+    {"both body and template",
+     "{" T "\"to\":\"+254722000000\",\"body\":\"x\",\"template\":\"otp\"}",
      NUDGEL_ERR_INVALID_FIELD, "body"},
-    {"empty body", "{" T "\"to\":\"+254722000000\",\"body\":\"\"}", NUDGEL_ERR_INVALID_FIELD, "body"},
+    {"empty body", "{" T "\"to\":\"+254722000000\",\"body\":\"\"}", NUDGEL_ERR_INVALID_FIELD,
+     "body"},
     {"body not string", "{" T "\"to\":\"+254722000000\",\"body\":{\"text\":\"x\"}}",
      NUDGEL_ERR_INVALID_FIELD, "body"},
     {"template name charset", "{" T "\"to\":\"+254722000000\",\"template\":\"Order Confirm\"}",
      NUDGEL_ERR_INVALID_FIELD, "template"},
-    {"variables without template", "{" T "\"to\":\"+254722000000\",\"body\":\"x\","
-                                   "\"variables\":{\"a\":\"b\"}}",
+    {"variables without template",
+     "{" T "\"to\":\"+254722000000\",\"body\":\"x\","
+     "\"variables\":{\"a\":\"b\"}}",
      NUDGEL_ERR_INVALID_FIELD, "variables"},
-    {"variables not object", "{" T "\"to\":\"+254722000000\",\"template\":\"otp\",\"variables\":[1]}",
+    {"variables not object",
+     "{" T "\"to\":\"+254722000000\",\"template\":\"otp\",\"variables\":[1]}",
      NUDGEL_ERR_INVALID_FIELD, "variables"},
-    {"variable value object", "{" T "\"to\":\"+254722000000\",\"template\":\"otp\","
-                              "\"variables\":{\"name\":{\"first\":\"Ada\"}}}",
+    {"variable value object",
+     "{" T "\"to\":\"+254722000000\",\"template\":\"otp\","
+     "\"variables\":{\"name\":{\"first\":\"Ada\"}}}",
      NUDGEL_ERR_INVALID_FIELD, "variables.name"},
     {"locale without template", "{" T "\"to\":\"+254722000000\",\"body\":\"x\",\"locale\":\"en\"}",
      NUDGEL_ERR_INVALID_FIELD, "locale"},
     /* bad: idempotency, times, metadata */
-    {"empty idempotency key", "{" T "\"to\":\"+254722000000\",\"body\":\"x\",\"idempotency_key\":\"\"}",
+    {"empty idempotency key",
+     "{" T "\"to\":\"+254722000000\",\"body\":\"x\",\"idempotency_key\":\"\"}",
      NUDGEL_ERR_INVALID_FIELD, "idempotency_key"},
-    {"created_at not rfc3339", "{" T "\"to\":\"+254722000000\",\"body\":\"x\","
-                               "\"created_at\":\"29/11/2026\"}",
+    {"created_at not rfc3339",
+     "{" T "\"to\":\"+254722000000\",\"body\":\"x\","
+     "\"created_at\":\"29/11/2026\"}",
      NUDGEL_ERR_INVALID_FIELD, "created_at"},
-    {"created_at no zone", "{" T "\"to\":\"+254722000000\",\"body\":\"x\","
-                           "\"created_at\":\"2026-11-29T01:00:00\"}",
+    {"created_at no zone",
+     "{" T "\"to\":\"+254722000000\",\"body\":\"x\","
+     "\"created_at\":\"2026-11-29T01:00:00\"}",
      NUDGEL_ERR_INVALID_FIELD, "created_at"},
-    {"expires before created", "{" T "\"to\":\"+254722000000\",\"body\":\"x\","
-                               "\"created_at\":\"2026-11-29T01:00:00Z\","
-                               "\"expires_at\":\"2026-11-29T00:59:59Z\"}",
+    {"expires before created",
+     "{" T "\"to\":\"+254722000000\",\"body\":\"x\","
+     "\"created_at\":\"2026-11-29T01:00:00Z\","
+     "\"expires_at\":\"2026-11-29T00:59:59Z\"}",
      NUDGEL_ERR_INVALID_FIELD, "expires_at"},
-    {"expires bad date", "{" T "\"to\":\"+254722000000\",\"body\":\"x\","
-                         "\"expires_at\":\"2026-02-30T00:00:00Z\"}",
+    {"expires bad date",
+     "{" T "\"to\":\"+254722000000\",\"body\":\"x\","
+     "\"expires_at\":\"2026-02-30T00:00:00Z\"}",
      NUDGEL_ERR_INVALID_FIELD, "expires_at"},
     {"metadata not object", "{" T "\"to\":\"+254722000000\",\"body\":\"x\",\"metadata\":\"m\"}",
      NUDGEL_ERR_INVALID_FIELD, "metadata"},
@@ -185,8 +205,9 @@ static void test_too_large(void **state)
 {
     (void)state;
     static char big[70000];
-    int n = snprintf(big, sizeof(big), "{" T "\"to\":\"+254722000000\",\"body\":\"x\",\"metadata\":"
-                                       "{\"pad\":\"");
+    int n = snprintf(big, sizeof(big),
+                     "{" T "\"to\":\"+254722000000\",\"body\":\"x\",\"metadata\":"
+                     "{\"pad\":\"");
     memset(big + n, 'a', 66000);
     strcpy(big + n + 66000, "\"}}");
     nudgel_job_parse_opts_t opts = {.fill_defaults = true};
@@ -240,32 +261,41 @@ static void test_worker_mode_requires_id_and_created_at(void **state)
 }
 
 static const job_case_t webhook_cases[] = {
-    {"endpoint", "{\"tenant_id\":\"acme\",\"endpoint_id\":\"01937c9e-8f2a-7b3c-9d4e-5f6a7b8c9d0e\","
-                 "\"event_type\":\"message.delivered\",\"event_id\":\"evt_1\",\"payload\":{}}",
+    {"endpoint",
+     "{\"tenant_id\":\"acme\",\"endpoint_id\":\"01937c9e-8f2a-7b3c-9d4e-5f6a7b8c9d0e\","
+     "\"event_type\":\"message.delivered\",\"event_id\":\"evt_1\",\"payload\":{}}",
      NUDGEL_OK, NULL},
-    {"url", "{\"tenant_id\":\"acme\",\"url\":\"https://example.com/hook\","
-            "\"event_type\":\"contact.created\",\"event_id\":\"e:1\",\"payload\":{\"a\":1}}",
+    {"url",
+     "{\"tenant_id\":\"acme\",\"url\":\"https://example.com/hook\","
+     "\"event_type\":\"contact.created\",\"event_id\":\"e:1\",\"payload\":{\"a\":1}}",
      NUDGEL_OK, NULL},
-    {"both targets", "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"endpoint_id\":"
-                     "\"01937c9e-8f2a-7b3c-9d4e-5f6a7b8c9d0e\",\"event_type\":\"a.b\","
-                     "\"event_id\":\"e\",\"payload\":{}}",
+    {"both targets",
+     "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"endpoint_id\":"
+     "\"01937c9e-8f2a-7b3c-9d4e-5f6a7b8c9d0e\",\"event_type\":\"a.b\","
+     "\"event_id\":\"e\",\"payload\":{}}",
      NUDGEL_ERR_INVALID_FIELD, "endpoint_id"},
-    {"no target", "{\"tenant_id\":\"acme\",\"event_type\":\"a.b\",\"event_id\":\"e\",\"payload\":{}}",
+    {"no target",
+     "{\"tenant_id\":\"acme\",\"event_type\":\"a.b\",\"event_id\":\"e\",\"payload\":{}}",
      NUDGEL_ERR_INVALID_FIELD, "endpoint_id"},
-    {"ftp url", "{\"tenant_id\":\"acme\",\"url\":\"ftp://e.com\",\"event_type\":\"a.b\","
-                "\"event_id\":\"e\",\"payload\":{}}",
+    {"ftp url",
+     "{\"tenant_id\":\"acme\",\"url\":\"ftp://e.com\",\"event_type\":\"a.b\","
+     "\"event_id\":\"e\",\"payload\":{}}",
      NUDGEL_ERR_INVALID_FIELD, "url"},
-    {"event type one word", "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":"
-                            "\"delivered\",\"event_id\":\"e\",\"payload\":{}}",
+    {"event type one word",
+     "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":"
+     "\"delivered\",\"event_id\":\"e\",\"payload\":{}}",
      NUDGEL_ERR_INVALID_FIELD, "event_type"},
-    {"event id spaces", "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":\"a.b\","
-                        "\"event_id\":\"e 1\",\"payload\":{}}",
+    {"event id spaces",
+     "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":\"a.b\","
+     "\"event_id\":\"e 1\",\"payload\":{}}",
      NUDGEL_ERR_INVALID_FIELD, "event_id"},
-    {"payload array", "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":\"a.b\","
-                      "\"event_id\":\"e\",\"payload\":[]}",
+    {"payload array",
+     "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":\"a.b\","
+     "\"event_id\":\"e\",\"payload\":[]}",
      NUDGEL_ERR_INVALID_FIELD, "payload"},
-    {"payload missing", "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":\"a.b\","
-                        "\"event_id\":\"e\"}",
+    {"payload missing",
+     "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":\"a.b\","
+     "\"event_id\":\"e\"}",
      NUDGEL_ERR_INVALID_FIELD, "payload"},
 };
 

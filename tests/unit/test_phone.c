@@ -33,7 +33,7 @@ static const phone_case_t cases[] = {
     {"+254 110 123456", NULL, "+254110123456", "KE", "Safaricom"},
     {"+254 100 123456", NULL, "+254100123456", "KE", "Airtel"},
     {"+254 770 123456", NULL, "+254770123456", "KE", "Telkom"},
-    {"+254 747 123456", NULL, "+254747123456", "KE", "JTL"},      /* 747 beats 74 */
+    {"+254 747 123456", NULL, "+254747123456", "KE", "JTL"}, /* 747 beats 74 */
     {"+254 744 123456", NULL, "+254744123456", "KE", "Homeland Media"},
     {"+254 763 123456", NULL, "+254763123456", "KE", "Finserve"},
     /* Nigeria */
@@ -60,21 +60,21 @@ static const phone_case_t cases[] = {
     {"0044 7700 900123", "KE", "+447700900123", "", NULL},
     /* refused */
     {"", "KE", NULL, NULL, NULL},
-    {"0722 000 00", "KE", NULL, NULL, NULL},         /* too short */
-    {"0722 000 0000", "KE", NULL, NULL, NULL},       /* too long */
-    {"+254 20 2012345", NULL, NULL, NULL, NULL},     /* Nairobi fixed line */
-    {"+254 622 000000", NULL, NULL, NULL, NULL},     /* not mobile */
-    {"+234 803 123 456", NULL, NULL, NULL, NULL},    /* NG one digit short */
-    {"+234 2033 123456", NULL, NULL, NULL, NULL},    /* NG fixed line */
-    {"+256 312 345678", NULL, NULL, NULL, NULL},     /* UG fixed line */
-    {"+256 722 123456", NULL, NULL, NULL, NULL},     /* UG 722 unassigned */
-    {"0722000000", NULL, NULL, NULL, NULL},          /* national without a hint */
-    {"0722000000", "SN", NULL, NULL, NULL},          /* hint outside the plan */
-    {"+254 7OO 000000", NULL, NULL, NULL, NULL},     /* letters */
+    {"0722 000 00", "KE", NULL, NULL, NULL},      /* too short */
+    {"0722 000 0000", "KE", NULL, NULL, NULL},    /* too long */
+    {"+254 20 2012345", NULL, NULL, NULL, NULL},  /* Nairobi fixed line */
+    {"+254 622 000000", NULL, NULL, NULL, NULL},  /* not mobile */
+    {"+234 803 123 456", NULL, NULL, NULL, NULL}, /* NG one digit short */
+    {"+234 2033 123456", NULL, NULL, NULL, NULL}, /* NG fixed line */
+    {"+256 312 345678", NULL, NULL, NULL, NULL},  /* UG fixed line */
+    {"+256 722 123456", NULL, NULL, NULL, NULL},  /* UG 722 unassigned */
+    {"0722000000", NULL, NULL, NULL, NULL},       /* national without a hint */
+    {"0722000000", "SN", NULL, NULL, NULL},       /* hint outside the plan */
+    {"+254 7OO 000000", NULL, NULL, NULL, NULL},  /* letters */
     {"++254722000000", NULL, NULL, NULL, NULL},
-    {"+0 123 4567 890", NULL, NULL, NULL, NULL},     /* no country code 0 */
-    {"+1234", NULL, NULL, NULL, NULL},               /* too short for E.164 */
-    {"+1234567890123456", NULL, NULL, NULL, NULL},   /* 16 digits */
+    {"+0 123 4567 890", NULL, NULL, NULL, NULL},   /* no country code 0 */
+    {"+1234", NULL, NULL, NULL, NULL},             /* too short for E.164 */
+    {"+1234567890123456", NULL, NULL, NULL, NULL}, /* 16 digits */
     {"0722-000-000 ext 5", "KE", NULL, NULL, NULL},
 };
 
@@ -102,8 +102,8 @@ static void test_table(void **state)
         if (strcmp(phone.e164, c->e164) != 0 || strcmp(phone.country, c->country) != 0)
             fail_msg("\"%s\": got %s %s, expected %s %s", c->input, phone.e164, phone.country,
                      c->e164, c->country);
-        if (c->operator_name && (!phone.operator_name ||
-                                 strcmp(phone.operator_name, c->operator_name) != 0))
+        if (c->operator_name &&
+            (!phone.operator_name || strcmp(phone.operator_name, c->operator_name) != 0))
             fail_msg("\"%s\": operator %s, expected %s", c->input,
                      phone.operator_name ? phone.operator_name : "(none)", c->operator_name);
         valid++;

@@ -9,21 +9,21 @@
 
 typedef enum nudgel_err {
     NUDGEL_OK = 0,
-    NUDGEL_ERR_INVALID_ARG,      /* programming error: a NULL or out-of-range argument */
-    NUDGEL_ERR_NO_MEMORY,        /* allocation failed */
-    NUDGEL_ERR_INVALID_JSON,     /* input is not a JSON object */
-    NUDGEL_ERR_INVALID_FIELD,    /* a field is missing, of the wrong type or value */
-    NUDGEL_ERR_TOO_LARGE,        /* input over its hard cap */
-    NUDGEL_ERR_CONFIG,           /* a configuration key or value is wrong */
-    NUDGEL_ERR_IO,               /* reading a file or stream failed */
+    NUDGEL_ERR_INVALID_ARG,       /* programming error: a NULL or out-of-range argument */
+    NUDGEL_ERR_NO_MEMORY,         /* allocation failed */
+    NUDGEL_ERR_INVALID_JSON,      /* input is not a JSON object */
+    NUDGEL_ERR_INVALID_FIELD,     /* a field is missing, of the wrong type or value */
+    NUDGEL_ERR_TOO_LARGE,         /* input over its hard cap */
+    NUDGEL_ERR_CONFIG,            /* a configuration key or value is wrong */
+    NUDGEL_ERR_IO,                /* reading a file or stream failed */
     NUDGEL_ERR_KAFKA_UNREACHABLE, /* no broker answered within the timeout */
-    NUDGEL_ERR_KAFKA,            /* a Kafka error librdkafka calls retriable */
-    NUDGEL_ERR_KAFKA_FATAL,      /* a Kafka error that needs a restart (fencing, auth) */
-    NUDGEL_ERR_QUEUE_FULL,       /* local producer queue full for longer than allowed */
-    NUDGEL_ERR_TIMED_OUT,        /* an operation ran out of time */
-    NUDGEL_ERR_PG_UNREACHABLE,   /* Postgres could not be reached */
-    NUDGEL_ERR_PG,               /* a Postgres statement failed */
-    NUDGEL_ERR_MIGRATION,        /* a schema migration failed or drifted */
+    NUDGEL_ERR_KAFKA,             /* a Kafka error librdkafka calls retriable */
+    NUDGEL_ERR_KAFKA_FATAL,       /* a Kafka error that needs a restart (fencing, auth) */
+    NUDGEL_ERR_QUEUE_FULL,        /* local producer queue full for longer than allowed */
+    NUDGEL_ERR_TIMED_OUT,         /* an operation ran out of time */
+    NUDGEL_ERR_PG_UNREACHABLE,    /* Postgres could not be reached */
+    NUDGEL_ERR_PG,                /* a Postgres statement failed */
+    NUDGEL_ERR_MIGRATION,         /* a schema migration failed or drifted */
 } nudgel_err_t;
 
 typedef enum nudgel_err_class {

@@ -18,8 +18,7 @@
  * kafka.* pass-through properties (which win). @returns a new conf or NULL with
  * "property: problem" in @p errstr.
  */
-rd_kafka_conf_t *nudgel_kafka_conf_new(const nudgel_conf_t *conf, char *errstr,
-                                       size_t errstr_size);
+rd_kafka_conf_t *nudgel_kafka_conf_new(const nudgel_conf_t *conf, char *errstr, size_t errstr_size);
 
 /** @brief Routes librdkafka's log lines through nudgel_log (set on @p kconf). */
 void nudgel_kafka_conf_set_logger(rd_kafka_conf_t *kconf);

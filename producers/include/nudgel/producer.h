@@ -19,8 +19,8 @@
  *
  *     char errstr[512];
  *     nudgel_producer_conf_t *conf = nudgel_producer_conf_new();
- *     nudgel_producer_conf_set(conf, "bootstrap.servers", "127.0.0.1:59092", errstr, sizeof errstr);
- *     nudgel_producer_t *p = nudgel_producer_new(conf, errstr, sizeof errstr);
+ *     nudgel_producer_conf_set(conf, "bootstrap.servers", "127.0.0.1:59092", errstr, sizeof
+ * errstr); nudgel_producer_t *p = nudgel_producer_new(conf, errstr, sizeof errstr);
  *     nudgel_enqueue_result_t res;
  *     nudgel_err_t err = nudgel_enqueue_message_sync(p, json, strlen(json), NULL, &res, 10000);
  *     if (err == NUDGEL_ERR_INVALID_FIELD) printf("%s: %s\n", res.error.field, res.error.reason);

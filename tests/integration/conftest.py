@@ -1,0 +1,126 @@
+"""Shared fixtures for integration tests.
+
+They run against the real Kafka and Postgres of `scripts/stack` (started once
+per test run by `scripts/test`), whose environment gives
+NUDGEL_KAFKA_BOOTSTRAP and NUDGEL_PG_DSN. ctest passes NUDGEL_BUILD_DIR and
+NUDGEL_SOURCE_DIR. Every network address used here is on loopback.
+"""
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+SOURCE_DIR = Path(os.environ.get("NUDGEL_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+BUILD_DIR = Path(os.environ.get("NUDGEL_BUILD_DIR", SOURCE_DIR / "build" / "dev"))
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's Java murmur2 (Utils.murmur2), as a signed 32-bit int."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(data)) & mask
+    n4 = len(data) // 4
+    for i in range(n4):
+        k = int.from_bytes(data[i * 4:i * 4 + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> 24
+        k = (k * m) & mask
+        h = (h * m) & mask
+        h ^= k
+    rest = len(data) & 3
+    tail = data[n4 * 4:]
+    if rest == 3:
+        h ^= tail[2] << 16
+    if rest >= 2:
+        h ^= tail[1] << 8
+    if rest >= 1:
+        h ^= tail[0]
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def java_partition(key: str, partitions: int) -> int:
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def binary(name: str) -> str:
+    for sub in ("producers", "workers/admin", "workers", "tests"):
+        path = BUILD_DIR / sub / name
+        if path.exists():
+            return str(path)
+    raise FileNotFoundError(f"{name} not built under {BUILD_DIR}")
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> str:
+    value = os.environ.get("NUDGEL_KAFKA_BOOTSTRAP")
+    if not value:
+        pytest.fail("NUDGEL_KAFKA_BOOTSTRAP is not set: run through scripts/test or "
+                    "eval \"$(scripts/stack env)\"")
+    return value
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    value = os.environ.get("NUDGEL_PG_DSN")
+    if not value:
+        pytest.fail("NUDGEL_PG_DSN is not set: run through scripts/test")
+    return value
+
+
+@pytest.fixture(scope="session")
+def topics_ready(bootstrap):
+    """Creates the contract topics once (idempotent)."""
+    run = subprocess.run([binary("nudgel-admin"), "topics", "ensure"], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return True
+
+
+@pytest.fixture
+def run_id() -> str:
+    """A short unique prefix so tests never read each other's jobs."""
+    return uuid.uuid4().hex[:8]
+
+
+def kcat_consume(bootstrap: str, topic: str, timeout: int = 120):
+    """Every record of @topic from the beginning, as dicts from kcat -J."""
+    out = subprocess.run(
+        ["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-J", "-q",
+         "-X", "fetch.wait.max.ms=50"],
+        capture_output=True, text=True, timeout=timeout, check=True).stdout
+    records = []
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    return records
+
+
+def headers_of(record) -> dict:
+    raw = record.get("headers") or []
+    if isinstance(raw, dict):
+        return raw
+    return {raw[i]: raw[i + 1] for i in range(0, len(raw) - 1, 2)}
+
+
+def partition_count(bootstrap: str, topic: str) -> int:
+    meta = json.loads(subprocess.run(["kcat", "-L", "-J", "-b", bootstrap, "-t", topic],
+                                     capture_output=True, text=True, check=True,
+                                     timeout=30).stdout)
+    for t in meta["topics"]:
+        if t["topic"] == topic:
+            return len(t["partitions"])
+    raise AssertionError(f"topic {topic} not found")
+
+
+def load_schema(name: str):
+    import jsonschema
+    schema = json.loads((SOURCE_DIR / "schemas" / name).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
