@@ -35,6 +35,10 @@ static const nudgel_conf_entry_t enqueue_table[] = {
      "How long a job may wait for Kafka's acknowledgement before it counts as failed."},
     {"producer.max_job_bytes", NUDGEL_CONF_INT, "65536", 1024, 1048576, NULL, 0,
      "Hard cap of one job's JSON."},
+    {"producer.messages_topic", NUDGEL_CONF_STRING, "nudgel.messages.v1", 0, 0, NULL, 0,
+     "Topic for message jobs; change only for benchmarks or an isolated namespace."},
+    {"producer.webhooks_topic", NUDGEL_CONF_STRING, "nudgel.webhooks.v1", 0, 0, NULL, 0,
+     "Topic for webhook jobs; change only for benchmarks or an isolated namespace."},
     {"enqueue.connect_timeout_ms", NUDGEL_CONF_INT, "10000", 100, 600000, NULL, 0,
      "How long to wait for a broker at start before giving up."},
     {NULL, NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0, NULL},
@@ -217,6 +221,12 @@ static nudgel_producer_t *make_producer(const nudgel_conf_t *conf, run_state_t *
          nudgel_producer_conf_set(pconf, "default_country", country, errstr, errstr_size)) ||
         nudgel_producer_conf_set(pconf, "message_timeout_ms",
                                  nudgel_conf_get_str(conf, "producer.message_timeout_ms"), errstr,
+                                 errstr_size) ||
+        nudgel_producer_conf_set(pconf, "messages_topic",
+                                 nudgel_conf_get_str(conf, "producer.messages_topic"), errstr,
+                                 errstr_size) ||
+        nudgel_producer_conf_set(pconf, "webhooks_topic",
+                                 nudgel_conf_get_str(conf, "producer.webhooks_topic"), errstr,
                                  errstr_size) ||
         nudgel_producer_conf_set(pconf, "max_job_bytes",
                                  nudgel_conf_get_str(conf, "producer.max_job_bytes"), errstr,

@@ -40,6 +40,8 @@ struct nudgel_producer_conf {
     int message_timeout_ms;
     nudgel_delivery_cb_t *cb;
     void *cb_opaque;
+    char messages_topic[250];
+    char webhooks_topic[250];
 };
 
 struct nudgel_producer {
@@ -58,6 +60,8 @@ nudgel_producer_conf_t *nudgel_producer_conf_new(void)
     conf->kconf = rd_kafka_conf_new();
     conf->max_job_bytes = NUDGEL_JOB_MAX_BYTES_DEFAULT;
     conf->message_timeout_ms = 30000;
+    snprintf(conf->messages_topic, sizeof(conf->messages_topic), "%s", NUDGEL_TOPIC_MESSAGES);
+    snprintf(conf->webhooks_topic, sizeof(conf->webhooks_topic), "%s", NUDGEL_TOPIC_WEBHOOKS);
     /* Throughput defaults; callers may override any of these. */
     static const char *const defaults[][2] = {
         {"linger.ms", "5"},
@@ -96,6 +100,20 @@ nudgel_err_t nudgel_producer_conf_set(nudgel_producer_conf_t *conf, const char *
             return NUDGEL_ERR_CONFIG;
         }
         snprintf(conf->default_country, sizeof(conf->default_country), "%s", value);
+        return NUDGEL_OK;
+    }
+    if (strcmp(name, "messages_topic") == 0 || strcmp(name, "webhooks_topic") == 0) {
+        char *dest = name[0] == 'm' ? conf->messages_topic : conf->webhooks_topic;
+        size_t cap = sizeof(conf->messages_topic);
+        if (!*value || strlen(value) >= cap ||
+            strspn(value, "abcdefghijklmnopqrstuvwxyz"
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                          "0123456789._-") != strlen(value)) {
+            snprintf(errstr, errstr_size, "%s: \"%.64s\" is not a valid Kafka topic name", name,
+                     value);
+            return NUDGEL_ERR_CONFIG;
+        }
+        snprintf(dest, cap, "%s", value);
         return NUDGEL_OK;
     }
     if (strcmp(name, "max_job_bytes") == 0 || strcmp(name, "message_timeout_ms") == 0) {
@@ -227,8 +245,8 @@ nudgel_producer_t *nudgel_producer_new(nudgel_producer_conf_t *conf, char *errst
     }
     rd_kafka_conf_destroy(conf->kconf);
     conf->kconf = NULL;
-    p->messages = rd_kafka_topic_new(p->rk, NUDGEL_TOPIC_MESSAGES, NULL);
-    p->webhooks = rd_kafka_topic_new(p->rk, NUDGEL_TOPIC_WEBHOOKS, NULL);
+    p->messages = rd_kafka_topic_new(p->rk, conf->messages_topic, NULL);
+    p->webhooks = rd_kafka_topic_new(p->rk, conf->webhooks_topic, NULL);
     if (!p->messages || !p->webhooks) {
         snprintf(errstr, errstr_size, "cannot create topic handles");
         goto fail;

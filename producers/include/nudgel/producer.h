@@ -71,7 +71,9 @@ nudgel_producer_conf_t *nudgel_producer_conf_new(void);
 /**
  * @brief Sets a property. Ours: "bootstrap.servers", "client.id",
  * "default_country" (ISO alpha-2 hint for national numbers), "max_job_bytes"
- * (default 65536), "message_timeout_ms" (default 30000). Anything else is a
+ * (default 65536), "message_timeout_ms" (default 30000), "messages_topic" and
+ * "webhooks_topic" (the contract's topics by default; override only for
+ * benchmarks or an isolated namespace). Anything else is a
  * librdkafka producer property. acks=all, enable.idempotence=true and
  * partitioner=murmur2_random are fixed by the contract and cannot be changed.
  * @returns NUDGEL_OK or NUDGEL_ERR_CONFIG with "name: problem" in @p errstr.
