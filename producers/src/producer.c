@@ -76,14 +76,21 @@ nudgel_producer_conf_t *nudgel_producer_conf_new(void)
     return conf;
 }
 
-static bool contract_property(const char *name)
+/* Properties the topic contract fixes; setting one to its fixed value is harmless. */
+static bool contract_property(const char *name, const char *value, bool *matches)
 {
-    static const char *const fixed[] = {
-        "acks", "request.required.acks", "enable.idempotence", "partitioner", "dr_msg_cb", "dr_cb",
-        NULL};
-    for (size_t i = 0; fixed[i]; i++)
-        if (strcmp(fixed[i], name) == 0)
+    static const char *const fixed[][3] = {
+        {"acks", "all", "-1"},
+        {"request.required.acks", "all", "-1"},
+        {"enable.idempotence", "true", "1"},
+        {"partitioner", "murmur2_random", "murmur2_random"},
+    };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (strcmp(fixed[i][0], name) == 0) {
+            *matches = strcmp(fixed[i][1], value) == 0 || strcmp(fixed[i][2], value) == 0;
             return true;
+        }
+    }
     return false;
 }
 
@@ -132,7 +139,10 @@ nudgel_err_t nudgel_producer_conf_set(nudgel_producer_conf_t *conf, const char *
             conf->message_timeout_ms = (int)v;
         return NUDGEL_OK;
     }
-    if (contract_property(name)) {
+    bool matches = false;
+    if (contract_property(name, value, &matches)) {
+        if (matches)
+            return NUDGEL_OK;
         snprintf(errstr, errstr_size,
                  "%s: fixed by the topic contract (acks=all, idempotence, murmur2)", name);
         return NUDGEL_ERR_CONFIG;
