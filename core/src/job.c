@@ -1,9 +1,13 @@
 /*
- * job.c — parse, validate and encode message and webhook jobs.
+ * job.c — validate and canonicalise message and webhook jobs.
  *
- * Parsing produces a canonical document (fixed key order, E.164 "to",
- * RFC 3339 UTC timestamps), which is what encoding writes: the bytes on the
- * topic do not depend on how the caller ordered or spaced its JSON.
+ * One validator serves producers and workers. canonicalize() scans the raw
+ * bytes once (jsonscan.c): syntax and UTF-8 first, then each field in a fixed
+ * order, reporting the first field at fault, and writes the canonical bytes
+ * (fixed key order, E.164 "to", UTC millisecond timestamps, compact). parse()
+ * is canonicalize() followed by loading the canonical bytes with jansson, for
+ * code that wants the fields; so the bytes on the topic never depend on how
+ * the caller ordered or spaced its JSON, and parse(encode(job)) is the same job.
  */
 #define _GNU_SOURCE
 #include "nudgel/job.h"
@@ -11,14 +15,18 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "jsonscan.h"
 #include "nudgel/timeutil.h"
 #include "nudgel/uuid.h"
 
 #define METADATA_MAX_PROPERTIES 64
 #define EVENT_ID_MAX            128
 #define URL_MAX                 2048
+#define MAX_FIELDS              16
+#define STACK_SCRATCH           16384
 
 static nudgel_err_t field_error(nudgel_field_error_t *ferr, nudgel_err_t err, const char *field,
                                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -35,6 +43,8 @@ static nudgel_err_t field_error(nudgel_field_error_t *ferr, nudgel_err_t err, co
     va_end(ap);
     return err;
 }
+
+/* ---- value checks shared by both job kinds ---- */
 
 bool nudgel_tenant_id_valid(const char *tenant_id)
 {
@@ -83,80 +93,231 @@ static bool matches_charset(const char *s, size_t min, size_t max, const char *e
     return true;
 }
 
-/* Parses bytes to a JSON object with the common size/JSON checks. */
-static nudgel_err_t load_object(const char *bytes, size_t len, const nudgel_job_parse_opts_t *opts,
-                                json_t **out, nudgel_field_error_t *ferr)
+static bool sender_id_valid(const char *from)
 {
-    size_t cap = opts && opts->max_bytes ? opts->max_bytes : NUDGEL_JOB_MAX_BYTES_DEFAULT;
-    json_error_t jerr;
-    *out = NULL;
-    if (len > cap)
-        return field_error(ferr, NUDGEL_ERR_TOO_LARGE, "(job)",
-                           "job is %zu bytes; the limit is %zu", len, cap);
-    json_t *root = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return field_error(ferr, NUDGEL_ERR_INVALID_JSON, "(json)", "column %d: %s", jerr.column,
-                           jerr.text);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return field_error(ferr, NUDGEL_ERR_INVALID_JSON, "(json)", "a job must be a JSON object");
-    }
-    *out = root;
-    return NUDGEL_OK;
+    const char *digits = from[0] == '+' ? from + 1 : from;
+    bool numeric = *digits != '\0';
+    for (const char *p = digits; *p; p++)
+        numeric = numeric && isdigit((unsigned char)*p);
+    if (numeric)
+        return strlen(digits) >= 3 && strlen(digits) <= 15;
+    return from[0] != '+' && matches_charset(from, 1, 11, " ._-", false);
 }
 
-static nudgel_err_t check_known_fields(json_t *root, const char *const *known,
-                                       nudgel_field_error_t *ferr)
+static bool event_type_valid(const char *s)
 {
-    const char *key;
-    json_t *value;
-    json_object_foreach(root, key, value)
-    {
-        bool found = false;
-        for (size_t i = 0; known[i] && !found; i++)
-            found = strcmp(known[i], key) == 0;
-        if (!found)
-            return field_error(ferr, NUDGEL_ERR_INVALID_FIELD, key, "unknown field");
+    /* ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$ */
+    int dots = 0;
+    bool start = true;
+    size_t len = strlen(s);
+    if (len == 0 || len > 128)
+        return false;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (start) {
+            if (!islower(c))
+                return false;
+            start = false;
+        } else if (c == '.') {
+            dots++;
+            start = true;
+        } else if (!islower(c) && !isdigit(c) && c != '_') {
+            return false;
+        }
     }
-    return NUDGEL_OK;
+    return !start && dots > 0;
 }
 
-/* Fetches an optional string field; wrong type is an error. */
-static nudgel_err_t get_string(json_t *root, const char *field, bool required, const char **out,
-                               nudgel_field_error_t *ferr)
+/* ---- the scan: every top-level member into a slot ---- */
+
+typedef enum field_kind { KIND_STRING, KIND_OBJECT } field_kind_t;
+
+typedef struct field_spec {
+    const char *name;
+    field_kind_t kind;
+} field_spec_t;
+
+typedef struct field_slot {
+    bool present;      /* the key appeared (possibly with null) */
+    int type;          /* jsonscan_type_t of its value */
+    const char *str;   /* KIND_STRING: decoded, NUL-terminated */
+    size_t nested_off; /* KIND_OBJECT: canonical copy in the nested buffer */
+    size_t nested_len;
+    size_t member_count; /* KIND_OBJECT: members at its top level */
+    char bad_member[64]; /* KIND_OBJECT "variables": first member of a non-scalar type */
+} field_slot_t;
+
+typedef struct scan_result {
+    const field_spec_t *specs;
+    field_slot_t slots[MAX_FIELDS];
+    char unknown[64]; /* first unknown key */
+    bool duplicate;
+    char duplicate_key[64];
+    jsonbuf_t nested;
+    char *strings; /* decoded strings, one after another */
+    size_t strings_len;
+} scan_result_t;
+
+static int spec_index(const field_spec_t *specs, const char *key, size_t key_len)
 {
-    json_t *v = json_object_get(root, field);
+    for (int i = 0; specs[i].name; i++)
+        if (strlen(specs[i].name) == key_len && memcmp(specs[i].name, key, key_len) == 0)
+            return i;
+    return -1;
+}
+
+typedef struct member_check {
+    field_slot_t *slot;
+    bool scalars_only;
+} member_check_t;
+
+static int on_member(const char *key, size_t key_len, jsonscan_type_t type, void *opaque)
+{
+    member_check_t *mc = opaque;
+    mc->slot->member_count++;
+    if (mc->scalars_only && !mc->slot->bad_member[0] &&
+        (type == JSONSCAN_OBJECT || type == JSONSCAN_ARRAY || type == JSONSCAN_NULL))
+        snprintf(mc->slot->bad_member, sizeof(mc->slot->bad_member), "%.*s",
+                 (int)(key_len < 50 ? key_len : 50), key);
+    return 0;
+}
+
+/*
+ * Scans the top-level object into slots. Syntax errors return
+ * NUDGEL_ERR_INVALID_JSON at once; field problems are left in the slots for
+ * the validator, which reports them in a fixed order.
+ */
+static nudgel_err_t scan_fields(const char *bytes, size_t len, scan_result_t *r,
+                                nudgel_field_error_t *ferr)
+{
+    jsonscan_t s;
+    jsonbuf_t discard = {NULL, 0, 0, false};
+    size_t n;
+    jsonscan_init(&s, bytes, len);
+    if (jsonscan_peek(&s) != JSONSCAN_OBJECT)
+        return field_error(ferr, NUDGEL_ERR_INVALID_JSON, "(json)",
+                           s.error[0] ? "%s" : "a job must be a JSON object", s.error);
+    s.p++;
+    jsonscan_skip_ws(&s);
+    if (s.p < s.end && *s.p == '}') {
+        s.p++;
+        goto tail;
+    }
+    for (;;) {
+        char *key = r->strings + r->strings_len;
+        if (jsonscan_peek(&s) != JSONSCAN_STRING || jsonscan_string(&s, key, &n) ||
+            jsonscan_expect(&s, ':'))
+            goto syntax;
+        int idx = spec_index(r->specs, key, n);
+        int type = jsonscan_peek(&s);
+        if (type < 0)
+            goto syntax;
+        field_slot_t *slot = idx >= 0 ? &r->slots[idx] : NULL;
+        if (slot && slot->present && !r->duplicate) {
+            r->duplicate = true;
+            snprintf(r->duplicate_key, sizeof(r->duplicate_key), "%.60s", key);
+        }
+        if (!slot && !r->unknown[0])
+            snprintf(r->unknown, sizeof(r->unknown), "%.60s", key);
+        if (slot) {
+            slot->present = true;
+            slot->type = type;
+        }
+        if (slot && type == JSONSCAN_STRING && r->specs[idx].kind == KIND_STRING) {
+            char *value = r->strings + r->strings_len;
+            if (jsonscan_string(&s, value, &n))
+                goto syntax;
+            slot->str = value;
+            r->strings_len += n + 1;
+        } else if (slot && type == JSONSCAN_OBJECT && r->specs[idx].kind == KIND_OBJECT) {
+            member_check_t mc = {slot, strcmp(r->specs[idx].name, "variables") == 0};
+            slot->nested_off = r->nested.len;
+            slot->member_count = 0;
+            if (jsonscan_copy_value(&s, &r->nested, r->strings + r->strings_len, on_member, &mc))
+                goto syntax;
+            slot->nested_len = r->nested.len - slot->nested_off;
+        } else {
+            /* Unknown key or wrong type: check the syntax, keep nothing. */
+            discard.overflow = false;
+            if (jsonscan_copy_value(&s, &discard, r->strings + r->strings_len, NULL, NULL))
+                goto syntax;
+        }
+        jsonscan_skip_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            continue;
+        }
+        if (jsonscan_expect(&s, '}'))
+            goto syntax;
+        break;
+    }
+tail:
+    jsonscan_skip_ws(&s);
+    if (s.p != s.end)
+        return field_error(ferr, NUDGEL_ERR_INVALID_JSON, "(json)",
+                           "unexpected data after the job at byte %zu", jsonscan_column(&s));
+    if (r->duplicate)
+        return field_error(ferr, NUDGEL_ERR_INVALID_JSON, "(json)", "duplicate key \"%s\"",
+                           r->duplicate_key);
+    if (r->unknown[0])
+        return field_error(ferr, NUDGEL_ERR_INVALID_FIELD, r->unknown, "unknown field");
+    return NUDGEL_OK;
+syntax:
+    return field_error(ferr, NUDGEL_ERR_INVALID_JSON, "(json)", "%s",
+                       s.error[0] ? s.error : "malformed JSON");
+}
+
+static const field_slot_t *slot_of(const scan_result_t *r, const char *name)
+{
+    /* Field names are literals of this file: the compiler merges equal literals,
+     * so the pointer test almost always decides; strcmp keeps it correct. */
+    for (int i = 0; r->specs[i].name; i++)
+        if (r->specs[i].name == name)
+            return &r->slots[i];
+    for (int i = 0; r->specs[i].name; i++)
+        if (strcmp(r->specs[i].name, name) == 0)
+            return &r->slots[i];
+    return NULL;
+}
+
+/* An optional (or required) string field; null counts as absent. */
+static nudgel_err_t get_string(const scan_result_t *r, const char *field, bool required,
+                               const char **out, nudgel_field_error_t *ferr)
+{
+    const field_slot_t *slot = slot_of(r, field);
     *out = NULL;
-    if (!v || json_is_null(v)) {
+    if (!slot->present || slot->type == JSONSCAN_NULL) {
         if (required)
             return field_error(ferr, NUDGEL_ERR_INVALID_FIELD, field, "is required");
         return NUDGEL_OK;
     }
-    if (!json_is_string(v))
+    if (slot->type != JSONSCAN_STRING)
         return field_error(ferr, NUDGEL_ERR_INVALID_FIELD, field, "must be a string");
-    *out = json_string_value(v);
+    *out = slot->str;
     return NUDGEL_OK;
 }
 
-static nudgel_err_t get_object(json_t *root, const char *field, json_t **out,
-                               nudgel_field_error_t *ferr)
+static nudgel_err_t get_object(const scan_result_t *r, const char *field, bool required,
+                               const field_slot_t **out, nudgel_field_error_t *ferr)
 {
-    json_t *v = json_object_get(root, field);
+    const field_slot_t *slot = slot_of(r, field);
     *out = NULL;
-    if (!v || json_is_null(v))
+    if (!slot->present || slot->type == JSONSCAN_NULL) {
+        if (required)
+            return field_error(ferr, NUDGEL_ERR_INVALID_FIELD, field, "is required");
         return NUDGEL_OK;
-    if (!json_is_object(v))
+    }
+    if (slot->type != JSONSCAN_OBJECT)
         return field_error(ferr, NUDGEL_ERR_INVALID_FIELD, field, "must be a JSON object");
-    *out = v;
+    *out = slot;
     return NUDGEL_OK;
 }
 
-/* id: a UUID, or a new UUIDv7 when allowed. Writes the lower-case form to @p out. */
-static nudgel_err_t take_id(json_t *root, const nudgel_job_parse_opts_t *opts,
+static nudgel_err_t take_id(const scan_result_t *r, const nudgel_job_parse_opts_t *opts,
                             char out[NUDGEL_UUID_STR_LEN + 1], nudgel_field_error_t *ferr)
 {
     const char *id;
-    nudgel_err_t err = get_string(root, "id", !(opts && opts->fill_defaults), &id, ferr);
+    nudgel_err_t err = get_string(r, "id", !(opts && opts->fill_defaults), &id, ferr);
     if (err)
         return err;
     if (!id) {
@@ -166,13 +327,14 @@ static nudgel_err_t take_id(json_t *root, const nudgel_job_parse_opts_t *opts,
     if (!is_lower_uuid(id))
         return field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "id",
                            "must be a lower-case UUID (8-4-4-4-12 hex)");
-    snprintf(out, NUDGEL_UUID_STR_LEN + 1, "%s", id);
+    memcpy(out, id, NUDGEL_UUID_STR_LEN + 1);
     return NUDGEL_OK;
 }
 
-static nudgel_err_t take_tenant(json_t *root, const char **out, nudgel_field_error_t *ferr)
+static nudgel_err_t take_tenant(const scan_result_t *r, const char **out,
+                                nudgel_field_error_t *ferr)
 {
-    nudgel_err_t err = get_string(root, "tenant_id", true, out, ferr);
+    nudgel_err_t err = get_string(r, "tenant_id", true, out, ferr);
     if (err)
         return err;
     if (!nudgel_tenant_id_valid(*out))
@@ -181,11 +343,11 @@ static nudgel_err_t take_tenant(json_t *root, const char **out, nudgel_field_err
     return NUDGEL_OK;
 }
 
-static nudgel_err_t take_time(json_t *root, const char *field, bool required, int64_t fill_ms,
-                              int64_t *out, nudgel_field_error_t *ferr)
+static nudgel_err_t take_time(const scan_result_t *r, const char *field, bool required,
+                              int64_t fill_ms, int64_t *out, nudgel_field_error_t *ferr)
 {
     const char *text;
-    nudgel_err_t err = get_string(root, field, required && !fill_ms, &text, ferr);
+    nudgel_err_t err = get_string(r, field, required && !fill_ms, &text, ferr);
     *out = 0;
     if (err)
         return err;
@@ -199,9 +361,10 @@ static nudgel_err_t take_time(json_t *root, const char *field, bool required, in
     return NUDGEL_OK;
 }
 
-static nudgel_err_t take_idempotency_key(json_t *root, const char **out, nudgel_field_error_t *ferr)
+static nudgel_err_t take_idempotency_key(const scan_result_t *r, const char **out,
+                                         nudgel_field_error_t *ferr)
 {
-    nudgel_err_t err = get_string(root, "idempotency_key", false, out, ferr);
+    nudgel_err_t err = get_string(r, "idempotency_key", false, out, ferr);
     if (err || !*out)
         return err;
     size_t len = strlen(*out);
@@ -211,96 +374,170 @@ static nudgel_err_t take_idempotency_key(json_t *root, const char **out, nudgel_
     return NUDGEL_OK;
 }
 
-static nudgel_err_t take_metadata(json_t *root, json_t **out, nudgel_field_error_t *ferr)
+static nudgel_err_t take_metadata(const scan_result_t *r, const field_slot_t **out,
+                                  nudgel_field_error_t *ferr)
 {
-    nudgel_err_t err = get_object(root, "metadata", out, ferr);
+    nudgel_err_t err = get_object(r, "metadata", false, out, ferr);
     if (err || !*out)
         return err;
-    if (json_object_size(*out) > METADATA_MAX_PROPERTIES)
+    if ((*out)->member_count > METADATA_MAX_PROPERTIES)
         return field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "metadata",
                            "has more than %d properties", METADATA_MAX_PROPERTIES);
     return NUDGEL_OK;
 }
 
-static int set_string(json_t *doc, const char *key, const char *value)
+/* ---- writing the canonical document ---- */
+
+static void put_key(jsonbuf_t *b, const char *key)
 {
-    return value ? json_object_set_new(doc, key, json_string(value)) : 0;
+    jsonbuf_putc(b, b->len > 1 ? ',' : '{');
+    jsonbuf_putc(b, '"');
+    jsonbuf_put(b, key, strlen(key));
+    jsonbuf_put(b, "\":", 2);
 }
 
-static int set_time(json_t *doc, const char *key, int64_t ms)
+static void put_string_field(jsonbuf_t *b, const char *key, const char *value)
+{
+    if (!value)
+        return;
+    put_key(b, key);
+    jsonbuf_put_string(b, value, strlen(value));
+}
+
+static void put_time_field(jsonbuf_t *b, const char *key, int64_t ms)
 {
     char text[NUDGEL_RFC3339_MAX];
     if (!ms)
-        return 0;
+        return;
     nudgel_rfc3339_format(ms, text);
-    return json_object_set_new(doc, key, json_string(text));
+    put_key(b, key);
+    jsonbuf_putc(b, '"');
+    jsonbuf_put(b, text, strlen(text));
+    jsonbuf_putc(b, '"');
 }
 
-static const char *str_of(json_t *doc, const char *key)
+static void put_object_field(jsonbuf_t *b, const char *key, const scan_result_t *r,
+                             const field_slot_t *slot)
 {
-    return json_string_value(json_object_get(doc, key));
+    if (!slot)
+        return;
+    put_key(b, key);
+    jsonbuf_put(b, r->nested.data + slot->nested_off, slot->nested_len);
+}
+
+/*
+ * Working memory of one canonicalisation: decoded strings and the nested
+ * copies each need at most the input's size; small jobs stay on the stack.
+ */
+typedef struct workspace {
+    char stack[STACK_SCRATCH];
+    char *heap;
+} workspace_t;
+
+static nudgel_err_t workspace_init(workspace_t *ws, scan_result_t *r, size_t len,
+                                   nudgel_field_error_t *ferr)
+{
+    size_t need = 2 * (len + 64);
+    char *mem = ws->stack;
+    ws->heap = NULL;
+    if (need > sizeof(ws->stack)) {
+        if (!(ws->heap = malloc(need)))
+            return field_error(ferr, NUDGEL_ERR_NO_MEMORY, "(job)", "out of memory");
+        mem = ws->heap;
+    }
+    r->strings = mem;
+    r->strings_len = 0;
+    r->nested.data = mem + len + 64;
+    r->nested.len = 0;
+    r->nested.cap = len + 64;
+    r->nested.overflow = false;
+    return NUDGEL_OK;
+}
+
+static nudgel_err_t check_size(const char *bytes, size_t len, const nudgel_job_parse_opts_t *opts,
+                               size_t *cap_out, nudgel_field_error_t *ferr)
+{
+    size_t cap = opts && opts->max_bytes ? opts->max_bytes : NUDGEL_JOB_MAX_BYTES_DEFAULT;
+    *cap_out = cap;
+    if (!bytes)
+        return field_error(ferr, NUDGEL_ERR_INVALID_JSON, "(json)", "no input");
+    if (len > cap)
+        return field_error(ferr, NUDGEL_ERR_TOO_LARGE, "(job)",
+                           "job is %zu bytes; the limit is %zu", len, cap);
+    return NUDGEL_OK;
+}
+
+/* Allocates the output: the input size plus room for what canonicalisation adds. */
+static nudgel_err_t output_init(jsonbuf_t *out, size_t len, nudgel_field_error_t *ferr)
+{
+    out->cap = len + 256;
+    out->len = 0;
+    out->overflow = false;
+    if (!(out->data = malloc(out->cap + 1)))
+        return field_error(ferr, NUDGEL_ERR_NO_MEMORY, "(job)", "out of memory");
+    return NUDGEL_OK;
+}
+
+static nudgel_err_t output_finish(jsonbuf_t *out, size_t cap, nudgel_job_canonical_t *result,
+                                  nudgel_field_error_t *ferr)
+{
+    jsonbuf_putc(out, '}');
+    if (out->overflow || out->len > cap) {
+        free(out->data);
+        out->data = NULL;
+        return field_error(ferr, NUDGEL_ERR_TOO_LARGE, "(job)",
+                           "the canonical job exceeds the limit of %zu bytes", cap);
+    }
+    out->data[out->len] = '\0';
+    result->bytes = out->data;
+    result->len = out->len;
+    out->data = NULL;
+    return NUDGEL_OK;
 }
 
 /* ---- message jobs ---- */
 
-static bool sender_id_valid(const char *from)
-{
-    const char *digits = from[0] == '+' ? from + 1 : from;
-    bool numeric = *digits != '\0';
-    for (const char *p = digits; *p; p++)
-        numeric = numeric && isdigit((unsigned char)*p);
-    if (numeric)
-        return strlen(digits) >= 3 && strlen(digits) <= 15;
-    return from[0] != '+' && matches_charset(from, 1, 11, " ._-", false);
-}
+static const field_spec_t message_fields[] = {
+    {"id", KIND_STRING},         {"tenant_id", KIND_STRING},       {"channel", KIND_STRING},
+    {"to", KIND_STRING},         {"country", KIND_STRING},         {"from", KIND_STRING},
+    {"body", KIND_STRING},       {"template", KIND_STRING},        {"locale", KIND_STRING},
+    {"variables", KIND_OBJECT},  {"idempotency_key", KIND_STRING}, {"created_at", KIND_STRING},
+    {"expires_at", KIND_STRING}, {"metadata", KIND_OBJECT},        {NULL, KIND_STRING},
+};
 
-static nudgel_err_t validate_variables(json_t *variables, nudgel_field_error_t *ferr)
+nudgel_err_t nudgel_message_job_canonicalize(const char *bytes, size_t len,
+                                             const nudgel_job_parse_opts_t *opts,
+                                             nudgel_job_canonical_t *out,
+                                             nudgel_field_error_t *ferr)
 {
-    const char *name;
-    json_t *value;
-    json_object_foreach(variables, name, value)
-    {
-        if (!json_is_string(value) && !json_is_number(value) && !json_is_boolean(value)) {
-            char field[64];
-            snprintf(field, sizeof(field), "variables.%.50s", name);
-            return field_error(ferr, NUDGEL_ERR_INVALID_FIELD, field,
-                               "must be a string, number or boolean");
-        }
-    }
-    return NUDGEL_OK;
-}
-
-nudgel_err_t nudgel_message_job_parse(const char *bytes, size_t len,
-                                      const nudgel_job_parse_opts_t *opts,
-                                      nudgel_message_job_t *job, nudgel_field_error_t *ferr)
-{
-    static const char *const known[] = {
-        "id",         "tenant_id", "channel", "to",        "country",         "from",
-        "body",       "template",  "locale",  "variables", "idempotency_key", "created_at",
-        "expires_at", "metadata",  NULL};
-    json_t *root = NULL, *doc = NULL, *variables, *metadata;
+    workspace_t ws;
+    scan_result_t r;
+    jsonbuf_t doc = {NULL, 0, 0, false};
     const char *tenant, *channel, *to, *country, *from, *body, *template_name, *locale, *ikey;
+    const field_slot_t *variables, *metadata;
     char id[NUDGEL_UUID_STR_LEN + 1];
     int64_t created_ms, expires_ms;
-    int64_t now = opts && opts->now_ms ? opts->now_ms : 0;
-    nudgel_phone_t phone;
+    size_t cap;
     nudgel_err_t err;
 
-    memset(job, 0, sizeof(*job));
-    memset(&phone, 0, sizeof(phone));
-    if ((err = load_object(bytes, len, opts, &root, ferr)))
+    memset(out, 0, sizeof(*out));
+    if ((err = check_size(bytes, len, opts, &cap, ferr)))
         return err;
-    if ((err = check_known_fields(root, known, ferr)) || (err = take_id(root, opts, id, ferr)) ||
-        (err = take_tenant(root, &tenant, ferr)) ||
-        (err = get_string(root, "channel", true, &channel, ferr)))
+    memset(&r, 0, offsetof(scan_result_t, nested));
+    r.specs = message_fields;
+    if ((err = workspace_init(&ws, &r, len, ferr)))
+        return err;
+    if ((err = scan_fields(bytes, len, &r, ferr)) || (err = take_id(&r, opts, id, ferr)) ||
+        (err = take_tenant(&r, &tenant, ferr)) ||
+        (err = get_string(&r, "channel", true, &channel, ferr)))
         goto out;
     if (strcmp(channel, "sms") != 0) {
         err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "channel",
                           "unsupported channel \"%.32s\" (supported: sms)", channel);
         goto out;
     }
-    if ((err = get_string(root, "to", true, &to, ferr)) ||
-        (err = get_string(root, "country", false, &country, ferr)))
+    if ((err = get_string(&r, "to", true, &to, ferr)) ||
+        (err = get_string(&r, "country", false, &country, ferr)))
         goto out;
     if (country && !(strlen(country) == 2 && isupper((unsigned char)country[0]) &&
                      isupper((unsigned char)country[1]))) {
@@ -311,15 +548,16 @@ nudgel_err_t nudgel_message_job_parse(const char *bytes, size_t len,
     if (opts && opts->normalise_to) {
         char reason[200];
         const char *hint = country ? country : opts->default_country;
-        if (nudgel_phone_normalise(to, hint, &phone, reason, sizeof(reason)) != NUDGEL_OK) {
+        if (nudgel_phone_normalise(to, hint, &out->phone, reason, sizeof(reason)) != NUDGEL_OK) {
             err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "to", "%s", reason);
             goto out;
         }
+        to = out->phone.e164;
     } else if (strlen(to) < 3 || strlen(to) > 32) {
         err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "to", "must be 3 to 32 characters");
         goto out;
     }
-    if ((err = get_string(root, "from", false, &from, ferr)))
+    if ((err = get_string(&r, "from", false, &from, ferr)))
         goto out;
     if (from && !sender_id_valid(from)) {
         err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "from",
@@ -327,10 +565,10 @@ nudgel_err_t nudgel_message_job_parse(const char *bytes, size_t len,
                           "of 3 to 15 digits");
         goto out;
     }
-    if ((err = get_string(root, "body", false, &body, ferr)) ||
-        (err = get_string(root, "template", false, &template_name, ferr)) ||
-        (err = get_string(root, "locale", false, &locale, ferr)) ||
-        (err = get_object(root, "variables", &variables, ferr)))
+    if ((err = get_string(&r, "body", false, &body, ferr)) ||
+        (err = get_string(&r, "template", false, &template_name, ferr)) ||
+        (err = get_string(&r, "locale", false, &locale, ferr)) ||
+        (err = get_object(&r, "variables", false, &variables, ferr)))
         goto out;
     if (body && template_name) {
         err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "body",
@@ -362,120 +600,90 @@ nudgel_err_t nudgel_message_job_parse(const char *bytes, size_t len,
                           "must be a language tag such as en or sw-KE");
         goto out;
     }
-    if (variables && (err = validate_variables(variables, ferr)))
+    if (variables && variables->bad_member[0]) {
+        char field[64];
+        snprintf(field, sizeof(field), "variables.%.50s", variables->bad_member);
+        err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, field,
+                          "must be a string, number or boolean");
         goto out;
-    if ((err = take_idempotency_key(root, &ikey, ferr)))
+    }
+    if ((err = take_idempotency_key(&r, &ikey, ferr)))
         goto out;
+    int64_t now = opts && opts->now_ms ? opts->now_ms : 0;
     int64_t fill = opts && opts->fill_defaults ? (now ? now : nudgel_now_unix_ms()) : 0;
-    if ((err = take_time(root, "created_at", true, fill, &created_ms, ferr)) ||
-        (err = take_time(root, "expires_at", false, 0, &expires_ms, ferr)) ||
-        (err = take_metadata(root, &metadata, ferr)))
+    if ((err = take_time(&r, "created_at", true, fill, &created_ms, ferr)) ||
+        (err = take_time(&r, "expires_at", false, 0, &expires_ms, ferr)) ||
+        (err = take_metadata(&r, &metadata, ferr)))
         goto out;
     if (expires_ms && expires_ms <= created_ms) {
         err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "expires_at", "must be after created_at");
         goto out;
     }
 
-    doc = json_object();
-    if (!doc || set_string(doc, "id", id) || set_string(doc, "tenant_id", tenant) ||
-        set_string(doc, "channel", channel) ||
-        set_string(doc, "to", phone.e164[0] ? phone.e164 : to) ||
-        set_string(doc, "country", country) || set_string(doc, "from", from) ||
-        set_string(doc, "body", body) || set_string(doc, "template", template_name) ||
-        set_string(doc, "locale", locale) ||
-        (variables && json_object_set(doc, "variables", variables)) ||
-        set_string(doc, "idempotency_key", ikey) || set_time(doc, "created_at", created_ms) ||
-        set_time(doc, "expires_at", expires_ms) ||
-        (metadata && json_object_set(doc, "metadata", metadata))) {
-        err = field_error(ferr, NUDGEL_ERR_NO_MEMORY, "(job)", "out of memory");
+    if ((err = output_init(&doc, len, ferr)))
         goto out;
-    }
-    job->doc = doc;
-    doc = NULL;
-    job->id = str_of(job->doc, "id");
-    job->tenant_id = str_of(job->doc, "tenant_id");
-    job->channel = str_of(job->doc, "channel");
-    job->to = str_of(job->doc, "to");
-    job->country = str_of(job->doc, "country");
-    job->from = str_of(job->doc, "from");
-    job->body = str_of(job->doc, "body");
-    job->template_name = str_of(job->doc, "template");
-    job->locale = str_of(job->doc, "locale");
-    job->variables = json_object_get(job->doc, "variables");
-    job->idempotency_key = str_of(job->doc, "idempotency_key");
-    job->created_at_ms = created_ms;
-    job->expires_at_ms = expires_ms;
-    job->metadata = json_object_get(job->doc, "metadata");
-    job->phone = phone;
+    put_string_field(&doc, "id", id);
+    put_string_field(&doc, "tenant_id", tenant);
+    put_string_field(&doc, "channel", channel);
+    put_string_field(&doc, "to", to);
+    put_string_field(&doc, "country", country);
+    put_string_field(&doc, "from", from);
+    put_string_field(&doc, "body", body);
+    put_string_field(&doc, "template", template_name);
+    put_string_field(&doc, "locale", locale);
+    put_object_field(&doc, "variables", &r, variables);
+    put_string_field(&doc, "idempotency_key", ikey);
+    put_time_field(&doc, "created_at", created_ms);
+    put_time_field(&doc, "expires_at", expires_ms);
+    put_object_field(&doc, "metadata", &r, metadata);
+    if ((err = output_finish(&doc, cap, out, ferr)))
+        goto out;
+    memcpy(out->id, id, sizeof(out->id));
+    snprintf(out->tenant_id, sizeof(out->tenant_id), "%s", tenant);
+    snprintf(out->idempotency_key, sizeof(out->idempotency_key), "%s", ikey ? ikey : "");
 out:
-    json_decref(doc);
-    json_decref(root);
+    free(doc.data);
+    free(ws.heap);
     return err;
-}
-
-char *nudgel_message_job_encode(const nudgel_message_job_t *job, size_t *len_out)
-{
-    char *text = job && job->doc ? json_dumps(job->doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    if (text && len_out)
-        *len_out = strlen(text);
-    return text;
-}
-
-void nudgel_message_job_clear(nudgel_message_job_t *job)
-{
-    if (!job)
-        return;
-    json_decref(job->doc);
-    memset(job, 0, sizeof(*job));
 }
 
 /* ---- webhook jobs ---- */
 
-static bool event_type_valid(const char *s)
-{
-    /* ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$ */
-    int dots = 0;
-    bool start = true;
-    size_t len = strlen(s);
-    if (len == 0 || len > 128)
-        return false;
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (start) {
-            if (!islower(c))
-                return false;
-            start = false;
-        } else if (c == '.') {
-            dots++;
-            start = true;
-        } else if (!islower(c) && !isdigit(c) && c != '_') {
-            return false;
-        }
-    }
-    return !start && dots > 0;
-}
+static const field_spec_t webhook_fields[] = {
+    {"id", KIND_STRING},          {"tenant_id", KIND_STRING},
+    {"endpoint_id", KIND_STRING}, {"url", KIND_STRING},
+    {"event_type", KIND_STRING},  {"event_id", KIND_STRING},
+    {"payload", KIND_OBJECT},     {"idempotency_key", KIND_STRING},
+    {"created_at", KIND_STRING},  {"metadata", KIND_OBJECT},
+    {NULL, KIND_STRING},
+};
 
-nudgel_err_t nudgel_webhook_job_parse(const char *bytes, size_t len,
-                                      const nudgel_job_parse_opts_t *opts,
-                                      nudgel_webhook_job_t *job, nudgel_field_error_t *ferr)
+nudgel_err_t nudgel_webhook_job_canonicalize(const char *bytes, size_t len,
+                                             const nudgel_job_parse_opts_t *opts,
+                                             nudgel_job_canonical_t *out,
+                                             nudgel_field_error_t *ferr)
 {
-    static const char *const known[] = {"id",         "tenant_id", "endpoint_id", "url",
-                                        "event_type", "event_id",  "payload",     "idempotency_key",
-                                        "created_at", "metadata",  NULL};
-    json_t *root = NULL, *doc = NULL, *payload, *metadata;
+    workspace_t ws;
+    scan_result_t r;
+    jsonbuf_t doc = {NULL, 0, 0, false};
     const char *tenant, *endpoint_id, *url, *event_type, *event_id, *ikey;
+    const field_slot_t *payload, *metadata;
     char id[NUDGEL_UUID_STR_LEN + 1];
     int64_t created_ms;
-    int64_t now = opts && opts->now_ms ? opts->now_ms : 0;
+    size_t cap;
     nudgel_err_t err;
 
-    memset(job, 0, sizeof(*job));
-    if ((err = load_object(bytes, len, opts, &root, ferr)))
+    memset(out, 0, sizeof(*out));
+    if ((err = check_size(bytes, len, opts, &cap, ferr)))
         return err;
-    if ((err = check_known_fields(root, known, ferr)) || (err = take_id(root, opts, id, ferr)) ||
-        (err = take_tenant(root, &tenant, ferr)) ||
-        (err = get_string(root, "endpoint_id", false, &endpoint_id, ferr)) ||
-        (err = get_string(root, "url", false, &url, ferr)))
+    memset(&r, 0, offsetof(scan_result_t, nested));
+    r.specs = webhook_fields;
+    if ((err = workspace_init(&ws, &r, len, ferr)))
+        return err;
+    if ((err = scan_fields(bytes, len, &r, ferr)) || (err = take_id(&r, opts, id, ferr)) ||
+        (err = take_tenant(&r, &tenant, ferr)) ||
+        (err = get_string(&r, "endpoint_id", false, &endpoint_id, ferr)) ||
+        (err = get_string(&r, "url", false, &url, ferr)))
         goto out;
     if (endpoint_id && url) {
         err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "endpoint_id",
@@ -498,44 +706,135 @@ nudgel_err_t nudgel_webhook_job_parse(const char *bytes, size_t len,
                           "must be an http(s) URL of at most %d bytes without spaces", URL_MAX);
         goto out;
     }
-    if ((err = get_string(root, "event_type", true, &event_type, ferr)))
+    if ((err = get_string(&r, "event_type", true, &event_type, ferr)))
         goto out;
     if (!event_type_valid(event_type)) {
         err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "event_type",
                           "must be dotted lower-case words such as message.delivered");
         goto out;
     }
-    if ((err = get_string(root, "event_id", true, &event_id, ferr)))
+    if ((err = get_string(&r, "event_id", true, &event_id, ferr)))
         goto out;
     if (!matches_charset(event_id, 1, EVENT_ID_MAX, "_.:-", false)) {
         err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "event_id",
                           "must be 1 to %d of A-Z a-z 0-9 _ . : -", EVENT_ID_MAX);
         goto out;
     }
-    if ((err = get_object(root, "payload", &payload, ferr)))
-        goto out;
-    if (!payload) {
-        err = field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "payload", "is required");
-        goto out;
-    }
+    int64_t now = opts && opts->now_ms ? opts->now_ms : 0;
     int64_t fill = opts && opts->fill_defaults ? (now ? now : nudgel_now_unix_ms()) : 0;
-    if ((err = take_idempotency_key(root, &ikey, ferr)) ||
-        (err = take_time(root, "created_at", true, fill, &created_ms, ferr)) ||
-        (err = take_metadata(root, &metadata, ferr)))
+    if ((err = get_object(&r, "payload", true, &payload, ferr)) ||
+        (err = take_idempotency_key(&r, &ikey, ferr)) ||
+        (err = take_time(&r, "created_at", true, fill, &created_ms, ferr)) ||
+        (err = take_metadata(&r, &metadata, ferr)))
         goto out;
 
-    doc = json_object();
-    if (!doc || set_string(doc, "id", id) || set_string(doc, "tenant_id", tenant) ||
-        set_string(doc, "endpoint_id", endpoint_id) || set_string(doc, "url", url) ||
-        set_string(doc, "event_type", event_type) || set_string(doc, "event_id", event_id) ||
-        json_object_set(doc, "payload", payload) || set_string(doc, "idempotency_key", ikey) ||
-        set_time(doc, "created_at", created_ms) ||
-        (metadata && json_object_set(doc, "metadata", metadata))) {
-        err = field_error(ferr, NUDGEL_ERR_NO_MEMORY, "(job)", "out of memory");
+    if ((err = output_init(&doc, len, ferr)))
         goto out;
-    }
-    job->doc = doc;
-    doc = NULL;
+    put_string_field(&doc, "id", id);
+    put_string_field(&doc, "tenant_id", tenant);
+    put_string_field(&doc, "endpoint_id", endpoint_id);
+    put_string_field(&doc, "url", url);
+    put_string_field(&doc, "event_type", event_type);
+    put_string_field(&doc, "event_id", event_id);
+    put_object_field(&doc, "payload", &r, payload);
+    put_string_field(&doc, "idempotency_key", ikey);
+    put_time_field(&doc, "created_at", created_ms);
+    put_object_field(&doc, "metadata", &r, metadata);
+    if ((err = output_finish(&doc, cap, out, ferr)))
+        goto out;
+    memcpy(out->id, id, sizeof(out->id));
+    snprintf(out->tenant_id, sizeof(out->tenant_id), "%s", tenant);
+    snprintf(out->idempotency_key, sizeof(out->idempotency_key), "%s", ikey ? ikey : "");
+out:
+    free(doc.data);
+    free(ws.heap);
+    return err;
+}
+
+/* ---- the document API for workers ---- */
+
+static const char *str_of(json_t *doc, const char *key)
+{
+    return json_string_value(json_object_get(doc, key));
+}
+
+/* Loads canonical bytes (always valid JSON) into a jansson document. */
+static json_t *load_canonical(const nudgel_job_canonical_t *c, nudgel_field_error_t *ferr)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(c->bytes, c->len, 0, &jerr);
+    if (!doc)
+        field_error(ferr, NUDGEL_ERR_NO_MEMORY, "(job)", "%s", jerr.text);
+    return doc;
+}
+
+nudgel_err_t nudgel_message_job_parse(const char *bytes, size_t len,
+                                      const nudgel_job_parse_opts_t *opts,
+                                      nudgel_message_job_t *job, nudgel_field_error_t *ferr)
+{
+    nudgel_job_canonical_t c;
+    memset(job, 0, sizeof(*job));
+    nudgel_err_t err = nudgel_message_job_canonicalize(bytes, len, opts, &c, ferr);
+    if (err)
+        return err;
+    job->doc = load_canonical(&c, ferr);
+    free(c.bytes);
+    if (!job->doc)
+        return NUDGEL_ERR_NO_MEMORY;
+    int64_t ms;
+    job->id = str_of(job->doc, "id");
+    job->tenant_id = str_of(job->doc, "tenant_id");
+    job->channel = str_of(job->doc, "channel");
+    job->to = str_of(job->doc, "to");
+    job->country = str_of(job->doc, "country");
+    job->from = str_of(job->doc, "from");
+    job->body = str_of(job->doc, "body");
+    job->template_name = str_of(job->doc, "template");
+    job->locale = str_of(job->doc, "locale");
+    job->variables = json_object_get(job->doc, "variables");
+    job->idempotency_key = str_of(job->doc, "idempotency_key");
+    job->created_at_ms = nudgel_rfc3339_parse(str_of(job->doc, "created_at"), &ms) == 0 ? ms : 0;
+    job->expires_at_ms = nudgel_rfc3339_parse(str_of(job->doc, "expires_at"), &ms) == 0 ? ms : 0;
+    job->metadata = json_object_get(job->doc, "metadata");
+    job->phone = c.phone;
+    return NUDGEL_OK;
+}
+
+static char *encode_doc(json_t *doc, size_t *len_out)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (text && len_out)
+        *len_out = strlen(text);
+    return text;
+}
+
+char *nudgel_message_job_encode(const nudgel_message_job_t *job, size_t *len_out)
+{
+    return job ? encode_doc(job->doc, len_out) : NULL;
+}
+
+void nudgel_message_job_clear(nudgel_message_job_t *job)
+{
+    if (!job)
+        return;
+    json_decref(job->doc);
+    memset(job, 0, sizeof(*job));
+}
+
+nudgel_err_t nudgel_webhook_job_parse(const char *bytes, size_t len,
+                                      const nudgel_job_parse_opts_t *opts,
+                                      nudgel_webhook_job_t *job, nudgel_field_error_t *ferr)
+{
+    nudgel_job_canonical_t c;
+    memset(job, 0, sizeof(*job));
+    nudgel_err_t err = nudgel_webhook_job_canonicalize(bytes, len, opts, &c, ferr);
+    if (err)
+        return err;
+    job->doc = load_canonical(&c, ferr);
+    free(c.bytes);
+    if (!job->doc)
+        return NUDGEL_ERR_NO_MEMORY;
+    int64_t ms;
     job->id = str_of(job->doc, "id");
     job->tenant_id = str_of(job->doc, "tenant_id");
     job->endpoint_id = str_of(job->doc, "endpoint_id");
@@ -544,20 +843,14 @@ nudgel_err_t nudgel_webhook_job_parse(const char *bytes, size_t len,
     job->event_id = str_of(job->doc, "event_id");
     job->payload = json_object_get(job->doc, "payload");
     job->idempotency_key = str_of(job->doc, "idempotency_key");
-    job->created_at_ms = created_ms;
+    job->created_at_ms = nudgel_rfc3339_parse(str_of(job->doc, "created_at"), &ms) == 0 ? ms : 0;
     job->metadata = json_object_get(job->doc, "metadata");
-out:
-    json_decref(doc);
-    json_decref(root);
-    return err;
+    return NUDGEL_OK;
 }
 
 char *nudgel_webhook_job_encode(const nudgel_webhook_job_t *job, size_t *len_out)
 {
-    char *text = job && job->doc ? json_dumps(job->doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    if (text && len_out)
-        *len_out = strlen(text);
-    return text;
+    return job ? encode_doc(job->doc, len_out) : NULL;
 }
 
 void nudgel_webhook_job_clear(nudgel_webhook_job_t *job)

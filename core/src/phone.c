@@ -32,7 +32,20 @@ typedef struct carrier_prefix {
     const char *name;
 } carrier_prefix_t;
 
+/* Line type of (NSN length, first four digits), learnt from the patterns. */
+enum {
+    LINE_CACHE_UNKNOWN,
+    LINE_CACHE_MOBILE,
+    LINE_CACHE_FIXED,
+    LINE_CACHE_NONE,
+    LINE_CACHE_VARIES
+};
+#define LINE_CACHE_MIN_LEN 5
+#define LINE_CACHE_MAX_LEN 13
+#define LINE_CACHE_SLOTS   ((LINE_CACHE_MAX_LEN - LINE_CACHE_MIN_LEN + 1) * 10000)
+
 typedef struct country_plan {
+    unsigned char line_cache[LINE_CACHE_SLOTS];
     char iso[3];
     char cc[4];
     char national_prefix[4];
@@ -116,7 +129,7 @@ out:
     json_decref(root);
 }
 
-static const country_plan_t *plan_by_iso(const char *iso)
+static country_plan_t *plan_by_iso(const char *iso)
 {
     for (size_t i = 0; iso && i < plan_count; i++)
         if (strcasecmp(plans[i].iso, iso) == 0)
@@ -124,7 +137,7 @@ static const country_plan_t *plan_by_iso(const char *iso)
     return NULL;
 }
 
-static const country_plan_t *plan_by_cc_prefix(const char *digits)
+static country_plan_t *plan_by_cc_prefix(const char *digits)
 {
     for (size_t i = 0; i < plan_count; i++)
         if (strncmp(digits, plans[i].cc, strlen(plans[i].cc)) == 0)
@@ -152,13 +165,55 @@ static const char *operator_for(const country_plan_t *p, const char *nsn)
     return best;
 }
 
+static int line_type_by_regex(const country_plan_t *p, const char *nsn)
+{
+    if (regexec(&p->mobile, nsn, 0, NULL, 0) == 0)
+        return LINE_CACHE_MOBILE;
+    if (regexec(&p->fixed, nsn, 0, NULL, 0) == 0)
+        return LINE_CACHE_FIXED;
+    return LINE_CACHE_NONE;
+}
+
+/*
+ * POSIX regexec costs about a microsecond a call, too much once per job. The
+ * plan's patterns constrain only the first few digits and the length, so the
+ * answer for (length, first four digits) is learnt once: tried with the
+ * number's own tail, all zeros and all nines, and cached only when the three
+ * agree; otherwise that slot always asks the regex.
+ */
+static int line_type(country_plan_t *p, const char *nsn)
+{
+    size_t len = strlen(nsn);
+    if (len < LINE_CACHE_MIN_LEN || len > LINE_CACHE_MAX_LEN)
+        return line_type_by_regex(p, nsn);
+    size_t slot =
+        (len - LINE_CACHE_MIN_LEN) * 10000 + (size_t)((nsn[0] - '0') * 1000 + (nsn[1] - '0') * 100 +
+                                                      (nsn[2] - '0') * 10 + (nsn[3] - '0'));
+    int cached = __atomic_load_n(&p->line_cache[slot], __ATOMIC_RELAXED);
+    if (cached != LINE_CACHE_UNKNOWN && cached != LINE_CACHE_VARIES)
+        return cached;
+    int actual = line_type_by_regex(p, nsn);
+    if (cached == LINE_CACHE_VARIES)
+        return actual;
+    char probe[LINE_CACHE_MAX_LEN + 1];
+    memcpy(probe, nsn, len + 1);
+    memset(probe + 4, '0', len - 4);
+    int zeros = line_type_by_regex(p, probe);
+    memset(probe + 4, '9', len - 4);
+    int nines = line_type_by_regex(p, probe);
+    int learnt = (actual == zeros && actual == nines) ? actual : LINE_CACHE_VARIES;
+    __atomic_store_n(&p->line_cache[slot], (unsigned char)learnt, __ATOMIC_RELAXED);
+    return actual;
+}
+
 /* Classifies a national significant number of plan @p p into @p out. */
-static nudgel_err_t classify(const country_plan_t *p, const char *nsn, const char *input,
+static nudgel_err_t classify(country_plan_t *p, const char *nsn, const char *input,
                              nudgel_phone_t *out, char *errstr, size_t errstr_size)
 {
-    if (regexec(&p->mobile, nsn, 0, NULL, 0) == 0) {
+    int type = line_type(p, nsn);
+    if (type == LINE_CACHE_MOBILE) {
         out->line_type = NUDGEL_LINE_MOBILE;
-    } else if (regexec(&p->fixed, nsn, 0, NULL, 0) == 0) {
+    } else if (type == LINE_CACHE_FIXED) {
         snprintf(errstr, errstr_size, "\"%s\" is a %s fixed-line number; SMS needs a mobile number",
                  input, p->iso);
         return NUDGEL_ERR_INVALID_FIELD;
@@ -167,8 +222,15 @@ static nudgel_err_t classify(const country_plan_t *p, const char *nsn, const cha
                  p->cc);
         return NUDGEL_ERR_INVALID_FIELD;
     }
-    snprintf(out->e164, sizeof(out->e164), "+%s%s", p->cc, nsn);
-    snprintf(out->country, sizeof(out->country), "%s", p->iso);
+    size_t cc_len = strlen(p->cc), nsn_len = strlen(nsn);
+    if (1 + cc_len + nsn_len > NUDGEL_E164_MAX) {
+        snprintf(errstr, errstr_size, "\"%s\" is too long for E.164", input);
+        return NUDGEL_ERR_INVALID_FIELD;
+    }
+    out->e164[0] = '+';
+    memcpy(out->e164 + 1, p->cc, cc_len);
+    memcpy(out->e164 + 1 + cc_len, nsn, nsn_len + 1);
+    memcpy(out->country, p->iso, 3);
     out->operator_name = operator_for(p, nsn);
     return NUDGEL_OK;
 }
@@ -214,7 +276,7 @@ nudgel_err_t nudgel_phone_normalise(const char *input, const char *default_count
     }
 
     const char *intl = NULL; /* digits after the country code marker, when international */
-    const country_plan_t *home = plan_by_iso(default_country);
+    country_plan_t *home = plan_by_iso(default_country);
     if (plus) {
         intl = digits;
     } else if (strncmp(digits, "00", 2) == 0) {
@@ -237,13 +299,13 @@ nudgel_err_t nudgel_phone_normalise(const char *input, const char *default_count
         if (err == NUDGEL_OK)
             return err;
         /* "254722000000" written without '+': accept when it is a valid plan number. */
-        const country_plan_t *p = plan_by_cc_prefix(digits);
+        country_plan_t *p = plan_by_cc_prefix(digits);
         char spare[256];
         if (p && classify(p, digits + strlen(p->cc), input, out, spare, sizeof(spare)) == 0)
             return NUDGEL_OK;
         return err;
     } else {
-        const country_plan_t *p = plan_by_cc_prefix(digits);
+        country_plan_t *p = plan_by_cc_prefix(digits);
         if (p && classify(p, digits + strlen(p->cc), input, out, errstr, errstr_size) == 0)
             return NUDGEL_OK;
         if (default_country && *default_country)
@@ -265,7 +327,7 @@ nudgel_err_t nudgel_phone_normalise(const char *input, const char *default_count
                  "\"%.40s\" is not a valid E.164 number (country code then 7 to 15 digits)", input);
         return NUDGEL_ERR_INVALID_FIELD;
     }
-    const country_plan_t *p = plan_by_cc_prefix(intl);
+    country_plan_t *p = plan_by_cc_prefix(intl);
     if (p)
         return classify(p, intl + strlen(p->cc), input, out, errstr, errstr_size);
     out->e164[0] = '+';

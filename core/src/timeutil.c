@@ -5,6 +5,7 @@
 #include "nudgel/timeutil.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -23,18 +24,53 @@ int64_t nudgel_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static void put2(char *out, int v)
+{
+    out[0] = (char)('0' + v / 10);
+    out[1] = (char)('0' + v % 10);
+}
+
+/*
+ * Hot on the producer path (one call per job): the date-time of the last
+ * second is cached per thread, so gmtime_r and the digits run once a second.
+ */
 void nudgel_rfc3339_format(int64_t unix_ms, char out[NUDGEL_RFC3339_MAX])
 {
-    time_t secs = (time_t)(unix_ms / 1000);
+    static _Thread_local int64_t cached_secs = INT64_MIN;
+    static _Thread_local char cached[20]; /* "YYYY-MM-DDTHH:MM:SS" */
+    int64_t secs = unix_ms / 1000;
     int ms = (int)(unix_ms % 1000);
     if (ms < 0) {
         ms += 1000;
         secs -= 1;
     }
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(out, NUDGEL_RFC3339_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    if (secs != cached_secs) {
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        int year = tm.tm_year + 1900;
+        if (year < 0 || year > 9999)
+            year = year < 0 ? 0 : 9999;
+        put2(cached, year / 100);
+        put2(cached + 2, year % 100);
+        cached[4] = '-';
+        put2(cached + 5, tm.tm_mon + 1);
+        cached[7] = '-';
+        put2(cached + 8, tm.tm_mday);
+        cached[10] = 'T';
+        put2(cached + 11, tm.tm_hour);
+        cached[13] = ':';
+        put2(cached + 14, tm.tm_min);
+        cached[16] = ':';
+        put2(cached + 17, tm.tm_sec);
+        cached_secs = secs;
+    }
+    memcpy(out, cached, 19);
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    put2(out + 21, ms % 100);
+    out[23] = 'Z';
+    out[24] = '\0';
 }
 
 static int read_digits(const char **p, int count, int *value)

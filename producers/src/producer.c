@@ -344,17 +344,16 @@ static nudgel_err_t enqueue(nudgel_producer_t *p, job_kind_t kind, const char *j
                             sync_wait_t *waiter, job_ctx_t **ctx_out)
 {
     nudgel_enqueue_result_t local;
+    if (!p || !json)
+        return NUDGEL_ERR_INVALID_ARG;
     nudgel_job_parse_opts_t popts = {
         .max_bytes = p->conf->max_job_bytes,
         .fill_defaults = true,
         .normalise_to = true,
         .default_country = p->conf->default_country[0] ? p->conf->default_country : NULL,
     };
-    nudgel_message_job_t mjob;
-    nudgel_webhook_job_t wjob;
+    nudgel_job_canonical_t job;
     nudgel_err_t err;
-    char *value = NULL;
-    size_t value_len = 0;
     job_ctx_t *ctx = NULL;
 
     if (!result)
@@ -362,8 +361,6 @@ static nudgel_err_t enqueue(nudgel_producer_t *p, job_kind_t kind, const char *j
     memset(result, 0, sizeof(*result));
     result->partition = -1;
     result->offset = -1;
-    if (!p || !json)
-        return NUDGEL_ERR_INVALID_ARG;
     if (opts && opts->traceparent && !traceparent_valid(opts->traceparent)) {
         snprintf(result->error.field, sizeof(result->error.field), "traceparent");
         snprintf(result->error.reason, sizeof(result->error.reason),
@@ -371,49 +368,27 @@ static nudgel_err_t enqueue(nudgel_producer_t *p, job_kind_t kind, const char *j
         return NUDGEL_ERR_INVALID_FIELD;
     }
     if (kind == JOB_MESSAGE)
-        err = nudgel_message_job_parse(json, len, &popts, &mjob, &result->error);
+        err = nudgel_message_job_canonicalize(json, len, &popts, &job, &result->error);
     else
-        err = nudgel_webhook_job_parse(json, len, &popts, &wjob, &result->error);
+        err = nudgel_webhook_job_canonicalize(json, len, &popts, &job, &result->error);
     if (err != NUDGEL_OK)
         return err;
-
-    const char *id = kind == JOB_MESSAGE ? mjob.id : wjob.id;
-    const char *tenant = kind == JOB_MESSAGE ? mjob.tenant_id : wjob.tenant_id;
-    const char *ikey = kind == JOB_MESSAGE ? mjob.idempotency_key : wjob.idempotency_key;
-    snprintf(result->job_id, sizeof(result->job_id), "%s", id);
-    value = kind == JOB_MESSAGE ? nudgel_message_job_encode(&mjob, &value_len)
-                                : nudgel_webhook_job_encode(&wjob, &value_len);
-    ctx = calloc(1, sizeof(*ctx));
-    if (!value || !ctx) {
-        free(value);
-        free(ctx);
-        err = NUDGEL_ERR_NO_MEMORY;
-        goto out;
-    }
-    if (value_len > p->conf->max_job_bytes) {
-        /* Normalisation can only shrink a job; this guards the cap all the same. */
-        snprintf(result->error.field, sizeof(result->error.field), "(job)");
-        snprintf(result->error.reason, sizeof(result->error.reason),
-                 "encoded job is %zu bytes; the limit is %zu", value_len, p->conf->max_job_bytes);
-        free(value);
-        free(ctx);
-        err = NUDGEL_ERR_TOO_LARGE;
-        goto out;
+    memcpy(result->job_id, job.id, sizeof(result->job_id));
+    if (!(ctx = malloc(sizeof(*ctx)))) {
+        free(job.bytes);
+        return NUDGEL_ERR_NO_MEMORY;
     }
     ctx->user_opaque = opts ? opts->opaque : NULL;
     ctx->waiter = waiter;
+    memcpy(ctx->job_id, job.id, sizeof(ctx->job_id));
     if (ctx_out)
         *ctx_out = ctx;
-    memcpy(ctx->job_id, result->job_id, sizeof(ctx->job_id));
-    err = produce(p, kind == JOB_MESSAGE ? p->messages : p->webhooks,
-                  kind == JOB_MESSAGE ? NUDGEL_SCHEMA_MESSAGE_JOB_V1 : NUDGEL_SCHEMA_WEBHOOK_JOB_V1,
-                  tenant, ikey, value, value_len, opts, ctx, result);
-out:
-    if (kind == JOB_MESSAGE)
-        nudgel_message_job_clear(&mjob);
-    else
-        nudgel_webhook_job_clear(&wjob);
-    return err;
+    /* produce() owns job.bytes and ctx from here on, on success and failure alike. */
+    return produce(p, kind == JOB_MESSAGE ? p->messages : p->webhooks,
+                   kind == JOB_MESSAGE ? NUDGEL_SCHEMA_MESSAGE_JOB_V1
+                                       : NUDGEL_SCHEMA_WEBHOOK_JOB_V1,
+                   job.tenant_id, job.idempotency_key[0] ? job.idempotency_key : NULL, job.bytes,
+                   job.len, opts, ctx, result);
 }
 
 nudgel_err_t nudgel_enqueue_message(nudgel_producer_t *p, const char *json, size_t len,

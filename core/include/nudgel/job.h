@@ -17,6 +17,7 @@
 
 #include "nudgel/error.h"
 #include "nudgel/phone.h"
+#include "nudgel/uuid.h"
 
 #define NUDGEL_JOB_MAX_BYTES_DEFAULT (64 * 1024)
 #define NUDGEL_TENANT_ID_MAX         64
@@ -38,7 +39,8 @@ typedef struct nudgel_job_parse_opts {
 } nudgel_job_parse_opts_t;
 
 /*
- * A parsed message job. All pointers borrow from doc, which the job owns;
+ * A parsed message job (the canonical document loaded with jansson, for
+ * workers that need the fields). All pointers borrow from doc, which the job owns;
  * nudgel_message_job_clear() releases it. Optional fields are NULL/0 when absent.
  */
 typedef struct nudgel_message_job {
@@ -73,6 +75,33 @@ typedef struct nudgel_webhook_job {
     int64_t created_at_ms;
     json_t *metadata;
 } nudgel_webhook_job_t;
+
+/** A validated job in canonical bytes, with what a producer needs for key and headers. */
+typedef struct nudgel_job_canonical {
+    char *bytes; /* malloc'd, NUL-terminated canonical JSON; the caller frees it */
+    size_t len;
+    char id[NUDGEL_UUID_STR_LEN + 1];
+    char tenant_id[NUDGEL_TENANT_ID_MAX + 1];
+    char idempotency_key[NUDGEL_IDEMPOTENCY_KEY_MAX + 1]; /* "" when absent */
+    nudgel_phone_t phone; /* message jobs parsed with normalise_to */
+} nudgel_job_canonical_t;
+
+/**
+ * @brief Validates a message job and writes its canonical bytes, in one pass
+ * and without a document tree (the producer's hot path).
+ * @returns as nudgel_message_job_parse(); on success @p out->bytes is owned
+ * by the caller, on failure it is NULL.
+ */
+nudgel_err_t nudgel_message_job_canonicalize(const char *bytes, size_t len,
+                                             const nudgel_job_parse_opts_t *opts,
+                                             nudgel_job_canonical_t *out,
+                                             nudgel_field_error_t *ferr);
+
+/** @brief As nudgel_message_job_canonicalize() for webhook jobs. */
+nudgel_err_t nudgel_webhook_job_canonicalize(const char *bytes, size_t len,
+                                             const nudgel_job_parse_opts_t *opts,
+                                             nudgel_job_canonical_t *out,
+                                             nudgel_field_error_t *ferr);
 
 /**
  * @brief Parses and validates a message job from raw bytes.
