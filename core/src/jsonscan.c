@@ -5,8 +5,32 @@
  */
 #include "jsonscan.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+/*
+ * Eight bytes at a time: whether any byte needs attention in a string
+ * (a control character, '"', '\\', or, when decoding, a non-ASCII byte).
+ * The "has a byte less than n" test is exact for n <= 128.
+ */
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline bool has_special(uint64_t v, bool non_ascii_too)
+{
+    uint64_t control = (v - ONES * 0x20) & ~v & HIGHS;
+    uint64_t quote = ((v ^ (ONES * '"')) - ONES) & ~(v ^ (ONES * '"')) & HIGHS;
+    uint64_t backslash = ((v ^ (ONES * '\\')) - ONES) & ~(v ^ (ONES * '\\')) & HIGHS;
+    return (control | quote | backslash | (non_ascii_too ? v & HIGHS : 0)) != 0;
+}
 
 void jsonbuf_put(jsonbuf_t *b, const char *s, size_t n)
 {
@@ -32,6 +56,10 @@ void jsonbuf_put_string(jsonbuf_t *b, const char *s, size_t n)
     size_t run = 0;
     jsonbuf_putc(b, '"');
     for (size_t i = 0; i < n; i++) {
+        while (i + 8 <= n && !has_special(load8(s + i), false))
+            i += 8;
+        if (i >= n)
+            break;
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
@@ -220,6 +248,8 @@ int jsonscan_string(jsonscan_t *s, char *out, size_t *out_len)
     for (;;) {
         /* Fast path: plain ASCII runs are copied as they are. */
         const char *run = p;
+        while (end - p >= 8 && !has_special(load8(p), true))
+            p += 8;
         while (p < end && (unsigned char)*p >= 0x20 && *p != '"' && *p != '\\' &&
                (unsigned char)*p < 0x80)
             p++;

@@ -162,6 +162,95 @@ static void test_event_ids_deterministic(void **state)
     json_decref(ev);
 }
 
+/*
+ * Bodies built from awkward pieces (quotes, backslashes, control characters,
+ * multi-byte UTF-8, \\u escapes, surrogate pairs) at every alignment: the
+ * canonical bytes must load in jansson to exactly the text jansson wrote.
+ */
+static void test_string_escapes_survive(void **state)
+{
+    (void)state;
+    static const char *const pieces[] = {"a",
+                                         "\"",
+                                         "\\",
+                                         "\n",
+                                         "\t",
+                                         "\x01",
+                                         "\x1f",
+                                         "/",
+                                         "\xc3\xa9",
+                                         "\xe2\x82\xac",
+                                         "\xf0\x9f\x98\x80",
+                                         "abcdefgh",
+                                         " ",
+                                         "~",
+                                         "\x7f"};
+    unsigned seed = 12345;
+    nudgel_job_parse_opts_t opts = {.fill_defaults = true};
+    for (int round = 0; round < 3000; round++) {
+        char body[512] = "";
+        size_t len = 0;
+        int count = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 40;
+        for (int i = 0; i < count; i++) {
+            const char *piece = pieces[((seed = seed * 1103515245u + 12345u) >> 16) % 15];
+            size_t n = strlen(piece);
+            memcpy(body + len, piece, n);
+            len += n;
+        }
+        body[len] = '\0';
+        json_t *job = json_pack("{s:s, s:s, s:s, s:s}", "tenant_id", "t", "channel", "sms", "to",
+                                "+254722000000", "body", body);
+        /* Alternate jansson's own escaping with \\u-escaping of every non-ASCII. */
+        char *text = json_dumps(job, JSON_COMPACT | (round % 2 ? JSON_ENSURE_ASCII : 0));
+        nudgel_job_canonical_t c;
+        nudgel_field_error_t ferr;
+        if (nudgel_message_job_canonicalize(text, strlen(text), &opts, &c, &ferr) != NUDGEL_OK)
+            fail_msg("round %d: %s: %s (%s)", round, ferr.field, ferr.reason, text);
+        json_error_t jerr;
+        json_t *back = json_loads(c.bytes, 0, &jerr);
+        assert_non_null(back);
+        assert_string_equal(json_string_value(json_object_get(back, "body")), body);
+        json_decref(back);
+        json_decref(job);
+        free(text);
+        free(c.bytes);
+    }
+}
+
+static void test_malformed_json_is_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "{\"tenant_id\":\"t\",}",
+        "{\"tenant_id\" \"t\"}",
+        "{\"tenant_id\":\"t\"} x",
+        "{\"body\":\"\\x\"}",
+        "{\"body\":\"\\ud800\"}",
+        "{\"body\":\"\\udc00x\"}",
+        "{\"body\":\"\xc3\"}",
+        "{\"body\":\"\xed\xa0\x80\"}",
+        "{\"body\":\"tab\there\"}",
+        "{\"metadata\":{\"n\":01}}",
+        "{\"metadata\":{\"n\":1.}}",
+        "{\"metadata\":{\"n\":-}}",
+        "{\"metadata\":[1,]}",
+        "{\"metadata\":{\"a\":tru}}",
+        "{\"body\":\"\\u0000\"}",
+        "",
+        "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+    };
+    nudgel_job_parse_opts_t opts = {.fill_defaults = true};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        nudgel_job_canonical_t c;
+        nudgel_field_error_t ferr;
+        nudgel_err_t err =
+            nudgel_message_job_canonicalize(bad[i], strlen(bad[i]), &opts, &c, &ferr);
+        if (err != NUDGEL_ERR_INVALID_JSON || strcmp(ferr.field, "(json)") != 0)
+            fail_msg("case %zu accepted or misfiled: %s %s", i, nudgel_err_name(err), ferr.field);
+        assert_null(c.bytes);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +259,8 @@ int main(void)
         cmocka_unit_test(test_webhook_round_trip),
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_event_ids_deterministic),
+        cmocka_unit_test(test_string_escapes_survive),
+        cmocka_unit_test(test_malformed_json_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
