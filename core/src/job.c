@@ -468,12 +468,15 @@ static nudgel_err_t check_size(const char *bytes, size_t len, const nudgel_job_p
 }
 
 /* Allocates the output: the input size plus room for what canonicalisation adds. */
-static nudgel_err_t output_init(jsonbuf_t *out, size_t len, nudgel_field_error_t *ferr)
+static nudgel_err_t output_init(jsonbuf_t *out, size_t len, const nudgel_job_parse_opts_t *opts,
+                                nudgel_field_error_t *ferr)
 {
+    size_t tail = opts ? opts->reserve_tail : 0;
     out->cap = len + 256;
     out->len = 0;
     out->overflow = false;
-    if (!(out->data = malloc(out->cap + 1)))
+    /* The caller's tail starts at the first 16-byte boundary after cap + NUL. */
+    if (!(out->data = malloc(((out->cap + 1 + 15) & ~(size_t)15) + tail)))
         return field_error(ferr, NUDGEL_ERR_NO_MEMORY, "(job)", "out of memory");
     return NUDGEL_OK;
 }
@@ -491,6 +494,7 @@ static nudgel_err_t output_finish(jsonbuf_t *out, size_t cap, nudgel_job_canonic
     out->data[out->len] = '\0';
     result->bytes = out->data;
     result->len = out->len;
+    result->tail = out->data + ((out->cap + 1 + 15) & ~(size_t)15);
     out->data = NULL;
     return NUDGEL_OK;
 }
@@ -620,7 +624,7 @@ nudgel_err_t nudgel_message_job_canonicalize(const char *bytes, size_t len,
         goto out;
     }
 
-    if ((err = output_init(&doc, len, ferr)))
+    if ((err = output_init(&doc, len, opts, ferr)))
         goto out;
     put_string_field(&doc, "id", id);
     put_string_field(&doc, "tenant_id", tenant);
@@ -728,7 +732,7 @@ nudgel_err_t nudgel_webhook_job_canonicalize(const char *bytes, size_t len,
         (err = take_metadata(&r, &metadata, ferr)))
         goto out;
 
-    if ((err = output_init(&doc, len, ferr)))
+    if ((err = output_init(&doc, len, opts, ferr)))
         goto out;
     put_string_field(&doc, "id", id);
     put_string_field(&doc, "tenant_id", tenant);

@@ -42,14 +42,6 @@ void jsonbuf_put(jsonbuf_t *b, const char *s, size_t n)
     b->len += n;
 }
 
-void jsonbuf_putc(jsonbuf_t *b, char c)
-{
-    if (b->len < b->cap)
-        b->data[b->len++] = c;
-    else
-        b->overflow = true;
-}
-
 void jsonbuf_put_string(jsonbuf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

@@ -36,7 +36,13 @@ typedef enum jsonscan_type {
 } jsonscan_type_t;
 
 void jsonbuf_put(jsonbuf_t *b, const char *s, size_t n);
-void jsonbuf_putc(jsonbuf_t *b, char c);
+static inline void jsonbuf_putc(jsonbuf_t *b, char c)
+{
+    if (b->len < b->cap)
+        b->data[b->len++] = c;
+    else
+        b->overflow = true;
+}
 /** Writes @p s (n bytes of valid UTF-8) as a JSON string literal, quotes included. */
 void jsonbuf_put_string(jsonbuf_t *b, const char *s, size_t n);
 

@@ -46,6 +46,9 @@ enum {
 
 typedef struct country_plan {
     unsigned char line_cache[LINE_CACHE_SLOTS];
+    /* operator of a 4-digit NSN prefix: 0 unknown yet, 1 none, else index + 2 */
+    unsigned char operator_cache[10000];
+    bool operator_cacheable; /* every carrier prefix has at most 4 digits */
     char iso[3];
     char cc[4];
     char national_prefix[4];
@@ -122,6 +125,10 @@ static void plan_load(void)
             snprintf(cp->prefix, sizeof(cp->prefix), "%s", prefix);
             cp->name = strdup(json_string_value(name) ? json_string_value(name) : "");
         }
+        p->operator_cacheable = p->prefix_count < 250;
+        for (size_t i = 0; i < p->prefix_count; i++)
+            if (strlen(p->prefixes[i].prefix) > 4)
+                p->operator_cacheable = false;
         plan_count++;
     }
     plan_status = 0;
@@ -151,18 +158,37 @@ int nudgel_phone_country_known(const char *country)
     return plan_by_iso(country) != NULL;
 }
 
-static const char *operator_for(const country_plan_t *p, const char *nsn)
+static int operator_index(const country_plan_t *p, const char *nsn)
 {
-    const char *best = NULL;
+    int best = -1;
     size_t best_len = 0;
     for (size_t i = 0; i < p->prefix_count; i++) {
         size_t len = strlen(p->prefixes[i].prefix);
         if (len > best_len && strncmp(nsn, p->prefixes[i].prefix, len) == 0) {
-            best = p->prefixes[i].name;
+            best = (int)i;
             best_len = len;
         }
     }
     return best;
+}
+
+/* Longest carrier prefix; with prefixes of at most four digits the answer
+ * for a number's first four digits is learnt once. */
+static const char *operator_for(country_plan_t *p, const char *nsn)
+{
+    if (!p->operator_cacheable || strlen(nsn) < 4) {
+        int i = operator_index(p, nsn);
+        return i < 0 ? NULL : p->prefixes[i].name;
+    }
+    size_t slot = (size_t)((nsn[0] - '0') * 1000 + (nsn[1] - '0') * 100 + (nsn[2] - '0') * 10 +
+                           (nsn[3] - '0'));
+    int cached = __atomic_load_n(&p->operator_cache[slot], __ATOMIC_RELAXED);
+    if (!cached) {
+        int i = operator_index(p, nsn);
+        cached = i < 0 ? 1 : i + 2;
+        __atomic_store_n(&p->operator_cache[slot], (unsigned char)cached, __ATOMIC_RELAXED);
+    }
+    return cached == 1 ? NULL : p->prefixes[cached - 2].name;
 }
 
 static int line_type_by_regex(const country_plan_t *p, const char *nsn)

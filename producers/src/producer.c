@@ -26,10 +26,15 @@ typedef struct sync_wait {
     char errstr[256];
 } sync_wait_t;
 
-/* One per queued job, freed in the delivery callback. */
+/*
+ * One per queued job. It lives in the tail of the job's own payload buffer
+ * (nudgel_job_canonical_t.tail), which librdkafka frees after the delivery
+ * callback: one allocation per job instead of two.
+ */
 typedef struct job_ctx {
     void *user_opaque;
-    sync_wait_t *waiter; /* set for sync calls; cleared under p->lock on time-out */
+    sync_wait_t *waiter; /* sync calls only; cleared under p->lock on time-out */
+    bool sync;           /* fixed at creation: only sync jobs need the lock */
     char job_id[NUDGEL_UUID_STR_LEN + 1];
 } job_ctx_t;
 
@@ -183,18 +188,20 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     nudgel_err_t err = nudgel_kafka_err(m->err);
     const char *errstr = m->err ? rd_kafka_err2str(m->err) : "";
 
-    pthread_mutex_lock(&p->lock);
-    sync_wait_t *w = ctx->waiter;
-    if (w) {
-        w->err = err;
-        w->partition = m->partition;
-        w->offset = m->err ? -1 : m->offset;
-        snprintf(w->errstr, sizeof(w->errstr), "%s", errstr);
-        w->done = 1;
+    if (ctx->sync) {
+        pthread_mutex_lock(&p->lock);
+        sync_wait_t *w = ctx->waiter;
+        if (w) {
+            w->err = err;
+            w->partition = m->partition;
+            w->offset = m->err ? -1 : m->offset;
+            snprintf(w->errstr, sizeof(w->errstr), "%s", errstr);
+            w->done = 1;
+        }
+        pthread_mutex_unlock(&p->lock);
+        return; /* a sync job's outcome goes to its caller, not the callback */
     }
-    pthread_mutex_unlock(&p->lock);
-
-    if (!w && p->conf->cb) {
+    if (p->conf->cb) {
         if (m->key && m->key_len < sizeof(tenant)) {
             memcpy(tenant, m->key, m->key_len);
             tenant[m->key_len] = '\0';
@@ -211,7 +218,6 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         };
         p->conf->cb(&report, p->conf->cb_opaque);
     }
-    free(ctx);
 }
 
 nudgel_producer_t *nudgel_producer_new(nudgel_producer_conf_t *conf, char *errstr,
@@ -314,7 +320,7 @@ static nudgel_err_t produce(nudgel_producer_t *p, rd_kafka_topic_t *rkt, const c
         rd_kafka_header_add(hdrs, NUDGEL_HDR_TRACEPARENT, -1, opts->traceparent, -1);
     rd_kafka_header_add(hdrs, NUDGEL_HDR_CONTENT_TYPE, -1, "application/json", -1);
 
-    int64_t deadline = nudgel_mono_us() + (int64_t)p->conf->message_timeout_ms * 1000;
+    int64_t deadline = 0; /* read the clock only when the queue is full */
     for (;;) {
         rd_kafka_resp_err_t kerr = rd_kafka_producev(
             p->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(tenant, strlen(tenant)),
@@ -322,10 +328,11 @@ static nudgel_err_t produce(nudgel_producer_t *p, rd_kafka_topic_t *rkt, const c
             RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END);
         if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR)
             return NUDGEL_OK;
+        if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL && !deadline)
+            deadline = nudgel_mono_us() + (int64_t)p->conf->message_timeout_ms * 1000;
         if (kerr != RD_KAFKA_RESP_ERR__QUEUE_FULL || nudgel_mono_us() > deadline) {
             rd_kafka_headers_destroy(hdrs);
-            free(value);
-            free(ctx);
+            free(value); /* ctx lives in value's tail */
             if (result) {
                 snprintf(result->error.field, sizeof(result->error.field), "(kafka)");
                 snprintf(result->error.reason, sizeof(result->error.reason), "%s",
@@ -351,6 +358,7 @@ static nudgel_err_t enqueue(nudgel_producer_t *p, job_kind_t kind, const char *j
         .fill_defaults = true,
         .normalise_to = true,
         .default_country = p->conf->default_country[0] ? p->conf->default_country : NULL,
+        .reserve_tail = sizeof(job_ctx_t),
     };
     nudgel_job_canonical_t job;
     nudgel_err_t err;
@@ -374,10 +382,8 @@ static nudgel_err_t enqueue(nudgel_producer_t *p, job_kind_t kind, const char *j
     if (err != NUDGEL_OK)
         return err;
     memcpy(result->job_id, job.id, sizeof(result->job_id));
-    if (!(ctx = malloc(sizeof(*ctx)))) {
-        free(job.bytes);
-        return NUDGEL_ERR_NO_MEMORY;
-    }
+    ctx = job.tail;
+    ctx->sync = waiter != NULL;
     ctx->user_opaque = opts ? opts->opaque : NULL;
     ctx->waiter = waiter;
     memcpy(ctx->job_id, job.id, sizeof(ctx->job_id));

@@ -36,6 +36,8 @@ typedef struct nudgel_job_parse_opts {
     bool normalise_to;           /* rewrite "to" as E.164 (producers; workers do it too) */
     const char *default_country; /* hint for national numbers when the job has no "country" */
     int64_t now_ms;              /* clock for created_at; 0 = now */
+    size_t reserve_tail;         /* canonicalize: spare bytes allocated after the
+                                    canonical bytes for the caller (aligned to 16) */
 } nudgel_job_parse_opts_t;
 
 /*
@@ -80,6 +82,7 @@ typedef struct nudgel_webhook_job {
 typedef struct nudgel_job_canonical {
     char *bytes; /* malloc'd, NUL-terminated canonical JSON; the caller frees it */
     size_t len;
+    void *tail; /* opts->reserve_tail spare bytes inside the same allocation */
     char id[NUDGEL_UUID_STR_LEN + 1];
     char tenant_id[NUDGEL_TENANT_ID_MAX + 1];
     char idempotency_key[NUDGEL_IDEMPOTENCY_KEY_MAX + 1]; /* "" when absent */
