@@ -503,8 +503,12 @@ void nudgel_conf_print_doc(const nudgel_conf_t *conf, FILE *out)
         nudgel_conf_env_name(e->name, env, sizeof(env));
         if (e->type == NUDGEL_CONF_INT)
             snprintf(allowed, sizeof(allowed), "%lld to %lld", e->min, e->max);
-        else if (e->type == NUDGEL_CONF_ENUM)
+        else if (e->type == NUDGEL_CONF_ENUM) {
+            /* "a|b" would end the Markdown cell: list the values with commas. */
             snprintf(allowed, sizeof(allowed), "%s", e->enum_values);
+            for (char *bar = strchr(allowed, '|'); bar; bar = strchr(bar, '|'))
+                *bar = ',';
+        }
         else if (e->type == NUDGEL_CONF_BOOL)
             snprintf(allowed, sizeof(allowed), "true, false");
         fprintf(out, "| `%s` | `%s` | %s | %s%s%s | %s | %s%s |\n", e->name, env,
