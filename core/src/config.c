@@ -508,8 +508,7 @@ void nudgel_conf_print_doc(const nudgel_conf_t *conf, FILE *out)
             snprintf(allowed, sizeof(allowed), "%s", e->enum_values);
             for (char *bar = strchr(allowed, '|'); bar; bar = strchr(bar, '|'))
                 *bar = ',';
-        }
-        else if (e->type == NUDGEL_CONF_BOOL)
+        } else if (e->type == NUDGEL_CONF_BOOL)
             snprintf(allowed, sizeof(allowed), "true, false");
         fprintf(out, "| `%s` | `%s` | %s | %s%s%s | %s | %s%s |\n", e->name, env,
                 type_name(e->type), e->default_value ? "`" : "",
