@@ -45,6 +45,9 @@ const nudgel_conf_entry_t nudgel_admin_topics_conf[] = {
      "retention.ms of the dead-letter topics (30 days), the window for a replay."},
     {"topics.retention_ms.status", NUDGEL_CONF_INT, "604800000", 60000, 31536000000LL, NULL, 0,
      "retention.ms of nudgel.delivery-status.v1 (7 days)."},
+    {"topics.namespace", NUDGEL_CONF_STRING, "", 0, 0, NULL, 0,
+     "Prefix for every topic name, e.g. \"staging.\" or \"bench-42.\": an isolated set of topics "
+     "for a staging tenant or a benchmark. Empty in production."},
     {"topics.retention_ms.dlr", NUDGEL_CONF_INT, "259200000", 60000, 31536000000LL, NULL, 0,
      "retention.ms of nudgel.carrier-dlr.v1 (3 days)."},
     {NULL, NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0, NULL},
@@ -52,6 +55,7 @@ const nudgel_conf_entry_t nudgel_admin_topics_conf[] = {
 
 typedef struct topic_state {
     const nudgel_topic_spec_t *spec;
+    char name[256]; /* topics.namespace + the contract name */
     int want_partitions, want_rf;
     long long want_retention_ms;
     bool exists, created;
@@ -143,6 +147,8 @@ static nudgel_err_t admin_open(admin_t *a, const nudgel_conf_t *conf, char *errs
     for (size_t i = 0; i < count; i++) {
         topic_state_t *t = &a->topics[i];
         t->spec = &specs[i];
+        snprintf(t->name, sizeof(t->name), "%s%s", nudgel_conf_get_str(conf, "topics.namespace"),
+                 specs[i].name);
         t->want_partitions = (int)nudgel_conf_get_int(conf, "topics.partitions");
         t->want_rf = (int)nudgel_conf_get_int(conf, "topics.replication_factor");
         t->want_retention_ms = nudgel_conf_get_int(conf, retention_key(specs[i].topic_class));
@@ -222,7 +228,7 @@ static rd_kafka_event_t *admin_wait(admin_t *a, const char *what, char *errstr, 
 static topic_state_t *find_topic(admin_t *a, const char *name)
 {
     for (size_t i = 0; i < a->count; i++)
-        if (strcmp(a->topics[i].spec->name, name) == 0)
+        if (strcmp(a->topics[i].name, name) == 0)
             return &a->topics[i];
     return NULL;
 }
@@ -277,10 +283,10 @@ static nudgel_err_t create_missing(admin_t *a, bool *raced, char *errstr, size_t
         char inner[256];
         if (t->exists)
             continue;
-        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(t->spec->name, t->want_partitions,
+        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(t->name, t->want_partitions,
                                                         t->want_rf, inner, sizeof(inner));
         if (!nt) {
-            snprintf(errstr, errstr_size, "%s: %s", t->spec->name, inner);
+            snprintf(errstr, errstr_size, "%s: %s", t->name, inner);
             err = NUDGEL_ERR_CONFIG;
             goto out;
         }
@@ -288,7 +294,7 @@ static nudgel_err_t create_missing(admin_t *a, bool *raced, char *errstr, size_t
         snprintf(retention, sizeof(retention), "%lld", t->want_retention_ms);
         if (rd_kafka_NewTopic_set_config(nt, "retention.ms", retention) ||
             rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "delete")) {
-            snprintf(errstr, errstr_size, "%s: cannot set topic configs", t->spec->name);
+            snprintf(errstr, errstr_size, "%s: cannot set topic configs", t->name);
             err = NUDGEL_ERR_NO_MEMORY;
             goto out;
         }
@@ -322,7 +328,7 @@ static nudgel_err_t create_missing(admin_t *a, bool *raced, char *errstr, size_t
             t->rf = t->want_rf;
             t->retention_ms = t->want_retention_ms;
             nudgel_log_debug("created topic %s (%d partitions, replication factor %d)",
-                             t->spec->name, t->want_partitions, t->want_rf);
+                             t->name, t->want_partitions, t->want_rf);
         } else if (kerr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             *raced = true;
         } else {
@@ -357,7 +363,7 @@ static nudgel_err_t describe_configs(admin_t *a, char *errstr, size_t errstr_siz
     for (size_t i = 0; i < a->count; i++)
         if (a->topics[i].exists && !a->topics[i].created && !a->topics[i].error[0])
             res[n++] =
-                rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, a->topics[i].spec->name);
+                rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, a->topics[i].name);
     if (n == 0)
         goto out;
     opts = admin_options(a, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, errstr, errstr_size);
@@ -451,7 +457,7 @@ static nudgel_err_t add_partitions(admin_t *a, char *errstr, size_t errstr_size)
         char inner[256];
         if (!t->fix_partitions)
             continue;
-        nps[n] = rd_kafka_NewPartitions_new(t->spec->name, (size_t)t->want_partitions, inner,
+        nps[n] = rd_kafka_NewPartitions_new(t->name, (size_t)t->want_partitions, inner,
                                             sizeof(inner));
         if (!nps[n]) {
             snprintf(t->error, sizeof(t->error), "adding partitions: %s", inner);
@@ -486,7 +492,7 @@ static nudgel_err_t add_partitions(admin_t *a, char *errstr, size_t errstr_size)
         }
         append(t->altered, sizeof(t->altered), "partitions %d -> %d", t->partitions,
                t->want_partitions);
-        nudgel_log_debug("topic %s: partitions %d -> %d", t->spec->name, t->partitions,
+        nudgel_log_debug("topic %s: partitions %d -> %d", t->name, t->partitions,
                          t->want_partitions);
         t->partitions = t->want_partitions;
     }
@@ -509,7 +515,7 @@ out:
 static rd_kafka_ConfigResource_t *alter_resource(const topic_state_t *t, char *why, size_t why_size)
 {
     rd_kafka_ConfigResource_t *res =
-        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, t->spec->name);
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, t->name);
     const char *cleanup_policy = "delete";
     size_t entries = 0;
     char retention[32];
@@ -589,7 +595,7 @@ static nudgel_err_t alter_retention(admin_t *a, char *errstr, size_t errstr_size
         }
         append(t->altered, sizeof(t->altered), "retention.ms %lld -> %lld", t->retention_ms,
                t->want_retention_ms);
-        nudgel_log_debug("topic %s: retention.ms %lld -> %lld", t->spec->name, t->retention_ms,
+        nudgel_log_debug("topic %s: retention.ms %lld -> %lld", t->name, t->retention_ms,
                          t->want_retention_ms);
         t->retention_ms = t->want_retention_ms;
     }
@@ -661,7 +667,7 @@ nudgel_err_t nudgel_admin_topics_ensure(const nudgel_conf_t *conf,
             append(line, sizeof(line), "ok");
             ok++;
         }
-        fprintf(out, "%-30s %s\n", t->spec->name, line);
+        fprintf(out, "%-30s %s\n", t->name, line);
     }
     fprintf(out,
             "topics: %zu total, %zu created, %zu ok, %zu altered, %zu with drift, %zu errors\n",
@@ -700,7 +706,7 @@ static nudgel_err_t print_json(const admin_t *a, FILE *out, char *errstr, size_t
     for (size_t i = 0; i < a->count; i++) {
         const topic_state_t *t = &a->topics[i];
         json_t *o = json_pack(
-            "{s:s, s:b, s:o, s:o, s:o, s:s, s:I, s:{s:i, s:i, s:I}}", "topic", t->spec->name,
+            "{s:s, s:b, s:o, s:o, s:o, s:s, s:I, s:{s:i, s:i, s:I}}", "topic", t->name,
             "exists", t->exists, "partitions",
             t->exists ? json_integer(t->partitions) : json_null(), "replication_factor",
             t->exists ? json_integer(t->rf) : json_null(), "retention_ms",
@@ -738,7 +744,7 @@ static void print_table(const admin_t *a, FILE *out)
         if (t->retention_ms >= 0)
             snprintf(retention, sizeof(retention), "%lld", t->retention_ms);
         format_delay(t->spec->delay_ms, delay, sizeof(delay));
-        fprintf(out, "%-30s %-8s %10s %4s %13s %-7s %s\n", t->spec->name,
+        fprintf(out, "%-30s %-8s %10s %4s %13s %-7s %s\n", t->name,
                 t->exists ? "exists" : "missing", partitions, rf, retention,
                 nudgel_topic_class_name(t->spec->topic_class), delay);
     }
@@ -759,7 +765,7 @@ nudgel_err_t nudgel_admin_topics_describe(const nudgel_conf_t *conf, bool json, 
         goto out;
     for (size_t i = 0; i < a.count; i++)
         if (a.topics[i].error[0])
-            nudgel_log_warn("topic %s: %s", a.topics[i].spec->name, a.topics[i].error);
+            nudgel_log_warn("topic %s: %s", a.topics[i].name, a.topics[i].error);
     if (json)
         err = print_json(&a, out, errstr, errstr_size);
     else
