@@ -283,8 +283,8 @@ static nudgel_err_t create_missing(admin_t *a, bool *raced, char *errstr, size_t
         char inner[256];
         if (t->exists)
             continue;
-        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(t->name, t->want_partitions,
-                                                        t->want_rf, inner, sizeof(inner));
+        rd_kafka_NewTopic_t *nt =
+            rd_kafka_NewTopic_new(t->name, t->want_partitions, t->want_rf, inner, sizeof(inner));
         if (!nt) {
             snprintf(errstr, errstr_size, "%s: %s", t->name, inner);
             err = NUDGEL_ERR_CONFIG;
@@ -327,8 +327,8 @@ static nudgel_err_t create_missing(admin_t *a, bool *raced, char *errstr, size_t
             t->partitions = t->want_partitions;
             t->rf = t->want_rf;
             t->retention_ms = t->want_retention_ms;
-            nudgel_log_debug("created topic %s (%d partitions, replication factor %d)",
-                             t->name, t->want_partitions, t->want_rf);
+            nudgel_log_debug("created topic %s (%d partitions, replication factor %d)", t->name,
+                             t->want_partitions, t->want_rf);
         } else if (kerr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             *raced = true;
         } else {
@@ -362,8 +362,7 @@ static nudgel_err_t describe_configs(admin_t *a, char *errstr, size_t errstr_siz
     }
     for (size_t i = 0; i < a->count; i++)
         if (a->topics[i].exists && !a->topics[i].created && !a->topics[i].error[0])
-            res[n++] =
-                rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, a->topics[i].name);
+            res[n++] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, a->topics[i].name);
     if (n == 0)
         goto out;
     opts = admin_options(a, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, errstr, errstr_size);
@@ -457,8 +456,8 @@ static nudgel_err_t add_partitions(admin_t *a, char *errstr, size_t errstr_size)
         char inner[256];
         if (!t->fix_partitions)
             continue;
-        nps[n] = rd_kafka_NewPartitions_new(t->name, (size_t)t->want_partitions, inner,
-                                            sizeof(inner));
+        nps[n] =
+            rd_kafka_NewPartitions_new(t->name, (size_t)t->want_partitions, inner, sizeof(inner));
         if (!nps[n]) {
             snprintf(t->error, sizeof(t->error), "adding partitions: %s", inner);
             continue;
@@ -514,8 +513,7 @@ out:
  */
 static rd_kafka_ConfigResource_t *alter_resource(const topic_state_t *t, char *why, size_t why_size)
 {
-    rd_kafka_ConfigResource_t *res =
-        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, t->name);
+    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, t->name);
     const char *cleanup_policy = "delete";
     size_t entries = 0;
     char retention[32];
@@ -706,10 +704,9 @@ static nudgel_err_t print_json(const admin_t *a, FILE *out, char *errstr, size_t
     for (size_t i = 0; i < a->count; i++) {
         const topic_state_t *t = &a->topics[i];
         json_t *o = json_pack(
-            "{s:s, s:b, s:o, s:o, s:o, s:s, s:I, s:{s:i, s:i, s:I}}", "topic", t->name,
-            "exists", t->exists, "partitions",
-            t->exists ? json_integer(t->partitions) : json_null(), "replication_factor",
-            t->exists ? json_integer(t->rf) : json_null(), "retention_ms",
+            "{s:s, s:b, s:o, s:o, s:o, s:s, s:I, s:{s:i, s:i, s:I}}", "topic", t->name, "exists",
+            t->exists, "partitions", t->exists ? json_integer(t->partitions) : json_null(),
+            "replication_factor", t->exists ? json_integer(t->rf) : json_null(), "retention_ms",
             t->retention_ms >= 0 ? json_integer(t->retention_ms) : json_null(), "class",
             nudgel_topic_class_name(t->spec->topic_class), "delay_ms",
             (json_int_t)t->spec->delay_ms, "configured", "partitions", t->want_partitions,
