@@ -236,6 +236,54 @@ nudgel_err_t nudgel_conf_set(nudgel_conf_t *conf, const char *key, const char *v
     return NUDGEL_OK;
 }
 
+nudgel_err_t nudgel_conf_set_assignments(nudgel_conf_t *conf, char *const *assignments,
+                                         size_t count, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < count; i++) {
+        const char *eq = strchr(assignments[i], '=');
+        char key[256];
+        if (!eq || eq == assignments[i] || (size_t)(eq - assignments[i]) >= sizeof(key)) {
+            snprintf(errstr, errstr_size, "expected KEY=VALUE, got \"%.64s\"", assignments[i]);
+            return NUDGEL_ERR_CONFIG;
+        }
+        memcpy(key, assignments[i], (size_t)(eq - assignments[i]));
+        key[eq - assignments[i]] = '\0';
+        nudgel_err_t err =
+            nudgel_conf_set(conf, key, eq + 1, NUDGEL_CONF_FROM_FLAG, errstr, errstr_size);
+        if (err != NUDGEL_OK)
+            return err;
+    }
+    return NUDGEL_OK;
+}
+
+nudgel_conf_startup_t nudgel_conf_startup(nudgel_conf_t *conf, const char *program,
+                                          const char *config_path, char *const *assignments,
+                                          size_t count, bool print_config, bool print_doc)
+{
+    char errstr[1024];
+    nudgel_log_level_t level = NUDGEL_LOG_INFO;
+    if (print_doc) {
+        nudgel_conf_print_doc(conf, stdout);
+        return NUDGEL_CONF_STARTUP_DONE;
+    }
+    if (nudgel_conf_load(conf, config_path, errstr, sizeof(errstr)) != NUDGEL_OK ||
+        nudgel_conf_set_assignments(conf, assignments, count, errstr, sizeof(errstr)) !=
+            NUDGEL_OK ||
+        (!nudgel_conf_get_str(conf, "kafka.client_id") &&
+         nudgel_conf_set(conf, "kafka.client_id", program, NUDGEL_CONF_FROM_DEFAULT, errstr,
+                         sizeof(errstr)) != NUDGEL_OK)) {
+        fprintf(stderr, "%s: %s\n", program, errstr);
+        return NUDGEL_CONF_STARTUP_FAIL;
+    }
+    nudgel_log_level_parse(nudgel_conf_get_str(conf, "log.level"), &level);
+    nudgel_log_init(program, level);
+    if (print_config) {
+        nudgel_conf_print(conf, stdout);
+        return NUDGEL_CONF_STARTUP_DONE;
+    }
+    return NUDGEL_CONF_STARTUP_RUN;
+}
+
 /* Whether some table key starts with "<section>." — the section is ours. */
 static bool section_is_ours(const nudgel_conf_t *conf, const char *key)
 {

@@ -499,6 +499,16 @@ static nudgel_err_t output_finish(jsonbuf_t *out, size_t cap, nudgel_job_canonic
     return NUDGEL_OK;
 }
 
+/* The ids a producer needs for key and headers; lengths were validated. */
+static void set_result_ids(nudgel_job_canonical_t *out, const char *id, const char *tenant,
+                           const char *ikey)
+{
+    size_t tenant_len = strlen(tenant), ikey_len = ikey ? strlen(ikey) : 0;
+    memcpy(out->id, id, sizeof(out->id));
+    memcpy(out->tenant_id, tenant, tenant_len + 1);
+    memcpy(out->idempotency_key, ikey ? ikey : "", ikey_len + 1);
+}
+
 /* ---- message jobs ---- */
 
 static const field_spec_t message_fields[] = {
@@ -642,9 +652,7 @@ nudgel_err_t nudgel_message_job_canonicalize(const char *bytes, size_t len,
     put_object_field(&doc, "metadata", &r, metadata);
     if ((err = output_finish(&doc, cap, out, ferr)))
         goto out;
-    memcpy(out->id, id, sizeof(out->id));
-    snprintf(out->tenant_id, sizeof(out->tenant_id), "%s", tenant);
-    snprintf(out->idempotency_key, sizeof(out->idempotency_key), "%s", ikey ? ikey : "");
+    set_result_ids(out, id, tenant, ikey);
 out:
     free(doc.data);
     free(ws.heap);
@@ -746,9 +754,7 @@ nudgel_err_t nudgel_webhook_job_canonicalize(const char *bytes, size_t len,
     put_object_field(&doc, "metadata", &r, metadata);
     if ((err = output_finish(&doc, cap, out, ferr)))
         goto out;
-    memcpy(out->id, id, sizeof(out->id));
-    snprintf(out->tenant_id, sizeof(out->tenant_id), "%s", tenant);
-    snprintf(out->idempotency_key, sizeof(out->idempotency_key), "%s", ikey ? ikey : "");
+    set_result_ids(out, id, tenant, ikey);
 out:
     free(doc.data);
     free(ws.heap);

@@ -175,18 +175,6 @@ static void pace(nudgel_producer_t *p, int64_t until_us)
     }
 }
 
-/* Applies one "key=value" flag; returns 0 or prints the problem and returns -1. */
-static int apply_flag(nudgel_conf_t *conf, const char *key, const char *value)
-{
-    char errstr[512];
-    if (nudgel_conf_set(conf, key, value, NUDGEL_CONF_FROM_FLAG, errstr, sizeof(errstr)) !=
-        NUDGEL_OK) {
-        fprintf(stderr, "%s: %s\n", PROGRAM, errstr);
-        return -1;
-    }
-    return 0;
-}
-
 typedef struct kafka_copy {
     nudgel_producer_conf_t *pconf;
     char *errstr;
@@ -338,31 +326,14 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    if (print_doc) {
-        nudgel_conf_print_doc(conf, stdout);
+    switch (nudgel_conf_startup(conf, PROGRAM, config_path, flag_sets, flag_set_count, print_config,
+                                print_doc)) {
+    case NUDGEL_CONF_STARTUP_RUN:
+        break;
+    case NUDGEL_CONF_STARTUP_DONE:
         exit_code = 0;
         goto out;
-    }
-    if (nudgel_conf_load(conf, config_path, errstr, sizeof(errstr)) != NUDGEL_OK) {
-        fprintf(stderr, "%s: %s\n", PROGRAM, errstr);
-        goto out;
-    }
-    for (size_t i = 0; i < flag_set_count; i++) {
-        char *eq = strchr(flag_sets[i], '=');
-        if (!eq) {
-            fprintf(stderr, "%s: expected KEY=VALUE, got \"%s\"\n", PROGRAM, flag_sets[i]);
-            goto out;
-        }
-        *eq = '\0';
-        if (apply_flag(conf, flag_sets[i], eq + 1) != 0)
-            goto out;
-    }
-    nudgel_log_level_t level = NUDGEL_LOG_INFO;
-    nudgel_log_level_parse(nudgel_conf_get_str(conf, "log.level"), &level);
-    nudgel_log_init(PROGRAM, level);
-    if (print_config) {
-        nudgel_conf_print(conf, stdout);
-        exit_code = 0;
+    case NUDGEL_CONF_STARTUP_FAIL:
         goto out;
     }
     if (!topic || (strcmp(topic, "messages") != 0 && strcmp(topic, "webhooks") != 0)) {

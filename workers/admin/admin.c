@@ -147,26 +147,6 @@ static command_t parse_command(int argc, char **argv, const sub_flags_t *sub)
     return cmd;
 }
 
-/* Applies "key=value" flags in order, after file and environment (flags win). */
-static int apply_flag_sets(nudgel_conf_t *conf, char **sets, size_t count)
-{
-    char errstr[512];
-    for (size_t i = 0; i < count; i++) {
-        char *eq = strchr(sets[i], '=');
-        if (!eq) {
-            fprintf(stderr, "%s: expected KEY=VALUE, got \"%s\"\n", PROGRAM, sets[i]);
-            return -1;
-        }
-        *eq = '\0';
-        if (nudgel_conf_set(conf, sets[i], eq + 1, NUDGEL_CONF_FROM_FLAG, errstr, sizeof(errstr)) !=
-            NUDGEL_OK) {
-            fprintf(stderr, "%s: %s\n", PROGRAM, errstr);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     static const nudgel_conf_entry_t *const tables[] = {nudgel_conf_common, admin_table,
@@ -260,29 +240,14 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    if (print_doc) {
-        nudgel_conf_print_doc(conf, stdout);
+    switch (nudgel_conf_startup(conf, PROGRAM, config_path, flag_sets, flag_set_count, print_config,
+                                print_doc)) {
+    case NUDGEL_CONF_STARTUP_RUN:
+        break;
+    case NUDGEL_CONF_STARTUP_DONE:
         exit_code = EXIT_OK;
         goto out;
-    }
-    if (nudgel_conf_load(conf, config_path, errstr, sizeof(errstr)) != NUDGEL_OK) {
-        fprintf(stderr, "%s: %s\n", PROGRAM, errstr);
-        goto out;
-    }
-    if (apply_flag_sets(conf, flag_sets, flag_set_count) != 0)
-        goto out;
-    if (!nudgel_conf_get_str(conf, "kafka.client_id") &&
-        nudgel_conf_set(conf, "kafka.client_id", PROGRAM, NUDGEL_CONF_FROM_DEFAULT, errstr,
-                        sizeof(errstr)) != NUDGEL_OK) {
-        fprintf(stderr, "%s: %s\n", PROGRAM, errstr);
-        goto out;
-    }
-    nudgel_log_level_t level = NUDGEL_LOG_INFO;
-    nudgel_log_level_parse(nudgel_conf_get_str(conf, "log.level"), &level);
-    nudgel_log_init(PROGRAM, level);
-    if (print_config) {
-        nudgel_conf_print(conf, stdout);
-        exit_code = EXIT_OK;
+    case NUDGEL_CONF_STARTUP_FAIL:
         goto out;
     }
 

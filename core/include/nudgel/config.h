@@ -70,6 +70,31 @@ void nudgel_conf_destroy(nudgel_conf_t *conf);
 nudgel_err_t nudgel_conf_set(nudgel_conf_t *conf, const char *key, const char *value,
                              nudgel_conf_source_t source, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Applies "key=value" assignments in order (command-line flags, which
+ * win over file and environment). @returns NUDGEL_OK or NUDGEL_ERR_CONFIG
+ * naming the assignment at fault.
+ */
+nudgel_err_t nudgel_conf_set_assignments(nudgel_conf_t *conf, char *const *assignments,
+                                         size_t count, char *errstr, size_t errstr_size);
+
+typedef enum nudgel_conf_startup {
+    NUDGEL_CONF_STARTUP_RUN,  /* configuration loaded: go on */
+    NUDGEL_CONF_STARTUP_DONE, /* --print-config or --print-config-doc served: exit 0 */
+    NUDGEL_CONF_STARTUP_FAIL, /* a bad file, variable or flag, printed: exit 2 */
+} nudgel_conf_startup_t;
+
+/**
+ * @brief The start of every binary: serve --print-config-doc, load the file
+ * (@p config_path, else NUDGEL_CONFIG) and the environment, apply the
+ * "key=value" flag @p assignments, default kafka.client_id to @p program,
+ * start JSON logging at log.level, serve --print-config. Problems are printed
+ * on stderr as "program: key: problem".
+ */
+nudgel_conf_startup_t nudgel_conf_startup(nudgel_conf_t *conf, const char *program,
+                                          const char *config_path, char *const *assignments,
+                                          size_t count, bool print_config, bool print_doc);
+
 /** @brief Applies a JSON file. Errors name the file, the key and the problem. */
 nudgel_err_t nudgel_conf_load_file(nudgel_conf_t *conf, const char *path, char *errstr,
                                    size_t errstr_size);
