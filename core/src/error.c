@@ -33,6 +33,8 @@ const char *nudgel_strerror(nudgel_err_t err)
         return "fatal Kafka error";
     case NUDGEL_ERR_QUEUE_FULL:
         return "producer queue is full";
+    case NUDGEL_ERR_WINDOW_FULL:
+        return "in-flight window is full";
     case NUDGEL_ERR_TIMED_OUT:
         return "timed out";
     case NUDGEL_ERR_PG_UNREACHABLE:
@@ -72,6 +74,8 @@ const char *nudgel_err_name(nudgel_err_t err)
         return "kafka_fatal";
     case NUDGEL_ERR_QUEUE_FULL:
         return "queue_full";
+    case NUDGEL_ERR_WINDOW_FULL:
+        return "window_full";
     case NUDGEL_ERR_TIMED_OUT:
         return "timed_out";
     case NUDGEL_ERR_PG_UNREACHABLE:
@@ -96,6 +100,7 @@ nudgel_err_class_t nudgel_err_class(nudgel_err_t err)
     case NUDGEL_ERR_KAFKA_UNREACHABLE:
     case NUDGEL_ERR_KAFKA:
     case NUDGEL_ERR_QUEUE_FULL:
+    case NUDGEL_ERR_WINDOW_FULL:
     case NUDGEL_ERR_TIMED_OUT:
     case NUDGEL_ERR_PG_UNREACHABLE:
     case NUDGEL_ERR_PG:

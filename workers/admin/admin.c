@@ -96,6 +96,7 @@ static int exit_code_for(nudgel_err_t err)
     case NUDGEL_ERR_KAFKA:
     case NUDGEL_ERR_KAFKA_FATAL:
     case NUDGEL_ERR_QUEUE_FULL:
+    case NUDGEL_ERR_WINDOW_FULL:
     case NUDGEL_ERR_TIMED_OUT:
     case NUDGEL_ERR_PG:
     case NUDGEL_ERR_MIGRATION:

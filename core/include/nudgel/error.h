@@ -20,6 +20,7 @@ typedef enum nudgel_err {
     NUDGEL_ERR_KAFKA,             /* a Kafka error librdkafka calls retriable */
     NUDGEL_ERR_KAFKA_FATAL,       /* a Kafka error that needs a restart (fencing, auth) */
     NUDGEL_ERR_QUEUE_FULL,        /* local producer queue full for longer than allowed */
+    NUDGEL_ERR_WINDOW_FULL,       /* a partition's in-flight window is full: pause it */
     NUDGEL_ERR_TIMED_OUT,         /* an operation ran out of time */
     NUDGEL_ERR_PG_UNREACHABLE,    /* Postgres could not be reached */
     NUDGEL_ERR_PG,                /* a Postgres statement failed */
