@@ -1,0 +1,122 @@
+"""The shared consumer (workers/runtime/src/consumer.c) against the real broker.
+
+Driven by nudgel-test-consumer, which finishes jobs in random order. Checks
+at-least-once with contiguous offsets: every job seen, a finished group sees
+nothing again, a job left unfinished by a killed worker comes back (and with
+it nothing already committed on other partitions), and two workers of one
+group share the partitions without losing anything.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import binary, kcat_consume
+
+PARTITIONS = 6
+WINDOW = 200
+
+
+@pytest.fixture
+def topic(bootstrap, run_id):
+    ns = f"ct{run_id}."
+    run = subprocess.run([binary("nudgel-admin"), "--set", f"topics.namespace={ns}",
+                          "--set", f"topics.partitions={PARTITIONS}", "topics", "ensure"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return f"{ns}nudgel.messages.v1"
+
+
+def produce(bootstrap, topic, count, start=0):
+    lines = "".join(f"tenant-{i % 37}\tjob-{start + i}\n" for i in range(count))
+    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-X", "acks=all"],
+                   input=lines, text=True, check=True, timeout=60)
+
+
+def all_records(bootstrap, topic):
+    return {(r["partition"], r["offset"]) for r in kcat_consume(bootstrap, topic)}
+
+
+def driver(topic, group, *extra):
+    return [binary("nudgel-test-consumer"), "--topic", topic, "--group", group,
+            "--set", "kafka.auto.commit.interval.ms=200", "--set", "kafka.session.timeout.ms=6000",
+            "--set", "log.level=warn", *extra]
+
+
+def run_driver(topic, group, *extra, timeout=120):
+    out = subprocess.run(driver(topic, group, *extra), capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    return parse(out.stdout)
+
+
+def parse(text):
+    seen = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            rec = json.loads(line)
+            seen.append((rec["p"], rec["o"]))
+    return seen
+
+
+def test_every_job_once_then_nothing(bootstrap, topics_ready, topic, run_id):
+    produce(bootstrap, topic, 3000)
+    expected = all_records(bootstrap, topic)
+    assert len(expected) == 3000
+    group = f"g-{run_id}"
+    seen = run_driver(topic, group, "--max-hold", "200", "--idle-ms", "3000")
+    assert sorted(seen) == sorted(expected), "first run must see every job exactly once"
+    again = run_driver(topic, group, "--idle-ms", "2500")
+    assert again == [], f"{len(again)} jobs re-delivered after a clean finish"
+
+
+def test_unfinished_job_comes_back_after_kill(bootstrap, topics_ready, topic, run_id):
+    produce(bootstrap, topic, 1200)
+    records = sorted(all_records(bootstrap, topic))
+    stuck = next(r for r in records if r[0] == 0)
+    later_on_p0 = {r for r in records if r[0] == 0 and r[1] > stuck[1]}
+    group = f"k-{run_id}"
+    proc = subprocess.Popen(driver(topic, group, "--max-hold", "50", "--idle-ms", "60000",
+                                   "--stuck", f"{stuck[0]}:{stuck[1]}"),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = []
+    deadline = time.monotonic() + 60
+    while len(seen) < len(records) and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("{"):
+            seen.append(tuple(json.loads(line)[k] for k in ("p", "o")))
+    assert len(seen) == len(records)
+    time.sleep(2)  # several auto-commit intervals for the finished jobs
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    again = set(run_driver(topic, group, "--idle-ms", "3000"))
+    assert stuck in again, "the unfinished job was not re-delivered"
+    assert later_on_p0 <= again, "jobs after the unfinished one on its partition were skipped"
+    others = {r for r in again if r[0] != 0}
+    assert not others, f"{len(others)} finished jobs of other partitions came back"
+    assert set(seen) | again == set(records)
+
+
+def test_two_workers_share_partitions(bootstrap, topics_ready, topic, run_id):
+    produce(bootstrap, topic, 4000)
+    expected = all_records(bootstrap, topic)
+    group = f"s-{run_id}"
+    procs = [subprocess.Popen(driver(topic, group, "--max-hold", "100", "--idle-ms", "6000",
+                                     "--seed", str(n), "--finish-delay-us", "1500",
+                                     "--set", f"consumer.window={WINDOW}"),
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for n in (1, 2)]
+    outputs = [parse(p.communicate(timeout=180)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert all(outputs), "both workers should have received partitions"
+    union = set(outputs[0]) | set(outputs[1])
+    assert union == expected
+    duplicates = len(outputs[0]) + len(outputs[1]) - len(union)
+    print(f"two workers: {len(outputs[0])} + {len(outputs[1])} jobs, {duplicates} duplicates")
+    # Only jobs at or after the oldest unfinished one of a revoked partition
+    # may come twice: at most a window per partition.
+    assert duplicates <= WINDOW * PARTITIONS

@@ -1,0 +1,94 @@
+/*
+ * nudgel/consumer.h — the Kafka consumer every worker role uses.
+ *
+ * At-least-once in, with many jobs of a partition in flight (DESIGN §5):
+ * each polled message is a job the caller finishes in any order with
+ * nudgel_consumer_done(); the offset stored for its partition advances only
+ * to the end of the longest run of finished jobs (nudgel/offsets.h), and
+ * librdkafka's auto-commit writes what is stored. So a crash re-delivers
+ * exactly the unfinished jobs and the ones after them, never skips one.
+ *
+ * - enable.auto.offset.store=false, cooperative-sticky assignment.
+ * - A partition whose window (jobs in flight) is full is paused and resumed
+ *   when half of it has drained; nudgel_consumer_pause() pauses everything
+ *   for backpressure (Postgres, a gateway or the producer slow), with
+ *   reasons so independent causes do not resume each other.
+ * - On revocation, stored offsets are committed before the partitions go;
+ *   jobs of a revoked partition still finish, but their completion no
+ *   longer moves an offset (the new owner re-delivers them).
+ *
+ * Threads: one event loop owns a consumer; nothing here is thread-safe.
+ */
+#ifndef NUDGEL_CONSUMER_H
+#define NUDGEL_CONSUMER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "nudgel/config.h"
+#include "nudgel/error.h"
+
+typedef struct nudgel_consumer nudgel_consumer_t;
+typedef struct nudgel_job_ref nudgel_job_ref_t;
+
+/** Configuration keys of the consumer, for a worker's config table. */
+extern const nudgel_conf_entry_t nudgel_consumer_conf[];
+
+/**
+ * @brief Creates a consumer in group @p group_id subscribed to @p topics
+ * (borrowed for the call). Settings come from @p conf: kafka.* and
+ * consumer.window. @returns the consumer, or NULL with a reason.
+ */
+nudgel_consumer_t *nudgel_consumer_new(const nudgel_conf_t *conf, const char *group_id,
+                                       const char *const *topics, size_t topic_count, char *errstr,
+                                       size_t errstr_size);
+
+/**
+ * @brief Waits up to @p timeout_ms for the next job. Rebalances are handled
+ * inside. @returns a job the caller owns until nudgel_consumer_done(), or
+ * NULL when none arrived (or an error was logged).
+ */
+nudgel_job_ref_t *nudgel_consumer_poll(nudgel_consumer_t *c, int timeout_ms);
+
+/** @brief The Kafka message of a job (borrowed, valid until done). */
+const rd_kafka_message_t *nudgel_job_message(const nudgel_job_ref_t *job);
+
+/**
+ * @brief Marks a job finished (its outcome durable), stores the partition's
+ * new contiguous offset when it moved, resumes a window-paused partition, and
+ * frees the job.
+ */
+void nudgel_consumer_done(nudgel_consumer_t *c, nudgel_job_ref_t *job);
+
+/** Reasons to pause every partition; each is lifted on its own. */
+typedef enum nudgel_pause_reason {
+    NUDGEL_PAUSE_POSTGRES = 1u << 0,
+    NUDGEL_PAUSE_GATEWAY = 1u << 1,
+    NUDGEL_PAUSE_PRODUCER = 1u << 2,
+    NUDGEL_PAUSE_SHUTDOWN = 1u << 3,
+    NUDGEL_PAUSE_IN_FLIGHT = 1u << 4,
+} nudgel_pause_reason_t;
+
+/** @brief Pauses every partition for @p reason (idempotent). */
+void nudgel_consumer_pause(nudgel_consumer_t *c, nudgel_pause_reason_t reason);
+
+/** @brief Lifts @p reason; partitions resume when nothing else holds them. */
+void nudgel_consumer_resume(nudgel_consumer_t *c, nudgel_pause_reason_t reason);
+
+/** @brief Jobs polled and not yet done. */
+size_t nudgel_consumer_in_flight(const nudgel_consumer_t *c);
+
+/** @brief Partitions currently assigned. */
+size_t nudgel_consumer_assigned(const nudgel_consumer_t *c);
+
+/**
+ * @brief Leaves the group: commits stored offsets, closes and frees. Jobs
+ * still in flight are abandoned (they will be re-delivered); finish them
+ * first for a clean drain. NULL is a no-op.
+ */
+void nudgel_consumer_close(nudgel_consumer_t *c);
+
+#endif

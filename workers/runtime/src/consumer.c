@@ -1,0 +1,393 @@
+/*
+ * consumer.c — see nudgel/consumer.h.
+ */
+#define _GNU_SOURCE
+#include "nudgel/consumer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nudgel/kafka.h"
+#include "nudgel/log.h"
+#include "nudgel/offsets.h"
+
+#define MAX_PARTITIONS 4096 /* hard cap of partition states one consumer keeps */
+
+const nudgel_conf_entry_t nudgel_consumer_conf[] = {
+    {"consumer.window", NUDGEL_CONF_INT, "1000", 1, 100000, NULL, 0,
+     "Jobs of one partition in flight at most; a full window pauses the partition."},
+    {NULL, NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0, NULL},
+};
+
+/*
+ * One per partition ever assigned, kept until the consumer closes so that a
+ * job of a revoked partition can still point at it; generation tells the
+ * job whether its partition was revoked since it was polled.
+ */
+typedef struct part_state {
+    char *topic;
+    int32_t partition;
+    nudgel_offsets_t *offsets;
+    uint64_t generation;
+    bool assigned;
+    bool window_paused; /* paused because its window is full */
+    bool paused;        /* what librdkafka was last told */
+} part_state_t;
+
+struct nudgel_job_ref {
+    rd_kafka_message_t *msg;
+    part_state_t *part;
+    uint64_t generation;
+};
+
+struct nudgel_consumer {
+    rd_kafka_t *rk;
+    part_state_t *parts[MAX_PARTITIONS];
+    size_t part_count;
+    size_t window;
+    size_t in_flight;
+    unsigned pause_reasons;
+};
+
+static part_state_t *find_part(nudgel_consumer_t *c, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < c->part_count; i++)
+        if (c->parts[i]->partition == partition && strcmp(c->parts[i]->topic, topic) == 0)
+            return c->parts[i];
+    return NULL;
+}
+
+/* The state of a newly assigned partition: reused if it was ours before. */
+static part_state_t *attach_part(nudgel_consumer_t *c, const char *topic, int32_t partition)
+{
+    char errstr[256];
+    part_state_t *p = find_part(c, topic, partition);
+    if (!p) {
+        if (c->part_count == MAX_PARTITIONS) {
+            nudgel_log_error("more than %d partitions assigned; %s[%d] is not tracked",
+                             MAX_PARTITIONS, topic, partition);
+            return NULL;
+        }
+        p = calloc(1, sizeof(*p));
+        if (!p || !(p->topic = strdup(topic)) ||
+            nudgel_offsets_new(c->window, &p->offsets, errstr, sizeof(errstr)) != NUDGEL_OK) {
+            nudgel_log_error("tracking %s[%d]: out of memory", topic, partition);
+            if (p)
+                free(p->topic);
+            free(p);
+            return NULL;
+        }
+        p->partition = partition;
+        c->parts[c->part_count++] = p;
+    } else {
+        nudgel_offsets_reset(p->offsets);
+    }
+    p->assigned = true;
+    p->window_paused = false;
+    p->paused = false;
+    return p;
+}
+
+/* Tells librdkafka to pause or resume @p p when its wanted state changed. */
+static void apply_pause(nudgel_consumer_t *c, part_state_t *p)
+{
+    bool want = p->assigned && (p->window_paused || c->pause_reasons != 0);
+    if (!p->assigned || want == p->paused)
+        return;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
+    rd_kafka_resp_err_t err =
+        want ? rd_kafka_pause_partitions(c->rk, list) : rd_kafka_resume_partitions(c->rk, list);
+    if (err)
+        nudgel_log_warn("%s %s[%d]: %s", want ? "pausing" : "resuming", p->topic, p->partition,
+                        rd_kafka_err2str(err));
+    else
+        p->paused = want;
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* Stores @p p's contiguous offset when it moved. Returns whether it did. */
+static bool store_offset(nudgel_consumer_t *c, part_state_t *p)
+{
+    int64_t next = nudgel_offsets_committable(p->offsets);
+    if (next < 0)
+        return false;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = next;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, list);
+    if (err || list->elems[0].err)
+        nudgel_log_warn("storing offset %lld of %s[%d]: %s", (long long)next, p->topic,
+                        p->partition, rd_kafka_err2str(err ? err : list->elems[0].err));
+    rd_kafka_topic_partition_list_destroy(list);
+    return true;
+}
+
+static void on_assign(nudgel_consumer_t *c, rd_kafka_topic_partition_list_t *parts,
+                      bool incremental)
+{
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (incremental)
+        error = rd_kafka_incremental_assign(c->rk, parts);
+    else
+        err = rd_kafka_assign(c->rk, parts);
+    if (error || err) {
+        nudgel_log_error("assigning partitions: %s",
+                         error ? rd_kafka_error_string(error) : rd_kafka_err2str(err));
+        if (error)
+            rd_kafka_error_destroy(error);
+        return;
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        part_state_t *p = attach_part(c, parts->elems[i].topic, parts->elems[i].partition);
+        if (p)
+            apply_pause(c, p);
+    }
+    nudgel_log_info("assigned %d partition(s); %zu in all", parts->cnt,
+                    nudgel_consumer_assigned(c));
+}
+
+/*
+ * Revocation: every finished prefix is already stored; commit it now, while
+ * the partitions are still ours, then let them go. Unfinished jobs of these
+ * partitions will be re-delivered to the next owner.
+ */
+static void on_revoke(nudgel_consumer_t *c, rd_kafka_topic_partition_list_t *parts,
+                      bool incremental)
+{
+    size_t unfinished = 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        part_state_t *p = find_part(c, parts->elems[i].topic, parts->elems[i].partition);
+        if (p && p->assigned)
+            unfinished += nudgel_offsets_in_flight(p->offsets);
+    }
+    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        nudgel_log_warn("committing before revocation: %s", rd_kafka_err2str(err));
+    for (int i = 0; i < parts->cnt; i++) {
+        part_state_t *p = find_part(c, parts->elems[i].topic, parts->elems[i].partition);
+        if (!p)
+            continue;
+        p->assigned = false;
+        p->paused = false;
+        p->window_paused = false;
+        p->generation++;
+        nudgel_offsets_reset(p->offsets);
+    }
+    if (incremental) {
+        rd_kafka_error_t *error = rd_kafka_incremental_unassign(c->rk, parts);
+        if (error) {
+            nudgel_log_error("unassigning: %s", rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    } else {
+        rd_kafka_assign(c->rk, NULL);
+    }
+    nudgel_log_info("revoked %d partition(s) with %zu job(s) unfinished; %zu assigned", parts->cnt,
+                    unfinished, nudgel_consumer_assigned(c));
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    nudgel_consumer_t *c = opaque;
+    bool incremental = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        on_assign(c, parts, incremental);
+    else
+        on_revoke(c, parts, incremental);
+}
+
+static int is_offset_reset(const char *prop, const char *value, void *opaque)
+{
+    (void)value;
+    (void)opaque;
+    return strcmp(prop, "auto.offset.reset") == 0;
+}
+
+nudgel_consumer_t *nudgel_consumer_new(const nudgel_conf_t *conf, const char *group_id,
+                                       const char *const *topics, size_t topic_count, char *errstr,
+                                       size_t errstr_size)
+{
+    nudgel_consumer_t *c = calloc(1, sizeof(*c));
+    rd_kafka_conf_t *kconf = NULL;
+    rd_kafka_topic_partition_list_t *subscription = NULL;
+    char inner[512];
+    if (!c) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    c->window = (size_t)nudgel_conf_get_int(conf, "consumer.window");
+    if (!(kconf = nudgel_kafka_conf_new(conf, errstr, errstr_size)))
+        goto fail;
+    /* Contract settings first; kafka.* pass-through came before and is overridden only here. */
+    static const char *const fixed[][2] = {
+        {"enable.auto.offset.store", "false"},
+        {"enable.auto.commit", "true"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"enable.partition.eof", "false"},
+    };
+    if (rd_kafka_conf_set(kconf, "group.id", group_id, inner, sizeof(inner)) != RD_KAFKA_CONF_OK)
+        goto conf_fail;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (rd_kafka_conf_set(kconf, fixed[i][0], fixed[i][1], inner, sizeof(inner)) !=
+            RD_KAFKA_CONF_OK)
+            goto conf_fail;
+    /* A new group starts from the beginning (jobs enqueued before the first
+     * worker count) unless kafka.auto.offset.reset says otherwise. */
+    if (!nudgel_conf_kafka_foreach(conf, is_offset_reset, NULL) &&
+        rd_kafka_conf_set(kconf, "auto.offset.reset", "earliest", inner, sizeof(inner)) !=
+            RD_KAFKA_CONF_OK)
+        goto conf_fail;
+    rd_kafka_conf_set_rebalance_cb(kconf, rebalance_cb);
+    rd_kafka_conf_set_opaque(kconf, c);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kconf, inner, sizeof(inner));
+    if (!c->rk) {
+        snprintf(errstr, errstr_size, "creating the Kafka consumer: %s", inner);
+        goto fail;
+    }
+    kconf = NULL;
+    rd_kafka_poll_set_consumer(c->rk);
+    subscription = rd_kafka_topic_partition_list_new((int)topic_count);
+    for (size_t i = 0; i < topic_count; i++)
+        rd_kafka_topic_partition_list_add(subscription, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(c->rk, subscription);
+    rd_kafka_topic_partition_list_destroy(subscription);
+    if (err) {
+        snprintf(errstr, errstr_size, "subscribing: %s", rd_kafka_err2str(err));
+        goto fail;
+    }
+    return c;
+conf_fail:
+    snprintf(errstr, errstr_size, "consumer configuration: %s", inner);
+fail:
+    if (kconf)
+        rd_kafka_conf_destroy(kconf);
+    if (c->rk)
+        rd_kafka_destroy(c->rk);
+    free(c);
+    return NULL;
+}
+
+nudgel_job_ref_t *nudgel_consumer_poll(nudgel_consumer_t *c, int timeout_ms)
+{
+    rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, timeout_ms);
+    if (!msg)
+        return NULL;
+    if (msg->err) {
+        NUDGEL_LOG_CTX(msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ? NUDGEL_LOG_DEBUG
+                                                                    : NUDGEL_LOG_WARN,
+                       NULL, "consumer: %s", rd_kafka_message_errstr(msg));
+        rd_kafka_message_destroy(msg);
+        return NULL;
+    }
+    part_state_t *p = find_part(c, rd_kafka_topic_name(msg->rkt), msg->partition);
+    if (!p || !p->assigned) {
+        /* Fetched before a revocation took effect: the next owner has it. */
+        rd_kafka_message_destroy(msg);
+        return NULL;
+    }
+    nudgel_err_t err = nudgel_offsets_started(p->offsets, msg->offset);
+    if (err != NUDGEL_OK) {
+        /* Window full (pause arrived late) or a re-fetch after resume: hand the
+         * message back by seeking to it; it comes again when there is room. */
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = msg->offset;
+        if (err == NUDGEL_ERR_WINDOW_FULL) {
+            p->window_paused = true;
+            apply_pause(c, p);
+            rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, list, 5000);
+            if (error)
+                rd_kafka_error_destroy(error);
+        } else {
+            nudgel_log_debug("%s[%d]@%lld polled again; already in flight", p->topic, p->partition,
+                             (long long)msg->offset);
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+        rd_kafka_message_destroy(msg);
+        return NULL;
+    }
+    nudgel_job_ref_t *job = malloc(sizeof(*job));
+    if (!job) {
+        nudgel_log_error("out of memory holding a job; it will be re-delivered");
+        rd_kafka_message_destroy(msg);
+        return NULL;
+    }
+    job->msg = msg;
+    job->part = p;
+    job->generation = p->generation;
+    c->in_flight++;
+    if (nudgel_offsets_in_flight(p->offsets) >= c->window) {
+        p->window_paused = true;
+        apply_pause(c, p);
+    }
+    return job;
+}
+
+const rd_kafka_message_t *nudgel_job_message(const nudgel_job_ref_t *job)
+{
+    return job->msg;
+}
+
+void nudgel_consumer_done(nudgel_consumer_t *c, nudgel_job_ref_t *job)
+{
+    part_state_t *p = job->part;
+    c->in_flight--;
+    if (p->assigned && job->generation == p->generation) {
+        if (nudgel_offsets_completed(p->offsets, job->msg->offset) == NUDGEL_OK)
+            store_offset(c, p);
+        if (p->window_paused && nudgel_offsets_in_flight(p->offsets) <= c->window / 2) {
+            p->window_paused = false;
+            apply_pause(c, p);
+        }
+    }
+    rd_kafka_message_destroy(job->msg);
+    free(job);
+}
+
+void nudgel_consumer_pause(nudgel_consumer_t *c, nudgel_pause_reason_t reason)
+{
+    c->pause_reasons |= (unsigned)reason;
+    for (size_t i = 0; i < c->part_count; i++)
+        apply_pause(c, c->parts[i]);
+}
+
+void nudgel_consumer_resume(nudgel_consumer_t *c, nudgel_pause_reason_t reason)
+{
+    c->pause_reasons &= ~(unsigned)reason;
+    for (size_t i = 0; i < c->part_count; i++)
+        apply_pause(c, c->parts[i]);
+}
+
+size_t nudgel_consumer_in_flight(const nudgel_consumer_t *c)
+{
+    return c->in_flight;
+}
+
+size_t nudgel_consumer_assigned(const nudgel_consumer_t *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->part_count; i++)
+        n += c->parts[i]->assigned;
+    return n;
+}
+
+void nudgel_consumer_close(nudgel_consumer_t *c)
+{
+    if (!c)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        nudgel_log_warn("final commit: %s", rd_kafka_err2str(err));
+    err = rd_kafka_consumer_close(c->rk);
+    if (err)
+        nudgel_log_warn("closing the consumer: %s", rd_kafka_err2str(err));
+    rd_kafka_destroy(c->rk);
+    for (size_t i = 0; i < c->part_count; i++) {
+        nudgel_offsets_free(c->parts[i]->offsets);
+        free(c->parts[i]->topic);
+        free(c->parts[i]);
+    }
+    free(c);
+}
