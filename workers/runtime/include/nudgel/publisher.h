@@ -1,0 +1,76 @@
+/*
+ * nudgel/publisher.h — what workers write to Kafka: status events
+ * (CloudEvents on nudgel.delivery-status.v1), retry hops (the job again on a
+ * delay-tier topic) and dead letters (the original bytes on a DLQ topic).
+ *
+ * Each publish carries an opaque pointer that comes back in the callback
+ * once Kafka has acknowledged (acks=all) or failed it: a worker stores a
+ * job's offset only after that callback, so an outcome is never lost between
+ * the receipt and the event.
+ *
+ * Headers (DESIGN §4): events carry nudgel-schema, nudgel-tenant,
+ * traceparent, content-type; retry hops keep the job's headers and set
+ * nudgel-attempt, nudgel-not-before, nudgel-first-seen, nudgel-last-error;
+ * dead letters keep the job's headers and add nudgel-dlq-reason and
+ * nudgel-origin (topic/partition/offset).
+ *
+ * Threads: one event loop; callbacks run inside nudgel_publisher_poll().
+ */
+#ifndef NUDGEL_PUBLISHER_H
+#define NUDGEL_PUBLISHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "nudgel/config.h"
+#include "nudgel/error.h"
+
+typedef struct nudgel_publisher nudgel_publisher_t;
+
+/** Outcome of one publish; @p errstr is "" on success. */
+typedef void(nudgel_publish_cb_t)(void *opaque, nudgel_err_t err, const char *errstr,
+                                  void *cb_opaque);
+
+/**
+ * @brief A producer (acks=all, idempotence, murmur2) configured from @p conf
+ * (kafka.*). @returns it, or NULL with a reason.
+ */
+nudgel_publisher_t *nudgel_publisher_new(const nudgel_conf_t *conf, nudgel_publish_cb_t *cb,
+                                         void *cb_opaque, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Publishes a status event keyed by @p tenant_id to @p topic. Takes
+ * a reference-stealing @p event (jansson); @p traceparent may be NULL.
+ */
+nudgel_err_t nudgel_publish_event(nudgel_publisher_t *p, const char *topic, const char *tenant_id,
+                                  json_t *event, const char *traceparent, void *opaque);
+
+/**
+ * @brief Publishes @p job again to the retry tier @p topic with the same key,
+ * value and headers, plus the retry headers.
+ */
+nudgel_err_t nudgel_publish_retry(nudgel_publisher_t *p, const char *topic,
+                                  const rd_kafka_message_t *job, int attempt, int64_t not_before_ms,
+                                  int64_t first_seen_ms, const char *last_error, void *opaque);
+
+/** @brief Publishes @p job's original bytes and headers to the dead-letter @p topic. */
+nudgel_err_t nudgel_publish_dlq(nudgel_publisher_t *p, const char *topic,
+                                const rd_kafka_message_t *job, const char *reason, void *opaque);
+
+/** @brief Serves callbacks for up to @p timeout_ms. @returns how many ran. */
+int nudgel_publisher_poll(nudgel_publisher_t *p, int timeout_ms);
+
+/** @brief Publishes not yet acknowledged. */
+int nudgel_publisher_in_flight(nudgel_publisher_t *p);
+
+/** @brief Waits up to @p timeout_ms for every publish, then frees. NULL is a no-op. */
+void nudgel_publisher_destroy(nudgel_publisher_t *p, int timeout_ms);
+
+/** @brief A header of @p msg as a NUL-terminated copy in @p out; "" when absent. */
+void nudgel_message_header(const rd_kafka_message_t *msg, const char *name, char *out,
+                           size_t out_size);
+
+#endif

@@ -1,0 +1,209 @@
+/*
+ * publisher.c — see nudgel/publisher.h.
+ */
+#define _GNU_SOURCE
+#include "nudgel/publisher.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nudgel/kafka.h"
+#include "nudgel/log.h"
+#include "nudgel/topics.h"
+
+#define HEADER_VALUE_MAX 1024 /* longest header value we write (last error, reason) */
+
+struct nudgel_publisher {
+    rd_kafka_t *rk;
+    nudgel_publish_cb_t *cb;
+    void *cb_opaque;
+};
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    nudgel_publisher_t *p = opaque;
+    (void)rk;
+    p->cb(m->_private, nudgel_kafka_err(m->err), m->err ? rd_kafka_err2str(m->err) : "",
+          p->cb_opaque);
+}
+
+nudgel_publisher_t *nudgel_publisher_new(const nudgel_conf_t *conf, nudgel_publish_cb_t *cb,
+                                         void *cb_opaque, char *errstr, size_t errstr_size)
+{
+    static const char *const contract[][2] = {
+        {"acks", "all"},
+        {"enable.idempotence", "true"},
+        {"partitioner", "murmur2_random"},
+    };
+    nudgel_publisher_t *p = calloc(1, sizeof(*p));
+    rd_kafka_conf_t *kconf = NULL;
+    char inner[512];
+    if (!p) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    p->cb = cb;
+    p->cb_opaque = cb_opaque;
+    if (!(kconf = nudgel_kafka_conf_new(conf, errstr, errstr_size)))
+        goto fail;
+    for (size_t i = 0; i < sizeof(contract) / sizeof(contract[0]); i++) {
+        if (rd_kafka_conf_set(kconf, contract[i][0], contract[i][1], inner, sizeof(inner)) !=
+            RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "%s: %s", contract[i][0], inner);
+            goto fail;
+        }
+    }
+    rd_kafka_conf_set_dr_msg_cb(kconf, dr_msg_cb);
+    rd_kafka_conf_set_opaque(kconf, p);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, inner, sizeof(inner));
+    if (!p->rk) {
+        snprintf(errstr, errstr_size, "creating the Kafka producer: %s", inner);
+        goto fail;
+    }
+    return p;
+fail:
+    if (kconf && !p->rk)
+        rd_kafka_conf_destroy(kconf);
+    free(p);
+    return NULL;
+}
+
+/* Produces, taking ownership of @p hdrs in every case. */
+static nudgel_err_t produce(nudgel_publisher_t *p, const char *topic, const void *key,
+                            size_t key_len, const void *value, size_t value_len, int msgflags,
+                            rd_kafka_headers_t *hdrs, void *opaque)
+{
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+                          RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(msgflags),
+                          RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(hdrs);
+        nudgel_log_warn("publishing to %s: %s", topic, rd_kafka_err2str(err));
+        return nudgel_kafka_err(err);
+    }
+    return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_publish_event(nudgel_publisher_t *p, const char *topic, const char *tenant_id,
+                                  json_t *event, const char *traceparent, void *opaque)
+{
+    char *value = json_dumps(event, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(event);
+    if (!value)
+        return NUDGEL_ERR_NO_MEMORY;
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+    rd_kafka_header_add(hdrs, NUDGEL_HDR_SCHEMA, -1, NUDGEL_SCHEMA_STATUS_EVENT_V1, -1);
+    rd_kafka_header_add(hdrs, NUDGEL_HDR_TENANT, -1, tenant_id, -1);
+    if (traceparent && *traceparent)
+        rd_kafka_header_add(hdrs, NUDGEL_HDR_TRACEPARENT, -1, traceparent, -1);
+    rd_kafka_header_add(hdrs, NUDGEL_HDR_CONTENT_TYPE, -1, "application/cloudevents+json", -1);
+    nudgel_err_t err = produce(p, topic, tenant_id, strlen(tenant_id), value, strlen(value),
+                               RD_KAFKA_MSG_F_FREE, hdrs, opaque);
+    if (err)
+        free(value);
+    return err;
+}
+
+/* A copy of @p job's headers without the ones named in @p drop (NULL-terminated). */
+static rd_kafka_headers_t *copy_headers(const rd_kafka_message_t *job, const char *const *drop)
+{
+    rd_kafka_headers_t *orig = NULL, *out = rd_kafka_headers_new(8);
+    const char *name;
+    const void *value;
+    size_t size;
+    if (rd_kafka_message_headers(job, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return out;
+    for (size_t i = 0; !rd_kafka_header_get_all(orig, i, &name, &value, &size); i++) {
+        bool dropped = false;
+        for (size_t d = 0; drop[d] && !dropped; d++)
+            dropped = strcmp(drop[d], name) == 0;
+        if (!dropped)
+            rd_kafka_header_add(out, name, -1, value, (ssize_t)size);
+    }
+    return out;
+}
+
+static void add_number_header(rd_kafka_headers_t *hdrs, const char *name, int64_t value)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%" PRId64, value);
+    rd_kafka_header_add(hdrs, name, -1, text, -1);
+}
+
+/* Header values are single-line and capped: error texts can be long or multi-line. */
+static void add_text_header(rd_kafka_headers_t *hdrs, const char *name, const char *value)
+{
+    char text[HEADER_VALUE_MAX];
+    snprintf(text, sizeof(text), "%s", value ? value : "");
+    for (char *c = text; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    rd_kafka_header_add(hdrs, name, -1, text, -1);
+}
+
+nudgel_err_t nudgel_publish_retry(nudgel_publisher_t *p, const char *topic,
+                                  const rd_kafka_message_t *job, int attempt, int64_t not_before_ms,
+                                  int64_t first_seen_ms, const char *last_error, void *opaque)
+{
+    static const char *const replaced[] = {NUDGEL_HDR_ATTEMPT, NUDGEL_HDR_NOT_BEFORE,
+                                           NUDGEL_HDR_FIRST_SEEN, NUDGEL_HDR_LAST_ERROR, NULL};
+    rd_kafka_headers_t *hdrs = copy_headers(job, replaced);
+    add_number_header(hdrs, NUDGEL_HDR_ATTEMPT, attempt);
+    add_number_header(hdrs, NUDGEL_HDR_NOT_BEFORE, not_before_ms);
+    add_number_header(hdrs, NUDGEL_HDR_FIRST_SEEN, first_seen_ms);
+    add_text_header(hdrs, NUDGEL_HDR_LAST_ERROR, last_error);
+    return produce(p, topic, job->key, job->key_len, job->payload, job->len, RD_KAFKA_MSG_F_COPY,
+                   hdrs, opaque);
+}
+
+nudgel_err_t nudgel_publish_dlq(nudgel_publisher_t *p, const char *topic,
+                                const rd_kafka_message_t *job, const char *reason, void *opaque)
+{
+    static const char *const replaced[] = {NUDGEL_HDR_DLQ_REASON, NUDGEL_HDR_ORIGIN, NULL};
+    char origin[512];
+    rd_kafka_headers_t *hdrs = copy_headers(job, replaced);
+    add_text_header(hdrs, NUDGEL_HDR_DLQ_REASON, reason);
+    snprintf(origin, sizeof(origin), "%s/%" PRId32 "/%" PRId64, rd_kafka_topic_name(job->rkt),
+             job->partition, job->offset);
+    rd_kafka_header_add(hdrs, NUDGEL_HDR_ORIGIN, -1, origin, -1);
+    return produce(p, topic, job->key, job->key_len, job->payload, job->len, RD_KAFKA_MSG_F_COPY,
+                   hdrs, opaque);
+}
+
+int nudgel_publisher_poll(nudgel_publisher_t *p, int timeout_ms)
+{
+    return rd_kafka_poll(p->rk, timeout_ms);
+}
+
+int nudgel_publisher_in_flight(nudgel_publisher_t *p)
+{
+    return rd_kafka_outq_len(p->rk);
+}
+
+void nudgel_publisher_destroy(nudgel_publisher_t *p, int timeout_ms)
+{
+    if (!p)
+        return;
+    if (rd_kafka_flush(p->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        nudgel_log_warn("%d publish(es) unacknowledged at shutdown", rd_kafka_outq_len(p->rk));
+    rd_kafka_destroy(p->rk);
+    free(p);
+}
+
+void nudgel_message_header(const rd_kafka_message_t *msg, const char *name, char *out,
+                           size_t out_size)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *value = NULL;
+    size_t size = 0;
+    out[0] = '\0';
+    if (rd_kafka_message_headers(msg, &hdrs) || rd_kafka_header_get_last(hdrs, name, &value, &size))
+        return;
+    if (size >= out_size)
+        size = out_size - 1;
+    memcpy(out, value, size);
+    out[size] = '\0';
+}
