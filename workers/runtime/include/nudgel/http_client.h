@@ -1,0 +1,77 @@
+/*
+ * nudgel/http_client.h — many HTTP requests in flight on one thread, with
+ * libcurl's multi interface: keep-alive connections per host, HTTP/2 where
+ * the server offers it, connect and total timeouts, redirects never
+ * followed, response bodies read up to a hard cap.
+ *
+ * A request is described once (nudgel_http_request_t, copied on submit) and
+ * its response comes back in a callback run inside nudgel_http_poll(), which
+ * a worker's event loop calls between Kafka polls.
+ *
+ * Threads: one event loop owns a client.
+ */
+#ifndef NUDGEL_HTTP_CLIENT_H
+#define NUDGEL_HTTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "nudgel/error.h"
+
+#define NUDGEL_HTTP_MAX_HEADERS 16
+
+typedef struct nudgel_http nudgel_http_t;
+
+typedef struct nudgel_http_request {
+    const char *method; /* "GET", "POST", ... */
+    const char *url;
+    const char *headers[NUDGEL_HTTP_MAX_HEADERS]; /* "Name: value"; NULL-terminated */
+    const char *body;                             /* may be NULL */
+    size_t body_len;
+    long connect_timeout_ms;   /* 0: 5000 */
+    long total_timeout_ms;     /* 0: 15000 */
+    size_t max_response_bytes; /* 0: 65536; the rest is read and discarded */
+} nudgel_http_request_t;
+
+typedef struct nudgel_http_response {
+    long status;          /* HTTP status, 0 when no response arrived */
+    bool transport_error; /* connection refused, reset, DNS, TLS... */
+    bool timed_out;       /* connect or total timeout */
+    const char *error;    /* curl's message for transport errors, "" otherwise */
+    const char *body;     /* first max_response_bytes bytes, NUL-terminated */
+    size_t body_len;
+    bool body_truncated;
+    const char *retry_after; /* the Retry-After header, or NULL */
+    double total_ms;
+} nudgel_http_response_t;
+
+/** Runs once per request with everything borrowed for the call only. */
+typedef void(nudgel_http_done_fn)(void *opaque, const nudgel_http_response_t *response);
+
+/**
+ * @brief A client keeping at most @p max_host_connections connections per
+ * host (more requests queue inside curl). @returns it, or NULL with a reason.
+ */
+nudgel_http_t *nudgel_http_new(long max_host_connections, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Starts @p request (copied: the caller's buffers may go at once).
+ * @returns NUDGEL_OK, NUDGEL_ERR_INVALID_ARG (bad method/URL/too many headers)
+ * or NUDGEL_ERR_NO_MEMORY.
+ */
+nudgel_err_t nudgel_http_submit(nudgel_http_t *h, const nudgel_http_request_t *request,
+                                nudgel_http_done_fn *done, void *opaque);
+
+/**
+ * @brief Moves transfers forward, waiting up to @p timeout_ms for activity,
+ * and runs the callbacks of finished ones. @returns how many finished.
+ */
+int nudgel_http_poll(nudgel_http_t *h, int timeout_ms);
+
+/** @brief Requests submitted and not yet finished. */
+size_t nudgel_http_in_flight(const nudgel_http_t *h);
+
+/** @brief Aborts what is in flight (no callbacks) and frees. NULL is a no-op. */
+void nudgel_http_destroy(nudgel_http_t *h);
+
+#endif

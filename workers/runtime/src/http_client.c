@@ -1,0 +1,251 @@
+/*
+ * http_client.c — see nudgel/http_client.h.
+ */
+#define _GNU_SOURCE
+#include "nudgel/http_client.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#define DEFAULT_CONNECT_MS   5000
+#define DEFAULT_TOTAL_MS     15000
+#define DEFAULT_MAX_RESPONSE 65536
+#define RETRY_AFTER_MAX      64
+
+/* One request in flight; owns copies of everything curl reads later. */
+typedef struct transfer {
+    CURL *easy;
+    struct curl_slist *headers;
+    char *body;
+    char *response;
+    size_t response_len, response_cap;
+    bool truncated;
+    char retry_after[RETRY_AFTER_MAX];
+    bool has_retry_after;
+    char error[CURL_ERROR_SIZE];
+    nudgel_http_done_fn *done;
+    void *opaque;
+    struct transfer *prev, *next; /* the client's list of transfers in flight */
+} transfer_t;
+
+struct nudgel_http {
+    CURLM *multi;
+    size_t in_flight;
+    transfer_t *transfers; /* libcurl 7.88 cannot list a multi's handles */
+};
+
+static void list_remove(nudgel_http_t *h, transfer_t *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        h->transfers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+}
+
+nudgel_http_t *nudgel_http_new(long max_host_connections, char *errstr, size_t errstr_size)
+{
+    static int global_ready; /* curl_global_init is not thread-safe: first use happens at start */
+    if (!global_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            snprintf(errstr, errstr_size, "curl_global_init failed");
+            return NULL;
+        }
+        global_ready = 1;
+    }
+    nudgel_http_t *h = calloc(1, sizeof(*h));
+    if (!h || !(h->multi = curl_multi_init())) {
+        snprintf(errstr, errstr_size, "out of memory");
+        free(h);
+        return NULL;
+    }
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      max_host_connections > 0 ? max_host_connections : 64L);
+    curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    return h;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    transfer_t *t = arg;
+    size_t len = size * n, room = t->response_cap - t->response_len;
+    if (len > room) {
+        t->truncated = true;
+        len = room;
+    }
+    memcpy(t->response + t->response_len, data, len);
+    t->response_len += len;
+    return size * n; /* keep reading past the cap so the connection stays reusable */
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+    transfer_t *t = arg;
+    size_t len = size * n;
+    static const char name[] = "retry-after:";
+    if (len > sizeof(name) - 1 && strncasecmp(data, name, sizeof(name) - 1) == 0) {
+        const char *v = data + sizeof(name) - 1;
+        const char *end = data + len;
+        while (v < end && isspace((unsigned char)*v))
+            v++;
+        while (end > v && isspace((unsigned char)end[-1]))
+            end--;
+        size_t vlen =
+            (size_t)(end - v) < RETRY_AFTER_MAX - 1 ? (size_t)(end - v) : RETRY_AFTER_MAX - 1;
+        memcpy(t->retry_after, v, vlen);
+        t->retry_after[vlen] = '\0';
+        t->has_retry_after = true;
+    }
+    return len;
+}
+
+static void transfer_free(transfer_t *t)
+{
+    if (!t)
+        return;
+    if (t->easy)
+        curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->headers);
+    free(t->body);
+    free(t->response);
+    free(t);
+}
+
+nudgel_err_t nudgel_http_submit(nudgel_http_t *h, const nudgel_http_request_t *r,
+                                nudgel_http_done_fn *done, void *opaque)
+{
+    if (!r || !r->url || !r->method || !done)
+        return NUDGEL_ERR_INVALID_ARG;
+    if (strncmp(r->url, "http://", 7) != 0 && strncmp(r->url, "https://", 8) != 0)
+        return NUDGEL_ERR_INVALID_ARG;
+    transfer_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NUDGEL_ERR_NO_MEMORY;
+    t->done = done;
+    t->opaque = opaque;
+    t->response_cap = r->max_response_bytes ? r->max_response_bytes : DEFAULT_MAX_RESPONSE;
+    if (!(t->response = malloc(t->response_cap + 1)) || !(t->easy = curl_easy_init()))
+        goto nomem;
+    for (size_t i = 0; i < NUDGEL_HTTP_MAX_HEADERS && r->headers[i]; i++) {
+        struct curl_slist *next = curl_slist_append(t->headers, r->headers[i]);
+        if (!next)
+            goto nomem;
+        t->headers = next;
+    }
+    /* An empty Expect stops curl's 100-continue round trip on larger bodies. */
+    struct curl_slist *next = curl_slist_append(t->headers, "Expect:");
+    if (!next)
+        goto nomem;
+    t->headers = next;
+    if (r->body && r->body_len) {
+        if (!(t->body = malloc(r->body_len)))
+            goto nomem;
+        memcpy(t->body, r->body, r->body_len);
+        curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, t->body);
+        curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    } else if (strcmp(r->method, "POST") == 0) {
+        curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, "");
+    }
+    if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "POST") != 0)
+        curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, r->method);
+    curl_easy_setopt(t->easy, CURLOPT_URL, r->url);
+    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     r->connect_timeout_ms > 0 ? r->connect_timeout_ms : DEFAULT_CONNECT_MS);
+    curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS,
+                     r->total_timeout_ms > 0 ? r->total_timeout_ms : DEFAULT_TOTAL_MS);
+    curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(t->easy, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->error);
+    curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+    if (curl_multi_add_handle(h->multi, t->easy) != CURLM_OK)
+        goto nomem;
+    t->next = h->transfers;
+    if (h->transfers)
+        h->transfers->prev = t;
+    h->transfers = t;
+    h->in_flight++;
+    return NUDGEL_OK;
+nomem:
+    transfer_free(t);
+    return NUDGEL_ERR_NO_MEMORY;
+}
+
+static void finish(nudgel_http_t *h, CURLMsg *msg)
+{
+    transfer_t *t = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+    CURLcode code = msg->data.result;
+    nudgel_http_response_t resp = {0};
+    double total_s = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &resp.status);
+    curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total_s);
+    resp.total_ms = total_s * 1000;
+    resp.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+    resp.transport_error = code != CURLE_OK;
+    resp.error = code == CURLE_OK ? "" : (t->error[0] ? t->error : curl_easy_strerror(code));
+    if (code != CURLE_OK)
+        resp.status = 0;
+    t->response[t->response_len] = '\0';
+    resp.body = t->response;
+    resp.body_len = t->response_len;
+    resp.body_truncated = t->truncated;
+    resp.retry_after = t->has_retry_after ? t->retry_after : NULL;
+    curl_multi_remove_handle(h->multi, t->easy);
+    list_remove(h, t);
+    h->in_flight--;
+    t->done(t->opaque, &resp);
+    transfer_free(t);
+}
+
+int nudgel_http_poll(nudgel_http_t *h, int timeout_ms)
+{
+    int running = 0, finished = 0, left;
+    CURLMsg *msg;
+    curl_multi_perform(h->multi, &running);
+    if (running && timeout_ms > 0) {
+        curl_multi_poll(h->multi, NULL, 0, timeout_ms, NULL);
+        curl_multi_perform(h->multi, &running);
+    }
+    while ((msg = curl_multi_info_read(h->multi, &left))) {
+        if (msg->msg == CURLMSG_DONE) {
+            finish(h, msg);
+            finished++;
+        }
+    }
+    return finished;
+}
+
+size_t nudgel_http_in_flight(const nudgel_http_t *h)
+{
+    return h->in_flight;
+}
+
+void nudgel_http_destroy(nudgel_http_t *h)
+{
+    if (!h)
+        return;
+    while (h->transfers) {
+        transfer_t *t = h->transfers;
+        curl_multi_remove_handle(h->multi, t->easy);
+        list_remove(h, t);
+        transfer_free(t);
+    }
+    curl_multi_cleanup(h->multi);
+    free(h);
+}
