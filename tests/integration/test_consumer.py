@@ -120,3 +120,22 @@ def test_two_workers_share_partitions(bootstrap, topics_ready, topic, run_id):
     # Only jobs at or after the oldest unfinished one of a revoked partition
     # may come twice: at most a window per partition.
     assert duplicates <= WINDOW * PARTITIONS
+
+
+def test_retry_tier_head_waits_until_due(bootstrap, topics_ready, topic, run_id):
+    due = int(time.time() * 1000) + 3000
+    lines = "".join(f"tenant-{i % 5}\tretry-{i}\n" for i in range(60))
+    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", topic, "-K", "\t",
+                    "-H", f"nudgel-not-before={due}"], input=lines, text=True, check=True,
+                   timeout=60)
+    started = time.time()
+    out = subprocess.run(driver(topic, f"r-{run_id}", "--honour-not-before", "--idle-ms", "6000"),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert sorted((r["p"], r["o"]) for r in records) == sorted(all_records(bootstrap, topic))
+    early = [r for r in records if r["at"] < due]
+    assert not early, f"{len(early)} jobs handed out before nudgel-not-before"
+    # Deferred, not busy-waiting on one job: all came soon after they were due.
+    assert max(r["at"] for r in records) - due < 5000
+    assert time.time() - started < 30

@@ -11,6 +11,7 @@
 #include "nudgel/kafka.h"
 #include "nudgel/log.h"
 #include "nudgel/offsets.h"
+#include "nudgel/timeutil.h"
 
 #define MAX_PARTITIONS 4096 /* hard cap of partition states one consumer keeps */
 
@@ -31,8 +32,9 @@ typedef struct part_state {
     nudgel_offsets_t *offsets;
     uint64_t generation;
     bool assigned;
-    bool window_paused; /* paused because its window is full */
-    bool paused;        /* what librdkafka was last told */
+    bool window_paused;     /* paused because its window is full */
+    int64_t deferred_until; /* wall-clock ms a deferred head is due; 0 when none */
+    bool paused;            /* what librdkafka was last told */
 } part_state_t;
 
 struct nudgel_job_ref {
@@ -85,6 +87,7 @@ static part_state_t *attach_part(nudgel_consumer_t *c, const char *topic, int32_
     }
     p->assigned = true;
     p->window_paused = false;
+    p->deferred_until = 0;
     p->paused = false;
     return p;
 }
@@ -92,7 +95,8 @@ static part_state_t *attach_part(nudgel_consumer_t *c, const char *topic, int32_
 /* Tells librdkafka to pause or resume @p p when its wanted state changed. */
 static void apply_pause(nudgel_consumer_t *c, part_state_t *p)
 {
-    bool want = p->assigned && (p->window_paused || c->pause_reasons != 0);
+    bool want =
+        p->assigned && (p->window_paused || p->deferred_until != 0 || c->pause_reasons != 0);
     if (!p->assigned || want == p->paused)
         return;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
@@ -172,6 +176,7 @@ static void on_revoke(nudgel_consumer_t *c, rd_kafka_topic_partition_list_t *par
         p->assigned = false;
         p->paused = false;
         p->window_paused = false;
+        p->deferred_until = 0;
         p->generation++;
         nudgel_offsets_reset(p->offsets);
     }
@@ -270,8 +275,51 @@ fail:
     return NULL;
 }
 
+/* Resumes partitions whose deferred head is due. */
+static void resume_due(nudgel_consumer_t *c)
+{
+    int64_t now = 0;
+    for (size_t i = 0; i < c->part_count; i++) {
+        part_state_t *p = c->parts[i];
+        if (!p->deferred_until)
+            continue;
+        if (!now)
+            now = nudgel_now_unix_ms();
+        if (p->deferred_until <= now) {
+            p->deferred_until = 0;
+            apply_pause(c, p);
+        }
+    }
+}
+
+void nudgel_consumer_defer(nudgel_consumer_t *c, nudgel_job_ref_t *job, int64_t resume_at_ms)
+{
+    part_state_t *p = job->part;
+    c->in_flight--;
+    if (p->assigned && job->generation == p->generation &&
+        nudgel_offsets_unstart(p->offsets, job->msg->offset) == NUDGEL_OK) {
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = job->msg->offset;
+        p->deferred_until = resume_at_ms > 0 ? resume_at_ms : 1;
+        apply_pause(c, p);
+        rd_kafka_error_t *error = rd_kafka_seek_partitions(c->rk, list, 5000);
+        if (error) {
+            nudgel_log_warn("rewinding %s[%d] to %lld: %s", p->topic, p->partition,
+                            (long long)job->msg->offset, rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+    } else {
+        nudgel_log_warn("defer of %s[%d]@%lld ignored: not the newest job polled", p->topic,
+                        p->partition, (long long)job->msg->offset);
+    }
+    rd_kafka_message_destroy(job->msg);
+    free(job);
+}
+
 nudgel_job_ref_t *nudgel_consumer_poll(nudgel_consumer_t *c, int timeout_ms)
 {
+    resume_due(c);
     rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, timeout_ms);
     if (!msg)
         return NULL;

@@ -96,6 +96,16 @@ nudgel_err_t nudgel_offsets_started(nudgel_offsets_t *t, int64_t offset)
  * popped past every done slot; NUDGEL_ERR_INVALID_ARG when no slot holds
  * @p offset (never started, a gap, already popped) or it is already done.
  */
+nudgel_err_t nudgel_offsets_unstart(nudgel_offsets_t *t, int64_t offset)
+{
+    if (!t || t->len == 0 || at(t, t->len - 1)->offset != offset || at(t, t->len - 1)->done)
+        return NUDGEL_ERR_INVALID_ARG;
+    t->len--;
+    t->in_flight--;
+    t->last_start = t->len ? at(t, t->len - 1)->offset : (t->position >= 0 ? t->position - 1 : -1);
+    return NUDGEL_OK;
+}
+
 nudgel_err_t nudgel_offsets_completed(nudgel_offsets_t *t, int64_t offset)
 {
     if (!t || t->len == 0)

@@ -19,6 +19,7 @@
 #include "nudgel/config.h"
 #include "nudgel/consumer.h"
 #include "nudgel/log.h"
+#include "nudgel/publisher.h"
 #include "nudgel/timeutil.h"
 
 #define PROGRAM  "nudgel-test-consumer"
@@ -45,6 +46,7 @@ int main(int argc, char **argv)
         {"seed", required_argument, NULL, 'r'},
         {"set", required_argument, NULL, 's'},
         {"finish-delay-us", required_argument, NULL, 'd'},
+        {"honour-not-before", no_argument, NULL, 'n'},
         {NULL, 0, NULL, 0},
     };
     const char *topics[16];
@@ -57,6 +59,7 @@ int main(int argc, char **argv)
     size_t set_count = 0;
     unsigned seed = 1;
     long finish_delay_us = 0;
+    bool honour_not_before = false;
     nudgel_job_ref_t *held[MAX_HOLD];
     size_t held_count = 0;
     nudgel_job_ref_t *stuck_job = NULL;
@@ -92,6 +95,9 @@ int main(int argc, char **argv)
         case 'd':
             finish_delay_us = atol(optarg);
             break;
+        case 'n':
+            honour_not_before = true;
+            break;
         case 's':
             if (set_count < 16)
                 sets[set_count++] = optarg;
@@ -115,10 +121,21 @@ int main(int argc, char **argv)
     int64_t last_activity = nudgel_mono_us();
     while (!stop) {
         nudgel_job_ref_t *job = held_count < max_hold ? nudgel_consumer_poll(c, 100) : NULL;
+        if (job && honour_not_before) {
+            /* A retry tier's consumer: a job not yet due goes back until it is. */
+            char not_before[32];
+            nudgel_message_header(nudgel_job_message(job), "nudgel-not-before", not_before,
+                                  sizeof(not_before));
+            int64_t due = atoll(not_before);
+            if (due > nudgel_now_unix_ms()) {
+                nudgel_consumer_defer(c, job, due);
+                continue;
+            }
+        }
         if (job) {
             const rd_kafka_message_t *m = nudgel_job_message(job);
-            printf("{\"t\":\"%s\",\"p\":%d,\"o\":%lld}\n", rd_kafka_topic_name(m->rkt),
-                   m->partition, (long long)m->offset);
+            printf("{\"t\":\"%s\",\"p\":%d,\"o\":%lld,\"at\":%lld}\n", rd_kafka_topic_name(m->rkt),
+                   m->partition, (long long)m->offset, (long long)nudgel_now_unix_ms());
             last_activity = nudgel_mono_us();
             if (m->partition == stuck_partition && m->offset == stuck_offset)
                 stuck_job = job;
@@ -154,7 +171,8 @@ out:
     if (exit_code)
         fprintf(stderr,
                 "usage: %s --topic T [--group G] [--idle-ms N] [--max-hold N] "
-                "[--stuck P:O] [--seed N] [--finish-delay-us N] [--set KEY=VALUE]\n",
+                "[--stuck P:O] [--seed N] [--finish-delay-us N] [--honour-not-before] "
+                "[--set KEY=VALUE]\n",
                 PROGRAM);
     return exit_code;
 }

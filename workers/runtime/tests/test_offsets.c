@@ -236,6 +236,32 @@ static void run_permutation(uint64_t seed, bool gaps)
     free(order);
 }
 
+/* A job polled too early is taken back; fetched again later it starts anew. */
+static void test_unstart(void **state)
+{
+    (void)state;
+    nudgel_offsets_t *t;
+    char errstr[128];
+    assert_int_equal(nudgel_offsets_new(8, &t, errstr, sizeof(errstr)), NUDGEL_OK);
+    assert_int_equal(nudgel_offsets_started(t, 10), NUDGEL_OK);
+    assert_int_equal(nudgel_offsets_started(t, 11), NUDGEL_OK);
+    assert_int_equal(nudgel_offsets_unstart(t, 10), NUDGEL_ERR_INVALID_ARG); /* not the newest */
+    assert_int_equal(nudgel_offsets_unstart(t, 11), NUDGEL_OK);
+    assert_int_equal(nudgel_offsets_in_flight(t), 1);
+    assert_int_equal(nudgel_offsets_started(t, 11), NUDGEL_OK); /* fetched again */
+    assert_int_equal(nudgel_offsets_completed(t, 11), NUDGEL_OK);
+    assert_int_equal(nudgel_offsets_unstart(t, 11), NUDGEL_ERR_INVALID_ARG); /* done */
+    assert_int_equal(nudgel_offsets_completed(t, 10), NUDGEL_OK);
+    assert_int_equal(nudgel_offsets_committable(t), 12);
+    /* Empty window: taking back the only job lets it start again at the same offset. */
+    assert_int_equal(nudgel_offsets_started(t, 12), NUDGEL_OK);
+    assert_int_equal(nudgel_offsets_unstart(t, 12), NUDGEL_OK);
+    assert_int_equal(nudgel_offsets_started(t, 12), NUDGEL_OK);
+    assert_int_equal(nudgel_offsets_completed(t, 12), NUDGEL_OK);
+    assert_int_equal(nudgel_offsets_committable(t), 13);
+    nudgel_offsets_free(t);
+}
+
 static void test_random_permutations(void **state)
 {
     (void)state;
@@ -311,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_gaps),
         cmocka_unit_test(test_full_window),
         cmocka_unit_test(test_reset_and_misuse),
+        cmocka_unit_test(test_unstart),
         cmocka_unit_test(test_random_permutations),
         cmocka_unit_test(test_random_interleaved),
     };

@@ -63,6 +63,15 @@ const rd_kafka_message_t *nudgel_job_message(const nudgel_job_ref_t *job);
  */
 void nudgel_consumer_done(nudgel_consumer_t *c, nudgel_job_ref_t *job);
 
+/**
+ * @brief Hands back a job that is not due yet (a retry tier's head whose
+ * nudgel-not-before lies ahead): its partition is paused and rewound to the
+ * job, and resumes at @p resume_at_ms (wall clock), when the job is fetched
+ * again. Must be called for the job just polled, before the next poll; the
+ * job is freed.
+ */
+void nudgel_consumer_defer(nudgel_consumer_t *c, nudgel_job_ref_t *job, int64_t resume_at_ms);
+
 /** Reasons to pause every partition; each is lifted on its own. */
 typedef enum nudgel_pause_reason {
     NUDGEL_PAUSE_POSTGRES = 1u << 0,

@@ -55,6 +55,14 @@ void nudgel_offsets_free(nudgel_offsets_t *t);
 nudgel_err_t nudgel_offsets_started(nudgel_offsets_t *t, int64_t offset);
 
 /**
+ * @brief Takes back the newest started job, not yet completed (a job polled
+ * too early, which the consumer seeks back to and fetches again later).
+ * @returns NUDGEL_OK, or NUDGEL_ERR_INVALID_ARG when @p offset is not the
+ * newest started job or is already completed.
+ */
+nudgel_err_t nudgel_offsets_unstart(nudgel_offsets_t *t, int64_t offset);
+
+/**
  * @brief Records that the job at @p offset is done (its outcome durable).
  * @returns NUDGEL_OK, or NUDGEL_ERR_INVALID_ARG when @p offset is not a
  * started job still in the window, or was already completed.
