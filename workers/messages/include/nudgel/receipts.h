@@ -1,0 +1,196 @@
+/*
+ * nudgel/receipts.h — the Postgres receipts store of the messages worker
+ * (DESIGN §5): the idempotency claim before a carrier submission, the batched
+ * write of submission results, and DLR updates, all forward-only.
+ *
+ * SQL: parameterised only. The claim is one call of
+ * nudgel.receipt_claim() and the forward-only rule is
+ * nudgel.receipt_transition_allowed(), both from
+ * schemas/postgres/002_receipts_claim.sql, which also installs a trigger that
+ * refuses a backwards status change from any writer.
+ *
+ * Connections: every function takes a connection the caller owns, idle and
+ * outside a transaction block (each call is one statement, hence its own
+ * transaction). Calls are synchronous (PQexecParams); the worker's event loop
+ * may later send the same statements with PQsendQueryParams on a
+ * non-blocking connection, which is why each operation is exactly one
+ * statement. A connection is used by one thread at a time.
+ *
+ * Errors: NUDGEL_ERR_PG_UNREACHABLE when the connection is lost or the
+ * server is going away (SQLSTATE class 08, 57P01..57P03): reconnect and
+ * retry. NUDGEL_ERR_PG for any other statement failure (constraint, SQL,
+ * deadlock). NUDGEL_ERR_INVALID_ARG for bad arguments. errstr never holds
+ * the DSN.
+ *
+ * Ownership: nothing returned is allocated; results are copied into the
+ * caller's fixed-size structs (long values are truncated to the field).
+ */
+#ifndef NUDGEL_RECEIPTS_H
+#define NUDGEL_RECEIPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "nudgel/error.h"
+#include "nudgel/job.h"
+#include "nudgel/receipt_state.h"
+
+#define NUDGEL_RECEIPTS_WORKER_ID_MAX 128  /* bytes of a worker id */
+#define NUDGEL_RECEIPTS_BATCH_MAX     1000 /* items of one nudgel_receipts_record() */
+
+/** A receipt row as stored (the fields a status event needs). */
+typedef struct nudgel_receipt {
+    char message_id[NUDGEL_UUID_STR_LEN + 1];
+    char tenant_id[NUDGEL_TENANT_ID_MAX + 1];
+    char idempotency_key[NUDGEL_IDEMPOTENCY_KEY_MAX + 1]; /* "" when none */
+    char to_e164[24];
+    char country[3];
+    char operator_name[64];
+    nudgel_receipt_state_t status;
+    int attempt;
+    char client_ref[64];
+    char claimed_by[NUDGEL_RECEIPTS_WORKER_ID_MAX + 1];
+    char gateway[64];
+    char gateway_message_id[128];
+    char error_code[64];
+    char error_message[256];
+    char encoding[8];     /* "gsm7", "ucs2" or "" */
+    int segments;         /* -1 when unknown */
+    char cost_amount[32]; /* decimal text, "" when unknown */
+    char cost_currency[4];
+    char trace_id[64];
+    int64_t created_at_ms; /* epoch ms; 0 when NULL */
+    int64_t submitted_at_ms;
+    int64_t final_at_ms;
+    int64_t updated_at_ms;
+} nudgel_receipt_t;
+
+typedef enum nudgel_receipt_claim_outcome {
+    NUDGEL_RECEIPT_CLAIM_FRESH = 0,      /* row now submitting, attempt 1: send */
+    NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE, /* stale or released claim taken over: send again,
+                                            same client_ref, attempt + 1 */
+    NUDGEL_RECEIPT_CLAIM_IN_PROGRESS,    /* a fresh claim exists: retry later, do not send */
+    NUDGEL_RECEIPT_CLAIM_ALREADY_FINAL,  /* sent or final: do not send; re-emit the event */
+    NUDGEL_RECEIPT_CLAIM_DEDUPLICATED,   /* key used by another message: do not send */
+} nudgel_receipt_claim_outcome_t;
+
+/** @brief "fresh", "resubmit_stale", "in_progress", "already_final", "deduplicated". */
+const char *nudgel_receipt_claim_outcome_name(nudgel_receipt_claim_outcome_t o);
+
+/** What a claim decided, and the row it decided on. */
+typedef struct nudgel_receipt_claim {
+    nudgel_receipt_claim_outcome_t outcome;
+    /* The row after the claim. For DEDUPLICATED it is the *original*
+       message's row: receipt.message_id is the original message id. */
+    nudgel_receipt_t receipt;
+} nudgel_receipt_claim_t;
+
+/**
+ * @brief Claims @p job for a carrier submission by @p worker_id, in one
+ * round trip (see nudgel.receipt_claim()).
+ *
+ * Uses job->id, tenant_id, idempotency_key, to (and phone.country /
+ * phone.operator_name when filled, else job->country) and metadata.
+ * @p trace_id (may be NULL) is stored on a new row. A submitting row whose
+ * claim is at least @p stale_after_ms old (set it to the gateway's HTTP
+ * timeout plus a margin), or was released, is taken over. A fresh claim is
+ * IN_PROGRESS even when @p worker_id holds it: @p worker_id must therefore be
+ * unique per process incarnation (host, pid and start time, say).
+ * Concurrent claims of one message yield exactly one FRESH.
+ * @returns NUDGEL_OK and @p *out, or an error (see the file comment).
+ */
+nudgel_err_t nudgel_receipts_claim(PGconn *conn, const nudgel_message_job_t *job,
+                                   const char *trace_id, const char *worker_id,
+                                   int64_t stale_after_ms, nudgel_receipt_claim_t *out,
+                                   char *errstr, size_t errstr_size);
+
+/**
+ * @brief Releases @p worker_id's claim on a submitting row (after a
+ * transient failure that goes to a retry topic), so the retried job's claim
+ * takes it over at once (RESUBMIT_STALE) instead of waiting for staleness.
+ * @returns NUDGEL_OK with @p *released (may be NULL) telling whether a claim
+ * of @p worker_id was released, or an error.
+ */
+nudgel_err_t nudgel_receipts_release(PGconn *conn, const char *message_id, const char *worker_id,
+                                     bool *released, char *errstr, size_t errstr_size);
+
+/** One submission result to record. Strings may be NULL: the stored value is kept. */
+typedef struct nudgel_receipt_result {
+    const char *message_id;        /* required */
+    nudgel_receipt_state_t status; /* the state to move to */
+    const char *gateway;
+    const char *gateway_message_id;
+    const char *error_code;
+    const char *error_message;
+    const char *encoding;      /* "gsm7" or "ucs2" */
+    int segments;              /* < 0: keep */
+    const char *cost_amount;   /* decimal text, "0.8000" */
+    const char *cost_currency; /* "KES", "NGN", "UGX", "USD" */
+    const char *event_id;      /* deterministic status event id, stored on the history row */
+} nudgel_receipt_result_t;
+
+typedef enum nudgel_receipt_apply {
+    NUDGEL_RECEIPT_APPLIED = 0, /* moved, history row written */
+    NUDGEL_RECEIPT_UNCHANGED,   /* already in that state: a replay, nothing written */
+    NUDGEL_RECEIPT_REFUSED,     /* a backwards or sideways move: nothing written */
+    NUDGEL_RECEIPT_NOT_FOUND,   /* no such receipt */
+} nudgel_receipt_apply_t;
+
+/** @brief "applied", "unchanged", "refused", "not_found". */
+const char *nudgel_receipt_apply_name(nudgel_receipt_apply_t a);
+
+/** What happened to one item. */
+typedef struct nudgel_receipt_applied {
+    nudgel_receipt_apply_t outcome;
+    nudgel_receipt_state_t from; /* status before (APPLIED) */
+    nudgel_receipt_state_t now;  /* status after; for REFUSED the status that won */
+} nudgel_receipt_applied_t;
+
+/**
+ * @brief Records @p n results (1..NUDGEL_RECEIPTS_BATCH_MAX, each message
+ * id at most once) in one statement, so all or none are written. An item is
+ * applied only if nudgel.receipt_transition_allowed(current, new) holds
+ * under the row lock, so a late writer can never move a row backwards;
+ * rows are locked in message id order, so concurrent batches do not
+ * deadlock. Each applied item writes one history row (from, to) with
+ * ON CONFLICT DO NOTHING. submitted_at is set when leaving submitting,
+ * final_at when reaching a final state, updated_at always.
+ * @returns NUDGEL_OK and @p outcomes[i] for @p results[i], or an error
+ * (nothing written).
+ */
+nudgel_err_t nudgel_receipts_record(PGconn *conn, const nudgel_receipt_result_t *results, size_t n,
+                                    nudgel_receipt_applied_t *outcomes, char *errstr,
+                                    size_t errstr_size);
+
+/** A carrier delivery report, already normalised. */
+typedef struct nudgel_receipt_dlr {
+    const char *gateway;            /* required */
+    const char *gateway_message_id; /* required */
+    nudgel_receipt_state_t status;  /* delivered, undelivered or expired, usually */
+    const char *error_code;         /* NULL: keep */
+    const char *error_message;      /* NULL: keep */
+    const char *event_id;           /* for the history row; may be NULL */
+} nudgel_receipt_dlr_t;
+
+typedef struct nudgel_receipt_dlr_outcome {
+    nudgel_receipt_apply_t outcome; /* of the first matching row */
+    nudgel_receipt_state_t from;
+    nudgel_receipt_state_t now;
+    int matched; /* rows with that (gateway, gateway_message_id); 0 = NOT_FOUND */
+    char message_id[NUDGEL_UUID_STR_LEN + 1];
+    char tenant_id[NUDGEL_TENANT_ID_MAX + 1];
+} nudgel_receipt_dlr_outcome_t;
+
+/**
+ * @brief Applies a DLR to the receipt(s) with (gateway, gateway_message_id),
+ * forward-only as nudgel_receipts_record(), in one statement.
+ * @returns NUDGEL_OK and @p *out, or an error.
+ */
+nudgel_err_t nudgel_receipts_apply_dlr(PGconn *conn, const nudgel_receipt_dlr_t *dlr,
+                                       nudgel_receipt_dlr_outcome_t *out, char *errstr,
+                                       size_t errstr_size);
+
+#endif
