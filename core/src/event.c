@@ -40,7 +40,8 @@ json_t *nudgel_event_build(const char *source, const char *type, const char *sub
         json_decref(data);
         return NULL;
     }
-    if ((traceparent && json_object_set_new(ev, "traceparent", json_string(traceparent))) ||
+    if ((traceparent && *traceparent &&
+         json_object_set_new(ev, "traceparent", json_string(traceparent))) ||
         json_object_set_new(ev, "data", data ? data : json_object())) {
         json_decref(ev);
         return NULL;

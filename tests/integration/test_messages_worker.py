@@ -1,0 +1,150 @@
+"""nudgel-messages end to end: real Kafka, real Postgres, the carrier simulator.
+
+Jobs for KE, NG and UG go through nudgel-enqueue into an isolated set of
+topics; the worker claims, renders, routes (KE/UG → Infobip dialect, NG →
+generic dialect), submits to the simulator and records. Checked: every job
+ends in exactly one final receipt and one status event (validated against
+the schema), the simulator's ledger shows each sent message exactly once,
+permanent rejections end `rejected` without a retry, a reused idempotency
+key yields `deduplicated` without a send, malformed jobs reach the DLQ.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import binary, headers_of, kcat_consume, load_schema
+from test_carrier_sim import GENERIC_KEY, INFOBIP_KEY, Sim
+
+
+def psql(dsn, sql):
+    return subprocess.run(["psql", dsn, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                          capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+@pytest.fixture
+def sim():
+    s = Sim("sim.infobip.reject_regex=999$")
+    yield s
+    s.stop()
+
+
+def test_messages_end_to_end(bootstrap, pg_dsn, topics_ready, sim, run_id, tmp_path):
+    ns = f"mw{run_id}."
+    subprocess.run([binary("nudgel-admin"), "--set", f"topics.namespace={ns}",
+                    "--set", "topics.partitions=3", "topics", "ensure"], check=True,
+                   capture_output=True, timeout=120)
+    subprocess.run([binary("nudgel-admin"), "migrate"], check=True, capture_output=True,
+                   timeout=120)
+    tenant = f"mw{run_id}"
+    psql(pg_dsn, "INSERT INTO nudgel.message_templates (tenant_id, name, locale, body) VALUES "
+                 f"('{tenant}-0', 'order-confirmation', 'en', "
+                 "'Hi {{name}}, order {{order_id}} is confirmed')")
+    gateways = {
+        "gateways": [
+            {"name": "sim-infobip", "dialect": "infobip",
+             "base_url": f"http://127.0.0.1:{sim.port}/infobip",
+             "api_key_env": "NUDGEL_TEST_INFOBIP_KEY", "tps": 2000, "sender_id": "NUDGEL"},
+            {"name": "sim-generic", "dialect": "generic",
+             "base_url": f"http://127.0.0.1:{sim.port}/generic",
+             "api_key_env": "NUDGEL_TEST_GENERIC_KEY", "tps": 2000,
+             "auth_header": "Authorization", "auth_scheme": "Bearer",
+             "message_id_pointer": "/id", "status_pointer": "/status",
+             "success_statuses": ["accepted"], "permanent_statuses": ["rejected"],
+             "transient_statuses": []},
+        ],
+        "routes": [
+            {"country": "KE", "operator": "*", "gateways": ["sim-infobip"]},
+            {"country": "UG", "operator": "*", "gateways": ["sim-infobip"]},
+            {"country": "NG", "operator": "*", "gateways": ["sim-generic"]},
+        ],
+    }
+    gw_file = tmp_path / "gateways.json"
+    gw_file.write_text(json.dumps(gateways))
+
+    jobs, expected = [], {}
+    numbers = {"KE": "+2547220{:05d}", "NG": "+23480312{:05d}", "UG": "+2567721{:05d}"}
+    for i in range(300):
+        country = ["KE", "NG", "UG"][i % 3]
+        job = {"tenant_id": f"{tenant}-{i % 4}", "channel": "sms",
+               "to": numbers[country].format(i), "idempotency_key": f"{run_id}-{i}"}
+        if i % 4 == 0:
+            job["template"] = "order-confirmation"
+            job["variables"] = {"name": "Ada", "order_id": f"AC-{i}"}
+        else:
+            job["body"] = f"Habari {i}! Ẹ ku aarọ" if i % 5 == 0 else f"Your code is {i:04d}"
+        expected[job["idempotency_key"]] = "sent"
+        jobs.append(job)
+    for i in range(5):  # KE numbers the simulator rejects (…999): final without a retry
+        key = f"{run_id}-rej-{i}"
+        jobs.append({"tenant_id": f"{tenant}-1", "channel": "sms", "to": f"+25472200{i}999",
+                     "body": "rejected", "idempotency_key": key})
+        expected[key] = "rejected"
+    dupes = [dict(jobs[j], body="again") for j in (1, 2, 3)]  # same keys, new ids
+    for d in dupes:
+        d.pop("template", None), d.pop("variables", None)
+    enq = subprocess.run([binary("nudgel-enqueue"), "--quiet", "--json", "--topic", "messages",
+                          "--set", f"producer.messages_topic={ns}nudgel.messages.v1"],
+                         input="\n".join(json.dumps(j) for j in jobs) + "\n",
+                         capture_output=True, text=True, timeout=120)
+    assert enq.returncode == 0, enq.stderr
+    subprocess.run([binary("nudgel-enqueue"), "--quiet", "--topic", "messages",
+                    "--set", f"producer.messages_topic={ns}nudgel.messages.v1"],
+                   input="\n".join(json.dumps(j) for j in dupes) + "\n", check=True,
+                   capture_output=True, text=True, timeout=60)
+    for bad in ('{"tenant_id": "x"}', "not json", '{"id": 7}'):
+        subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", f"{ns}nudgel.messages.v1",
+                        "-k", f"{tenant}-bad"], input=bad, text=True, check=True, timeout=30)
+
+    env = dict(os.environ, NUDGEL_TEST_INFOBIP_KEY=INFOBIP_KEY,
+               NUDGEL_TEST_GENERIC_KEY=GENERIC_KEY)
+    worker = subprocess.Popen(
+        [binary("nudgel-messages"), "--set", f"topics.namespace={ns}",
+         "--set", f"messages.gateways_file={gw_file}", "--set", f"messages.group_id=mw-{run_id}",
+         "--set", "metrics.port=0", "--set", "log.level=warn",
+         "--set", "kafka.auto.commit.interval.ms=200"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        final = 0
+        while time.monotonic() < deadline:
+            final = int(psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipts WHERE "
+                                     f"tenant_id LIKE '{tenant}-%' AND status <> 'submitting'"))
+            if final >= len(expected):
+                break
+            time.sleep(0.5)
+        time.sleep(1.5)  # the events and offsets of the last jobs
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr[-2000:]
+    assert final == len(expected), f"{final} of {len(expected)} receipts final"
+
+    rows = psql(pg_dsn, "SELECT idempotency_key, status, encoding, segments, gateway FROM "
+                        f"nudgel.message_receipts WHERE tenant_id LIKE '{tenant}-%'")
+    receipts = {r.split("|")[0]: r.split("|")[1:] for r in rows.splitlines()}
+    assert {k: v[0] for k, v in receipts.items()} == expected
+    assert receipts[f"{run_id}-5"][1:3] == ["ucs2", "1"]  # Yoruba needs UCS-2
+    assert receipts[f"{run_id}-1"][1:3] == ["gsm7", "1"]
+    assert receipts[f"{run_id}-1"][3] == "sim-generic"  # NG → generic dialect
+
+    ledger = sim.ledger("?summary=1")
+    assert ledger["duplicates"] == 0
+    assert ledger["totals"]["sms"] == 300
+
+    validator = load_schema("status.event.v1.schema.json")
+    events = kcat_consume(bootstrap, f"{ns}nudgel.delivery-status.v1")
+    by_type = {}
+    for rec in events:
+        ev = json.loads(rec["payload"])
+        errors = list(validator.iter_errors(ev))
+        assert not errors, errors[0].message
+        by_type[ev["type"]] = by_type.get(ev["type"], 0) + 1
+    assert by_type == {"ai.nudgel.message.sent": 300, "ai.nudgel.message.rejected": 5,
+                       "ai.nudgel.message.deduplicated": 3}
+    dead = kcat_consume(bootstrap, f"{ns}nudgel.messages.dlq.v1")
+    assert len(dead) == 3
+    assert all(headers_of(r)["nudgel-dlq-reason"] for r in dead)
