@@ -32,6 +32,76 @@ def sim():
     s.stop()
 
 
+def gateways_file(sim, tmp_path):
+    gateways = {
+        "gateways": [
+            {"name": "sim-infobip", "dialect": "infobip",
+             "base_url": f"http://127.0.0.1:{sim.port}/infobip",
+             "api_key_env": "NUDGEL_TEST_INFOBIP_KEY", "tps": 2000, "sender_id": "NUDGEL"},
+            {"name": "sim-generic", "dialect": "generic",
+             "base_url": f"http://127.0.0.1:{sim.port}/generic",
+             "api_key_env": "NUDGEL_TEST_GENERIC_KEY", "tps": 2000,
+             "auth_header": "Authorization", "auth_scheme": "Bearer",
+             "message_id_pointer": "/id", "status_pointer": "/status",
+             "success_statuses": ["accepted"], "permanent_statuses": ["rejected"],
+             "transient_statuses": []},
+        ],
+        "routes": [
+            {"country": "KE", "operator": "*", "gateways": ["sim-infobip"]},
+            {"country": "UG", "operator": "*", "gateways": ["sim-infobip"]},
+            {"country": "NG", "operator": "*", "gateways": ["sim-generic"]},
+        ],
+    }
+    path = tmp_path / "gateways.json"
+    path.write_text(json.dumps(gateways))
+    return path
+
+
+def make_topics(ns):
+    subprocess.run([binary("nudgel-admin"), "--set", f"topics.namespace={ns}",
+                    "--set", "topics.partitions=3", "topics", "ensure"], check=True,
+                   capture_output=True, timeout=120)
+    subprocess.run([binary("nudgel-admin"), "migrate"], check=True, capture_output=True,
+                   timeout=120)
+
+
+def enqueue(ns, jobs):
+    run = subprocess.run([binary("nudgel-enqueue"), "--quiet", "--json", "--topic", "messages",
+                          "--set", f"producer.messages_topic={ns}nudgel.messages.v1"],
+                         input="\n".join(json.dumps(j) for j in jobs) + "\n",
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+
+
+def run_worker(ns, gw_file, pg_dsn, tenant, expected_final, *sets, timeout=90):
+    """Runs nudgel-messages until @expected_final receipts of @tenant are final, then SIGTERM."""
+    env = dict(os.environ, NUDGEL_TEST_INFOBIP_KEY=INFOBIP_KEY,
+               NUDGEL_TEST_GENERIC_KEY=GENERIC_KEY)
+    args = [binary("nudgel-messages"), "--set", f"topics.namespace={ns}",
+            "--set", f"messages.gateways_file={gw_file}", "--set", f"messages.group_id=g-{ns}",
+            "--set", "metrics.port=0", "--set", "log.level=warn",
+            "--set", "kafka.auto.commit.interval.ms=200"]
+    for s in sets:
+        args += ["--set", s]
+    worker = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    final = 0
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and worker.poll() is None:
+            final = int(psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipts WHERE "
+                                     f"tenant_id LIKE '{tenant}-%' AND status <> 'submitting'"))
+            if final >= expected_final:
+                break
+            time.sleep(0.5)
+        time.sleep(1.5)  # the events and offsets of the last jobs
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr[-2000:]
+    assert final == expected_final, f"{final} of {expected_final} receipts final"
+
+
 def test_messages_end_to_end(bootstrap, pg_dsn, topics_ready, sim, run_id, tmp_path):
     ns = f"mw{run_id}."
     subprocess.run([binary("nudgel-admin"), "--set", f"topics.namespace={ns}",
@@ -148,3 +218,45 @@ def test_messages_end_to_end(bootstrap, pg_dsn, topics_ready, sim, run_id, tmp_p
     dead = kcat_consume(bootstrap, f"{ns}nudgel.messages.dlq.v1")
     assert len(dead) == 3
     assert all(headers_of(r)["nudgel-dlq-reason"] for r in dead)
+
+
+def test_transient_faults_retry_until_sent_once(bootstrap, pg_dsn, topics_ready, run_id,
+                                                tmp_path):
+    sim = Sim("sim.infobip.error_5xx_permille=300", "sim.generic.error_5xx_permille=300",
+              "sim.infobip.error_429_permille=50")
+    try:
+        ns = f"mf{run_id}."
+        make_topics(ns)
+        tenant = f"mf{run_id}"
+        numbers = {"KE": "+2547220{:05d}", "NG": "+23480312{:05d}", "UG": "+2567721{:05d}"}
+        jobs = [{"tenant_id": f"{tenant}-{i % 3}", "channel": "sms",
+                 "to": numbers[["KE", "NG", "UG"][i % 3]].format(i), "body": f"try {i}",
+                 "idempotency_key": f"{run_id}-{i}"} for i in range(200)]
+        # Older than the validity: ends expired, in the DLQ, never sent.
+        jobs.append({"tenant_id": f"{tenant}-0", "channel": "sms", "to": "+254722000999",
+                     "body": "too late", "idempotency_key": f"{run_id}-late",
+                     "created_at": "2020-01-01T00:00:00Z"})
+        enqueue(ns, jobs)
+        run_worker(ns, gateways_file(sim, tmp_path), pg_dsn, tenant, 201,
+                   "messages.retry_delays_ms=300,300,300,300", timeout=120)
+        statuses = psql(pg_dsn, "SELECT status, count(*) FROM nudgel.message_receipts WHERE "
+                                f"tenant_id LIKE '{tenant}-%' GROUP BY 1 ORDER BY 1")
+        counts = dict(line.split("|") for line in statuses.splitlines())
+        # 30% 5xx and up to four retries: a job fails only after five faults in a row
+        # (0.35^5 ≈ 0.5%), and then it is failed, not lost.
+        assert int(counts.get("sent", 0)) + int(counts.get("failed", 0)) == 200
+        assert int(counts.get("sent", 0)) >= 190
+        assert counts.get("expired") == "1"
+        ledger = sim.ledger("?summary=1")
+        assert ledger["duplicates"] == 0
+        assert ledger["totals"]["sms"] == int(counts["sent"])
+        assert ledger["totals"]["requests"] > 200  # faults were drawn and retried
+        events = [json.loads(r["payload"])["type"]
+                  for r in kcat_consume(bootstrap, f"{ns}nudgel.delivery-status.v1")]
+        assert events.count("ai.nudgel.message.sent") == int(counts["sent"])
+        assert events.count("ai.nudgel.message.expired") == 1
+        dead = kcat_consume(bootstrap, f"{ns}nudgel.messages.dlq.v1")
+        reasons = [headers_of(r)["nudgel-dlq-reason"] for r in dead]
+        assert reasons.count("expired before it could be sent") == 1
+    finally:
+        sim.stop()

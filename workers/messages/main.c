@@ -44,7 +44,6 @@
 #define MAX_GATEWAYS 32
 
 static const char *const tier_suffix[TIERS] = {"5s", "30s", "2m", "10m"};
-static const int64_t tier_delay_ms[TIERS] = {5000, 30000, 120000, 600000};
 
 static const nudgel_conf_entry_t messages_table[] = {
     {"messages.group_id", NUDGEL_CONF_STRING, "nudgel-messages", 0, 0, NULL, 0,
@@ -61,6 +60,9 @@ static const nudgel_conf_entry_t messages_table[] = {
      "Jobs in flight in this process; above it every partition pauses."},
     {"messages.callback_url", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0,
      "Delivery-report URL given to gateways that take one."},
+    {"messages.retry_delays_ms", NUDGEL_CONF_STRING, "5000,30000,120000,600000", 0, 0, NULL, 0,
+     "Delays of the four retry tiers (topics nudgel.messages.retry.5s/30s/2m/10m); "
+     "shorter only in tests."},
     {"messages.drain_timeout_ms", NUDGEL_CONF_INT, "20000", 0, 600000, NULL, 0,
      "On SIGTERM, how long to finish jobs in flight before leaving the group."},
     {"topics.namespace", NUDGEL_CONF_STRING, "", 0, 0, NULL, 0,
@@ -110,6 +112,7 @@ struct worker {
     char worker_id[128];
     char topic_jobs[256], topic_status[256], topic_dlq[256], topic_retry[TIERS][256];
     int64_t stale_ms, validity_ms;
+    int64_t tier_delay_ms[TIERS];
     size_t max_in_flight;
     const char *callback_url;
     nudgel_metrics_t *metrics;
@@ -286,7 +289,7 @@ static void retry_or_give_up(msg_t *m, const char *error_code, const char *error
         return;
     }
     nudgel_receipts_release(w->pg, m->job.id, w->worker_id, &released, errstr, sizeof(errstr));
-    int64_t delay = tier_delay_ms[m->attempt];
+    int64_t delay = w->tier_delay_ms[m->attempt];
     if (retry_after_ms > delay)
         delay = retry_after_ms;
     int64_t now = nudgel_now_unix_ms();
@@ -590,6 +593,18 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
     for (int i = 0; i < TIERS; i++)
         snprintf(w->topic_retry[i], sizeof(w->topic_retry[i]), "%snudgel.messages.retry.%s", ns,
                  tier_suffix[i]);
+    const char *delays = nudgel_conf_get_str(w->conf, "messages.retry_delays_ms");
+    char *end = NULL;
+    for (int i = 0; i < TIERS; i++) {
+        w->tier_delay_ms[i] = strtoll(delays, &end, 10);
+        if (end == delays || w->tier_delay_ms[i] < 0 || (*end != ',' && *end != '\0') ||
+            (*end == '\0' && i != TIERS - 1)) {
+            snprintf(errstr, errstr_size,
+                     "messages.retry_delays_ms: expected %d comma-separated milliseconds", TIERS);
+            return NUDGEL_ERR_CONFIG;
+        }
+        delays = end + 1;
+    }
     w->stale_ms = nudgel_conf_get_int(w->conf, "messages.claim_stale_ms");
     w->validity_ms = nudgel_conf_get_int(w->conf, "messages.validity_ms");
     w->max_in_flight = (size_t)nudgel_conf_get_int(w->conf, "messages.max_in_flight");
