@@ -260,3 +260,65 @@ def test_transient_faults_retry_until_sent_once(bootstrap, pg_dsn, topics_ready,
         assert reasons.count("expired before it could be sent") == 1
     finally:
         sim.stop()
+
+
+def start_worker(ns, gw_file, *sets):
+    env = dict(os.environ, NUDGEL_TEST_INFOBIP_KEY=INFOBIP_KEY,
+               NUDGEL_TEST_GENERIC_KEY=GENERIC_KEY)
+    args = [binary("nudgel-messages"), "--set", f"topics.namespace={ns}",
+            "--set", f"messages.gateways_file={gw_file}", "--set", f"messages.group_id=g-{ns}",
+            "--set", "metrics.port=0", "--set", "log.level=error",
+            "--set", "kafka.auto.commit.interval.ms=200", "--set", "kafka.session.timeout.ms=6000"]
+    for s in sets:
+        args += ["--set", s]
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def final_count(pg_dsn, tenant):
+    return int(psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipts WHERE "
+                            f"tenant_id LIKE '{tenant}-%' AND status <> 'submitting'"))
+
+
+def test_sigkill_and_two_workers_lose_and_double_nothing(bootstrap, pg_dsn, topics_ready, run_id,
+                                                          tmp_path):
+    """Infobip takes our message id as its client reference, so resubmitting a job whose
+    worker died between the carrier's accept and the receipt write cannot send it twice."""
+    sim = Sim("sim.infobip.latency_ms=20", "sim.infobip.jitter_ms=20")
+    try:
+        ns = f"mk{run_id}."
+        make_topics(ns)
+        tenant = f"mk{run_id}"
+        jobs = [{"tenant_id": f"{tenant}-{i % 9}", "channel": "sms",
+                 "to": f"+2547220{i:05d}", "body": f"kill test {i}",
+                 "idempotency_key": f"{run_id}-{i}"} for i in range(1500)]
+        enqueue(ns, jobs)
+        gw = gateways_file(sim, tmp_path)
+        sets = ("messages.claim_stale_ms=2000", "messages.retry_delays_ms=500,500,500,500")
+        for kill in range(3):
+            worker = start_worker(ns, gw, *sets)
+            time.sleep(2.5 + kill)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=10)
+        assert final_count(pg_dsn, tenant) < 1500, "the kills should interrupt the run"
+        # Two workers of one group finish the rest together.
+        workers = [start_worker(ns, gw, *sets) for _ in range(2)]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and final_count(pg_dsn, tenant) < 1500:
+            time.sleep(0.5)
+        time.sleep(1.5)
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        assert [w.wait(timeout=60) for w in workers] == [0, 0]
+        assert final_count(pg_dsn, tenant) == 1500
+        sent = int(psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipts WHERE "
+                                f"tenant_id LIKE '{tenant}-%' AND status = 'sent'"))
+        assert sent == 1500
+        ledger = sim.ledger("?summary=1")
+        # Every message reached the carrier once; resubmissions of the same client
+        # reference were recognised as repeats, not new SMS.
+        assert ledger["totals"]["sms"] == 1500
+        print(f"kills: {ledger['totals'].get('duplicate_attempts', 0)} resubmitted client "
+              f"references, 0 duplicate SMS")
+    finally:
+        sim.stop()
