@@ -5,6 +5,8 @@
  *   nudgel-admin [global flags] migrate [--status]
  *   nudgel-admin [global flags] topics ensure [--alter] [--fail-on-drift]
  *   nudgel-admin [global flags] topics describe [--json]
+ *   nudgel-admin [global flags] dlq replay --topic messages|webhooks [--tenant T]
+ *                [--reason TEXT] [--since TIME] [--until TIME] [--dry-run]
  *
  * Results go to stdout (one line per migration or topic, then a total);
  * problems to stderr. Exit status: 0 ok, 1 operation failed or drift left
@@ -18,9 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dlq.h"
 #include "migrate.h"
 #include "nudgel/config.h"
 #include "nudgel/log.h"
+#include "nudgel/timeutil.h"
 #include "topics.h"
 
 #define PROGRAM        "nudgel-admin"
@@ -41,11 +45,14 @@ typedef enum command {
     CMD_MIGRATE,
     CMD_TOPICS_ENSURE,
     CMD_TOPICS_DESCRIBE,
+    CMD_DLQ_REPLAY,
 } command_t;
 
 /* Subcommand flags; each is valid for one command only. */
 typedef struct sub_flags {
     bool status, alter, fail_on_drift, json;
+    bool dlq; /* any of the dlq replay flags was given */
+    nudgel_admin_dlq_opts_t replay;
 } sub_flags_t;
 
 static void usage(FILE *out)
@@ -62,6 +69,13 @@ static void usage(FILE *out)
             "      --fail-on-drift     exit 1 when drift remains\n"
             "  topics describe         partitions, replication factor, retention of each topic\n"
             "      --json              as a JSON array\n"
+            "  dlq replay              send dead letters back to their job topic\n"
+            "      --topic T           messages or webhooks (required)\n"
+            "      --tenant T          only this tenant's\n"
+            "      --reason TEXT       only those whose reason contains TEXT\n"
+            "      --since TIME        dead-lettered at or after TIME (RFC 3339)\n"
+            "      --until TIME        dead-lettered before TIME (RFC 3339)\n"
+            "      --dry-run           count what would be replayed, send nothing\n"
             "\n"
             "Global flags:\n"
             "  -c, --config FILE       JSON config file (default: $NUDGEL_CONFIG)\n"
@@ -130,6 +144,13 @@ static command_t parse_command(int argc, char **argv, const sub_flags_t *sub)
     } else if (strcmp(argv[0], "topics") == 0) {
         fprintf(stderr, "%s: topics takes ensure or describe\n", PROGRAM);
         return CMD_NONE;
+    } else if (strcmp(argv[0], "dlq") == 0 && argc == 2 && strcmp(argv[1], "replay") == 0) {
+        cmd = CMD_DLQ_REPLAY;
+        allowed = "--topic --tenant --reason --since --until --dry-run";
+        if (!sub->replay.kind) {
+            fprintf(stderr, "%s: dlq replay needs --topic messages|webhooks\n", PROGRAM);
+            return CMD_NONE;
+        }
     } else {
         fprintf(stderr, "%s: unknown command \"", PROGRAM);
         for (int i = 0; i < argc; i++)
@@ -139,9 +160,12 @@ static command_t parse_command(int argc, char **argv, const sub_flags_t *sub)
     }
     if ((sub->status && cmd != CMD_MIGRATE) ||
         ((sub->alter || sub->fail_on_drift) && cmd != CMD_TOPICS_ENSURE) ||
-        (sub->json && cmd != CMD_TOPICS_DESCRIBE)) {
+        (sub->json && cmd != CMD_TOPICS_DESCRIBE) || (sub->dlq && cmd != CMD_DLQ_REPLAY)) {
         fprintf(stderr, "%s: %s%s takes only %s\n", PROGRAM, argv[0],
-                argc > 1 ? (strcmp(argv[1], "ensure") == 0 ? " ensure" : " describe") : "",
+                argc > 1 ? (strcmp(argv[1], "ensure") == 0   ? " ensure"
+                            : strcmp(argv[1], "replay") == 0 ? " replay"
+                                                             : " describe")
+                         : "",
                 allowed);
         return CMD_NONE;
     }
@@ -159,7 +183,13 @@ int main(int argc, char **argv)
         OPT_STATUS,
         OPT_ALTER,
         OPT_FAIL_ON_DRIFT,
-        OPT_JSON
+        OPT_JSON,
+        OPT_TOPIC,
+        OPT_TENANT,
+        OPT_REASON,
+        OPT_SINCE,
+        OPT_UNTIL,
+        OPT_DRY_RUN
     };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
@@ -173,6 +203,12 @@ int main(int argc, char **argv)
         {"alter", no_argument, NULL, OPT_ALTER},
         {"fail-on-drift", no_argument, NULL, OPT_FAIL_ON_DRIFT},
         {"json", no_argument, NULL, OPT_JSON},
+        {"topic", required_argument, NULL, OPT_TOPIC},
+        {"tenant", required_argument, NULL, OPT_TENANT},
+        {"reason", required_argument, NULL, OPT_REASON},
+        {"since", required_argument, NULL, OPT_SINCE},
+        {"until", required_argument, NULL, OPT_UNTIL},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         {NULL, 0, NULL, 0},
     };
     nudgel_conf_t *conf = nudgel_conf_new(PROGRAM, tables);
@@ -212,6 +248,32 @@ int main(int argc, char **argv)
             break;
         case OPT_JSON:
             sub.json = true;
+            break;
+        case OPT_TOPIC:
+            sub.dlq = true;
+            sub.replay.kind = optarg;
+            break;
+        case OPT_TENANT:
+            sub.dlq = true;
+            sub.replay.tenant = optarg;
+            break;
+        case OPT_REASON:
+            sub.dlq = true;
+            sub.replay.reason = optarg;
+            break;
+        case OPT_SINCE:
+        case OPT_UNTIL:
+            sub.dlq = true;
+            if (nudgel_rfc3339_parse(optarg, opt == OPT_SINCE ? &sub.replay.since_ms
+                                                              : &sub.replay.until_ms) != 0) {
+                fprintf(stderr, "%s: --%s: \"%s\" is not an RFC 3339 time\n", PROGRAM,
+                        opt == OPT_SINCE ? "since" : "until", optarg);
+                goto out;
+            }
+            break;
+        case OPT_DRY_RUN:
+            sub.dlq = true;
+            sub.replay.dry_run = true;
             break;
         case 'h':
             usage(stdout);
@@ -268,6 +330,9 @@ int main(int argc, char **argv)
     }
     case CMD_TOPICS_DESCRIBE:
         err = nudgel_admin_topics_describe(conf, sub.json, stdout, errstr, sizeof(errstr));
+        break;
+    case CMD_DLQ_REPLAY:
+        err = nudgel_admin_dlq_replay(conf, &sub.replay, stdout, errstr, sizeof(errstr));
         break;
     }
     fflush(stdout);

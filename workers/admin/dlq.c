@@ -1,0 +1,277 @@
+/*
+ * dlq.c — see dlq.h.
+ */
+#define _GNU_SOURCE
+#include "dlq.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "nudgel/kafka.h"
+#include "nudgel/log.h"
+#include "nudgel/timeutil.h"
+#include "nudgel/topics.h"
+
+#define HEADER_MAX 1024
+
+typedef struct replay {
+    rd_kafka_t *consumer, *producer;
+    int timeout_ms;
+    int64_t *ends; /* per partition: the end offset when the replay began */
+    int partitions;
+    long scanned, matched, replayed, failed;
+    bool progress;
+} replay_t;
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    replay_t *r = opaque;
+    (void)rk;
+    if (m->err)
+        r->failed++;
+    else
+        r->replayed++;
+}
+
+/* The headers a job gets back: everything but the dead-letter and retry ones. */
+static rd_kafka_headers_t *replay_headers(const rd_kafka_message_t *m)
+{
+    static const char *const dropped[] = {NUDGEL_HDR_DLQ_REASON,
+                                          NUDGEL_HDR_ORIGIN,
+                                          NUDGEL_HDR_ATTEMPT,
+                                          NUDGEL_HDR_NOT_BEFORE,
+                                          NUDGEL_HDR_FIRST_SEEN,
+                                          NUDGEL_HDR_LAST_ERROR,
+                                          NULL};
+    rd_kafka_headers_t *orig = NULL, *out = rd_kafka_headers_new(8);
+    const char *name;
+    const void *value;
+    size_t size;
+    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (size_t i = 0; !rd_kafka_header_get_all(orig, i, &name, &value, &size); i++) {
+            bool drop = false;
+            for (size_t d = 0; dropped[d] && !drop; d++)
+                drop = strcmp(dropped[d], name) == 0;
+            if (!drop)
+                rd_kafka_header_add(out, name, -1, value, (ssize_t)size);
+        }
+    }
+    char origin[512];
+    snprintf(origin, sizeof(origin), "%s/%" PRId32 "/%" PRId64, rd_kafka_topic_name(m->rkt),
+             m->partition, m->offset);
+    rd_kafka_header_add(out, "nudgel-replay-of", -1, origin, -1);
+    return out;
+}
+
+static void header_text(const rd_kafka_message_t *m, const char *name, char *out, size_t size)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *value = NULL;
+    size_t len = 0;
+    out[0] = '\0';
+    if (rd_kafka_message_headers(m, &hdrs) || rd_kafka_header_get_last(hdrs, name, &value, &len))
+        return;
+    if (len >= size)
+        len = size - 1;
+    memcpy(out, value, len);
+    out[len] = '\0';
+}
+
+static bool matches(const rd_kafka_message_t *m, const nudgel_admin_dlq_opts_t *o)
+{
+    char text[HEADER_MAX];
+    if (o->tenant) {
+        header_text(m, NUDGEL_HDR_TENANT, text, sizeof(text));
+        if (strcmp(text, o->tenant) != 0)
+            return false;
+    }
+    if (o->reason) {
+        header_text(m, NUDGEL_HDR_DLQ_REASON, text, sizeof(text));
+        if (!strstr(text, o->reason))
+            return false;
+    }
+    rd_kafka_timestamp_type_t type;
+    int64_t ts = rd_kafka_message_timestamp(m, &type);
+    if ((o->since_ms && ts < o->since_ms) || (o->until_ms && ts >= o->until_ms))
+        return false;
+    return true;
+}
+
+static void draw(const replay_t *r, long total)
+{
+    if (!r->progress)
+        return;
+    double frac = total > 0 ? (double)r->scanned / (double)total : 1;
+    int filled = (int)(frac * 30);
+    fprintf(stderr, "\r[%.*s%*s] %ld/%ld scanned, %ld matched  ", filled,
+            "##############################", 30 - filled, "", r->scanned, total, r->matched);
+}
+
+static void replay_close(replay_t *r)
+{
+    if (r->consumer) {
+        rd_kafka_consumer_close(r->consumer);
+        rd_kafka_destroy(r->consumer);
+    }
+    if (r->producer) {
+        rd_kafka_flush(r->producer, r->timeout_ms);
+        rd_kafka_destroy(r->producer);
+    }
+    free(r->ends);
+}
+
+nudgel_err_t nudgel_admin_dlq_replay(const nudgel_conf_t *conf, const nudgel_admin_dlq_opts_t *o,
+                                     FILE *out, char *errstr, size_t errstr_size)
+{
+    replay_t r = {.timeout_ms = (int)nudgel_conf_get_int(conf, "admin.timeout_ms"),
+                  .progress = isatty(STDERR_FILENO) != 0};
+    char dlq[256], dest[256], inner[512];
+    const char *ns = nudgel_conf_get_str(conf, "topics.namespace");
+    rd_kafka_conf_t *cconf = NULL, *pconf = NULL;
+    rd_kafka_topic_partition_list_t *assignment = NULL;
+    const struct rd_kafka_metadata *md = NULL;
+    nudgel_err_t err = NUDGEL_OK;
+    long total = 0;
+
+    bool messages = strcmp(o->kind, "messages") == 0;
+    if (!messages && strcmp(o->kind, "webhooks") != 0) {
+        snprintf(errstr, errstr_size, "--topic must be messages or webhooks");
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    snprintf(dlq, sizeof(dlq), "%s%s", ns,
+             messages ? NUDGEL_TOPIC_MESSAGES_DLQ : NUDGEL_TOPIC_WEBHOOKS_DLQ);
+    snprintf(dest, sizeof(dest), "%s%s", ns,
+             messages ? NUDGEL_TOPIC_MESSAGES : NUDGEL_TOPIC_WEBHOOKS);
+
+    /* A consumer outside any group (assign, no commits): a replay leaves no trace. */
+    if (!(cconf = nudgel_kafka_conf_new(conf, errstr, errstr_size)) ||
+        !(pconf = nudgel_kafka_conf_new(conf, errstr, errstr_size))) {
+        err = NUDGEL_ERR_CONFIG;
+        goto out;
+    }
+    rd_kafka_conf_set(cconf, "group.id", "nudgel-admin-dlq-replay", inner, sizeof(inner));
+    rd_kafka_conf_set(cconf, "enable.auto.commit", "false", inner, sizeof(inner));
+    rd_kafka_conf_set(cconf, "enable.auto.offset.store", "false", inner, sizeof(inner));
+    if (!(r.consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, inner, sizeof(inner)))) {
+        snprintf(errstr, errstr_size, "creating the consumer: %s", inner);
+        err = NUDGEL_ERR_CONFIG;
+        goto out;
+    }
+    cconf = NULL;
+    rd_kafka_conf_set(pconf, "acks", "all", inner, sizeof(inner));
+    rd_kafka_conf_set(pconf, "enable.idempotence", "true", inner, sizeof(inner));
+    rd_kafka_conf_set(pconf, "partitioner", "murmur2_random", inner, sizeof(inner));
+    rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
+    rd_kafka_conf_set_opaque(pconf, &r);
+    if (!(r.producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, inner, sizeof(inner)))) {
+        snprintf(errstr, errstr_size, "creating the producer: %s", inner);
+        err = NUDGEL_ERR_CONFIG;
+        goto out;
+    }
+    pconf = NULL;
+    if ((err = nudgel_kafka_check_reachable(r.consumer, r.timeout_ms, inner, sizeof(inner)))) {
+        snprintf(errstr, errstr_size, "%s", inner);
+        goto out;
+    }
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(r.consumer, dlq, NULL);
+    rd_kafka_resp_err_t kerr = rd_kafka_metadata(r.consumer, 0, rkt, &md, r.timeout_ms);
+    rd_kafka_topic_destroy(rkt);
+    if (kerr || md->topic_cnt != 1 || md->topics[0].err) {
+        snprintf(errstr, errstr_size, "%s: %s", dlq,
+                 rd_kafka_err2str(kerr ? kerr
+                                  : md ? md->topics[0].err
+                                       : kerr));
+        err = NUDGEL_ERR_KAFKA;
+        goto out;
+    }
+    r.partitions = md->topics[0].partition_cnt;
+    r.ends = calloc((size_t)r.partitions, sizeof(*r.ends));
+    assignment = rd_kafka_topic_partition_list_new(r.partitions);
+    for (int p = 0; p < r.partitions; p++) {
+        int64_t low = 0, high = 0;
+        kerr = rd_kafka_query_watermark_offsets(r.consumer, dlq, p, &low, &high, r.timeout_ms);
+        if (kerr) {
+            snprintf(errstr, errstr_size, "%s[%d]: %s", dlq, p, rd_kafka_err2str(kerr));
+            err = NUDGEL_ERR_KAFKA;
+            goto out;
+        }
+        r.ends[p] = high;
+        total += (long)(high - low);
+        if (high > low)
+            rd_kafka_topic_partition_list_add(assignment, dlq, p)->offset = low;
+    }
+    if (assignment->cnt && (kerr = rd_kafka_assign(r.consumer, assignment))) {
+        snprintf(errstr, errstr_size, "assigning %s: %s", dlq, rd_kafka_err2str(kerr));
+        err = NUDGEL_ERR_KAFKA;
+        goto out;
+    }
+    int remaining = assignment->cnt;
+    int64_t idle_deadline = nudgel_mono_us() + (int64_t)r.timeout_ms * 1000;
+    while (remaining > 0) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(r.consumer, 100);
+        rd_kafka_poll(r.producer, 0);
+        if (!m) {
+            if (nudgel_mono_us() > idle_deadline) {
+                snprintf(errstr, errstr_size, "no record from %s within %d ms", dlq, r.timeout_ms);
+                err = NUDGEL_ERR_TIMED_OUT;
+                goto out;
+            }
+            continue;
+        }
+        idle_deadline = nudgel_mono_us() + (int64_t)r.timeout_ms * 1000;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (m->offset < r.ends[m->partition]) {
+            r.scanned++;
+            if (matches(m, o)) {
+                r.matched++;
+                if (!o->dry_run) {
+                    rd_kafka_headers_t *hdrs = replay_headers(m);
+                    kerr = rd_kafka_producev(
+                        r.producer, RD_KAFKA_V_TOPIC(dest), RD_KAFKA_V_KEY(m->key, m->key_len),
+                        RD_KAFKA_V_VALUE(m->payload, m->len),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY | RD_KAFKA_MSG_F_BLOCK),
+                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                    if (kerr) {
+                        rd_kafka_headers_destroy(hdrs);
+                        r.failed++;
+                    }
+                }
+            }
+            if (r.scanned % 1000 == 0)
+                draw(&r, total);
+        }
+        if (m->offset + 1 >= r.ends[m->partition])
+            remaining--;
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_flush(r.producer, r.timeout_ms);
+    draw(&r, total);
+    if (r.progress)
+        fputc('\n', stderr);
+    fprintf(out, "%s: %ld scanned, %ld matched, %ld %s to %s, %ld failed\n", dlq, r.scanned,
+            r.matched, o->dry_run ? r.matched : r.replayed,
+            o->dry_run ? "would be replayed" : "replayed", dest, r.failed);
+    if (r.failed || (!o->dry_run && r.replayed != r.matched)) {
+        snprintf(errstr, errstr_size, "%ld dead letter(s) not replayed",
+                 r.matched - (o->dry_run ? r.matched : r.replayed));
+        err = NUDGEL_ERR_KAFKA;
+    }
+out:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (assignment)
+        rd_kafka_topic_partition_list_destroy(assignment);
+    if (cconf)
+        rd_kafka_conf_destroy(cconf);
+    if (pconf)
+        rd_kafka_conf_destroy(pconf);
+    replay_close(&r);
+    return err;
+}
