@@ -322,3 +322,35 @@ def test_sigkill_and_two_workers_lose_and_double_nothing(bootstrap, pg_dsn, topi
               f"references, 0 duplicate SMS")
     finally:
         sim.stop()
+
+
+def test_twenty_thousand_messages_twenty_tenants(bootstrap, pg_dsn, topics_ready, run_id,
+                                                 tmp_path):
+    sim = Sim()
+    try:
+        ns = f"mt{run_id}."
+        make_topics(ns)
+        tenant = f"mt{run_id}"
+        numbers = {"KE": "+2547{:08d}", "NG": "+234803{:07d}", "UG": "+25677{:07d}"}
+        jobs = [{"tenant_id": f"{tenant}-{i % 20}", "channel": "sms",
+                 "to": numbers[["KE", "NG", "UG"][i % 3]].format(i), "body": f"burst {i}",
+                 "idempotency_key": f"{run_id}-{i}"} for i in range(20000)]
+        enqueue(ns, jobs)
+        started = time.monotonic()
+        run_worker(ns, gateways_file(sim, tmp_path), pg_dsn, tenant, 20000, timeout=300)
+        elapsed = time.monotonic() - started
+        sent = int(psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipts WHERE "
+                                f"tenant_id LIKE '{tenant}-%' AND status = 'sent'"))
+        history = int(psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipt_history h "
+                                   "JOIN nudgel.message_receipts r USING (message_id) "
+                                   f"WHERE r.tenant_id LIKE '{tenant}-%'"))
+        ledger = sim.ledger("?summary=1")
+        print(f"20 000 messages in {elapsed:.1f}s ({20000 / elapsed:.0f}/s end to end)")
+        assert sent == 20000
+        assert history == 2 * 20000  # submitting, then sent: one row per transition
+        assert ledger["totals"]["sms"] == 20000 and ledger["duplicates"] == 0
+        events = kcat_consume(bootstrap, f"{ns}nudgel.delivery-status.v1", timeout=300)
+        assert len(events) == 20000
+        assert len({json.loads(r["payload"])["id"] for r in events}) == 20000
+    finally:
+        sim.stop()
