@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -73,18 +74,22 @@ def enqueue(ns, jobs):
     assert run.returncode == 0, run.stderr
 
 
-def run_worker(ns, gw_file, pg_dsn, tenant, expected_final, *sets, timeout=90):
-    """Runs nudgel-messages until @expected_final receipts of @tenant are final, then SIGTERM."""
+def start_worker(ns, gw_file, *sets, stderr=subprocess.DEVNULL):
     env = dict(os.environ, NUDGEL_TEST_INFOBIP_KEY=INFOBIP_KEY,
                NUDGEL_TEST_GENERIC_KEY=GENERIC_KEY)
     args = [binary("nudgel-messages"), "--set", f"topics.namespace={ns}",
             "--set", f"messages.gateways_file={gw_file}", "--set", f"messages.group_id=g-{ns}",
             "--set", "metrics.port=0", "--set", "log.level=warn",
-            "--set", "kafka.auto.commit.interval.ms=200"]
+            "--set", "kafka.auto.commit.interval.ms=200", "--set", "kafka.session.timeout.ms=6000"]
     for s in sets:
         args += ["--set", s]
-    worker = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+
+def run_worker(ns, gw_file, pg_dsn, tenant, expected_final, *sets, timeout=90):
+    """Runs nudgel-messages until @expected_final receipts of @tenant are final, then SIGTERM."""
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block it
+    worker = start_worker(ns, gw_file, *sets, stderr=log)
     final = 0
     try:
         deadline = time.monotonic() + timeout
@@ -97,43 +102,21 @@ def run_worker(ns, gw_file, pg_dsn, tenant, expected_final, *sets, timeout=90):
         time.sleep(1.5)  # the events and offsets of the last jobs
     finally:
         worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=60)
+        worker.wait(timeout=60)
+        log.seek(0)
+        stderr = log.read()
     assert worker.returncode == 0, stderr[-2000:]
     assert final == expected_final, f"{final} of {expected_final} receipts final"
 
 
 def test_messages_end_to_end(bootstrap, pg_dsn, topics_ready, sim, run_id, tmp_path):
     ns = f"mw{run_id}."
-    subprocess.run([binary("nudgel-admin"), "--set", f"topics.namespace={ns}",
-                    "--set", "topics.partitions=3", "topics", "ensure"], check=True,
-                   capture_output=True, timeout=120)
-    subprocess.run([binary("nudgel-admin"), "migrate"], check=True, capture_output=True,
-                   timeout=120)
+    make_topics(ns)
     tenant = f"mw{run_id}"
     psql(pg_dsn, "INSERT INTO nudgel.message_templates (tenant_id, name, locale, body) VALUES "
                  f"('{tenant}-0', 'order-confirmation', 'en', "
                  "'Hi {{name}}, order {{order_id}} is confirmed')")
-    gateways = {
-        "gateways": [
-            {"name": "sim-infobip", "dialect": "infobip",
-             "base_url": f"http://127.0.0.1:{sim.port}/infobip",
-             "api_key_env": "NUDGEL_TEST_INFOBIP_KEY", "tps": 2000, "sender_id": "NUDGEL"},
-            {"name": "sim-generic", "dialect": "generic",
-             "base_url": f"http://127.0.0.1:{sim.port}/generic",
-             "api_key_env": "NUDGEL_TEST_GENERIC_KEY", "tps": 2000,
-             "auth_header": "Authorization", "auth_scheme": "Bearer",
-             "message_id_pointer": "/id", "status_pointer": "/status",
-             "success_statuses": ["accepted"], "permanent_statuses": ["rejected"],
-             "transient_statuses": []},
-        ],
-        "routes": [
-            {"country": "KE", "operator": "*", "gateways": ["sim-infobip"]},
-            {"country": "UG", "operator": "*", "gateways": ["sim-infobip"]},
-            {"country": "NG", "operator": "*", "gateways": ["sim-generic"]},
-        ],
-    }
-    gw_file = tmp_path / "gateways.json"
-    gw_file.write_text(json.dumps(gateways))
+    gw_file = gateways_file(sim, tmp_path)
 
     jobs, expected = [], {}
     numbers = {"KE": "+2547220{:05d}", "NG": "+23480312{:05d}", "UG": "+2567721{:05d}"}
@@ -156,42 +139,12 @@ def test_messages_end_to_end(bootstrap, pg_dsn, topics_ready, sim, run_id, tmp_p
     dupes = [dict(jobs[j], body="again") for j in (1, 2, 3)]  # same keys, new ids
     for d in dupes:
         d.pop("template", None), d.pop("variables", None)
-    enq = subprocess.run([binary("nudgel-enqueue"), "--quiet", "--json", "--topic", "messages",
-                          "--set", f"producer.messages_topic={ns}nudgel.messages.v1"],
-                         input="\n".join(json.dumps(j) for j in jobs) + "\n",
-                         capture_output=True, text=True, timeout=120)
-    assert enq.returncode == 0, enq.stderr
-    subprocess.run([binary("nudgel-enqueue"), "--quiet", "--topic", "messages",
-                    "--set", f"producer.messages_topic={ns}nudgel.messages.v1"],
-                   input="\n".join(json.dumps(j) for j in dupes) + "\n", check=True,
-                   capture_output=True, text=True, timeout=60)
+    enqueue(ns, jobs)
+    enqueue(ns, dupes)
     for bad in ('{"tenant_id": "x"}', "not json", '{"id": 7}'):
         subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", f"{ns}nudgel.messages.v1",
                         "-k", f"{tenant}-bad"], input=bad, text=True, check=True, timeout=30)
-
-    env = dict(os.environ, NUDGEL_TEST_INFOBIP_KEY=INFOBIP_KEY,
-               NUDGEL_TEST_GENERIC_KEY=GENERIC_KEY)
-    worker = subprocess.Popen(
-        [binary("nudgel-messages"), "--set", f"topics.namespace={ns}",
-         "--set", f"messages.gateways_file={gw_file}", "--set", f"messages.group_id=mw-{run_id}",
-         "--set", "metrics.port=0", "--set", "log.level=warn",
-         "--set", "kafka.auto.commit.interval.ms=200"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        final = 0
-        while time.monotonic() < deadline:
-            final = int(psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipts WHERE "
-                                     f"tenant_id LIKE '{tenant}-%' AND status <> 'submitting'"))
-            if final >= len(expected):
-                break
-            time.sleep(0.5)
-        time.sleep(1.5)  # the events and offsets of the last jobs
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=60)
-    assert worker.returncode == 0, stderr[-2000:]
-    assert final == len(expected), f"{final} of {len(expected)} receipts final"
+    run_worker(ns, gw_file, pg_dsn, tenant, len(expected))
 
     rows = psql(pg_dsn, "SELECT idempotency_key, status, encoding, segments, gateway FROM "
                         f"nudgel.message_receipts WHERE tenant_id LIKE '{tenant}-%'")
@@ -260,19 +213,6 @@ def test_transient_faults_retry_until_sent_once(bootstrap, pg_dsn, topics_ready,
         assert reasons.count("expired before it could be sent") == 1
     finally:
         sim.stop()
-
-
-def start_worker(ns, gw_file, *sets):
-    env = dict(os.environ, NUDGEL_TEST_INFOBIP_KEY=INFOBIP_KEY,
-               NUDGEL_TEST_GENERIC_KEY=GENERIC_KEY)
-    args = [binary("nudgel-messages"), "--set", f"topics.namespace={ns}",
-            "--set", f"messages.gateways_file={gw_file}", "--set", f"messages.group_id=g-{ns}",
-            "--set", "metrics.port=0", "--set", "log.level=error",
-            "--set", "kafka.auto.commit.interval.ms=200", "--set", "kafka.session.timeout.ms=6000"]
-    for s in sets:
-        args += ["--set", s]
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
 
 
 def final_count(pg_dsn, tenant):
