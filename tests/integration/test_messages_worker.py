@@ -190,8 +190,11 @@ def test_transient_faults_retry_until_sent_once(bootstrap, pg_dsn, topics_ready,
                      "body": "too late", "idempotency_key": f"{run_id}-late",
                      "created_at": "2020-01-01T00:00:00Z"})
         enqueue(ns, jobs)
+        # This test is about the retry ladder: the breakers only open if a gateway
+        # is all but down (a 35% fault rate must not open them on a lucky streak).
         run_worker(ns, gateways_file(sim, tmp_path), pg_dsn, tenant, 201,
-                   "messages.retry_delays_ms=300,300,300,300", timeout=120)
+                   "messages.retry_delays_ms=300,300,300,300",
+                   "messages.breaker_failure_percent=90", timeout=120)
         statuses = psql(pg_dsn, "SELECT status, count(*) FROM nudgel.message_receipts WHERE "
                                 f"tenant_id LIKE '{tenant}-%' GROUP BY 1 ORDER BY 1")
         counts = dict(line.split("|") for line in statuses.splitlines())
@@ -292,5 +295,35 @@ def test_twenty_thousand_messages_twenty_tenants(bootstrap, pg_dsn, topics_ready
         events = kcat_consume(bootstrap, f"{ns}nudgel.delivery-status.v1", timeout=300)
         assert len(events) == 20000
         assert len({json.loads(r["payload"])["id"] for r in events}) == 20000
+    finally:
+        sim.stop()
+
+
+def test_open_circuit_moves_traffic_to_the_next_gateway(bootstrap, pg_dsn, topics_ready, run_id,
+                                                         tmp_path):
+    sim = Sim("sim.infobip.error_5xx_permille=1000")  # the primary is down
+    try:
+        ns = f"mc{run_id}."
+        make_topics(ns)
+        tenant = f"mc{run_id}"
+        gw = gateways_file(sim, tmp_path)
+        conf = json.loads(gw.read_text())
+        conf["routes"] = [{"country": "KE", "operator": "*",
+                           "gateways": ["sim-infobip", "sim-generic"]}]
+        gw.write_text(json.dumps(conf))
+        enqueue(ns, [{"tenant_id": f"{tenant}-0", "channel": "sms", "to": f"+2547220{i:05d}",
+                      "body": f"fallback {i}", "idempotency_key": f"{run_id}-{i}"}
+                     for i in range(200)])
+        run_worker(ns, gw, pg_dsn, tenant, 200, "messages.retry_delays_ms=200,200,200,200",
+                   "messages.breaker_open_ms=60000", "messages.gateway_max_in_flight=32")
+        rows = psql(pg_dsn, "SELECT status, gateway, count(*) FROM nudgel.message_receipts "
+                            f"WHERE tenant_id LIKE '{tenant}-%' GROUP BY 1, 2")
+        assert rows.strip() == "sent|sim-generic|200"
+        ledger = sim.ledger("?summary=1")
+        assert ledger["totals"]["sms"] == 200 and ledger["duplicates"] == 0
+        # The breaker opened after its first window: Infobip saw at most the per-gateway
+        # in-flight cap plus that window, not all 200.
+        infobip_5xx = ledger["totals"]["faults"]["5xx"]
+        assert 10 <= infobip_5xx <= 32 + 20, infobip_5xx
     finally:
         sim.stop()

@@ -21,6 +21,7 @@
 
 #include <libpq-fe.h>
 
+#include "nudgel/breaker.h"
 #include "nudgel/config.h"
 #include "nudgel/consumer.h"
 #include "nudgel/event.h"
@@ -63,6 +64,16 @@ static const nudgel_conf_entry_t messages_table[] = {
     {"messages.retry_delays_ms", NUDGEL_CONF_STRING, "5000,30000,120000,600000", 0, 0, NULL, 0,
      "Delays of the four retry tiers (topics nudgel.messages.retry.5s/30s/2m/10m); "
      "shorter only in tests."},
+    {"messages.gateway_max_in_flight", NUDGEL_CONF_INT, "64", 1, 10000, NULL, 0,
+     "Submissions awaiting an answer per gateway; bounds the damage before a breaker opens."},
+    {"messages.breaker_window", NUDGEL_CONF_INT, "20", 1, 256, NULL, 0,
+     "Outcomes per gateway the circuit breaker remembers."},
+    {"messages.breaker_min_calls", NUDGEL_CONF_INT, "10", 1, 256, NULL, 0,
+     "Outcomes needed before a gateway's breaker may open."},
+    {"messages.breaker_failure_percent", NUDGEL_CONF_INT, "50", 1, 100, NULL, 0,
+     "Share of transient failures in the window that opens the breaker."},
+    {"messages.breaker_open_ms", NUDGEL_CONF_INT, "10000", 100, 3600000, NULL, 0,
+     "How long an open breaker sends traffic to the route's next gateway before a probe."},
     {"messages.drain_timeout_ms", NUDGEL_CONF_INT, "20000", 0, 600000, NULL, 0,
      "On SIGTERM, how long to finish jobs in flight before leaving the group."},
     {"topics.namespace", NUDGEL_CONF_STRING, "", 0, 0, NULL, 0,
@@ -88,7 +99,8 @@ typedef struct msg {
     char *text;
     nudgel_sms_info_t sms;
     const nudgel_gateway_t *gateway;
-    int pending; /* publishes not yet acknowledged */
+    nudgel_gateway_route_t route; /* the gateways it may use, primary first */
+    int pending;                  /* publishes not yet acknowledged */
     bool publish_failed;
     bool in_handle;           /* still the newest job polled: it can be handed back */
     struct msg *next_waiting; /* in its gateway's token queue */
@@ -97,6 +109,8 @@ typedef struct msg {
 typedef struct gateway_lane {
     const nudgel_gateway_t *gateway;
     nudgel_throttle_bucket_t *bucket;
+    nudgel_breaker_t breaker;
+    size_t in_flight;   /* submissions awaiting an answer */
     msg_t *head, *tail; /* jobs waiting for a token */
 } gateway_lane_t;
 
@@ -114,6 +128,7 @@ struct worker {
     int64_t stale_ms, validity_ms;
     int64_t tier_delay_ms[TIERS];
     size_t max_in_flight;
+    size_t gateway_max_in_flight;
     const char *callback_url;
     nudgel_metrics_t *metrics;
     nudgel_metric_t *m_outcomes, *m_in_flight, *m_submit_latency;
@@ -129,6 +144,14 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+static gateway_lane_t *lane_for(worker_t *w, const nudgel_gateway_t *gw)
+{
+    for (size_t i = 0; i < w->lane_count; i++)
+        if (w->lanes[i].gateway == gw)
+            return &w->lanes[i];
+    return NULL;
 }
 
 static void msg_free(msg_t *m)
@@ -319,6 +342,13 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
     nudgel_metric_observe(m->w->m_submit_latency, NULL, r->total_ms / 1000.0);
     nudgel_gateway_classify(m->gateway, &resp, &out);
     const char *gw = nudgel_gateway_name(m->gateway);
+    gateway_lane_t *lane = lane_for(m->w, m->gateway);
+    lane->in_flight--;
+    nudgel_breaker_state_t before = lane->breaker.state;
+    nudgel_breaker_record(&lane->breaker, out.kind == NUDGEL_GATEWAY_TRANSIENT, nudgel_mono_us());
+    if (lane->breaker.state != before)
+        nudgel_log_warn("gateway %s: circuit %s", gw,
+                        nudgel_breaker_state_name(lane->breaker.state));
     switch (out.kind) {
     case NUDGEL_GATEWAY_SENT:
         finish(m, NUDGEL_RECEIPT_SENT, gw, out.message_id, NULL, NULL,
@@ -365,32 +395,92 @@ static void submit(msg_t *m)
         hr.headers[i] = req.headers[i];
     nudgel_err_t err = nudgel_http_submit(w->http, &hr, on_gateway_answer, m);
     nudgel_gateway_request_clear(&req);
+    if (err == NUDGEL_OK)
+        lane_for(w, m->gateway)->in_flight++;
     if (err != NUDGEL_OK) {
         retry_or_give_up(m, "submit_failed", nudgel_strerror(err), -1);
         msg_release(m);
     }
 }
 
-static gateway_lane_t *lane_for(worker_t *w, const nudgel_gateway_t *gw)
+static void enqueue_on_lane(gateway_lane_t *lane, msg_t *m)
 {
-    for (size_t i = 0; i < w->lane_count; i++)
-        if (w->lanes[i].gateway == gw)
-            return &w->lanes[i];
+    m->gateway = lane->gateway;
+    m->next_waiting = NULL;
+    if (lane->tail)
+        lane->tail->next_waiting = m;
+    else
+        lane->head = m;
+    lane->tail = m;
+}
+
+/*
+ * The first gateway of @p m's route, after @p after (NULL: from the start),
+ * whose circuit is not open; NULL when every one is.
+ */
+static gateway_lane_t *next_open_lane(worker_t *w, const msg_t *m, const nudgel_gateway_t *after)
+{
+    size_t i = 0;
+    if (after)
+        while (i < m->route.count && m->route.gateways[i] != after)
+            i++;
+    for (i = after ? i + 1 : 0; i < m->route.count; i++) {
+        gateway_lane_t *lane = lane_for(w, m->route.gateways[i]);
+        if (lane && lane->breaker.state != NUDGEL_BREAKER_OPEN)
+            return lane;
+    }
     return NULL;
 }
 
-/* Sends what each gateway's bucket allows now; the rest waits its turn. */
+/* Milliseconds until the first of @p m's gateways may take a probe again. */
+static int64_t until_a_circuit_half_opens(worker_t *w, const msg_t *m)
+{
+    int64_t now = nudgel_mono_us(), best = -1;
+    for (size_t i = 0; i < m->route.count; i++) {
+        gateway_lane_t *lane = lane_for(w, m->route.gateways[i]);
+        if (!lane)
+            continue;
+        int64_t left = lane->breaker.opened_at_us + lane->breaker.open_us - now;
+        left = left > 0 ? left / 1000 : 0;
+        if (best < 0 || left < best)
+            best = left;
+    }
+    return best;
+}
+
+/*
+ * Sends what each gateway allows now (its token bucket, its in-flight cap,
+ * its circuit); a job whose gateway's circuit opened while it waited moves to
+ * the next gateway of its route, or to a retry tier when none is left.
+ */
 static void drain_lanes(worker_t *w)
 {
     int64_t now = nudgel_mono_us();
     for (size_t i = 0; i < w->lane_count; i++) {
         gateway_lane_t *lane = &w->lanes[i];
-        while (lane->head && nudgel_throttle_bucket_try_take(lane->bucket, 1, now)) {
+        while (lane->head && lane->in_flight < w->gateway_max_in_flight) {
             msg_t *m = lane->head;
+            if (nudgel_throttle_bucket_tokens(lane->bucket, now) < 1)
+                break;
+            bool allowed = nudgel_breaker_allow(&lane->breaker, now);
+            if (allowed)
+                nudgel_throttle_bucket_try_take(lane->bucket, 1, now);
             lane->head = m->next_waiting;
             if (!lane->head)
                 lane->tail = NULL;
-            submit(m);
+            if (allowed) {
+                submit(m);
+                continue;
+            }
+            gateway_lane_t *next = next_open_lane(w, m, lane->gateway);
+            if (next) {
+                enqueue_on_lane(next, m);
+            } else {
+                retry_or_give_up(m, "circuit_open",
+                                 "every gateway of the route has an open circuit",
+                                 until_a_circuit_half_opens(w, m));
+                msg_release(m);
+            }
         }
     }
 }
@@ -566,14 +656,16 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
         msg_release(m);
         return;
     }
-    m->gateway = route.gateways[0];
+    m->route = route;
+    gateway_lane_t *lane = next_open_lane(w, m, NULL);
+    if (!lane) {
+        retry_or_give_up(m, "circuit_open", "every gateway of the route has an open circuit",
+                         until_a_circuit_half_opens(w, m));
+        msg_release(m);
+        return;
+    }
     m->in_handle = false; /* from here on, later jobs may be polled before it ends */
-    gateway_lane_t *lane = lane_for(w, m->gateway);
-    if (lane->tail)
-        lane->tail->next_waiting = m;
-    else
-        lane->head = m;
-    lane->tail = m;
+    enqueue_on_lane(lane, m);
 }
 
 static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
@@ -608,6 +700,8 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
     w->stale_ms = nudgel_conf_get_int(w->conf, "messages.claim_stale_ms");
     w->validity_ms = nudgel_conf_get_int(w->conf, "messages.validity_ms");
     w->max_in_flight = (size_t)nudgel_conf_get_int(w->conf, "messages.max_in_flight");
+    w->gateway_max_in_flight =
+        (size_t)nudgel_conf_get_int(w->conf, "messages.gateway_max_in_flight");
     w->callback_url = nudgel_conf_get_str(w->conf, "messages.callback_url");
 
     if (nudgel_gateway_set_load(nudgel_conf_get_str(w->conf, "messages.gateways_file"),
@@ -616,6 +710,11 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
     for (size_t i = 0; i < nudgel_gateway_set_count(w->gateways) && i < MAX_GATEWAYS; i++) {
         gateway_lane_t *lane = &w->lanes[w->lane_count++];
         lane->gateway = nudgel_gateway_set_at(w->gateways, i);
+        nudgel_breaker_init(
+            &lane->breaker, (uint32_t)nudgel_conf_get_int(w->conf, "messages.breaker_window"),
+            (uint32_t)nudgel_conf_get_int(w->conf, "messages.breaker_min_calls"),
+            (double)nudgel_conf_get_int(w->conf, "messages.breaker_failure_percent") / 100.0,
+            nudgel_conf_get_int(w->conf, "messages.breaker_open_ms") * 1000);
         double tps = nudgel_gateway_tps(lane->gateway);
         if (nudgel_throttle_bucket_new(tps, (uint32_t)(tps < 1 ? 1 : tps), nudgel_mono_us(),
                                        &lane->bucket, errstr, errstr_size) != NUDGEL_OK)
