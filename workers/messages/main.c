@@ -102,7 +102,6 @@ typedef struct msg {
     nudgel_gateway_route_t route; /* the gateways it may use, primary first */
     int pending;                  /* publishes not yet acknowledged */
     bool publish_failed;
-    bool in_handle;           /* still the newest job polled: it can be handed back */
     struct msg *next_waiting; /* in its gateway's token queue */
 } msg_t;
 
@@ -132,6 +131,9 @@ struct worker {
     const char *callback_url;
     nudgel_metrics_t *metrics;
     nudgel_metric_t *m_outcomes, *m_in_flight, *m_submit_latency;
+    /* The job being handled right after its poll: the only one that can still be
+     * handed back to the consumer (nudgel_consumer_defer) if it cannot finish. */
+    msg_t *current;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -170,7 +172,7 @@ static void msg_release(msg_t *m)
     worker_t *w = m->w;
     if (!m->publish_failed) {
         nudgel_consumer_done(w->consumer, m->ref);
-    } else if (m->in_handle) {
+    } else if (m == w->current) {
         nudgel_consumer_defer(w->consumer, m->ref, nudgel_now_unix_ms() + 1000);
     } else {
         nudgel_log_error("job %s could not be finished durably; stopping so it is re-delivered",
@@ -544,7 +546,7 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
     m->w = w;
     m->ref = ref;
     m->first_seen_ms = now;
-    m->in_handle = true;
+    w->current = m;
     header_int(km, NUDGEL_HDR_NOT_BEFORE, &not_before);
     header_int(km, NUDGEL_HDR_ATTEMPT, &attempt);
     header_int(km, NUDGEL_HDR_FIRST_SEEN, &m->first_seen_ms);
@@ -664,7 +666,6 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
         msg_release(m);
         return;
     }
-    m->in_handle = false; /* from here on, later jobs may be polled before it ends */
     enqueue_on_lane(lane, m);
 }
 
@@ -857,6 +858,7 @@ int main(int argc, char **argv)
             if (!ref)
                 break;
             handle(&w, ref);
+            w.current = NULL;
         }
         drain_lanes(&w);
         nudgel_http_poll(w.http, busy ? 5 : 0);
