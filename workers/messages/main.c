@@ -110,6 +110,7 @@ typedef struct gateway_lane {
     nudgel_throttle_bucket_t *bucket;
     nudgel_breaker_t breaker;
     size_t in_flight;   /* submissions awaiting an answer */
+    double rate;        /* this worker's share of the gateway's TPS */
     msg_t *head, *tail; /* jobs waiting for a token */
 } gateway_lane_t;
 
@@ -134,6 +135,8 @@ struct worker {
     /* The job being handled right after its poll: the only one that can still be
      * handed back to the consumer (nudgel_consumer_defer) if it cannot finish. */
     msg_t *current;
+    int32_t total_partitions; /* of the jobs topic */
+    int32_t shared_with;      /* assigned partitions the lane rates were computed for */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -737,6 +740,14 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
               nudgel_consumer_new(w->conf, nudgel_conf_get_str(w->conf, "messages.group_id"),
                                   topics, 1 + TIERS, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;
+    w->total_partitions = nudgel_consumer_partition_count(
+        w->consumer, w->topic_jobs,
+        (int)nudgel_conf_get_int(w->conf, "pg.connect_timeout_s") * 1000);
+    w->shared_with = -1;
+    if (w->total_partitions < 1) {
+        snprintf(errstr, errstr_size, "%s: cannot read its partition count", w->topic_jobs);
+        return NUDGEL_ERR_KAFKA_UNREACHABLE;
+    }
     static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
     w->metrics = nudgel_metrics_new();
     w->m_outcomes =
@@ -749,6 +760,37 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
         w->metrics, NUDGEL_METRIC_HISTOGRAM, "nudgel_messages_gateway_seconds",
         "Gateway submission latency.", NULL, buckets, sizeof(buckets) / sizeof(buckets[0]));
     return NUDGEL_OK;
+}
+
+/*
+ * DESIGN §5: a worker's bucket for a gateway runs at gateway_tps ×
+ * assigned / total partitions of the jobs topic, so the fleet stays under the
+ * carrier's cap without a coordinator. Recomputed when the assignment changes.
+ */
+static void update_fleet_share(worker_t *w)
+{
+    int32_t assigned = nudgel_consumer_assigned_of(w->consumer, w->topic_jobs);
+    if (assigned == w->shared_with || w->total_partitions < 1)
+        return;
+    w->shared_with = assigned;
+    for (size_t i = 0; i < w->lane_count; i++) {
+        gateway_lane_t *lane = &w->lanes[i];
+        char errstr[128];
+        double rate = 0;
+        if (nudgel_throttle_fleet_share(nudgel_gateway_tps(lane->gateway), assigned,
+                                        w->total_partitions, &rate) != NUDGEL_OK)
+            continue;
+        /* Rate 0 (no partitions) still lets retry-tier stragglers out, slowly. */
+        double effective = rate > 0 ? rate : NUDGEL_THROTTLE_MIN_SHARE_TPS;
+        if (nudgel_throttle_bucket_set_rate(lane->bucket, effective,
+                                            (uint32_t)(effective < 1 ? 1 : effective),
+                                            nudgel_mono_us(), errstr, sizeof(errstr)) != NUDGEL_OK)
+            continue;
+        lane->rate = effective;
+        nudgel_log_info("gateway %s: %.2f TPS (%d of %d partitions of %u TPS)",
+                        nudgel_gateway_name(lane->gateway), effective, assigned,
+                        w->total_partitions, nudgel_gateway_tps(lane->gateway));
+    }
 }
 
 static bool ready(void *opaque, char *why, size_t why_size)
@@ -860,6 +902,7 @@ int main(int argc, char **argv)
             handle(&w, ref);
             w.current = NULL;
         }
+        update_fleet_share(&w);
         drain_lanes(&w);
         nudgel_http_poll(w.http, busy ? 5 : 0);
         nudgel_publisher_poll(w.publisher, 0);

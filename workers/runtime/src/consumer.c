@@ -421,6 +421,30 @@ size_t nudgel_consumer_assigned(const nudgel_consumer_t *c)
     return n;
 }
 
+int32_t nudgel_consumer_assigned_of(const nudgel_consumer_t *c, const char *topic)
+{
+    int32_t n = 0;
+    for (size_t i = 0; i < c->part_count; i++)
+        n += c->parts[i]->assigned && strcmp(c->parts[i]->topic, topic) == 0;
+    return n;
+}
+
+int32_t nudgel_consumer_partition_count(nudgel_consumer_t *c, const char *topic, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, topic, NULL);
+    int32_t count = -1;
+    if (!rkt)
+        return -1;
+    if (rd_kafka_metadata(c->rk, 0, rkt, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt == 1 && !md->topics[0].err)
+        count = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return count;
+}
+
 void nudgel_consumer_close(nudgel_consumer_t *c)
 {
     if (!c)

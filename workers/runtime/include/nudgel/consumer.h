@@ -93,6 +93,15 @@ size_t nudgel_consumer_in_flight(const nudgel_consumer_t *c);
 /** @brief Partitions currently assigned. */
 size_t nudgel_consumer_assigned(const nudgel_consumer_t *c);
 
+/** @brief Partitions of @p topic currently assigned to this consumer. */
+int32_t nudgel_consumer_assigned_of(const nudgel_consumer_t *c, const char *topic);
+
+/**
+ * @brief Partitions @p topic has in the cluster (a metadata request bounded
+ * by @p timeout_ms). @returns the count, or -1 when unknown.
+ */
+int32_t nudgel_consumer_partition_count(nudgel_consumer_t *c, const char *topic, int timeout_ms);
+
 /**
  * @brief Leaves the group: commits stored offsets, closes and frees. Jobs
  * still in flight are abandoned (they will be re-delivered); finish them
