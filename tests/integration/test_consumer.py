@@ -102,11 +102,13 @@ def test_unfinished_job_comes_back_after_kill(bootstrap, topics_ready, topic, ru
 
 
 def test_two_workers_share_partitions(bootstrap, topics_ready, topic, run_id):
-    produce(bootstrap, topic, 4000)
+    # Enough slow work (8000 jobs at 2 ms each) that the second worker joins while
+    # there is still plenty left, however slow the machine.
+    produce(bootstrap, topic, 8000)
     expected = all_records(bootstrap, topic)
     group = f"s-{run_id}"
     procs = [subprocess.Popen(driver(topic, group, "--max-hold", "100", "--idle-ms", "6000",
-                                     "--seed", str(n), "--finish-delay-us", "1500",
+                                     "--seed", str(n), "--finish-delay-us", "2000",
                                      "--set", f"consumer.window={WINDOW}"),
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for n in (1, 2)]

@@ -22,8 +22,9 @@
 #include "nudgel/publisher.h"
 #include "nudgel/timeutil.h"
 
-#define PROGRAM  "nudgel-test-consumer"
-#define MAX_HOLD 4096
+#define PROGRAM           "nudgel-test-consumer"
+#define MAX_HOLD          4096
+#define UNASSIGNED_MAX_US (20 * 1000000LL)
 
 static volatile sig_atomic_t stop;
 
@@ -118,7 +119,7 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     srand(seed);
-    int64_t last_activity = nudgel_mono_us();
+    int64_t last_activity = nudgel_mono_us(), unassigned_since = 0;
     while (!stop) {
         nudgel_job_ref_t *job = held_count < max_hold ? nudgel_consumer_poll(c, 100) : NULL;
         if (job && honour_not_before) {
@@ -153,11 +154,19 @@ int main(int argc, char **argv)
             if (job)
                 break;
         }
-        /* Idle time counts only once partitions are ours: joining a group whose
-         * old member died waits for that member's session to expire. */
-        if (!nudgel_consumer_assigned(c))
-            last_activity = nudgel_mono_us();
-        if (!job && !held_count && nudgel_mono_us() - last_activity > idle_ms * 1000)
+        /* Idle time counts only once partitions are ours (joining a group whose
+         * old member died waits for that member's session to expire), but a
+         * member left without partitions gives up after UNASSIGNED_MAX_US. */
+        int64_t now_us = nudgel_mono_us();
+        if (nudgel_consumer_assigned(c)) {
+            unassigned_since = 0;
+        } else {
+            if (!unassigned_since)
+                unassigned_since = now_us;
+            if (now_us - unassigned_since < UNASSIGNED_MAX_US)
+                last_activity = now_us;
+        }
+        if (!job && !held_count && now_us - last_activity > idle_ms * 1000)
             break;
     }
     while (held_count)
