@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "nudgel/kafka.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -145,4 +146,38 @@ nudgel_err_t nudgel_kafka_err(rd_kafka_resp_err_t err)
     default:
         return NUDGEL_ERR_KAFKA;
     }
+}
+
+void nudgel_message_header(const rd_kafka_message_t *msg, const char *name, char *out,
+                           size_t out_size)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *value = NULL;
+    size_t size = 0;
+    out[0] = '\0';
+    if (rd_kafka_message_headers(msg, &hdrs) || rd_kafka_header_get_last(hdrs, name, &value, &size))
+        return;
+    if (size >= out_size)
+        size = out_size - 1;
+    memcpy(out, value, size);
+    out[size] = '\0';
+}
+
+rd_kafka_headers_t *nudgel_message_headers_except(const rd_kafka_message_t *msg,
+                                                  const char *const *drop)
+{
+    rd_kafka_headers_t *orig = NULL, *out = rd_kafka_headers_new(8);
+    const char *name;
+    const void *value;
+    size_t size;
+    if (rd_kafka_message_headers(msg, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return out;
+    for (size_t i = 0; !rd_kafka_header_get_all(orig, i, &name, &value, &size); i++) {
+        bool dropped = false;
+        for (size_t d = 0; drop[d] && !dropped; d++)
+            dropped = strcmp(drop[d], name) == 0;
+        if (!dropped)
+            rd_kafka_header_add(out, name, -1, value, (ssize_t)size);
+    }
+    return out;
 }

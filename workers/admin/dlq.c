@@ -47,19 +47,7 @@ static rd_kafka_headers_t *replay_headers(const rd_kafka_message_t *m)
                                           NUDGEL_HDR_FIRST_SEEN,
                                           NUDGEL_HDR_LAST_ERROR,
                                           NULL};
-    rd_kafka_headers_t *orig = NULL, *out = rd_kafka_headers_new(8);
-    const char *name;
-    const void *value;
-    size_t size;
-    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        for (size_t i = 0; !rd_kafka_header_get_all(orig, i, &name, &value, &size); i++) {
-            bool drop = false;
-            for (size_t d = 0; dropped[d] && !drop; d++)
-                drop = strcmp(dropped[d], name) == 0;
-            if (!drop)
-                rd_kafka_header_add(out, name, -1, value, (ssize_t)size);
-        }
-    }
+    rd_kafka_headers_t *out = nudgel_message_headers_except(m, dropped);
     char origin[512];
     snprintf(origin, sizeof(origin), "%s/%" PRId32 "/%" PRId64, rd_kafka_topic_name(m->rkt),
              m->partition, m->offset);
@@ -67,30 +55,16 @@ static rd_kafka_headers_t *replay_headers(const rd_kafka_message_t *m)
     return out;
 }
 
-static void header_text(const rd_kafka_message_t *m, const char *name, char *out, size_t size)
-{
-    rd_kafka_headers_t *hdrs = NULL;
-    const void *value = NULL;
-    size_t len = 0;
-    out[0] = '\0';
-    if (rd_kafka_message_headers(m, &hdrs) || rd_kafka_header_get_last(hdrs, name, &value, &len))
-        return;
-    if (len >= size)
-        len = size - 1;
-    memcpy(out, value, len);
-    out[len] = '\0';
-}
-
 static bool matches(const rd_kafka_message_t *m, const nudgel_admin_dlq_opts_t *o)
 {
     char text[HEADER_MAX];
     if (o->tenant) {
-        header_text(m, NUDGEL_HDR_TENANT, text, sizeof(text));
+        nudgel_message_header(m, NUDGEL_HDR_TENANT, text, sizeof(text));
         if (strcmp(text, o->tenant) != 0)
             return false;
     }
     if (o->reason) {
-        header_text(m, NUDGEL_HDR_DLQ_REASON, text, sizeof(text));
+        nudgel_message_header(m, NUDGEL_HDR_DLQ_REASON, text, sizeof(text));
         if (!strstr(text, o->reason))
             return false;
     }

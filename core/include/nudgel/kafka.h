@@ -36,6 +36,18 @@ int32_t nudgel_kafka_murmur2(const void *key, size_t len);
 /** @brief The partition Java's default partitioner picks for a non-empty key. */
 int32_t nudgel_kafka_partition_for_key(const void *key, size_t len, int32_t partition_count);
 
+/** @brief A header of @p msg as a NUL-terminated copy in @p out; "" when absent. */
+void nudgel_message_header(const rd_kafka_message_t *msg, const char *name, char *out,
+                           size_t out_size);
+
+/**
+ * @brief A copy of @p msg's headers without those named in @p drop
+ * (NULL-terminated). @returns a new list the caller owns (or hands to
+ * rd_kafka_producev), never NULL.
+ */
+rd_kafka_headers_t *nudgel_message_headers_except(const rd_kafka_message_t *msg,
+                                                  const char *const *drop);
+
 /** @brief Maps a librdkafka error to the fleet's error enum (and so to its class). */
 nudgel_err_t nudgel_kafka_err(rd_kafka_resp_err_t err);
 

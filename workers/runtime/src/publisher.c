@@ -107,25 +107,6 @@ nudgel_err_t nudgel_publish_event(nudgel_publisher_t *p, const char *topic, cons
     return err;
 }
 
-/* A copy of @p job's headers without the ones named in @p drop (NULL-terminated). */
-static rd_kafka_headers_t *copy_headers(const rd_kafka_message_t *job, const char *const *drop)
-{
-    rd_kafka_headers_t *orig = NULL, *out = rd_kafka_headers_new(8);
-    const char *name;
-    const void *value;
-    size_t size;
-    if (rd_kafka_message_headers(job, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return out;
-    for (size_t i = 0; !rd_kafka_header_get_all(orig, i, &name, &value, &size); i++) {
-        bool dropped = false;
-        for (size_t d = 0; drop[d] && !dropped; d++)
-            dropped = strcmp(drop[d], name) == 0;
-        if (!dropped)
-            rd_kafka_header_add(out, name, -1, value, (ssize_t)size);
-    }
-    return out;
-}
-
 static void add_number_header(rd_kafka_headers_t *hdrs, const char *name, int64_t value)
 {
     char text[24];
@@ -150,7 +131,7 @@ nudgel_err_t nudgel_publish_retry(nudgel_publisher_t *p, const char *topic,
 {
     static const char *const replaced[] = {NUDGEL_HDR_ATTEMPT, NUDGEL_HDR_NOT_BEFORE,
                                            NUDGEL_HDR_FIRST_SEEN, NUDGEL_HDR_LAST_ERROR, NULL};
-    rd_kafka_headers_t *hdrs = copy_headers(job, replaced);
+    rd_kafka_headers_t *hdrs = nudgel_message_headers_except(job, replaced);
     add_number_header(hdrs, NUDGEL_HDR_ATTEMPT, attempt);
     add_number_header(hdrs, NUDGEL_HDR_NOT_BEFORE, not_before_ms);
     add_number_header(hdrs, NUDGEL_HDR_FIRST_SEEN, first_seen_ms);
@@ -164,7 +145,7 @@ nudgel_err_t nudgel_publish_dlq(nudgel_publisher_t *p, const char *topic,
 {
     static const char *const replaced[] = {NUDGEL_HDR_DLQ_REASON, NUDGEL_HDR_ORIGIN, NULL};
     char origin[512];
-    rd_kafka_headers_t *hdrs = copy_headers(job, replaced);
+    rd_kafka_headers_t *hdrs = nudgel_message_headers_except(job, replaced);
     add_text_header(hdrs, NUDGEL_HDR_DLQ_REASON, reason);
     snprintf(origin, sizeof(origin), "%s/%" PRId32 "/%" PRId64, rd_kafka_topic_name(job->rkt),
              job->partition, job->offset);
@@ -191,19 +172,4 @@ void nudgel_publisher_destroy(nudgel_publisher_t *p, int timeout_ms)
         nudgel_log_warn("%d publish(es) unacknowledged at shutdown", rd_kafka_outq_len(p->rk));
     rd_kafka_destroy(p->rk);
     free(p);
-}
-
-void nudgel_message_header(const rd_kafka_message_t *msg, const char *name, char *out,
-                           size_t out_size)
-{
-    rd_kafka_headers_t *hdrs = NULL;
-    const void *value = NULL;
-    size_t size = 0;
-    out[0] = '\0';
-    if (rd_kafka_message_headers(msg, &hdrs) || rd_kafka_header_get_last(hdrs, name, &value, &size))
-        return;
-    if (size >= out_size)
-        size = out_size - 1;
-    memcpy(out, value, size);
-    out[size] = '\0';
 }

@@ -27,6 +27,7 @@
 
 #include "nudgel/config.h"
 #include "nudgel/error.h"
+#include "nudgel/kafka.h" /* nudgel_message_header(), kept for callers */
 
 typedef struct nudgel_publisher nudgel_publisher_t;
 
@@ -68,9 +69,5 @@ int nudgel_publisher_in_flight(nudgel_publisher_t *p);
 
 /** @brief Waits up to @p timeout_ms for every publish, then frees. NULL is a no-op. */
 void nudgel_publisher_destroy(nudgel_publisher_t *p, int timeout_ms);
-
-/** @brief A header of @p msg as a NUL-terminated copy in @p out; "" when absent. */
-void nudgel_message_header(const rd_kafka_message_t *msg, const char *name, char *out,
-                           size_t out_size);
 
 #endif
