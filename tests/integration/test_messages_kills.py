@@ -1,0 +1,206 @@
+"""nudgel-messages killed with SIGKILL at random moments, and two workers of one group.
+
+Kills: the worker is killed five times at random moments (seeded; the seed,
+the moments and the durations are printed) and restarted each time, then a
+last worker finishes. Every message must end with a final receipt; what
+reached the carrier is counted at the simulator's ledger:
+
+- Infobip takes our message id as its client reference, so a resubmission of
+  a claim the dead worker left in `submitting` is a repeat, not a second SMS:
+  duplicate SMS must be 0 (the ledger's `duplicates`, keys accepted more than
+  once, counts those repeats and is printed).
+- Africa's Talking has no client reference: a job the carrier accepted just
+  before a kill, whose receipt was not yet written, is sent again. Those
+  duplicates are printed and must stay within what was in flight at the kills:
+  at most the `submitting` claims each killed worker left behind, and at most
+  kills × messages.gateway_max_in_flight (DESIGN §5: the only window for a
+  duplicate is between a carrier's accept and the result write).
+
+Sizes come from the environment: NUDGEL_TEST_KILL_MESSAGES (Infobip, default
+50 000), NUDGEL_TEST_KILL_AT_MESSAGES (Africa's Talking, default 5 000),
+NUDGEL_TEST_SEED (default: random, printed).
+"""
+import json
+import os
+import random
+import time
+
+from messages_harness import (Worker, consume, count_where, enqueue, gateways_file, make_topics,
+                              psql, status_counts, wait_until)
+from test_carrier_sim import Sim
+
+KILLS = 5
+GATEWAY_MAX_IN_FLIGHT = 64
+
+
+def seeded_rng(label):
+    seed = int(os.environ.get("NUDGEL_TEST_SEED") or random.SystemRandom().randrange(1 << 31))
+    print(f"\n{label}: seed {seed} (NUDGEL_TEST_SEED={seed} repeats these moments)")
+    return random.Random(seed)
+
+
+def jobs_for(tenant, run_id, count, tenants=20):
+    numbers = ["+2547{:08d}", "+2567{:08d}"]  # KE, UG
+    return [{"tenant_id": f"{tenant}-{i % tenants}", "channel": "sms",
+             "to": numbers[i % 2].format(10_000_000 + i), "body": f"kill test {run_id} {i}",
+             "idempotency_key": f"{run_id}-{i}"} for i in range(count)]
+
+
+def run_with_kills(pg_dsn, ns, gw, tenant, total, rng, tmp_path, label):
+    """Five workers killed at random moments, then one that finishes. Returns the kills."""
+    sets = ("messages.claim_stale_ms=2000", "messages.retry_delays_ms=500,500,500,500",
+            f"messages.gateway_max_in_flight={GATEWAY_MAX_IN_FLIGHT}")
+    # A random moment: a receipt count drawn between 5% and 90% of the run (so
+    # each kill lands mid-run however fast the machine), then 0-500 ms more.
+    thresholds = sorted(rng.sample(range(total * 5 // 100, total * 90 // 100), KILLS))
+    kills = []
+    started = time.monotonic()
+    for n, threshold in enumerate(thresholds):
+        wid = f"{tenant}-kill{n}"
+        worker = Worker(ns, gw, tmp_path / f"worker-{n}.log", *sets, worker_id=wid)
+        reached = wait_until(lambda: not worker.alive() or
+                             (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
+                             >= threshold, timeout=600, interval=0.1)
+        assert reached and worker.alive(), f"worker {n} died or stalled:\n{worker.log_tail()}"
+        time.sleep(rng.uniform(0, 0.5))
+        worker.kill()
+        at_kill = count_where(pg_dsn, tenant, "status <> 'submitting'")
+        left = count_where(pg_dsn, tenant, f"status = 'submitting' AND claimed_by = '{wid}'")
+        kills.append({"at_final": at_kill, "threshold": threshold, "in_flight": left,
+                      "t": round(time.monotonic() - started, 1)})
+        print(f"{label}: kill {n + 1} at {time.monotonic() - started:.1f}s, "
+              f"{at_kill}/{total} final, {left} claims left in submitting")
+    last = Worker(ns, gw, tmp_path / "worker-last.log", *sets, worker_id=f"{tenant}-last")
+    done = wait_until(lambda: not last.alive() or
+                      count_where(pg_dsn, tenant, "status <> 'submitting'") == total,
+                      timeout=900, interval=0.5)
+    time.sleep(1.5)  # the events and offsets of the last jobs
+    alive = last.alive()
+    code = last.stop()
+    elapsed = time.monotonic() - started
+    assert alive and code == 0, f"the last worker exited {code}:\n{last.log_tail()}"
+    assert done, f"not every message is final:\n{last.log_tail()}"
+    print(f"{label}: {total} messages with {KILLS} kills in {elapsed:.1f}s "
+          f"({total / elapsed:.0f}/s)")
+    return kills
+
+
+def check_every_message_sent_with_one_event(bootstrap, pg_dsn, ns, tenant, total):
+    counts = status_counts(pg_dsn, tenant)
+    assert counts == {"sent": total}, counts
+    ids = set(psql(pg_dsn, "SELECT message_id FROM nudgel.message_receipts WHERE "
+                           f"tenant_id LIKE '{tenant}-%'").split())
+    sent_events = {}
+    for rec in consume(bootstrap, f"{ns}nudgel.delivery-status.v1", timeout=600):
+        ev = json.loads(rec["payload"])
+        if ev["type"] == "ai.nudgel.message.sent":
+            sent_events.setdefault(ev["data"]["message_id"], set()).add(ev["id"])
+    assert set(sent_events) == ids, f"{len(ids - set(sent_events))} messages without a sent event"
+    # Re-emitted after a redelivery, an event keeps its id: one distinct id per message.
+    assert {len(v) for v in sent_events.values()} == {1}
+
+
+def test_infobip_sigkill_five_times_nothing_lost_no_duplicate_sms(bootstrap, pg_dsn, topics_ready,
+                                                                 run_id, tmp_path):
+    total = int(os.environ.get("NUDGEL_TEST_KILL_MESSAGES", "50000"))
+    rng = seeded_rng("infobip kills")
+    sim = Sim()
+    try:
+        ns, tenant = f"kb{run_id}.", f"kb{run_id}"
+        make_topics(ns, partitions=6)
+        t0 = time.monotonic()
+        enqueue(ns, jobs_for(tenant, run_id, total))
+        print(f"infobip kills: enqueued {total} in {time.monotonic() - t0:.1f}s")
+        gw = gateways_file(sim, tmp_path / "gateways.json", "infobip", tps=100000)
+        run_with_kills(pg_dsn, ns, gw, tenant, total, rng, tmp_path, "infobip kills")
+        ledger = sim.ledger("?summary=1")
+        totals = ledger["totals"]
+        print(f"infobip kills: ledger sms {totals['sms']}, keys resubmitted "
+              f"{ledger['duplicates']}, repeat attempts {totals['duplicate_attempts']}, "
+              f"duplicate SMS {totals['sms'] - total}")
+        assert totals["sms"] == total, "duplicate or missing SMS at the carrier"
+        assert ledger["keys"] == total
+        check_every_message_sent_with_one_event(bootstrap, pg_dsn, ns, tenant, total)
+    finally:
+        sim.stop()
+
+
+def test_africastalking_sigkill_duplicates_bounded_by_in_flight(bootstrap, pg_dsn, topics_ready,
+                                                                run_id, tmp_path):
+    total = int(os.environ.get("NUDGEL_TEST_KILL_AT_MESSAGES", "5000"))
+    rng = seeded_rng("africastalking kills")
+    # Some latency keeps submissions in flight at the carrier when a kill lands.
+    sim = Sim("sim.at.latency_ms=20", "sim.at.jitter_ms=40")
+    try:
+        ns, tenant = f"ka{run_id}.", f"ka{run_id}"
+        make_topics(ns, partitions=6)
+        enqueue(ns, jobs_for(tenant, run_id, total))
+        gw = gateways_file(sim, tmp_path / "gateways.json", "africastalking", tps=100000)
+        kills = run_with_kills(pg_dsn, ns, gw, tenant, total, rng, tmp_path,
+                               "africastalking kills")
+        ledger = sim.ledger("?summary=1")
+        totals = ledger["totals"]
+        duplicates = totals["sms"] - total
+        left = sum(k["in_flight"] for k in kills)
+        cap = KILLS * GATEWAY_MAX_IN_FLIGHT
+        print(f"africastalking kills: {duplicates} duplicate SMS (ledger duplicates "
+              f"{ledger['duplicates']}); claims in flight at the kills "
+              f"{[k['in_flight'] for k in kills]} = {left}; config bound {KILLS} x "
+              f"{GATEWAY_MAX_IN_FLIGHT} = {cap}")
+        assert totals["sms"] >= total and ledger["keys"] == total, "a message never reached AT"
+        assert duplicates == ledger["duplicates"]
+        assert duplicates <= left, "more duplicates than claims in flight at the kills"
+        assert duplicates <= cap
+        check_every_message_sent_with_one_event(bootstrap, pg_dsn, ns, tenant, total)
+    finally:
+        sim.stop()
+
+
+def test_two_workers_share_partitions_and_send_each_message_once(bootstrap, pg_dsn, topics_ready,
+                                                                 run_id, tmp_path):
+    """A second worker joins mid-run (scale-out): both must hold partitions of the jobs
+    topic and send (from their /metrics), and together send each message exactly once."""
+    total = int(os.environ.get("NUDGEL_TEST_TWO_WORKER_MESSAGES", "6000"))
+    sim = Sim("sim.infobip.latency_ms=20", "sim.infobip.jitter_ms=20")
+    workers = []
+    try:
+        ns, tenant = f"k2{run_id}.", f"k2{run_id}"
+        make_topics(ns, partitions=6)
+        enqueue(ns, jobs_for(tenant, run_id, total, tenants=37))
+        gw = gateways_file(sim, tmp_path / "gateways.json", "infobip", tps=100000)
+        started = time.monotonic()
+        workers.append(Worker(ns, gw, tmp_path / "worker-a.log"))
+        wait_until(lambda: (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
+                   >= total // 10 or not workers[0].alive(), timeout=300)
+        workers.append(Worker(ns, gw, tmp_path / "worker-b.log"))
+        joined = time.monotonic() - started
+        done = wait_until(lambda: count_where(pg_dsn, tenant, "status <> 'submitting'") == total
+                          or not all(w.alive() for w in workers), timeout=600, interval=0.5)
+        time.sleep(1.5)
+        alive = [w.alive() for w in workers]
+        sent = [w.metrics().get('nudgel_messages_outcomes_total{outcome="sent"}', 0)
+                for w in workers]
+        shares = [w.assigned_jobs_partitions() for w in workers]
+        codes = [w.stop() for w in workers]
+        elapsed = time.monotonic() - started
+        print(f"\ntwo workers: {total} messages in {elapsed:.1f}s; the second joined at "
+              f"{joined:.1f}s; sent {sent[0]:.0f} + {sent[1]:.0f}; jobs-topic partitions held "
+              f"over time {shares[0]} and {shares[1]}")
+        assert alive == [True, True] and codes == [0, 0], \
+            "\n".join(w.log_tail() for w in workers)
+        assert done
+        assert max(shares[1], default=0) > 0, "the second worker never got a partition"
+        assert min(shares[0][-1:] or [0], shares[1][-1:] or [0]) > 0, \
+            "the partitions ended up on one worker"
+        assert sent[0] > 0 and sent[1] > 0, f"one worker sent nothing: {sent}"
+        assert status_counts(pg_dsn, tenant) == {"sent": total}
+        ledger = sim.ledger("?limit=1000000")
+        counts = [e["count"] for e in ledger["entries"]]
+        assert len(counts) == total and set(counts) == {1}, \
+            f"{sum(c > 1 for c in counts)} messages accepted more than once"
+        assert ledger["totals"]["sms"] == total and ledger["duplicates"] == 0
+    finally:
+        for w in workers:
+            if w.alive():
+                w.kill()
+        sim.stop()
