@@ -143,6 +143,19 @@ static void on_assign(nudgel_consumer_t *c, rd_kafka_topic_partition_list_t *par
             rd_kafka_error_destroy(error);
         return;
     }
+    /*
+     * librdkafka keeps a partition's application pause across unassign and
+     * assign (it only lifts its own pause when a partition is removed), so a
+     * partition revoked or lost while we had it paused (in-flight
+     * backpressure, a full window, a deferred retry-tier head) would come
+     * back paused for good while we believe it runs: after a broker restart
+     * the session timed out with every partition paused, and the reassigned
+     * partitions never fetched again. Start every assigned partition
+     * unpaused; apply_pause() then pauses what should be paused now.
+     */
+    rd_kafka_resp_err_t rerr = rd_kafka_resume_partitions(c->rk, parts);
+    if (rerr)
+        nudgel_log_warn("resuming newly assigned partitions: %s", rd_kafka_err2str(rerr));
     for (int i = 0; i < parts->cnt; i++) {
         part_state_t *p = attach_part(c, parts->elems[i].topic, parts->elems[i].partition);
         if (p)
