@@ -101,6 +101,26 @@ def test_unfinished_job_comes_back_after_kill(bootstrap, topics_ready, topic, ru
     assert set(seen) | again == set(records)
 
 
+def test_close_releases_abandoned_jobs(bootstrap, topics_ready, topic, run_id):
+    """A worker that stops with a job unfinished (a fatal error, a drain that timed out)
+    must still exit: closing releases the job's message instead of waiting for it
+    (rd_kafka_destroy() blocks while the application holds messages), and the job
+    comes back to the next worker."""
+    produce(bootstrap, topic, 300)
+    records = sorted(all_records(bootstrap, topic))
+    stuck = next(r for r in records if r[0] == 1)
+    group = f"a-{run_id}"
+    started = time.monotonic()
+    out = subprocess.run(driver(topic, group, "--idle-ms", "2000", "--abandon",
+                                "--stuck", f"{stuck[0]}:{stuck[1]}"),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - started < 45
+    assert "abandoned at close" in out.stderr
+    again = set(run_driver(topic, group, "--idle-ms", "3000"))
+    assert stuck in again
+
+
 def test_two_workers_share_partitions(bootstrap, topics_ready, topic, run_id):
     # Enough slow work (8000 jobs at 2 ms each) that the second worker joins while
     # there is still plenty left, however slow the machine.

@@ -41,6 +41,7 @@ struct nudgel_job_ref {
     rd_kafka_message_t *msg;
     part_state_t *part;
     uint64_t generation;
+    struct nudgel_job_ref *prev, *next; /* the consumer's live jobs */
 };
 
 struct nudgel_consumer {
@@ -50,7 +51,30 @@ struct nudgel_consumer {
     size_t window;
     size_t in_flight;
     unsigned pause_reasons;
+    /* Jobs polled and not yet done or deferred. Each holds a librdkafka
+     * message, and rd_kafka_destroy() waits for every message to be destroyed:
+     * close releases the ones a stopping worker abandoned. */
+    nudgel_job_ref_t *live;
 };
+
+static void job_link(nudgel_consumer_t *c, nudgel_job_ref_t *job)
+{
+    job->prev = NULL;
+    job->next = c->live;
+    if (c->live)
+        c->live->prev = job;
+    c->live = job;
+}
+
+static void job_unlink(nudgel_consumer_t *c, nudgel_job_ref_t *job)
+{
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        c->live = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+}
 
 static part_state_t *find_part(nudgel_consumer_t *c, const char *topic, int32_t partition)
 {
@@ -326,6 +350,7 @@ void nudgel_consumer_defer(nudgel_consumer_t *c, nudgel_job_ref_t *job, int64_t 
         nudgel_log_warn("defer of %s[%d]@%lld ignored: not the newest job polled", p->topic,
                         p->partition, (long long)job->msg->offset);
     }
+    job_unlink(c, job);
     rd_kafka_message_destroy(job->msg);
     free(job);
 }
@@ -378,6 +403,7 @@ nudgel_job_ref_t *nudgel_consumer_poll(nudgel_consumer_t *c, int timeout_ms)
     job->msg = msg;
     job->part = p;
     job->generation = p->generation;
+    job_link(c, job);
     c->in_flight++;
     if (nudgel_offsets_in_flight(p->offsets) >= c->window) {
         p->window_paused = true;
@@ -403,6 +429,7 @@ void nudgel_consumer_done(nudgel_consumer_t *c, nudgel_job_ref_t *job)
             apply_pause(c, p);
         }
     }
+    job_unlink(c, job);
     rd_kafka_message_destroy(job->msg);
     free(job);
 }
@@ -468,6 +495,20 @@ void nudgel_consumer_close(nudgel_consumer_t *c)
     err = rd_kafka_consumer_close(c->rk);
     if (err)
         nudgel_log_warn("closing the consumer: %s", rd_kafka_err2str(err));
+    /* Abandoned jobs: their offsets were never stored, so they come again;
+     * their messages must go before rd_kafka_destroy(), which otherwise
+     * waits for them for ever (a worker stopping on a fatal error hung). */
+    size_t abandoned = 0;
+    while (c->live) {
+        nudgel_job_ref_t *job = c->live;
+        job_unlink(c, job);
+        rd_kafka_message_destroy(job->msg);
+        free(job);
+        abandoned++;
+    }
+    if (abandoned)
+        nudgel_log_warn("%zu unfinished job(s) abandoned at close; they will be re-delivered",
+                        abandoned);
     rd_kafka_destroy(c->rk);
     for (size_t i = 0; i < c->part_count; i++) {
         nudgel_offsets_free(c->parts[i]->offsets);

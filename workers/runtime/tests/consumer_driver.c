@@ -6,7 +6,9 @@
  *   {"t":"<topic>","p":<partition>,"o":<offset>}
  * It exits after --idle-ms with nothing polled and nothing held, or on
  * SIGTERM after finishing what it holds. --stuck P:O never finishes that
- * job, so a test can check that no offset passes an unfinished one.
+ * job, so a test can check that no offset passes an unfinished one;
+ * --abandon leaves it unfinished at a clean exit too (the consumer's close
+ * must release it, not wait for it).
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -48,6 +50,7 @@ int main(int argc, char **argv)
         {"set", required_argument, NULL, 's'},
         {"finish-delay-us", required_argument, NULL, 'd'},
         {"honour-not-before", no_argument, NULL, 'n'},
+        {"abandon", no_argument, NULL, 'a'},
         {NULL, 0, NULL, 0},
     };
     const char *topics[16];
@@ -60,7 +63,7 @@ int main(int argc, char **argv)
     size_t set_count = 0;
     unsigned seed = 1;
     long finish_delay_us = 0;
-    bool honour_not_before = false;
+    bool honour_not_before = false, abandon = false;
     nudgel_job_ref_t *held[MAX_HOLD];
     size_t held_count = 0;
     nudgel_job_ref_t *stuck_job = NULL;
@@ -98,6 +101,9 @@ int main(int argc, char **argv)
             break;
         case 'n':
             honour_not_before = true;
+            break;
+        case 'a':
+            abandon = true;
             break;
         case 's':
             if (set_count < 16)
@@ -173,14 +179,14 @@ int main(int argc, char **argv)
         nudgel_consumer_done(c, held[--held_count]);
     exit_code = 0;
 out:
-    if (stuck_job)
+    if (stuck_job && !abandon)
         nudgel_consumer_done(c, stuck_job); /* on a clean exit only: a kill leaves it unfinished */
     nudgel_consumer_close(c);
     nudgel_conf_destroy(conf);
     if (exit_code)
         fprintf(stderr,
                 "usage: %s --topic T [--group G] [--idle-ms N] [--max-hold N] "
-                "[--stuck P:O] [--seed N] [--finish-delay-us N] [--honour-not-before] "
+                "[--stuck P:O] [--abandon] [--seed N] [--finish-delay-us N] [--honour-not-before] "
                 "[--set KEY=VALUE]\n",
                 PROGRAM);
     return exit_code;

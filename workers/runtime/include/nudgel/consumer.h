@@ -104,8 +104,9 @@ int32_t nudgel_consumer_partition_count(nudgel_consumer_t *c, const char *topic,
 
 /**
  * @brief Leaves the group: commits stored offsets, closes and frees. Jobs
- * still in flight are abandoned (they will be re-delivered); finish them
- * first for a clean drain. NULL is a no-op.
+ * still in flight are abandoned (they will be re-delivered) and freed: their
+ * refs are invalid afterwards. Finish them first for a clean drain. NULL is a
+ * no-op.
  */
 void nudgel_consumer_close(nudgel_consumer_t *c);
 
