@@ -36,6 +36,24 @@ static const char claim_sql[] =
     "FROM nudgel.receipt_claim($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, "
     "$7::text, $8::jsonb, $9::text, $10::bigint) AS c) AS r";
 
+/*
+ * $1: a JSON array of {ord, message_id, tenant_id, ...} sorted by message id;
+ * one nudgel.receipt_claim() per element, called in array order.
+ */
+static const char claim_batch_sql[] =
+    "SELECT ord, outcome, " RECEIPT_COLS " FROM (SELECT i.ord, c.outcome, (c.receipt).* "
+    "FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, tenant_id text,"
+    " idempotency_key text, to_e164 text, country text, operator text, trace_id text,"
+    " metadata jsonb) "
+    "CROSS JOIN LATERAL nudgel.receipt_claim(i.message_id, i.tenant_id, i.idempotency_key,"
+    " i.to_e164, i.country, i.operator, i.trace_id, i.metadata, $2::text, $3::bigint) AS c) AS r "
+    "ORDER BY ord";
+
+static const char release_batch_sql[] =
+    "UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL, "
+    "updated_at = clock_timestamp() "
+    "WHERE message_id = ANY($1::uuid[]) AND status = 'submitting' AND claimed_by = $2::text";
+
 static const char release_sql[] =
     "UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL, "
     "updated_at = clock_timestamp() "
@@ -252,6 +270,27 @@ static const char *nonempty(const char *s)
     return s && *s ? s : NULL;
 }
 
+static nudgel_err_t parse_claim_outcome(const char *name, nudgel_receipt_claim_outcome_t *out)
+{
+    static const struct {
+        const char *name;
+        nudgel_receipt_claim_outcome_t outcome;
+    } outcomes[] = {
+        {"fresh", NUDGEL_RECEIPT_CLAIM_FRESH},
+        {"resubmit_stale", NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE},
+        {"in_progress", NUDGEL_RECEIPT_CLAIM_IN_PROGRESS},
+        {"already_final", NUDGEL_RECEIPT_CLAIM_ALREADY_FINAL},
+        {"deduplicated", NUDGEL_RECEIPT_CLAIM_DEDUPLICATED},
+    };
+    for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
+        if (strcmp(name, outcomes[i].name) == 0) {
+            *out = outcomes[i].outcome;
+            return NUDGEL_OK;
+        }
+    }
+    return NUDGEL_ERR_PG;
+}
+
 nudgel_err_t nudgel_receipts_claim(PGconn *conn, const nudgel_message_job_t *job,
                                    const char *trace_id, const char *worker_id,
                                    int64_t stale_after_ms, nudgel_receipt_claim_t *out,
@@ -301,27 +340,12 @@ nudgel_err_t nudgel_receipts_claim(PGconn *conn, const nudgel_message_job_t *job
         err = NUDGEL_ERR_PG;
         goto out;
     }
-    static const struct {
-        const char *name;
-        nudgel_receipt_claim_outcome_t outcome;
-    } outcomes[] = {
-        {"fresh", NUDGEL_RECEIPT_CLAIM_FRESH},
-        {"resubmit_stale", NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE},
-        {"in_progress", NUDGEL_RECEIPT_CLAIM_IN_PROGRESS},
-        {"already_final", NUDGEL_RECEIPT_CLAIM_ALREADY_FINAL},
-        {"deduplicated", NUDGEL_RECEIPT_CLAIM_DEDUPLICATED},
-    };
     const char *name = PQgetvalue(res, 0, 0);
-    size_t i;
-    for (i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
-        if (strcmp(name, outcomes[i].name) == 0)
-            break;
-    if (i == sizeof(outcomes) / sizeof(outcomes[0])) {
+    if (parse_claim_outcome(name, &out->outcome) != NUDGEL_OK) {
         set_err(errstr, errstr_size, "receipts claim: unknown outcome", name);
         err = NUDGEL_ERR_PG;
         goto out;
     }
-    out->outcome = outcomes[i].outcome;
     err = read_receipt(res, 0, 1, &out->receipt, errstr, errstr_size);
 out:
     PQclear(res);
@@ -381,6 +405,164 @@ static nudgel_err_t check_batch(const nudgel_receipt_result_t *results, size_t n
 static int set_opt(json_t *obj, const char *key, const char *value)
 {
     return value ? json_object_set_new(obj, key, json_string(value)) : 0;
+}
+
+/* The claim request as one element of claim_batch_sql's array. */
+static json_t *claim_item(size_t ord, const nudgel_receipt_claim_request_t *r)
+{
+    const nudgel_message_job_t *job = r->job;
+    const char *to = nonempty(job->phone.e164) ? job->phone.e164 : nonempty(job->to);
+    const char *country =
+        nonempty(job->phone.country) ? job->phone.country : nonempty(job->country);
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    int rc = json_object_set_new(o, "ord", json_integer((json_int_t)ord));
+    rc |= set_opt(o, "message_id", job->id);
+    rc |= set_opt(o, "tenant_id", job->tenant_id);
+    rc |= set_opt(o, "idempotency_key", nonempty(job->idempotency_key));
+    rc |= set_opt(o, "to_e164", to);
+    rc |= set_opt(o, "country", country);
+    rc |= set_opt(o, "operator", nonempty(job->phone.operator_name));
+    rc |= set_opt(o, "trace_id", nonempty(r->trace_id));
+    if (job->metadata)
+        rc |= json_object_set(o, "metadata", job->metadata);
+    if (rc != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+typedef struct claim_order {
+    const char *id;
+    size_t ord;
+} claim_order_t;
+
+static int cmp_claim_order(const void *a, const void *b)
+{
+    const claim_order_t *x = a, *y = b;
+    int c = strcasecmp(x->id, y->id);
+    return c ? c : (x->ord > y->ord) - (x->ord < y->ord);
+}
+
+nudgel_err_t nudgel_receipts_claim_batch(PGconn *conn, const nudgel_receipt_claim_request_t *reqs,
+                                         size_t n, const char *worker_id, int64_t stale_after_ms,
+                                         nudgel_receipt_claim_t *out, char *errstr,
+                                         size_t errstr_size)
+{
+    nudgel_err_t err = NUDGEL_OK;
+    claim_order_t *order = NULL;
+    json_t *arr = NULL;
+    char *text = NULL;
+    PGresult *res = NULL;
+    char stale[24];
+
+    if (!conn || !reqs || !out || n == 0 || n > NUDGEL_RECEIPTS_BATCH_MAX || !worker_id ||
+        !*worker_id || strlen(worker_id) > NUDGEL_RECEIPTS_WORKER_ID_MAX || stale_after_ms < 0) {
+        set_err(errstr, errstr_size, "receipts claim batch", "invalid argument or batch size");
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!reqs[i].job || !reqs[i].job->id || !reqs[i].job->tenant_id) {
+            set_err(errstr, errstr_size, "receipts claim batch", "a job without id or tenant");
+            return NUDGEL_ERR_INVALID_ARG;
+        }
+    }
+    if (!(order = malloc(n * sizeof(*order))) || !(arr = json_array())) {
+        set_err(errstr, errstr_size, "receipts claim batch", "out of memory");
+        err = NUDGEL_ERR_NO_MEMORY;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = (claim_order_t){reqs[i].job->id, i};
+    qsort(order, n, sizeof(*order), cmp_claim_order);
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = claim_item(order[i].ord, &reqs[order[i].ord]);
+        if (!item || json_array_append_new(arr, item) != 0) {
+            set_err(errstr, errstr_size, "receipts claim batch",
+                    "cannot encode the batch (memory or UTF-8)");
+            err = NUDGEL_ERR_INVALID_ARG;
+            goto out;
+        }
+    }
+    if (!(text = json_dumps(arr, JSON_COMPACT))) {
+        set_err(errstr, errstr_size, "receipts claim batch", "out of memory");
+        err = NUDGEL_ERR_NO_MEMORY;
+        goto out;
+    }
+    snprintf(stale, sizeof(stale), "%lld", (long long)stale_after_ms);
+    const char *values[3] = {text, worker_id, stale};
+    res = PQexecParams(conn, claim_batch_sql, 3, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        err = pg_fail(conn, res, "receipts claim batch", errstr, errstr_size);
+        goto out;
+    }
+    if ((size_t)PQntuples(res) != n || PQnfields(res) != 2 + RECEIPT_NCOLS) {
+        set_err(errstr, errstr_size, "receipts claim batch", "unexpected result shape");
+        err = NUDGEL_ERR_PG;
+        goto out;
+    }
+    for (int row = 0; row < PQntuples(res); row++) {
+        size_t ord = (size_t)int_field(res, row, 0);
+        const char *name = PQgetvalue(res, row, 1);
+        if (ord >= n || parse_claim_outcome(name, &out[ord].outcome) != NUDGEL_OK) {
+            set_err(errstr, errstr_size, "receipts claim batch: unexpected row", name);
+            err = NUDGEL_ERR_PG;
+            goto out;
+        }
+        err = read_receipt(res, row, 2, &out[ord].receipt, errstr, errstr_size);
+        if (err != NUDGEL_OK)
+            goto out;
+    }
+out:
+    PQclear(res);
+    free(text);
+    json_decref(arr);
+    free(order);
+    return err;
+}
+
+nudgel_err_t nudgel_receipts_release_batch(PGconn *conn, const char *const *message_ids, size_t n,
+                                           const char *worker_id, size_t *released, char *errstr,
+                                           size_t errstr_size)
+{
+    if (!conn || !message_ids || n == 0 || !worker_id || !*worker_id) {
+        set_err(errstr, errstr_size, "receipts release batch", "invalid argument");
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    /* A Postgres array literal of uuids: {id,id,...}; ids are checked UUID text. */
+    size_t cap = 2 + n * (NUDGEL_UUID_STR_LEN + 1), len = 0;
+    char *array = malloc(cap + 1);
+    if (!array) {
+        set_err(errstr, errstr_size, "receipts release batch", "out of memory");
+        return NUDGEL_ERR_NO_MEMORY;
+    }
+    array[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        size_t l = message_ids[i] ? strlen(message_ids[i]) : 0;
+        if (l != NUDGEL_UUID_STR_LEN || strspn(message_ids[i], "0123456789abcdefABCDEF-") != l) {
+            free(array);
+            set_err(errstr, errstr_size, "receipts release batch", "not a UUID message id");
+            return NUDGEL_ERR_INVALID_ARG;
+        }
+        if (i)
+            array[len++] = ',';
+        memcpy(array + len, message_ids[i], l);
+        len += l;
+    }
+    array[len++] = '}';
+    array[len] = '\0';
+    nudgel_err_t err = NUDGEL_OK;
+    const char *values[2] = {array, worker_id};
+    PGresult *res = PQexecParams(conn, release_batch_sql, 2, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        err = pg_fail(conn, res, "receipts release batch", errstr, errstr_size);
+    else if (released)
+        *released = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    free(array);
+    return err;
 }
 
 /* The batch as the JSON array record_sql reads. @returns NULL on ENOMEM or bad UTF-8. */

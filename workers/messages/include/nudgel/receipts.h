@@ -107,6 +107,35 @@ nudgel_err_t nudgel_receipts_claim(PGconn *conn, const nudgel_message_job_t *job
                                    int64_t stale_after_ms, nudgel_receipt_claim_t *out,
                                    char *errstr, size_t errstr_size);
 
+/** One job of a batched claim (nudgel_receipts_claim_batch()). */
+typedef struct nudgel_receipt_claim_request {
+    const nudgel_message_job_t *job;
+    const char *trace_id; /* may be NULL */
+} nudgel_receipt_claim_request_t;
+
+/**
+ * @brief Claims @p n jobs (1..NUDGEL_RECEIPTS_BATCH_MAX) in one statement,
+ * hence one round trip and one transaction: exactly as @p n calls of
+ * nudgel_receipts_claim(), in message id order (so concurrent batches take
+ * row locks in one order), with @p out[i] for @p reqs[i]. A message id
+ * twice in one batch is claimed once; the second sees the first's claim
+ * (IN_PROGRESS). All or nothing: on an error nothing is claimed, and a
+ * statement error (NUDGEL_ERR_PG, not a lost connection) is worth retrying
+ * item by item to find the culprit.
+ */
+nudgel_err_t nudgel_receipts_claim_batch(PGconn *conn, const nudgel_receipt_claim_request_t *reqs,
+                                         size_t n, const char *worker_id, int64_t stale_after_ms,
+                                         nudgel_receipt_claim_t *out, char *errstr,
+                                         size_t errstr_size);
+
+/**
+ * @brief As nudgel_receipts_release() for @p n message ids at once (one
+ * statement); @p *released (may be NULL) counts the claims released.
+ */
+nudgel_err_t nudgel_receipts_release_batch(PGconn *conn, const char *const *message_ids, size_t n,
+                                           const char *worker_id, size_t *released, char *errstr,
+                                           size_t errstr_size);
+
 /**
  * @brief Releases @p worker_id's claim on a submitting row (after a
  * transient failure that goes to a retry topic), so the retried job's claim
