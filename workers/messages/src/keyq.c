@@ -22,6 +22,7 @@ struct nudgel_keyq_entry {
     size_t waiting;
     uint32_t holders;
     int64_t not_before;
+    void *data;
     uint64_t hash;
     size_t len;
     char key[]; /* len bytes */
@@ -66,11 +67,18 @@ static void entry_free(nudgel_keyq_entry_t *e)
 
 void nudgel_keyq_free(nudgel_keyq_t *q)
 {
+    nudgel_keyq_free_with(q, NULL);
+}
+
+void nudgel_keyq_free_with(nudgel_keyq_t *q, void (*free_data)(void *data))
+{
     if (!q)
         return;
     for (size_t b = 0; b < q->nbuckets; b++)
         for (nudgel_keyq_entry_t *e = q->buckets[b], *next; e; e = next) {
             next = e->chain;
+            if (free_data && e->data)
+                free_data(e->data);
             entry_free(e);
         }
     free(q->buckets);
@@ -120,6 +128,11 @@ nudgel_keyq_entry_t *nudgel_keyq_get(nudgel_keyq_t *q, const void *key, size_t l
 uint32_t *nudgel_keyq_holders(nudgel_keyq_entry_t *e)
 {
     return &e->holders;
+}
+
+void **nudgel_keyq_data(nudgel_keyq_entry_t *e)
+{
+    return &e->data;
 }
 
 int64_t *nudgel_keyq_not_before(nudgel_keyq_entry_t *e)

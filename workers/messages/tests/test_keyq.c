@@ -1,9 +1,11 @@
 /* test_keyq.c — queues by key: FIFO per key, holders, the waiting list, growth. */
+#define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -67,7 +69,8 @@ static void test_waiting_list(void **state)
     assert_ptr_equal(nudgel_keyq_first_waiting(q), c);
     *nudgel_keyq_not_before(c) = 42;
     assert_int_equal(*nudgel_keyq_not_before(c), 42);
-    nudgel_keyq_free(q); /* frees c's waiting node too (ASan checks) */
+    *nudgel_keyq_data(c) = strdup("cached");
+    nudgel_keyq_free_with(q, free); /* frees c's data and waiting node (ASan checks) */
 }
 
 /* 10 000 keys through growth: every one found, every item back in order. */

@@ -29,6 +29,9 @@ nudgel_keyq_t *nudgel_keyq_new(void);
 /** @brief Frees @p q and its entries (not the items; NULL is fine). */
 void nudgel_keyq_free(nudgel_keyq_t *q);
 
+/** @brief As nudgel_keyq_free(), calling @p free_data on each entry's data first. */
+void nudgel_keyq_free_with(nudgel_keyq_t *q, void (*free_data)(void *data));
+
 /**
  * @brief The entry of @p key (@p len bytes, may hold NULs), created with no
  * holder and nothing waiting when @p create and absent.
@@ -41,6 +44,9 @@ uint32_t *nudgel_keyq_holders(nudgel_keyq_entry_t *e);
 
 /** @brief Caller's time, e.g. when a rate-limited key may go again (0 at creation). */
 int64_t *nudgel_keyq_not_before(nudgel_keyq_entry_t *e);
+
+/** @brief The caller's pointer of the entry (NULL at creation), e.g. a cached value. */
+void **nudgel_keyq_data(nudgel_keyq_entry_t *e);
 
 /** @brief Appends @p item to the entry's FIFO. @returns false when out of memory. */
 bool nudgel_keyq_push(nudgel_keyq_t *q, nudgel_keyq_entry_t *e, void *item);
