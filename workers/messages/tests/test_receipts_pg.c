@@ -706,7 +706,7 @@ static void test_error_classes(void **state)
     assert_int_equal(claim(c, &job, "worker-b", STALE_LONG).outcome,
                      NUDGEL_RECEIPT_CLAIM_IN_PROGRESS);
     /* SQL error: not a UUID. */
-    char bad[] = "not-a-uuid";
+    char bad[NUDGEL_UUID_STR_LEN + 1] = "not-a-uuid";
     nudgel_message_job_t jb;
     make_job(&jb, bad, tenant, NULL);
     assert_int_equal(nudgel_receipts_claim(c, &jb, NULL, "w", 0, &out, errstr, sizeof(errstr)),
