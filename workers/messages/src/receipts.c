@@ -64,9 +64,16 @@ static const char release_sql[] =
  * are NULL and keep the stored value. locked takes the row locks in message
  * id order (no deadlock between batches) and reads the status under the
  * lock; upd moves only the allowed rows; hist writes one row per move.
+ * rel releases this worker's claims ($2 message ids, $3 worker) of jobs
+ * going to a retry tier: a data-modifying CTE runs whether or not it is read,
+ * so the outcomes of one turn are one statement, one transaction.
  */
 static const char record_sql[] =
-    "WITH input AS ("
+    "WITH rel AS ("
+    " UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL,"
+    "  updated_at = clock_timestamp()"
+    "  WHERE message_id = ANY($2::uuid[]) AND status = 'submitting' AND claimed_by = $3::text),"
+    " input AS ("
     " SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, status text,"
     "  gateway text, gateway_message_id text, error_code text, error_message text,"
     "  encoding text, segments int, cost_amount numeric, cost_currency text, event_id text)),"
@@ -407,6 +414,33 @@ static int set_opt(json_t *obj, const char *key, const char *value)
     return value ? json_object_set_new(obj, key, json_string(value)) : 0;
 }
 
+/* A Postgres uuid[] literal of @p n ids (checked to be UUID text); NULL on error. */
+static char *uuid_array(const char *const *ids, size_t n, char *errstr, size_t errstr_size)
+{
+    char *array = malloc(2 + n * (NUDGEL_UUID_STR_LEN + 1) + 1);
+    size_t len = 0;
+    if (!array) {
+        set_err(errstr, errstr_size, "receipts", "out of memory");
+        return NULL;
+    }
+    array[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        size_t l = ids[i] ? strlen(ids[i]) : 0;
+        if (l != NUDGEL_UUID_STR_LEN || strspn(ids[i], "0123456789abcdefABCDEF-") != l) {
+            free(array);
+            set_err(errstr, errstr_size, "receipts", "not a UUID message id");
+            return NULL;
+        }
+        if (i)
+            array[len++] = ',';
+        memcpy(array + len, ids[i], l);
+        len += l;
+    }
+    array[len++] = '}';
+    array[len] = '\0';
+    return array;
+}
+
 /* The claim request as one element of claim_batch_sql's array. */
 static json_t *claim_item(size_t ord, const nudgel_receipt_claim_request_t *r)
 {
@@ -446,20 +480,13 @@ static int cmp_claim_order(const void *a, const void *b)
     return c ? c : (x->ord > y->ord) - (x->ord < y->ord);
 }
 
-nudgel_err_t nudgel_receipts_claim_batch(PGconn *conn, const nudgel_receipt_claim_request_t *reqs,
-                                         size_t n, const char *worker_id, int64_t stale_after_ms,
-                                         nudgel_receipt_claim_t *out, char *errstr,
-                                         size_t errstr_size)
+/* Checks a claim batch; writes why not in errstr. */
+static nudgel_err_t check_claims(PGconn *conn, const nudgel_receipt_claim_request_t *reqs, size_t n,
+                                 const char *worker_id, int64_t stale_after_ms, char *errstr,
+                                 size_t errstr_size)
 {
-    nudgel_err_t err = NUDGEL_OK;
-    claim_order_t *order = NULL;
-    json_t *arr = NULL;
-    char *text = NULL;
-    PGresult *res = NULL;
-    char stale[24];
-
-    if (!conn || !reqs || !out || n == 0 || n > NUDGEL_RECEIPTS_BATCH_MAX || !worker_id ||
-        !*worker_id || strlen(worker_id) > NUDGEL_RECEIPTS_WORKER_ID_MAX || stale_after_ms < 0) {
+    if (!conn || !reqs || n == 0 || n > NUDGEL_RECEIPTS_BATCH_MAX || !worker_id || !*worker_id ||
+        strlen(worker_id) > NUDGEL_RECEIPTS_WORKER_ID_MAX || stale_after_ms < 0) {
         set_err(errstr, errstr_size, "receipts claim batch", "invalid argument or batch size");
         return NUDGEL_ERR_INVALID_ARG;
     }
@@ -469,7 +496,22 @@ nudgel_err_t nudgel_receipts_claim_batch(PGconn *conn, const nudgel_receipt_clai
             return NUDGEL_ERR_INVALID_ARG;
         }
     }
-    if (!(order = malloc(n * sizeof(*order))) || !(arr = json_array())) {
+    return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_receipts_claim_batch_send(PGconn *conn,
+                                              const nudgel_receipt_claim_request_t *reqs, size_t n,
+                                              const char *worker_id, int64_t stale_after_ms,
+                                              char *errstr, size_t errstr_size)
+{
+    nudgel_err_t err = check_claims(conn, reqs, n, worker_id, stale_after_ms, errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    claim_order_t *order = malloc(n * sizeof(*order));
+    json_t *arr = json_array();
+    char *text = NULL;
+    char stale[24];
+    if (!order || !arr) {
         set_err(errstr, errstr_size, "receipts claim batch", "out of memory");
         err = NUDGEL_ERR_NO_MEMORY;
         goto out;
@@ -493,33 +535,67 @@ nudgel_err_t nudgel_receipts_claim_batch(PGconn *conn, const nudgel_receipt_clai
     }
     snprintf(stale, sizeof(stale), "%lld", (long long)stale_after_ms);
     const char *values[3] = {text, worker_id, stale};
-    res = PQexecParams(conn, claim_batch_sql, 3, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        err = pg_fail(conn, res, "receipts claim batch", errstr, errstr_size);
-        goto out;
-    }
+    if (!PQsendQueryParams(conn, claim_batch_sql, 3, NULL, values, NULL, NULL, 0))
+        err = pg_fail(conn, NULL, "receipts claim batch", errstr, errstr_size);
+out:
+    free(text);
+    json_decref(arr);
+    free(order);
+    return err;
+}
+
+nudgel_err_t nudgel_receipts_claim_batch_read(PGconn *conn, const PGresult *res, size_t n,
+                                              nudgel_receipt_claim_t *out, char *errstr,
+                                              size_t errstr_size)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(conn, res, "receipts claim batch", errstr, errstr_size);
     if ((size_t)PQntuples(res) != n || PQnfields(res) != 2 + RECEIPT_NCOLS) {
         set_err(errstr, errstr_size, "receipts claim batch", "unexpected result shape");
-        err = NUDGEL_ERR_PG;
-        goto out;
+        return NUDGEL_ERR_PG;
     }
     for (int row = 0; row < PQntuples(res); row++) {
         size_t ord = (size_t)int_field(res, row, 0);
         const char *name = PQgetvalue(res, row, 1);
         if (ord >= n || parse_claim_outcome(name, &out[ord].outcome) != NUDGEL_OK) {
             set_err(errstr, errstr_size, "receipts claim batch: unexpected row", name);
-            err = NUDGEL_ERR_PG;
-            goto out;
+            return NUDGEL_ERR_PG;
         }
-        err = read_receipt(res, row, 2, &out[ord].receipt, errstr, errstr_size);
+        nudgel_err_t err = read_receipt(res, row, 2, &out[ord].receipt, errstr, errstr_size);
         if (err != NUDGEL_OK)
-            goto out;
+            return err;
     }
-out:
+    return NUDGEL_OK;
+}
+
+/*
+ * The result of the one statement sent on a blocking @p conn (waits for
+ * it); the connection is drained so it is idle again. Caller clears it.
+ */
+static PGresult *wait_result(PGconn *conn)
+{
+    PGresult *res = PQgetResult(conn), *extra;
+    while ((extra = PQgetResult(conn)))
+        PQclear(extra);
+    return res;
+}
+
+nudgel_err_t nudgel_receipts_claim_batch(PGconn *conn, const nudgel_receipt_claim_request_t *reqs,
+                                         size_t n, const char *worker_id, int64_t stale_after_ms,
+                                         nudgel_receipt_claim_t *out, char *errstr,
+                                         size_t errstr_size)
+{
+    if (!out) {
+        set_err(errstr, errstr_size, "receipts claim batch", "invalid argument");
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    nudgel_err_t err = nudgel_receipts_claim_batch_send(conn, reqs, n, worker_id, stale_after_ms,
+                                                        errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    PGresult *res = wait_result(conn);
+    err = nudgel_receipts_claim_batch_read(conn, res, n, out, errstr, errstr_size);
     PQclear(res);
-    free(text);
-    json_decref(arr);
-    free(order);
     return err;
 }
 
@@ -531,28 +607,9 @@ nudgel_err_t nudgel_receipts_release_batch(PGconn *conn, const char *const *mess
         set_err(errstr, errstr_size, "receipts release batch", "invalid argument");
         return NUDGEL_ERR_INVALID_ARG;
     }
-    /* A Postgres array literal of uuids: {id,id,...}; ids are checked UUID text. */
-    size_t cap = 2 + n * (NUDGEL_UUID_STR_LEN + 1), len = 0;
-    char *array = malloc(cap + 1);
-    if (!array) {
-        set_err(errstr, errstr_size, "receipts release batch", "out of memory");
-        return NUDGEL_ERR_NO_MEMORY;
-    }
-    array[len++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        size_t l = message_ids[i] ? strlen(message_ids[i]) : 0;
-        if (l != NUDGEL_UUID_STR_LEN || strspn(message_ids[i], "0123456789abcdefABCDEF-") != l) {
-            free(array);
-            set_err(errstr, errstr_size, "receipts release batch", "not a UUID message id");
-            return NUDGEL_ERR_INVALID_ARG;
-        }
-        if (i)
-            array[len++] = ',';
-        memcpy(array + len, message_ids[i], l);
-        len += l;
-    }
-    array[len++] = '}';
-    array[len] = '\0';
+    char *array = uuid_array(message_ids, n, errstr, errstr_size);
+    if (!array)
+        return NUDGEL_ERR_INVALID_ARG;
     nudgel_err_t err = NUDGEL_OK;
     const char *values[2] = {array, worker_id};
     PGresult *res = PQexecParams(conn, release_batch_sql, 2, NULL, values, NULL, NULL, 0);
@@ -613,21 +670,23 @@ static nudgel_err_t parse_apply(const char *name, nudgel_receipt_apply_t *out)
     return NUDGEL_OK;
 }
 
-nudgel_err_t nudgel_receipts_record(PGconn *conn, const nudgel_receipt_result_t *results, size_t n,
-                                    nudgel_receipt_applied_t *outcomes, char *errstr,
-                                    size_t errstr_size)
+nudgel_err_t nudgel_receipts_record_send(PGconn *conn, const nudgel_receipt_result_t *results,
+                                         size_t n, const char *const *release_ids,
+                                         size_t release_count, const char *worker_id, char *errstr,
+                                         size_t errstr_size)
 {
     nudgel_err_t err = NUDGEL_OK;
     const char **ids = NULL;
     json_t *batch = NULL;
-    char *text = NULL;
-    PGresult *res = NULL;
+    char *text = NULL, *released = NULL;
 
-    if (!conn || !results || !outcomes || n == 0 || n > NUDGEL_RECEIPTS_BATCH_MAX) {
+    if (!conn || (n && !results) || n > NUDGEL_RECEIPTS_BATCH_MAX ||
+        release_count > NUDGEL_RECEIPTS_BATCH_MAX || (release_count && !release_ids) ||
+        (n == 0 && release_count == 0) || (release_count && (!worker_id || !*worker_id))) {
         set_err(errstr, errstr_size, "receipts record", "invalid argument or batch size");
         return NUDGEL_ERR_INVALID_ARG;
     }
-    ids = malloc(n * sizeof(ids[0]));
+    ids = malloc((n ? n : 1) * sizeof(ids[0]));
     if (!ids) {
         set_err(errstr, errstr_size, "receipts record", "out of memory");
         err = NUDGEL_ERR_NO_MEMORY;
@@ -644,40 +703,67 @@ nudgel_err_t nudgel_receipts_record(PGconn *conn, const nudgel_receipt_result_t 
         err = NUDGEL_ERR_INVALID_ARG;
         goto out;
     }
-    const char *values[1] = {text};
-    res = PQexecParams(conn, record_sql, 1, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        err = pg_fail(conn, res, "receipts record", errstr, errstr_size);
+    if (!(released = uuid_array(release_ids, release_count, errstr, errstr_size))) {
+        err = NUDGEL_ERR_INVALID_ARG;
         goto out;
     }
+    const char *values[3] = {text, released, worker_id ? worker_id : ""};
+    if (!PQsendQueryParams(conn, record_sql, 3, NULL, values, NULL, NULL, 0))
+        err = pg_fail(conn, NULL, "receipts record", errstr, errstr_size);
+out:
+    free(released);
+    free(text);
+    json_decref(batch);
+    free(ids);
+    return err;
+}
+
+nudgel_err_t nudgel_receipts_record_read(PGconn *conn, const PGresult *res,
+                                         const nudgel_receipt_result_t *results, size_t n,
+                                         nudgel_receipt_applied_t *outcomes, char *errstr,
+                                         size_t errstr_size)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(conn, res, "receipts record", errstr, errstr_size);
     if ((size_t)PQntuples(res) != n || PQnfields(res) != 4) {
         set_err(errstr, errstr_size, "receipts record", "unexpected result shape");
-        err = NUDGEL_ERR_PG;
-        goto out;
+        return NUDGEL_ERR_PG;
     }
     for (int row = 0; row < PQntuples(res); row++) {
         size_t ord = (size_t)int_field(res, row, 0);
         nudgel_receipt_applied_t *o = &outcomes[ord < n ? ord : 0];
         if (ord >= n || parse_apply(PQgetvalue(res, row, 1), &o->outcome) != NUDGEL_OK) {
             set_err(errstr, errstr_size, "receipts record", "unexpected result row");
-            err = NUDGEL_ERR_PG;
-            goto out;
+            return NUDGEL_ERR_PG;
         }
         if (o->outcome == NUDGEL_RECEIPT_NOT_FOUND) {
             o->from = o->now = results[ord].status;
             continue;
         }
-        err = state_field(res, row, 2, &o->from, errstr, errstr_size);
+        nudgel_err_t err = state_field(res, row, 2, &o->from, errstr, errstr_size);
         if (err == NUDGEL_OK)
             err = state_field(res, row, 3, &o->now, errstr, errstr_size);
         if (err != NUDGEL_OK)
-            goto out;
+            return err;
     }
-out:
+    return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_receipts_record(PGconn *conn, const nudgel_receipt_result_t *results, size_t n,
+                                    nudgel_receipt_applied_t *outcomes, char *errstr,
+                                    size_t errstr_size)
+{
+    if (!results || !outcomes || n == 0) {
+        set_err(errstr, errstr_size, "receipts record", "invalid argument or batch size");
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    nudgel_err_t err =
+        nudgel_receipts_record_send(conn, results, n, NULL, 0, NULL, errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    PGresult *res = wait_result(conn);
+    err = nudgel_receipts_record_read(conn, res, results, n, outcomes, errstr, errstr_size);
     PQclear(res);
-    free(text);
-    json_decref(batch);
-    free(ids);
     return err;
 }
 

@@ -194,6 +194,54 @@ static void test_claim_batch_matches_single_claims(void **state)
         NUDGEL_ERR_INVALID_ARG);
 }
 
+/* The event loop's form: one statement records outcomes and releases claims. */
+static void test_record_and_release_in_one_statement(void **state)
+{
+    PGconn *c = *state;
+    char tenant[64], errstr[256] = "";
+    new_tenant(tenant, sizeof(tenant), "recrel");
+    char a[NUDGEL_UUID_STR_LEN + 1] = "", b[NUDGEL_UUID_STR_LEN + 1] = "";
+    nudgel_message_job_t ja, jb;
+    make_job(&ja, a, tenant, NULL);
+    make_job(&jb, b, tenant, NULL);
+    claim(c, &ja, "worker-a", STALE_LONG);
+    claim(c, &jb, "worker-a", STALE_LONG);
+    nudgel_receipt_result_t sent = {.message_id = a,
+                                    .status = NUDGEL_RECEIPT_SENT,
+                                    .gateway = "gw",
+                                    .segments = 1,
+                                    .event_id = "ev-1"};
+    const char *release[] = {b};
+    if (nudgel_receipts_record_send(c, &sent, 1, release, 1, "worker-a", errstr, sizeof(errstr)) !=
+        NUDGEL_OK)
+        fail_msg("send: %s", errstr);
+    PGresult *res = PQgetResult(c);
+    nudgel_receipt_applied_t applied;
+    assert_int_equal(
+        nudgel_receipts_record_read(c, res, &sent, 1, &applied, errstr, sizeof(errstr)), NUDGEL_OK);
+    PQclear(res);
+    assert_null(PQgetResult(c));
+    assert_int_equal(applied.outcome, NUDGEL_RECEIPT_APPLIED);
+    assert_int_equal(applied.from, NUDGEL_RECEIPT_SUBMITTING);
+    /* b was released: another worker takes it over at once. */
+    assert_int_equal(claim(c, &jb, "worker-b", STALE_LONG).outcome,
+                     NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE);
+    /* Releases alone are a valid statement too (nothing to record). */
+    if (nudgel_receipts_record_send(c, NULL, 0, release, 1, "worker-b", errstr, sizeof(errstr)) !=
+        NUDGEL_OK)
+        fail_msg("send: %s", errstr);
+    res = PQgetResult(c);
+    assert_int_equal(nudgel_receipts_record_read(c, res, NULL, 0, NULL, errstr, sizeof(errstr)),
+                     NUDGEL_OK);
+    PQclear(res);
+    assert_null(PQgetResult(c));
+    assert_int_equal(claim(c, &jb, "worker-c", STALE_LONG).outcome,
+                     NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE);
+    /* Neither outcomes nor releases: refused. */
+    assert_int_equal(nudgel_receipts_record_send(c, NULL, 0, NULL, 0, "w", errstr, sizeof(errstr)),
+                     NUDGEL_ERR_INVALID_ARG);
+}
+
 /* ---- the SQL and C tables agree ---------------------------------------- */
 
 static void test_sql_table_matches_c(void **state)
@@ -745,6 +793,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedupe_by_idempotency_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_claims, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_claim_batch_matches_single_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_and_release_in_one_statement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_batches_forward_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_large_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_dlr_forward_only, setup, teardown),

@@ -194,6 +194,42 @@ nudgel_err_t nudgel_receipts_record(PGconn *conn, const nudgel_receipt_result_t 
                                     nudgel_receipt_applied_t *outcomes, char *errstr,
                                     size_t errstr_size);
 
+/* ---- the same statements, sent and read apart (event loops) ------------
+ *
+ * For a connection in non-blocking mode driven by an event loop:
+ * *_send() queues the statement (PQsendQueryParams; the caller flushes
+ * with PQflush() and waits for the socket), the loop collects the result
+ * with PQconsumeInput()/PQisBusy()/PQgetResult() and passes it to *_read(),
+ * then reads PQgetResult() until NULL. Errors as the blocking forms.
+ */
+
+/** @brief Sends the statement of nudgel_receipts_claim_batch(). */
+nudgel_err_t nudgel_receipts_claim_batch_send(PGconn *conn,
+                                              const nudgel_receipt_claim_request_t *reqs, size_t n,
+                                              const char *worker_id, int64_t stale_after_ms,
+                                              char *errstr, size_t errstr_size);
+
+/** @brief Reads its result into @p out[0..n). */
+nudgel_err_t nudgel_receipts_claim_batch_read(PGconn *conn, const PGresult *res, size_t n,
+                                              nudgel_receipt_claim_t *out, char *errstr,
+                                              size_t errstr_size);
+
+/**
+ * @brief Sends the statement of nudgel_receipts_record() for @p n results
+ * (may be 0) and, in the same statement and transaction, releases
+ * @p worker_id's claims on @p release_ids (may be 0 of them; not both 0).
+ */
+nudgel_err_t nudgel_receipts_record_send(PGconn *conn, const nudgel_receipt_result_t *results,
+                                         size_t n, const char *const *release_ids,
+                                         size_t release_count, const char *worker_id, char *errstr,
+                                         size_t errstr_size);
+
+/** @brief Reads its result into @p outcomes[0..n). */
+nudgel_err_t nudgel_receipts_record_read(PGconn *conn, const PGresult *res,
+                                         const nudgel_receipt_result_t *results, size_t n,
+                                         nudgel_receipt_applied_t *outcomes, char *errstr,
+                                         size_t errstr_size);
+
 /** A carrier delivery report, already normalised. */
 typedef struct nudgel_receipt_dlr {
     const char *gateway;            /* required */
