@@ -108,7 +108,7 @@ static const nudgel_conf_entry_t messages_table[] = {
 
 typedef struct worker worker_t;
 
-/* What a job's turn ends with, once Postgres has it (see flush_outcomes()). */
+/* What a job's turn ends with, once Postgres has it (see outcomes_pump()). */
 typedef enum outcome_kind {
     OUTCOME_NONE = 0,
     OUTCOME_RECORD, /* write the receipt state, then its event (and a dead letter) */
@@ -168,6 +168,31 @@ typedef struct msg_queue {
     size_t count, cap;
 } msg_queue_t;
 
+/*
+ * One Postgres connection driven by the event loop (non-blocking libpq): at
+ * most one batched statement in flight; what arrives meanwhile waits in the
+ * queue and goes with the next statement, so batches grow with the load.
+ */
+typedef struct pg_lane {
+    const char *name; /* "claims", "outcomes" */
+    PGconn *conn;
+    bool busy;     /* a statement is in flight */
+    bool flushing; /* its bytes are not all sent yet */
+    msg_t *batch[NUDGEL_RECEIPTS_BATCH_MAX];
+    size_t n;
+    /* claims: phase 1 inserts the new ones; phase 2 runs the full protocol for the rest */
+    int phase;
+    nudgel_receipt_claim_t claims[NUDGEL_RECEIPTS_BATCH_MAX];
+    bool claimed[NUDGEL_RECEIPTS_BATCH_MAX];
+    /* outcomes */
+    nudgel_receipt_result_t results[NUDGEL_RECEIPTS_BATCH_MAX];
+    nudgel_receipt_applied_t applied[NUDGEL_RECEIPTS_BATCH_MAX];
+    int result_of[NUDGEL_RECEIPTS_BATCH_MAX];
+    char event_ids[NUDGEL_RECEIPTS_BATCH_MAX][NUDGEL_EVENT_ID_LEN + 1];
+    const char *release_ids[NUDGEL_RECEIPTS_BATCH_MAX];
+    size_t nresults, nreleases;
+} pg_lane_t;
+
 /* A cached template body (NULL: the template does not exist). */
 typedef struct cached_template {
     char *body;
@@ -188,7 +213,9 @@ struct worker {
     nudgel_gateway_set_t *gateways;
     gateway_lane_t lanes[MAX_GATEWAYS];
     size_t lane_count;
-    PGconn *pg;
+    PGconn *pg;                /* blocking: templates, tenant limits, single-claim fallback */
+    pg_lane_t *claim_lane;     /* non-blocking: batched claims */
+    pg_lane_t *record_lane;    /* non-blocking: batched outcomes */
     bool pg_down;              /* intake paused until a reconnect works */
     int64_t pg_retry_at_us;    /* next reconnect attempt */
     int64_t pg_backoff_ms;     /* doubles up to pg_backoff_max_ms */
@@ -314,6 +341,9 @@ static void on_published(void *opaque, nudgel_err_t err, const char *errstr, voi
 
 /* ---- Postgres: down, back, and the batched statements ------------------- */
 
+/* Puts @p n items back at the front, in order (they were shifted out just before). */
+static void queue_unshift(msg_queue_t *q, msg_t **items, size_t n);
+
 /* Postgres is unreachable: pause intake; jobs already in hand wait in their queues. */
 static void postgres_down(worker_t *w, const char *what, const char *errstr)
 {
@@ -332,8 +362,18 @@ static void postgres_revive(worker_t *w)
 {
     if (!w->pg_down || nudgel_mono_us() < w->pg_retry_at_us)
         return;
-    PQreset(w->pg);
-    if (PQstatus(w->pg) != CONNECTION_OK) {
+    /* A lane whose statement is still in flight on a live connection keeps it. */
+    PGconn *conns[3] = {w->pg, w->claim_lane->conn, w->record_lane->conn};
+    bool all_ok = true;
+    for (int i = 0; i < 3; i++) {
+        if (PQstatus(conns[i]) != CONNECTION_OK) {
+            PQreset(conns[i]);
+            if (i > 0)
+                PQsetnonblocking(conns[i], 1);
+        }
+        all_ok = all_ok && PQstatus(conns[i]) == CONNECTION_OK;
+    }
+    if (!all_ok) {
         w->pg_backoff_ms = w->pg_backoff_ms * 2 > w->pg_backoff_max_ms ? w->pg_backoff_max_ms
                                                                        : w->pg_backoff_ms * 2;
         w->pg_retry_at_us = nudgel_mono_us() + w->pg_backoff_ms * 1000;
@@ -349,6 +389,48 @@ static void postgres_revive(worker_t *w)
 static bool unreachable(nudgel_err_t err)
 {
     return err == NUDGEL_ERR_PG_UNREACHABLE;
+}
+
+/* After a *_send(): in flight; flushing while libpq still holds unsent bytes. */
+static nudgel_err_t lane_sent(pg_lane_t *l, char *errstr, size_t errstr_size)
+{
+    int r = PQflush(l->conn);
+    if (r < 0) {
+        snprintf(errstr, errstr_size, "%s: sending: %s", l->name, PQerrorMessage(l->conn));
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    }
+    l->busy = true;
+    l->flushing = r == 1;
+    return NUDGEL_OK;
+}
+
+/*
+ * The lane's statement result when it has arrived: 1 and @p *res, 0 while
+ * it runs, -1 when the connection is lost (the statement's fate unknown).
+ */
+static int lane_result(pg_lane_t *l, PGresult **res, char *errstr, size_t errstr_size)
+{
+    if (l->flushing) {
+        int r = PQflush(l->conn);
+        if (r == 1)
+            return 0;
+        l->flushing = false;
+        if (r < 0)
+            goto lost;
+    }
+    if (!PQconsumeInput(l->conn))
+        goto lost;
+    if (PQisBusy(l->conn))
+        return 0;
+    *res = PQgetResult(l->conn);
+    for (PGresult *extra; (extra = PQgetResult(l->conn));)
+        PQclear(extra);
+    l->busy = false;
+    return 1;
+lost:
+    snprintf(errstr, errstr_size, "%s: %s", l->name, PQerrorMessage(l->conn));
+    l->busy = false;
+    return -1;
 }
 
 /* ---- status events and dead letters ----------------------------------- */
@@ -606,91 +688,111 @@ static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
 }
 
 /*
- * Writes every queued outcome: one statement for the receipts, one for the
- * released claims, NUDGEL_RECEIPTS_BATCH_MAX at a time; then publishes. When
- * Postgres is unreachable the outcomes stay queued (and intake pauses) until
- * it is back: nothing is published before it is durable.
+ * The outcomes lane: collects the statement in flight (then publishes each
+ * job's event, dead letter or retry hop), and sends the next one with every
+ * queued outcome: the receipts and released claims of up to
+ * NUDGEL_RECEIPTS_BATCH_MAX jobs in one statement. When Postgres is
+ * unreachable the outcomes go back to the queue (and intake pauses) until it
+ * is back: nothing is published before it is durable.
  */
-static void flush_outcomes(worker_t *w)
+static void outcomes_pump(worker_t *w)
 {
-    while (w->to_record.count > 0 && !w->pg_down) {
-        size_t n = w->to_record.count < NUDGEL_RECEIPTS_BATCH_MAX ? w->to_record.count
-                                                                  : NUDGEL_RECEIPTS_BATCH_MAX;
-        nudgel_receipt_result_t results[NUDGEL_RECEIPTS_BATCH_MAX];
-        nudgel_receipt_applied_t applied[NUDGEL_RECEIPTS_BATCH_MAX];
-        const char *release_ids[NUDGEL_RECEIPTS_BATCH_MAX];
-        int result_of[NUDGEL_RECEIPTS_BATCH_MAX];
-        char event_ids[NUDGEL_RECEIPTS_BATCH_MAX][NUDGEL_EVENT_ID_LEN + 1];
-        size_t nresults = 0, nreleases = 0;
-        char errstr[512];
-        /* One receipt per message id per statement: a second outcome of the
-         * same id (a duplicate in the topic) waits for the next statement. */
-        for (size_t i = 0; i < n; i++) {
-            msg_t *m = w->to_record.items[i];
-            result_of[i] = -1;
-            bool repeated = false;
-            for (size_t k = 0; k < i && !repeated; k++)
-                repeated = w->to_record.items[k]->out.kind == OUTCOME_RECORD &&
-                           m->out.kind == OUTCOME_RECORD &&
-                           strcmp(w->to_record.items[k]->job.id, m->job.id) == 0;
-            if (repeated) {
-                n = i;
-                break;
-            }
-            if (m->out.kind == OUTCOME_RETRY) {
-                if (m->out.release_claim)
-                    release_ids[nreleases++] = m->job.id;
-                continue;
-            }
-            outcome_t *o = &m->out;
-            char type[64];
-            snprintf(type, sizeof(type), "ai.nudgel.message.%s",
-                     nudgel_receipt_state_name(o->state));
-            size_t r = nresults++;
-            nudgel_event_id(m->job.id, type, m->attempt + 1, event_ids[r]);
-            result_of[i] = (int)r;
-            results[r] = (nudgel_receipt_result_t){
-                .message_id = m->job.id,
-                .status = o->state,
-                .gateway = o->gateway[0] ? o->gateway : NULL,
-                .gateway_message_id = o->gateway_message_id[0] ? o->gateway_message_id : NULL,
-                .error_code = o->error_code[0] ? o->error_code : NULL,
-                .error_message = o->error_message[0] ? o->error_message : NULL,
-                .encoding = m->text ? nudgel_sms_encoding_name(m->sms.encoding) : NULL,
-                .segments = m->text ? (int)m->sms.segments : -1,
-                .cost_amount = o->cost_amount[0] ? o->cost_amount : NULL,
-                .cost_currency = o->currency[0] ? o->currency : NULL,
-                .event_id = event_ids[r],
-            };
+    pg_lane_t *l = w->record_lane;
+    char errstr[512];
+    if (l->busy) {
+        PGresult *res = NULL;
+        int st = lane_result(l, &res, errstr, sizeof(errstr));
+        if (st == 0)
+            return;
+        nudgel_err_t err = st < 0
+                               ? NUDGEL_ERR_PG_UNREACHABLE
+                               : nudgel_receipts_record_read(l->conn, res, l->results, l->nresults,
+                                                             l->applied, errstr, sizeof(errstr));
+        PQclear(res);
+        size_t n = l->n;
+        l->n = 0;
+        if (unreachable(err)) {
+            queue_unshift(&w->to_record, l->batch, n);
+            postgres_down(w, "writing outcomes", errstr);
+            return;
         }
-        nudgel_err_t err = NUDGEL_OK;
-        if (nresults > 0)
-            err = nudgel_receipts_record(w->pg, results, nresults, applied, errstr, sizeof(errstr));
-        if (err == NUDGEL_OK && nreleases > 0)
-            err = nudgel_receipts_release_batch(w->pg, release_ids, nreleases, w->worker_id, NULL,
-                                                errstr, sizeof(errstr));
         if (err != NUDGEL_OK) {
-            if (unreachable(err)) {
-                postgres_down(w, "writing outcomes", errstr);
-                return;
-            }
             /* A statement error (not the connection): the jobs come again, the
              * claim makes that safe. Logged, counted, never silent. */
             nudgel_log_error("writing %zu outcome(s): %s", n, errstr);
-            for (size_t i = 0; i < n; i++)
-                w->to_record.items[i]->publish_failed = true;
-        }
-        nudgel_metric_observe(w->m_pg_batch, "record", (double)n);
-        msg_t *batch[NUDGEL_RECEIPTS_BATCH_MAX];
-        memcpy(batch, w->to_record.items, n * sizeof(batch[0]));
-        queue_shift(&w->to_record, n);
-        for (size_t i = 0; i < n; i++) {
-            if (batch[i]->publish_failed && err != NUDGEL_OK) {
-                msg_release(batch[i]);
-                continue;
+            for (size_t i = 0; i < n; i++) {
+                l->batch[i]->publish_failed = true;
+                msg_release(l->batch[i]);
             }
-            publish_outcome(batch[i], result_of[i] >= 0 ? &applied[result_of[i]] : NULL);
+        } else {
+            for (size_t i = 0; i < n; i++)
+                publish_outcome(l->batch[i],
+                                l->result_of[i] >= 0 ? &l->applied[l->result_of[i]] : NULL);
         }
+    }
+    if (l->busy || w->pg_down || w->to_record.count == 0)
+        return;
+    size_t n = w->to_record.count < NUDGEL_RECEIPTS_BATCH_MAX ? w->to_record.count
+                                                              : NUDGEL_RECEIPTS_BATCH_MAX;
+    l->nresults = l->nreleases = 0;
+    for (size_t i = 0; i < n; i++) {
+        msg_t *m = w->to_record.items[i];
+        /* One receipt per message id per statement: a second outcome of the
+         * same id (a duplicate in the topic) waits for the next statement. */
+        bool repeated = false;
+        for (size_t k = 0; k < l->nresults && !repeated && m->out.kind == OUTCOME_RECORD; k++)
+            repeated = strcmp(l->results[k].message_id, m->job.id) == 0;
+        if (repeated) {
+            n = i;
+            break;
+        }
+        l->result_of[i] = -1;
+        if (m->out.kind == OUTCOME_RETRY) {
+            if (m->out.release_claim)
+                l->release_ids[l->nreleases++] = m->job.id;
+            continue;
+        }
+        outcome_t *o = &m->out;
+        char type[64];
+        size_t r = l->nresults++;
+        snprintf(type, sizeof(type), "ai.nudgel.message.%s", nudgel_receipt_state_name(o->state));
+        nudgel_event_id(m->job.id, type, m->attempt + 1, l->event_ids[r]);
+        l->result_of[i] = (int)r;
+        l->results[r] = (nudgel_receipt_result_t){
+            .message_id = m->job.id,
+            .status = o->state,
+            .gateway = o->gateway[0] ? o->gateway : NULL,
+            .gateway_message_id = o->gateway_message_id[0] ? o->gateway_message_id : NULL,
+            .error_code = o->error_code[0] ? o->error_code : NULL,
+            .error_message = o->error_message[0] ? o->error_message : NULL,
+            .encoding = m->text ? nudgel_sms_encoding_name(m->sms.encoding) : NULL,
+            .segments = m->text ? (int)m->sms.segments : -1,
+            .cost_amount = o->cost_amount[0] ? o->cost_amount : NULL,
+            .cost_currency = o->currency[0] ? o->currency : NULL,
+            .event_id = l->event_ids[r],
+        };
+    }
+    memcpy(l->batch, w->to_record.items, n * sizeof(l->batch[0]));
+    l->n = n;
+    queue_shift(&w->to_record, n);
+    nudgel_metric_observe(w->m_pg_batch, "record", (double)n);
+    if (l->nresults == 0 && l->nreleases == 0) {
+        /* Only retries of someone else's claim: nothing to write. */
+        l->n = 0;
+        for (size_t i = 0; i < n; i++)
+            publish_outcome(l->batch[i], NULL);
+        return;
+    }
+    nudgel_err_t err =
+        nudgel_receipts_record_send(l->conn, l->results, l->nresults, l->release_ids, l->nreleases,
+                                    w->worker_id, errstr, sizeof(errstr));
+    if (err == NUDGEL_OK)
+        err = lane_sent(l, errstr, sizeof(errstr));
+    if (err != NUDGEL_OK) {
+        queue_unshift(&w->to_record, l->batch, n);
+        l->n = 0;
+        l->busy = false;
+        postgres_down(w, "writing outcomes", errstr);
     }
 }
 
@@ -1253,66 +1355,142 @@ static void on_claimed(worker_t *w, msg_t *m, const nudgel_receipt_claim_t *clai
     }
 }
 
-/*
- * Claims every parsed job in hand, NUDGEL_RECEIPTS_BATCH_MAX per statement,
- * after loading the templates they need that are not cached. A lost
- * connection keeps them queued (intake pauses); a statement error falls back
- * to one claim per job so one bad job cannot hold the others.
- */
-static void flush_claims(worker_t *w)
+/* A batched claim failed as a statement: claim one by one so one bad job cannot hold the rest. */
+static void claim_one_by_one(worker_t *w, msg_t **batch, size_t n, const char *why)
 {
     char errstr[512];
-    while (w->to_claim.count > 0 && !w->pg_down) {
-        size_t n = w->to_claim.count < NUDGEL_RECEIPTS_BATCH_MAX ? w->to_claim.count
-                                                                 : NUDGEL_RECEIPTS_BATCH_MAX;
-        for (size_t i = 0; i < n; i++) {
-            const nudgel_message_job_t *j = &w->to_claim.items[i]->job;
-            if (j->body || template_cached(w, j))
-                continue;
-            nudgel_err_t err = template_load(w, j, errstr, sizeof(errstr));
-            if (unreachable(err)) {
-                postgres_down(w, "loading a template", errstr);
-                return;
-            }
-        }
-        nudgel_receipt_claim_request_t reqs[NUDGEL_RECEIPTS_BATCH_MAX];
-        nudgel_receipt_claim_t claims[NUDGEL_RECEIPTS_BATCH_MAX];
-        for (size_t i = 0; i < n; i++)
-            reqs[i] = (nudgel_receipt_claim_request_t){
-                .job = &w->to_claim.items[i]->job, .trace_id = w->to_claim.items[i]->traceparent};
-        nudgel_err_t err = nudgel_receipts_claim_batch(w->pg, reqs, n, w->worker_id, w->stale_ms,
-                                                       claims, errstr, sizeof(errstr));
+    nudgel_log_warn("batched claim failed (%s); claiming one by one", why);
+    for (size_t i = 0; i < n; i++) {
+        msg_t *m = batch[i];
+        nudgel_receipt_claim_t claim;
+        nudgel_err_t err = nudgel_receipts_claim(w->pg, &m->job, m->traceparent, w->worker_id,
+                                                 w->stale_ms, &claim, errstr, sizeof(errstr));
         if (unreachable(err)) {
+            /* The unclaimed rest goes back to the front of the queue, in order. */
+            queue_unshift(&w->to_claim, batch + i, n - i);
             postgres_down(w, "claiming", errstr);
             return;
         }
-        nudgel_metric_observe(w->m_pg_batch, "claim", (double)n);
-        msg_t *batch[NUDGEL_RECEIPTS_BATCH_MAX];
-        memcpy(batch, w->to_claim.items, n * sizeof(batch[0]));
-        queue_shift(&w->to_claim, n);
-        for (size_t i = 0; i < n; i++) {
-            msg_t *m = batch[i];
-            if (err != NUDGEL_OK) {
-                nudgel_log_warn("batched claim failed (%s); claiming one by one", errstr);
-                nudgel_err_t one =
-                    nudgel_receipts_claim(w->pg, &m->job, m->traceparent, w->worker_id, w->stale_ms,
-                                          &claims[i], errstr, sizeof(errstr));
-                if (unreachable(one)) {
-                    /* The unclaimed rest goes back to the front of the queue, in order. */
-                    queue_unshift(&w->to_claim, batch + i, n - i);
-                    postgres_down(w, "claiming", errstr);
-                    return;
-                }
-                if (one != NUDGEL_OK) {
-                    char reason[600];
-                    snprintf(reason, sizeof(reason), "claim failed: %s", errstr);
-                    reject_malformed(w, m, reason);
-                    msg_release(m);
-                    continue;
-                }
-            }
-            on_claimed(w, m, &claims[i]);
+        if (err != NUDGEL_OK) {
+            char reason[600];
+            snprintf(reason, sizeof(reason), "claim failed: %s", errstr);
+            reject_malformed(w, m, reason);
+            msg_release(m);
+            continue;
         }
+        on_claimed(w, m, &claim);
+    }
+}
+
+/* Sends the claim statement of the lane's phase for its batch. */
+static nudgel_err_t claims_send(worker_t *w, pg_lane_t *l, char *errstr, size_t errstr_size)
+{
+    nudgel_receipt_claim_request_t reqs[NUDGEL_RECEIPTS_BATCH_MAX];
+    for (size_t i = 0; i < l->n; i++)
+        reqs[i] = (nudgel_receipt_claim_request_t){.job = &l->batch[i]->job,
+                                                   .trace_id = l->batch[i]->traceparent};
+    nudgel_err_t err = l->phase == 1
+                           ? nudgel_receipts_claim_fresh_send(l->conn, reqs, l->n, w->worker_id,
+                                                              errstr, errstr_size)
+                           : nudgel_receipts_claim_batch_send(l->conn, reqs, l->n, w->worker_id,
+                                                              w->stale_ms, errstr, errstr_size);
+    return err == NUDGEL_OK ? lane_sent(l, errstr, errstr_size) : err;
+}
+
+/*
+ * The claims lane: collects the claim statement in flight, and sends the
+ * next one with every parsed job in hand (up to NUDGEL_RECEIPTS_BATCH_MAX),
+ * after loading the templates they need that are not cached. Two phases: a
+ * set-based INSERT claims every new message at once (the common case, and
+ * those go on at once: on_claimed()); the rest — seen before, key taken,
+ * repeated — take the full claim protocol in a second statement. A lost
+ * connection puts the jobs back in the queue (intake pauses until Postgres
+ * is back); a statement error falls back to one claim per job.
+ */
+static void claims_pump(worker_t *w)
+{
+    pg_lane_t *l = w->claim_lane;
+    char errstr[512];
+    if (l->busy) {
+        PGresult *res = NULL;
+        int st = lane_result(l, &res, errstr, sizeof(errstr));
+        if (st == 0)
+            return;
+        nudgel_err_t err = NUDGEL_ERR_PG_UNREACHABLE;
+        if (st > 0)
+            err = l->phase == 1
+                      ? nudgel_receipts_claim_fresh_read(l->conn, res, l->n, l->claims, l->claimed,
+                                                         errstr, sizeof(errstr))
+                      : nudgel_receipts_claim_batch_read(l->conn, res, l->n, l->claims, errstr,
+                                                         sizeof(errstr));
+        PQclear(res);
+        size_t n = l->n;
+        l->n = 0;
+        if (unreachable(err)) {
+            queue_unshift(&w->to_claim, l->batch, n);
+            postgres_down(w, "claiming", errstr);
+            return;
+        }
+        if (err != NUDGEL_OK) {
+            claim_one_by_one(w, l->batch, n, errstr);
+        } else if (l->phase == 1) {
+            size_t rest = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (l->claimed[i])
+                    on_claimed(w, l->batch[i], &l->claims[i]);
+                else
+                    l->batch[rest++] = l->batch[i]; /* order kept */
+            }
+            if (rest > 0) {
+                l->phase = 2;
+                l->n = rest;
+                err = claims_send(w, l, errstr, sizeof(errstr));
+                if (err == NUDGEL_OK)
+                    return;
+                l->busy = false;
+                l->n = 0;
+                if (unreachable(err)) {
+                    queue_unshift(&w->to_claim, l->batch, rest);
+                    postgres_down(w, "claiming", errstr);
+                } else {
+                    claim_one_by_one(w, l->batch, rest, errstr);
+                }
+                return;
+            }
+        } else {
+            for (size_t i = 0; i < n; i++)
+                on_claimed(w, l->batch[i], &l->claims[i]);
+        }
+    }
+    if (l->busy || w->pg_down || w->to_claim.count == 0)
+        return;
+    size_t n = w->to_claim.count < NUDGEL_RECEIPTS_BATCH_MAX ? w->to_claim.count
+                                                             : NUDGEL_RECEIPTS_BATCH_MAX;
+    for (size_t i = 0; i < n; i++) {
+        const nudgel_message_job_t *j = &w->to_claim.items[i]->job;
+        if (j->body || template_cached(w, j))
+            continue;
+        nudgel_err_t err = template_load(w, j, errstr, sizeof(errstr));
+        if (unreachable(err)) {
+            postgres_down(w, "loading a template", errstr);
+            return;
+        }
+    }
+    memcpy(l->batch, w->to_claim.items, n * sizeof(l->batch[0]));
+    l->n = n;
+    l->phase = 1;
+    queue_shift(&w->to_claim, n);
+    nudgel_metric_observe(w->m_pg_batch, "claim", (double)n);
+    nudgel_err_t err = claims_send(w, l, errstr, sizeof(errstr));
+    if (err == NUDGEL_OK)
+        return;
+    l->busy = false;
+    l->n = 0;
+    if (unreachable(err)) {
+        queue_unshift(&w->to_claim, l->batch, n);
+        postgres_down(w, "claiming", errstr);
+    } else {
+        claim_one_by_one(w, l->batch, n, errstr);
     }
 }
 
@@ -1441,6 +1619,21 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
                               errstr_size);
     if (!w->pg)
         return NUDGEL_ERR_PG_UNREACHABLE;
+    static const char *const lane_names[2] = {"claims", "outcomes"};
+    pg_lane_t **lanes[2] = {&w->claim_lane, &w->record_lane};
+    for (int i = 0; i < 2; i++) {
+        if (!(*lanes[i] = calloc(1, sizeof(pg_lane_t)))) {
+            snprintf(errstr, errstr_size, "out of memory");
+            return NUDGEL_ERR_NO_MEMORY;
+        }
+        (*lanes[i])->name = lane_names[i];
+        (*lanes[i])->conn = nudgel_pg_connect(
+            nudgel_conf_get_str(w->conf, "pg.dsn"), PROGRAM,
+            (int)nudgel_conf_get_int(w->conf, "pg.connect_timeout_s"), errstr, errstr_size);
+        if (!(*lanes[i])->conn)
+            return NUDGEL_ERR_PG_UNREACHABLE;
+        PQsetnonblocking((*lanes[i])->conn, 1);
+    }
     if (!(w->http = nudgel_http_new(256, errstr, errstr_size)))
         return NUDGEL_ERR_NO_MEMORY;
     if (!(w->publisher = nudgel_publisher_new(w->conf, on_published, w, errstr, errstr_size)))
@@ -1621,8 +1814,8 @@ int main(int argc, char **argv)
             nudgel_consumer_pause(w.consumer, NUDGEL_PAUSE_IN_FLIGHT);
         else if (in_flight < w.max_in_flight / 2)
             nudgel_consumer_resume(w.consumer, NUDGEL_PAUSE_IN_FLIGHT);
-        /* Poll Kafka without waiting while HTTP work is pending. */
-        bool busy = nudgel_http_in_flight(w.http) > 0;
+        /* Poll Kafka without waiting while HTTP or Postgres work is pending. */
+        bool busy = nudgel_http_in_flight(w.http) > 0 || w.claim_lane->busy || w.record_lane->busy;
         for (int i = 0; i < 256; i++) {
             nudgel_job_ref_t *ref = nudgel_consumer_poll(w.consumer, i == 0 && !busy ? 20 : 0);
             if (!ref)
@@ -1632,12 +1825,20 @@ int main(int argc, char **argv)
         }
         postgres_revive(&w);
         tenant_limits_refresh(&w);
-        flush_claims(&w);
+        claims_pump(&w);
         update_fleet_share(&w);
         gates_tick(&w);
         drain_lanes(&w);
-        nudgel_http_poll(w.http, busy ? 5 : 0);
-        flush_outcomes(&w);
+        /* Wait (briefly) for an HTTP answer or a Postgres result, whichever comes first. */
+        int fds[2];
+        size_t nfds = 0;
+        if (w.claim_lane->busy && PQsocket(w.claim_lane->conn) >= 0)
+            fds[nfds++] = PQsocket(w.claim_lane->conn);
+        if (w.record_lane->busy && PQsocket(w.record_lane->conn) >= 0)
+            fds[nfds++] = PQsocket(w.record_lane->conn);
+        nudgel_http_poll_fds(w.http, busy ? 5 : 0, fds, nfds);
+        outcomes_pump(&w);
+        claims_pump(&w);
         nudgel_publisher_poll(w.publisher, 0);
         if (w.pg_down && !busy)
             usleep(5000); /* paused: nothing to poll for; wait for the reconnect */
@@ -1667,6 +1868,12 @@ out:
     free(w.recipient_ready.items);
     if (w.pg)
         PQfinish(w.pg);
+    pg_lane_t *pg_lanes[2] = {w.claim_lane, w.record_lane};
+    for (int i = 0; i < 2; i++) {
+        if (pg_lanes[i] && pg_lanes[i]->conn)
+            PQfinish(pg_lanes[i]->conn);
+        free(pg_lanes[i]);
+    }
     nudgel_metrics_destroy(w.metrics);
     nudgel_conf_destroy(w.conf);
     for (size_t i = 0; i < set_count; i++)

@@ -49,6 +49,34 @@ static const char claim_batch_sql[] =
     " i.to_e164, i.country, i.operator, i.trace_id, i.metadata, $2::text, $3::bigint) AS c) AS r "
     "ORDER BY ord";
 
+/*
+ * The fast path of a batched claim: one set-based INSERT of every new
+ * message (status submitting, attempt 1) with its history row; returns the
+ * rows it inserted. A message that already has a row, or whose tenant's
+ * idempotency key is taken, is not inserted and goes to claim_batch_sql
+ * (the full protocol). $1 as claim_batch_sql's, without repeated ids.
+ */
+static const char claim_fresh_sql[] =
+    "WITH input AS ("
+    " SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, tenant_id text,"
+    "  idempotency_key text, to_e164 text, country text, operator text, trace_id text,"
+    "  metadata jsonb)),"
+    " ins AS ("
+    " INSERT INTO nudgel.message_receipts AS m (message_id, tenant_id, idempotency_key, to_e164,"
+    "  country, operator, status, attempt, client_ref, claimed_by, claimed_at, trace_id, metadata,"
+    "  created_at, updated_at)"
+    " SELECT message_id, tenant_id, idempotency_key, to_e164, country, operator, 'submitting', 1,"
+    "  message_id::text, $2::text, clock_timestamp(), trace_id, metadata, clock_timestamp(),"
+    "  clock_timestamp() FROM input ORDER BY 1"
+    " ON CONFLICT DO NOTHING RETURNING m.*),"
+    " hist AS ("
+    " INSERT INTO nudgel.message_receipt_history AS h (message_id, from_status, to_status, detail,"
+    "  at)"
+    " SELECT message_id, NULL, 'submitting', jsonb_build_object('attempt', 1, 'worker', $2::text),"
+    "  claimed_at FROM ins ON CONFLICT DO NOTHING)"
+    " SELECT ord, " RECEIPT_COLS " FROM (SELECT i.ord, ins.* FROM input i"
+    "  JOIN ins ON ins.message_id = i.message_id) AS r ORDER BY ord";
+
 static const char release_batch_sql[] =
     "UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL, "
     "updated_at = clock_timestamp() "
@@ -568,6 +596,79 @@ nudgel_err_t nudgel_receipts_claim_batch_read(PGconn *conn, const PGresult *res,
     return NUDGEL_OK;
 }
 
+nudgel_err_t nudgel_receipts_claim_fresh_send(PGconn *conn,
+                                              const nudgel_receipt_claim_request_t *reqs, size_t n,
+                                              const char *worker_id, char *errstr,
+                                              size_t errstr_size)
+{
+    nudgel_err_t err = check_claims(conn, reqs, n, worker_id, 0, errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    claim_order_t *order = malloc(n * sizeof(*order));
+    json_t *arr = json_array();
+    char *text = NULL;
+    if (!order || !arr) {
+        set_err(errstr, errstr_size, "receipts claim", "out of memory");
+        err = NUDGEL_ERR_NO_MEMORY;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = (claim_order_t){reqs[i].job->id, i};
+    qsort(order, n, sizeof(*order), cmp_claim_order);
+    for (size_t i = 0; i < n; i++) {
+        /* A repeated id is left to the full protocol (it sees the first's claim). */
+        if (i > 0 && strcasecmp(order[i].id, order[i - 1].id) == 0)
+            continue;
+        json_t *item = claim_item(order[i].ord, &reqs[order[i].ord]);
+        if (!item || json_array_append_new(arr, item) != 0) {
+            set_err(errstr, errstr_size, "receipts claim",
+                    "cannot encode the batch (memory or UTF-8)");
+            err = NUDGEL_ERR_INVALID_ARG;
+            goto out;
+        }
+    }
+    if (!(text = json_dumps(arr, JSON_COMPACT))) {
+        set_err(errstr, errstr_size, "receipts claim", "out of memory");
+        err = NUDGEL_ERR_NO_MEMORY;
+        goto out;
+    }
+    const char *values[2] = {text, worker_id};
+    if (!PQsendQueryParams(conn, claim_fresh_sql, 2, NULL, values, NULL, NULL, 0))
+        err = pg_fail(conn, NULL, "receipts claim", errstr, errstr_size);
+out:
+    free(text);
+    json_decref(arr);
+    free(order);
+    return err;
+}
+
+nudgel_err_t nudgel_receipts_claim_fresh_read(PGconn *conn, const PGresult *res, size_t n,
+                                              nudgel_receipt_claim_t *out, bool *claimed,
+                                              char *errstr, size_t errstr_size)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(conn, res, "receipts claim", errstr, errstr_size);
+    if ((size_t)PQntuples(res) > n || PQnfields(res) != 1 + RECEIPT_NCOLS) {
+        set_err(errstr, errstr_size, "receipts claim", "unexpected result shape");
+        return NUDGEL_ERR_PG;
+    }
+    for (size_t i = 0; i < n; i++)
+        claimed[i] = false;
+    for (int row = 0; row < PQntuples(res); row++) {
+        size_t ord = (size_t)int_field(res, row, 0);
+        if (ord >= n || claimed[ord]) {
+            set_err(errstr, errstr_size, "receipts claim", "unexpected result row");
+            return NUDGEL_ERR_PG;
+        }
+        nudgel_err_t err = read_receipt(res, row, 1, &out[ord].receipt, errstr, errstr_size);
+        if (err != NUDGEL_OK)
+            return err;
+        out[ord].outcome = NUDGEL_RECEIPT_CLAIM_FRESH;
+        claimed[ord] = true;
+    }
+    return NUDGEL_OK;
+}
+
 /*
  * The result of the one statement sent on a blocking @p conn (waits for
  * it); the connection is drained so it is idle again. Caller clears it.
@@ -585,17 +686,41 @@ nudgel_err_t nudgel_receipts_claim_batch(PGconn *conn, const nudgel_receipt_clai
                                          nudgel_receipt_claim_t *out, char *errstr,
                                          size_t errstr_size)
 {
-    if (!out) {
-        set_err(errstr, errstr_size, "receipts claim batch", "invalid argument");
+    if (!out || n == 0 || n > NUDGEL_RECEIPTS_BATCH_MAX) {
+        set_err(errstr, errstr_size, "receipts claim batch", "invalid argument or batch size");
         return NUDGEL_ERR_INVALID_ARG;
     }
-    nudgel_err_t err = nudgel_receipts_claim_batch_send(conn, reqs, n, worker_id, stale_after_ms,
-                                                        errstr, errstr_size);
+    bool claimed[NUDGEL_RECEIPTS_BATCH_MAX];
+    nudgel_err_t err =
+        nudgel_receipts_claim_fresh_send(conn, reqs, n, worker_id, errstr, errstr_size);
     if (err != NUDGEL_OK)
         return err;
     PGresult *res = wait_result(conn);
-    err = nudgel_receipts_claim_batch_read(conn, res, n, out, errstr, errstr_size);
+    err = nudgel_receipts_claim_fresh_read(conn, res, n, out, claimed, errstr, errstr_size);
     PQclear(res);
+    if (err != NUDGEL_OK)
+        return err;
+    /* The rest (already known, key taken, repeated): the full protocol. */
+    nudgel_receipt_claim_request_t rest[NUDGEL_RECEIPTS_BATCH_MAX];
+    nudgel_receipt_claim_t rest_out[NUDGEL_RECEIPTS_BATCH_MAX];
+    size_t where[NUDGEL_RECEIPTS_BATCH_MAX], m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!claimed[i]) {
+            where[m] = i;
+            rest[m++] = reqs[i];
+        }
+    }
+    if (m == 0)
+        return NUDGEL_OK;
+    err = nudgel_receipts_claim_batch_send(conn, rest, m, worker_id, stale_after_ms, errstr,
+                                           errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    res = wait_result(conn);
+    err = nudgel_receipts_claim_batch_read(conn, res, m, rest_out, errstr, errstr_size);
+    PQclear(res);
+    for (size_t k = 0; err == NUDGEL_OK && k < m; k++)
+        out[where[k]] = rest_out[k];
     return err;
 }
 

@@ -215,11 +215,21 @@ static void finish(nudgel_http_t *h, CURLMsg *msg)
 
 int nudgel_http_poll(nudgel_http_t *h, int timeout_ms)
 {
+    return nudgel_http_poll_fds(h, timeout_ms, NULL, 0);
+}
+
+int nudgel_http_poll_fds(nudgel_http_t *h, int timeout_ms, const int *fds, size_t nfds)
+{
     int running = 0, finished = 0, left;
     CURLMsg *msg;
+    struct curl_waitfd extra[8];
+    if (nfds > sizeof(extra) / sizeof(extra[0]))
+        nfds = sizeof(extra) / sizeof(extra[0]);
+    for (size_t i = 0; i < nfds; i++)
+        extra[i] = (struct curl_waitfd){.fd = fds[i], .events = CURL_WAIT_POLLIN, .revents = 0};
     curl_multi_perform(h->multi, &running);
-    if (running && timeout_ms > 0) {
-        curl_multi_poll(h->multi, NULL, 0, timeout_ms, NULL);
+    if ((running || nfds > 0) && timeout_ms > 0) {
+        curl_multi_poll(h->multi, nfds ? extra : NULL, (unsigned)nfds, timeout_ms, NULL);
         curl_multi_perform(h->multi, &running);
     }
     while ((msg = curl_multi_info_read(h->multi, &left))) {

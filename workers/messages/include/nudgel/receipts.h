@@ -203,7 +203,25 @@ nudgel_err_t nudgel_receipts_record(PGconn *conn, const nudgel_receipt_result_t 
  * then reads PQgetResult() until NULL. Errors as the blocking forms.
  */
 
-/** @brief Sends the statement of nudgel_receipts_claim_batch(). */
+/**
+ * @brief Sends the fast path of a batched claim: one set-based INSERT of
+ * every message that has no row yet and whose idempotency key is free
+ * (FRESH, attempt 1). The others — already known, key taken, an id repeated
+ * in the batch — are left unclaimed for the full protocol
+ * (nudgel_receipts_claim_batch_send()). nudgel_receipts_claim_batch() is
+ * the two in sequence.
+ */
+nudgel_err_t nudgel_receipts_claim_fresh_send(PGconn *conn,
+                                              const nudgel_receipt_claim_request_t *reqs, size_t n,
+                                              const char *worker_id, char *errstr,
+                                              size_t errstr_size);
+
+/** @brief Reads it: @p claimed[i] and @p out[i] (FRESH) for each job it inserted. */
+nudgel_err_t nudgel_receipts_claim_fresh_read(PGconn *conn, const PGresult *res, size_t n,
+                                              nudgel_receipt_claim_t *out, bool *claimed,
+                                              char *errstr, size_t errstr_size);
+
+/** @brief Sends the statement of the full protocol for every job (nudgel.receipt_claim()). */
 nudgel_err_t nudgel_receipts_claim_batch_send(PGconn *conn,
                                               const nudgel_receipt_claim_request_t *reqs, size_t n,
                                               const char *worker_id, int64_t stale_after_ms,

@@ -68,6 +68,14 @@ nudgel_err_t nudgel_http_submit(nudgel_http_t *h, const nudgel_http_request_t *r
  */
 int nudgel_http_poll(nudgel_http_t *h, int timeout_ms);
 
+/**
+ * @brief As nudgel_http_poll(), and the wait also ends when one of the
+ * @p nfds sockets @p fds (e.g. a libpq connection's) is readable, so an
+ * event loop can wait on its HTTP transfers and its database at once. It
+ * waits even with no transfer running when @p nfds > 0.
+ */
+int nudgel_http_poll_fds(nudgel_http_t *h, int timeout_ms, const int *fds, size_t nfds);
+
 /** @brief Requests submitted and not yet finished. */
 size_t nudgel_http_in_flight(const nudgel_http_t *h);
 
