@@ -500,3 +500,17 @@ nudgel_err_t nudgel_ssrf_vet_url(const nudgel_ssrf_policy_t *policy, const char 
     v->allowed = true;
     return NUDGEL_OK;
 }
+
+nudgel_err_t nudgel_ssrf_parse_url(const char *url, nudgel_ssrf_verdict_t *v)
+{
+    struct sockaddr_storage literal;
+    if (!v)
+        return NUDGEL_ERR_INVALID_ARG;
+    memset(v, 0, sizeof(*v));
+    if (!url)
+        return refuse(v, "url: no URL given");
+    nudgel_err_t err = parse_url(url, v);
+    if (err == NUDGEL_OK)
+        v->host_is_literal = parse_ip(v->host, &literal) == 0;
+    return err;
+}

@@ -267,6 +267,17 @@ static void test_vet_url(void **state)
         if (!strstr(v.reason, bad[i].needle))
             fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].url, v.reason, bad[i].needle);
     }
+    /* Parsing alone: the same refusals, no resolution. */
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(nudgel_ssrf_parse_url(bad[i].url, &v), NUDGEL_ERR_INVALID_FIELD);
+    assert_int_equal(nudgel_ssrf_parse_url("https://hooks.example.invalid:8443/x", &v), NUDGEL_OK);
+    assert_string_equal(v.host, "hooks.example.invalid");
+    assert_int_equal(v.port, 8443);
+    assert_false(v.host_is_literal);
+    assert_false(v.allowed);
+    assert_int_equal(nudgel_ssrf_parse_url("http://[fe80::1]/", &v), NUDGEL_OK);
+    assert_true(v.host_is_literal);
+
     /* A public literal: allowed, port by scheme, nothing to pin. */
     assert_int_equal(nudgel_ssrf_vet_url(policy, "HTTPS://8.8.8.8/hook?x=1", &v), NUDGEL_OK);
     assert_int_equal(v.port, 443);

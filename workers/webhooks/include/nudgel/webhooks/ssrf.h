@@ -125,4 +125,13 @@ typedef struct nudgel_ssrf_verdict {
 nudgel_err_t nudgel_ssrf_vet_url(const nudgel_ssrf_policy_t *policy, const char *url,
                                  nudgel_ssrf_verdict_t *v);
 
+/**
+ * @brief The URL checks of nudgel_ssrf_vet_url() alone, without resolving
+ * (for validating input, e.g. `nudgel-admin endpoints add --url`): fills
+ * @p v->host, @p v->port and @p v->host_is_literal; @p v->allowed stays
+ * false because nothing was vetted.
+ * @returns NUDGEL_OK, or NUDGEL_ERR_INVALID_FIELD with @p v->reason.
+ */
+nudgel_err_t nudgel_ssrf_parse_url(const char *url, nudgel_ssrf_verdict_t *v);
+
 #endif
