@@ -20,9 +20,9 @@
 
 const nudgel_conf_entry_t nudgel_secretbox_conf[] = {
     {"secret.key", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, NUDGEL_CONF_SENSITIVE,
-     "Keyring that encrypts webhook signing secrets at rest: "
-     "\"<key_id>:<base64 of 32 bytes>[,<key_id>:<base64>...]\"; the first key seals, all "
-     "open. Environment NUDGEL_SECRET_KEY. Wins over secret.key_file."},
+     "Keyring that encrypts webhook signing secrets at rest: KEY_ID:BASE64[,KEY_ID:BASE64...], "
+     "each BASE64 the encoding of 32 random bytes (e.g. `openssl rand -base64 32`); the first "
+     "key seals, all open. Environment NUDGEL_SECRET_KEY. Wins over secret.key_file."},
     {"secret.key_file", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, NUDGEL_CONF_SENSITIVE,
      "File holding the keyring in the secret.key format (e.g. a mounted Kubernetes Secret)."},
     {NULL, NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0, NULL},
