@@ -110,6 +110,11 @@ def test_add_shows_the_secret_once_and_stores_it_sealed(migrated, tenant):
                          f"nudgel.webhook_endpoints WHERE endpoint_id = '{added['endpoint_id']}'")
     assert row == "7.5|4|orders|message.delivered,message.*|t"
 
+    # A literal private address is accepted with a warning naming the guard's allow-list.
+    run = admin("endpoints", "add", "--tenant", tenant, "--url", "http://10.1.2.3:8080/hook")
+    assert run.returncode == 0, run.stderr
+    assert "10.1.2.3 is private" in run.stderr and "webhooks.ssrf_allow_cidrs" in run.stderr
+
     # The text form prints the secret too, once, with the warning.
     run = admin("endpoints", "add", "--tenant", tenant, "--url", "http://hooks.example.com/2")
     assert run.returncode == 0, run.stderr

@@ -213,6 +213,14 @@ static nudgel_err_t check_url(const char *url, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "--url: %s", why);
         return NUDGEL_ERR_INVALID_ARG;
     }
+    /* Allowed (tests, private deployments allow-list it), but say what will happen. */
+    nudgel_ssrf_class_t cls;
+    if (v.host_is_literal && nudgel_ssrf_classify_text(v.host, &cls) == 0 &&
+        cls != NUDGEL_SSRF_GLOBAL)
+        fprintf(stderr,
+                "%s: warning: --url: %s is %s: nudgel-webhooks refuses it unless "
+                "webhooks.ssrf_allow_cidrs lists it\n",
+                PROGRAM, v.host, nudgel_ssrf_class_name(cls));
     return NUDGEL_OK;
 }
 
