@@ -99,6 +99,7 @@ typedef struct dispatcher {
     nudgel_metrics_t *metrics;
     nudgel_metric_t *m_events, *m_jobs, *m_in_flight;
     bool pg_ok;
+    struct pending_event *live;
 } dispatcher_t;
 
 /* One status event from poll until every job made from it is acknowledged. */
@@ -107,10 +108,37 @@ typedef struct pending_event {
     nudgel_job_ref_t *ref;
     int pending;
     bool failed;
+    struct pending_event *prev, *next; /* every event alive, to let go of at exit */
 } pending_event_t;
 
 static volatile sig_atomic_t stop_requested;
 static bool fatal_stop;
+
+static pending_event_t *pe_new(dispatcher_t *d, nudgel_job_ref_t *ref)
+{
+    pending_event_t *pe = calloc(1, sizeof(*pe));
+    if (!pe)
+        return NULL;
+    pe->d = d;
+    pe->ref = ref;
+    pe->next = d->live;
+    if (d->live)
+        d->live->prev = pe;
+    d->live = pe;
+    return pe;
+}
+
+static void pe_free(pending_event_t *pe)
+{
+    dispatcher_t *d = pe->d;
+    if (pe->prev)
+        pe->prev->next = pe->next;
+    else
+        d->live = pe->next;
+    if (pe->next)
+        pe->next->prev = pe->prev;
+    free(pe);
+}
 
 static void on_signal(int sig)
 {
@@ -261,7 +289,7 @@ static void event_release(pending_event_t *pe)
         return;
     }
     nudgel_consumer_done(pe->d->consumer, pe->ref);
-    free(pe);
+    pe_free(pe);
 }
 
 static void on_job_acked(const nudgel_delivery_report_t *report, void *cb_opaque)
@@ -288,7 +316,7 @@ static void on_dlq_acked(void *opaque, nudgel_err_t err, const char *errstr, voi
         return;
     }
     nudgel_consumer_done(pe->d->consumer, pe->ref);
-    free(pe);
+    pe_free(pe);
 }
 
 static void dead_letter(dispatcher_t *d, pending_event_t *pe, const char *reason)
@@ -299,7 +327,7 @@ static void dead_letter(dispatcher_t *d, pending_event_t *pe, const char *reason
     nudgel_metric_add(d->m_events, "malformed", 1);
     if (nudgel_publish_dlq(d->dlq, d->topic_dlq, km, reason, pe) != NUDGEL_OK) {
         nudgel_consumer_defer(d->consumer, pe->ref, nudgel_now_unix_ms() + 1000);
-        free(pe);
+        pe_free(pe);
     }
 }
 
@@ -350,7 +378,7 @@ static nudgel_err_t produce_job(dispatcher_t *d, pending_event_t *pe, const endp
 static void handle(dispatcher_t *d, nudgel_job_ref_t *ref)
 {
     const rd_kafka_message_t *km = nudgel_job_message(ref);
-    pending_event_t *pe = calloc(1, sizeof(*pe));
+    pending_event_t *pe = pe_new(d, ref);
     json_t *ev = NULL;
     json_error_t jerr;
     char reason[300], traceparent[64], event_type[EVENT_TYPE_MAX + 1];
@@ -358,8 +386,6 @@ static void handle(dispatcher_t *d, nudgel_job_ref_t *ref)
         nudgel_consumer_defer(d->consumer, ref, nudgel_now_unix_ms() + 1000);
         return;
     }
-    pe->d = d;
-    pe->ref = ref;
     if (km->len > MAX_EVENT_BYTES) {
         snprintf(reason, sizeof(reason), "(event): larger than %d bytes", MAX_EVENT_BYTES);
         dead_letter(d, pe, reason);
@@ -386,7 +412,7 @@ static void handle(dispatcher_t *d, nudgel_job_ref_t *ref)
     if (strncmp(type, "ai.nudgel.", 10) != 0 || strncmp(type, "ai.nudgel.webhook.", 18) == 0) {
         nudgel_metric_add(d->m_events, "skipped", 1);
         nudgel_consumer_done(d->consumer, ref);
-        free(pe);
+        pe_free(pe);
         goto out;
     }
     if (!tenant || !nudgel_tenant_id_valid(tenant)) {
@@ -418,12 +444,12 @@ static void handle(dispatcher_t *d, nudgel_job_ref_t *ref)
         d->pg_ok = false;
         nudgel_consumer_pause(d->consumer, NUDGEL_PAUSE_POSTGRES);
         nudgel_consumer_defer(d->consumer, ref, nudgel_now_unix_ms() + 1000);
-        free(pe);
+        pe_free(pe);
         goto out;
     } else if (err != NUDGEL_OK) {
         nudgel_log_error("tenant cache: %s", nudgel_strerror(err));
         nudgel_consumer_defer(d->consumer, ref, nudgel_now_unix_ms() + 1000);
-        free(pe);
+        pe_free(pe);
         goto out;
     }
     pe->pending++; /* held while producing, so an early ack cannot finish the event */
@@ -449,7 +475,7 @@ static void handle(dispatcher_t *d, nudgel_job_ref_t *ref)
     if (pe->pending == 1 && pe->failed) {
         /* Nothing in flight and this very event is the newest polled: hand it back. */
         nudgel_consumer_defer(d->consumer, ref, nudgel_now_unix_ms() + 1000);
-        free(pe);
+        pe_free(pe);
         goto out;
     }
     event_release(pe); /* drops the hold; finishes now when no job was made */
@@ -664,6 +690,10 @@ out:
     nudgel_http_admin_stop(admin);
     nudgel_producer_destroy(d.producer);
     nudgel_publisher_destroy(d.dlq, 10000);
+    while (d.live) { /* not finished: nothing stored, so they come again */
+        nudgel_consumer_abandon(d.consumer, d.live->ref);
+        pe_free(d.live);
+    }
     nudgel_consumer_close(d.consumer);
     dispatcher_free(&d);
     if (d.pg)
