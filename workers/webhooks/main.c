@@ -178,6 +178,8 @@ typedef struct wjob {
     bool publish_failed;
     struct wjob *next_in_lane;
     struct wjob *prev_all, *next_all; /* every job alive, to free at exit */
+    struct wjob *next_by_id;          /* the worker's jobs by delivery id */
+    bool indexed;
 } wjob_t;
 
 /* A registered endpoint: its row (cached) and its lane. */
@@ -238,7 +240,8 @@ struct worker {
     size_t outcome_count, outcome_cap;
     int64_t last_flush_us;
     wjob_t *all;
-    wjob_t *current; /* the job just polled: the only one that may be handed back */
+    wjob_t *by_id[HASH_BUCKETS]; /* claimed jobs by delivery id: one delivery in flight once */
+    wjob_t *current;             /* the job just polled: the only one that may be handed back */
     size_t lane_waiting;
     nudgel_metrics_t *metrics;
     nudgel_metric_t *m_outcomes, *m_attempts, *m_latency, *m_in_flight, *m_queued;
@@ -263,9 +266,34 @@ static uint32_t hash_str(const char *s)
 
 /* ---- jobs --------------------------------------------------------------- */
 
+/* Another job of this process already holds @p j's delivery? Else @p j does now. */
+static bool index_holds(worker_t *w, wjob_t *j)
+{
+    wjob_t **head = &w->by_id[hash_str(j->job.id) % HASH_BUCKETS];
+    for (wjob_t *o = *head; o; o = o->next_by_id)
+        if (strcmp(o->job.id, j->job.id) == 0)
+            return true;
+    j->next_by_id = *head;
+    *head = j;
+    j->indexed = true;
+    return false;
+}
+
+static void index_remove(worker_t *w, wjob_t *j)
+{
+    wjob_t **link = &w->by_id[hash_str(j->job.id) % HASH_BUCKETS];
+    while (*link && *link != j)
+        link = &(*link)->next_by_id;
+    if (*link)
+        *link = j->next_by_id;
+    j->indexed = false;
+}
+
 static void job_free(wjob_t *j)
 {
     worker_t *w = j->w;
+    if (j->indexed)
+        index_remove(w, j);
     if (j->prev_all)
         j->prev_all->next_all = j->next_all;
     else
@@ -1101,6 +1129,12 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
         malformed(w, j,
                   "endpoint_id: one-off url deliveries are not supported (no signing "
                   "secret); register an endpoint");
+        return;
+    }
+    if (index_holds(w, j)) {
+        /* The same delivery is already in flight here (a re-delivered copy): that one ends it. */
+        j->end = END_NONE;
+        job_publish(j);
         return;
     }
     j->stage = STAGE_CLAIM;
