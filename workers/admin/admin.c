@@ -354,7 +354,7 @@ int main(int argc, char **argv)
     sub_flags_t sub = {0};
     char errstr[1024] = "";
     int exit_code = EXIT_USAGE, opt;
-    nudgel_err_t err;
+    nudgel_err_t err = NUDGEL_OK; /* every command sets it (switch without default) */
 
     if (!conf) {
         fprintf(stderr, "%s: out of memory\n", PROGRAM);
