@@ -68,7 +68,7 @@ static const nudgel_conf_entry_t messages_table[] = {
     {"messages.validity_ms", NUDGEL_CONF_INT, "3600000", 1000, 604800000, NULL, 0,
      "How long after created_at a job without expires_at may still be sent."},
     {"messages.max_in_flight", NUDGEL_CONF_INT, "2000", 1, 100000, NULL, 0,
-     "Jobs in flight in this process; above it every partition pauses."},
+     "Jobs in flight in this process; at the cap it takes no more until some finish."},
     {"messages.callback_url", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0,
      "Delivery-report URL given to gateways that take one."},
     {"messages.retry_delays_ms", NUDGEL_CONF_STRING, "5000,30000,120000,600000", 0, 0, NULL, 0,
@@ -149,7 +149,7 @@ typedef struct msg {
     bool holds_tenant;            /* counted in its tenant's in-flight */
     int pending;                  /* publishes not yet acknowledged */
     bool publish_failed;
-    outcome_t out;
+    outcome_t *out;           /* allocated when the job's turn ends (keeps jobs in flight small) */
     struct msg *next_waiting; /* in its gateway's token queue */
 } msg_t;
 
@@ -303,7 +303,18 @@ static void msg_free(msg_t *m)
     if (m->parsed)
         nudgel_message_job_clear(&m->job);
     free(m->text);
+    free(m->out);
     free(m);
+}
+
+/* The job's outcome record, allocated on first use; NULL when out of memory. */
+static outcome_t *outcome_of(msg_t *m)
+{
+    if (!m->out)
+        m->out = calloc(1, sizeof(*m->out));
+    else
+        memset(m->out, 0, sizeof(*m->out));
+    return m->out;
 }
 
 /* The job is finished: its offset may move once every publish is acknowledged. */
@@ -575,7 +586,13 @@ static void finish(msg_t *m, nudgel_receipt_state_t state, const char *gateway,
                    const char *error_message, const char *cost_amount, const char *currency,
                    const char *dlq_reason)
 {
-    outcome_t *o = &m->out;
+    outcome_t *o = outcome_of(m);
+    if (!o) {
+        nudgel_log_error("out of memory recording the outcome of %s", m->job.id);
+        m->publish_failed = true;
+        msg_release(m);
+        return;
+    }
     o->kind = OUTCOME_RECORD;
     o->state = state;
     copy_opt(o->gateway, sizeof(o->gateway), gateway);
@@ -608,7 +625,12 @@ static void retry_or_give_up(msg_t *m, const char *error_code, const char *error
     int64_t delay = w->tier_delay_ms[m->attempt];
     if (retry_after_ms > delay)
         delay = retry_after_ms;
-    outcome_t *o = &m->out;
+    outcome_t *o = outcome_of(m);
+    if (!o) {
+        m->publish_failed = true;
+        msg_release(m);
+        return;
+    }
     o->kind = OUTCOME_RETRY;
     o->retry_topic = w->topic_retry[m->attempt];
     o->retry_attempt = m->attempt + 1;
@@ -633,7 +655,12 @@ static void wait_for_other_claim(msg_t *m)
     worker_t *w = m->w;
     int tier = m->attempt < TIERS ? m->attempt : TIERS - 1;
     int64_t delay = w->tier_delay_ms[tier] > w->stale_ms ? w->tier_delay_ms[tier] : w->stale_ms;
-    outcome_t *o = &m->out;
+    outcome_t *o = outcome_of(m);
+    if (!o) {
+        m->publish_failed = true;
+        msg_release(m);
+        return;
+    }
     o->kind = OUTCOME_RETRY;
     o->retry_topic = w->topic_retry[tier];
     o->retry_attempt = m->attempt; /* unchanged */
@@ -651,7 +678,7 @@ static void wait_for_other_claim(msg_t *m)
 static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
 {
     worker_t *w = m->w;
-    outcome_t *o = &m->out;
+    outcome_t *o = m->out;
     if (o->kind == OUTCOME_RETRY) {
         char last_error[400];
         snprintf(last_error, sizeof(last_error), "%s: %s", o->error_code, o->error_message);
@@ -740,19 +767,19 @@ static void outcomes_pump(worker_t *w)
         /* One receipt per message id per statement: a second outcome of the
          * same id (a duplicate in the topic) waits for the next statement. */
         bool repeated = false;
-        for (size_t k = 0; k < l->nresults && !repeated && m->out.kind == OUTCOME_RECORD; k++)
+        for (size_t k = 0; k < l->nresults && !repeated && m->out->kind == OUTCOME_RECORD; k++)
             repeated = strcmp(l->results[k].message_id, m->job.id) == 0;
         if (repeated) {
             n = i;
             break;
         }
         l->result_of[i] = -1;
-        if (m->out.kind == OUTCOME_RETRY) {
-            if (m->out.release_claim)
+        if (m->out->kind == OUTCOME_RETRY) {
+            if (m->out->release_claim)
                 l->release_ids[l->nreleases++] = m->job.id;
             continue;
         }
-        outcome_t *o = &m->out;
+        outcome_t *o = m->out;
         char type[64];
         size_t r = l->nresults++;
         snprintf(type, sizeof(type), "ai.nudgel.message.%s", nudgel_receipt_state_name(o->state));
@@ -1796,7 +1823,7 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
 
-    int64_t drain_deadline = 0;
+    int64_t drain_deadline = 0, last_poll_us = 0;
     for (;;) {
         if (stop_requested && !drain_deadline) {
             nudgel_consumer_pause(w.consumer, NUDGEL_PAUSE_SHUTDOWN);
@@ -1809,20 +1836,27 @@ int main(int argc, char **argv)
         if (drain_deadline &&
             (nudgel_consumer_in_flight(w.consumer) == 0 || nudgel_mono_us() > drain_deadline))
             break;
-        size_t in_flight = nudgel_consumer_in_flight(w.consumer);
-        if (in_flight >= w.max_in_flight)
-            nudgel_consumer_pause(w.consumer, NUDGEL_PAUSE_IN_FLIGHT);
-        else if (in_flight < w.max_in_flight / 2)
-            nudgel_consumer_resume(w.consumer, NUDGEL_PAUSE_IN_FLIGHT);
-        /* Poll Kafka without waiting while HTTP or Postgres work is pending. */
+        /* Poll Kafka without waiting while HTTP or Postgres work is pending.
+         * At the in-flight cap, stop taking jobs instead of pausing the
+         * partitions (a pause drops what librdkafka prefetched, and the
+         * refetch after resume stalls intake); one poll every 500 ms still
+         * serves rebalances and keeps the group membership alive. */
         bool busy = nudgel_http_in_flight(w.http) > 0 || w.claim_lane->busy || w.record_lane->busy;
-        for (int i = 0; i < 256; i++) {
+        int64_t turn_us = nudgel_mono_us();
+        bool at_cap = nudgel_consumer_in_flight(w.consumer) >= w.max_in_flight;
+        int polls = !at_cap ? 256 : turn_us - last_poll_us > 500000 ? 1 : 0;
+        for (int i = 0; i < polls; i++) {
             nudgel_job_ref_t *ref = nudgel_consumer_poll(w.consumer, i == 0 && !busy ? 20 : 0);
+            last_poll_us = turn_us;
             if (!ref)
                 break;
             handle(&w, ref);
             w.current = NULL;
+            if (nudgel_consumer_in_flight(w.consumer) >= w.max_in_flight)
+                break;
         }
+        if (polls == 0 && !busy)
+            usleep(1000); /* at the cap with nothing to wait on: do not spin */
         postgres_revive(&w);
         tenant_limits_refresh(&w);
         claims_pump(&w);
