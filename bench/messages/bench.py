@@ -88,6 +88,56 @@ def status_kb(pid, key):
     return 0
 
 
+STACK = os.environ.get("NUDGEL_STACK_DIR", os.path.join(REPO, ".stack"))
+
+
+def service_pids():
+    """The stack's Postgres (postmaster and its children) and Kafka broker pids."""
+    pids = {"postgres": [], "kafka": []}
+    try:
+        with open(os.path.join(STACK, "pg.path")) as f:
+            pgdir = f.read().strip()
+        with open(os.path.join(pgdir, "data", "postmaster.pid")) as f:
+            master = int(f.readline())
+        pids["postgres"].append(master)
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == master:
+                            pids["postgres"].append(int(d))
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    try:
+        with open(os.path.join(STACK, "kafka", "kafka.pid")) as f:
+            pids["kafka"].append(int(f.readline()))
+    except (OSError, ValueError):
+        pass
+    return pids
+
+
+def service_cpu():
+    """CPU seconds so far of the stack's Postgres processes and Kafka broker. Backends
+    that exit between two readings take their CPU with them: read both while the
+    connections of interest are open."""
+    out = {}
+    for name, pids in service_pids().items():
+        total = 0.0
+        for p in pids:
+            try:
+                total += cpu_seconds(p)
+            except OSError:
+                pass
+        out[name] = total
+    return out
+
+
+def service_delta(before, after, n):
+    return {f"{k}_cpu_ms_per_msg": round((after[k] - before[k]) / n * 1000, 4) for k in before}
+
+
 def port_open(port):
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -172,7 +222,7 @@ def number(i):
 def write_jobs(path, n, tenant, keyprefix, tag):
     with open(path, "w") as f:
         for i in range(n):
-            f.write(json.dumps({"tenant_id": f"{tenant}-{i % 20}", "channel": "sms",
+            f.write(json.dumps({"tenant_id": f"{tenant}-{i % TENANTS}", "channel": "sms",
                                 "to": number(i), "body": BODY.format(code=i, tag=tag),
                                 "idempotency_key": f"{keyprefix}{i}"},
                                separators=(",", ":")) + "\n")
@@ -256,9 +306,15 @@ class Worker:
         return self.proc.returncode
 
 
+TENANTS = 20
+
+
 def final_count(tenant):
+    """Receipts of the round's tenants past submitting; an index scan on
+    (tenant_id, created_at), so polling costs Postgres little."""
+    ids = ", ".join(f"'{tenant}-{i}'" for i in range(TENANTS))
     return int(psql("SELECT count(*) FROM nudgel.message_receipts WHERE "
-                    f"tenant_id LIKE '{tenant}-%' AND status <> 'submitting'"))
+                    f"tenant_id IN ({ids}) AND status <> 'submitting'"))
 
 
 def run_ours(ctx, r, n):
@@ -273,6 +329,8 @@ def run_ours(ctx, r, n):
     say(f"round {r} ours: {n} jobs enqueued in {time.monotonic() - t:.1f}s; starting one worker")
     sim.configure(sim__dlr__enabled=False)
     sim.reset()
+    svc0 = service_cpu()
+    sim0 = cpu_seconds(sim.proc.pid)
     w = Worker(ns, ctx["gw_file"], f"{workdir}/worker-r{r}.log")
     try:
         wait_until(lambda: not w.alive() or sim.summary()["totals"]["sms"] >= n, 600, 0.1,
@@ -284,6 +342,8 @@ def run_ours(ctx, r, n):
         t_end = time.monotonic()
         cpu = cpu_seconds(w.pid)
         hwm = status_kb(w.pid, "VmHWM")
+        svc = service_delta(svc0, service_cpu(), n)
+        svc["simulator_cpu_ms_per_msg"] = round((cpu_seconds(sim.proc.pid) - sim0) / n * 1000, 4)
     finally:
         rc = w.stop()
     ledger = sim.summary()
@@ -296,12 +356,13 @@ def run_ours(ctx, r, n):
            "rate": round(n / active_s, 1), "rate_wall": round(n / wall_s, 1),
            "cpu_s": round(cpu, 3), "cpu_ms_per_msg": round(cpu / n * 1000, 4),
            "rss_hwm_kib": hwm, "sent": sent, "ledger_sms": ledger["totals"]["sms"],
-           "ledger_duplicates": ledger["duplicates"], "worker_exit": rc}
+           "ledger_duplicates": ledger["duplicates"], "worker_exit": rc,
+           "context": svc}
     if sent != n or ledger["totals"]["sms"] != n or ledger["duplicates"]:
         res["problem"] = "receipts or ledger differ from N"
     say(f"round {r} ours: {res['rate']:,.0f} msg/s (first claim→last receipt {active_s:.2f}s; "
         f"{res['rate_wall']:,.0f}/s from process start), {res['cpu_ms_per_msg']:.3f} ms CPU/msg, "
-        f"VmHWM {hwm / 1024:.1f} MiB, ledger {ledger['totals']['sms']}, exit {rc}")
+        f"VmHWM {hwm / 1024:.1f} MiB, ledger {ledger['totals']['sms']}, exit {rc}; context {svc}")
     return res
 
 
@@ -543,10 +604,14 @@ def run_kannel(ctx, r, n):
         time.sleep(1.0)  # smsbox connects to bearerbox, the SMSC comes online
         pids = [bb.pid, sb.pid]
         cpu0 = [cpu_seconds(p) for p in pids]
+        svc0 = service_cpu()
+        sim0 = cpu_seconds(sim.proc.pid)
         say(f"round {r} Kannel: {n} sendsms requests, dlr-mask=31, {KANNEL_CONCURRENCY} connections")
         out = asyncio.run(kannel_round_async(ctx, r, items, ports, pids, kdir))
         cpu1 = [cpu_seconds(p) for p in pids]
         hwm = [status_kb(p, "VmHWM") for p in pids]
+        svc = service_delta(svc0, service_cpu(), n)
+        svc["simulator_cpu_ms_per_msg"] = round((cpu_seconds(sim.proc.pid) - sim0) / n * 1000, 4)
     finally:
         stop(sb)
         stop(bb)
@@ -568,14 +633,15 @@ def run_kannel(ctx, r, n):
            "sendsms_ok": out["ok"], "sendsms_bad": out["bad"], "dlr_sink": out["sink_counts"],
            "ledger_sms": ledger["totals"]["sms"], "ledger_duplicates": ledger["duplicates"],
            "sim_dlr": ledger["totals"]["dlr"], "spool_files_max": out.get("spool_files_max", 0),
-           "dlr_rows_max": out.get("dlr_rows_max", 0)}
+           "dlr_rows_max": out.get("dlr_rows_max", 0), "context": svc}
     if out["bad"]:
         res["bad_sample"] = out["bad_sample"]
     say(f"round {r} Kannel: {res['rate']:,.0f} msg/s ({submit_s:.2f}s to {n} at the carrier; "
         f"DLRs done at {res['dlr_done_s']}s), {res['cpu_ms_per_msg']:.3f} ms CPU/msg "
         f"(bearerbox {res['bearerbox_cpu_s']}s + smsbox {res['smsbox_cpu_s']}s), "
         f"RSS {hwm[0] / 1024:.1f}+{hwm[1] / 1024:.1f} MiB, DLRs at sink {res['dlr_sink']}, "
-        f"spool files max {res['spool_files_max']}, pgsql dlr rows max {res['dlr_rows_max']}")
+        f"spool files max {res['spool_files_max']}, pgsql dlr rows max {res['dlr_rows_max']}; "
+        f"context {svc}")
     return res
 
 
@@ -602,6 +668,8 @@ def run_latency(ctx, rate, seconds):
         t = time.monotonic()
         summary = enqueue(ns, jobs, rate=rate)
         enq_s = time.monotonic() - t
+        wait_until(lambda: not w.alive() or sim.summary()["totals"]["sms"] >= n, 300, 0.2,
+                   "the ledger to reach N")
         wait_until(lambda: not w.alive() or final_count(tenant) >= n, 300, 0.2, "N final receipts")
         rss.append(status_kb(w.pid, "VmHWM"))
         cpu = cpu_seconds(w.pid)
@@ -625,22 +693,26 @@ def run_latency(ctx, rate, seconds):
     return res
 
 
-def run_inflight(ctx, cap=10000, latency_ms=5000):
+def run_inflight(ctx, cap=10000, latency_ms=1000, gateway_cap=None):
     """Holds the worker at messages.max_in_flight=@cap against a carrier that answers
-    after @latency_ms, so every job is claimed and waiting or submitted; reads VmRSS
-    while the in-flight gauge sits at the cap."""
+    after @latency_ms, so every job is claimed and waiting for its gateway or
+    submitted; reads VmRSS while the in-flight gauge sits at the cap.
+    @gateway_cap: messages.gateway_max_in_flight (None: the default, 64 submissions
+    per gateway, the rest wait in the worker's gateway lanes)."""
     sim, workdir = ctx["sim"], ctx["workdir"]
-    n = cap * 2
-    ns = f"bm{ctx['run']}inf."
-    tenant = f"bm{ctx['run']}inf"
+    n = cap + 2000
+    ns = f"bm{ctx['run']}inf{gateway_cap or 0}."
+    tenant = f"bm{ctx['run']}inf{gateway_cap or 0}"
     make_topics(ns)
     jobs = f"{workdir}/inflight.jsonl"
     write_jobs(jobs, n, tenant, ns, "inf")
     enqueue(ns, jobs)
     sim.reset()
     sim.configure(sim__infobip__latency_ms=latency_ms, sim__generic__latency_ms=latency_ms)
-    w = Worker(ns, ctx["gw_file"], f"{workdir}/worker-inflight.log",
-               f"messages.max_in_flight={cap}", f"messages.gateway_max_in_flight={cap}")
+    sets = [f"messages.max_in_flight={cap}", "messages.drain_timeout_ms=3000"]
+    if gateway_cap:
+        sets.append(f"messages.gateway_max_in_flight={gateway_cap}")
+    w = Worker(ns, ctx["gw_file"], f"{workdir}/worker-inflight-{gateway_cap or 0}.log", *sets)
     peak = {"in_flight": 0, "rss_kib": 0, "rss_kib_at_cap": 0, "samples_at_cap": 0}
     try:
         wait_until(lambda: not w.alive() or w.metrics_port(), 30, 0.1, "the metrics port")
@@ -661,17 +733,15 @@ def run_inflight(ctx, cap=10000, latency_ms=5000):
                     break
             time.sleep(0.25)
         peak["hwm_kib"] = status_kb(w.pid, "VmHWM")
-        sim.configure(sim__infobip__latency_ms=0, sim__generic__latency_ms=0)
-        say(f"in flight: peak gauge {peak['in_flight']}, VmRSS at the cap "
-            f"{peak['rss_kib_at_cap'] / 1024:.1f} MiB, VmHWM {peak['hwm_kib'] / 1024:.1f} MiB; "
-            "letting the worker finish")
-        wait_until(lambda: not w.alive() or final_count(tenant) >= n, 300, 0.5, "N final receipts")
-        peak["hwm_kib_after_finish"] = status_kb(w.pid, "VmHWM")
+        say(f"in flight (gateway cap {gateway_cap or 'default 64'}): peak gauge {peak['in_flight']}, VmRSS at the cap "
+            f"{peak['rss_kib_at_cap'] / 1024:.1f} MiB, VmHWM {peak['hwm_kib'] / 1024:.1f} MiB "
+            f"({peak['samples_at_cap']} samples at the cap)")
     finally:
         sim.configure(sim__infobip__latency_ms=0, sim__generic__latency_ms=0)
         w.stop()
     peak["cap"] = cap
     peak["carrier_latency_ms"] = latency_ms
+    peak["gateway_max_in_flight"] = gateway_cap or 64
     return peak
 
 
@@ -714,7 +784,13 @@ def main():
                 ours.append(run_ours(ctx, r, n_ours))
         peak = med([o["rate"] for o in ours])
         latency = run_latency(ctx, peak / 2, lat_seconds)
-        inflight = run_inflight(ctx) if os.environ.get("NUDGEL_BENCH_SKIP_INFLIGHT") != "1" else None
+        inflight = inflight_http = None
+        if os.environ.get("NUDGEL_BENCH_SKIP_INFLIGHT") != "1":
+            inflight = run_inflight(ctx)
+            # Optionally the harsher variant: every job in flight also an open HTTP request.
+            http_cap = int(os.environ.get("NUDGEL_BENCH_INFLIGHT_HTTP", "0"))
+            if http_cap:
+                inflight_http = run_inflight(ctx, latency_ms=5000, gateway_cap=http_cap)
     finally:
         sim.close()
 
@@ -737,7 +813,7 @@ def main():
                    "cpu_ratio": round(med(cpu_ratios), 4)},
         "per_round_ratios": {"throughput": [round(x, 2) for x in rate_ratios],
                              "cpu": [round(x, 4) for x in cpu_ratios]},
-        "latency": latency, "inflight": inflight,
+        "latency": latency, "inflight": inflight, "inflight_http": inflight_http,
         "peak_rss_kib": {"ours_worker": o_rss, "kannel_bearerbox_plus_smsbox": k_rss},
         "targets": {"throughput_ratio_min": 10, "cpu_ratio_max": round(1 / 3, 4),
                     "p99_ms_max": 50, "rss_mib_max_at_10k_in_flight": 64},
@@ -777,6 +853,10 @@ def main():
                         f"cap not reached (gauge peak {inflight['in_flight']}, "
                         f"VmHWM {inflight['hwm_kib'] / 1024:.1f} MiB)")
                      + f"   target <= 64 MiB: {res['verdicts']['rss_10k']}")
+    if inflight_http:
+        lines.append(f"{'  same, ' + str(inflight_http['gateway_max_in_flight']) + ' HTTP per gateway':{w}} "
+                     f"gauge peak {inflight_http['in_flight']}, VmHWM "
+                     f"{inflight_http['hwm_kib'] / 1024:.1f} MiB")
     lines.append(f"result: {path}")
     print("\n".join(lines), flush=True)
 
