@@ -709,7 +709,7 @@ def run_latency(ctx, rate, seconds):
     return res
 
 
-def run_inflight(ctx, cap=10000, latency_ms=1000, gateway_cap=None):
+def run_inflight(ctx, cap=10000, latency_ms=5000, gateway_cap=None):
     """Holds the worker at messages.max_in_flight=@cap against a carrier that answers
     after @latency_ms, so every job is claimed and waiting for its gateway or
     submitted; reads VmRSS while the in-flight gauge sits at the cap.
@@ -725,7 +725,10 @@ def run_inflight(ctx, cap=10000, latency_ms=1000, gateway_cap=None):
     enqueue(ns, jobs)
     sim.reset()
     sim.configure(sim__infobip__latency_ms=latency_ms, sim__generic__latency_ms=latency_ms)
-    sets = [f"messages.max_in_flight={cap}", "messages.drain_timeout_ms=3000"]
+    # consumer.window (default 1000 per partition) would cap a 6-partition worker
+    # below 6000 jobs in flight: it is raised with the process cap.
+    sets = [f"messages.max_in_flight={cap}", f"consumer.window={cap}",
+            "messages.drain_timeout_ms=3000"]
     if gateway_cap:
         sets.append(f"messages.gateway_max_in_flight={gateway_cap}")
     w = Worker(ns, ctx["gw_file"], f"{workdir}/worker-inflight-{gateway_cap or 0}.log", *sets)
@@ -733,7 +736,7 @@ def run_inflight(ctx, cap=10000, latency_ms=1000, gateway_cap=None):
     try:
         wait_until(lambda: not w.alive() or w.metrics_port(), 30, 0.1, "the metrics port")
         url = f"http://127.0.0.1:{w.metrics_port()}/metrics"
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 150
         while time.monotonic() < deadline and w.alive():
             with urllib.request.urlopen(url, timeout=5) as r:
                 text = r.read().decode()
