@@ -394,6 +394,13 @@ void nudgel_consumer_done(nudgel_consumer_t *c, nudgel_job_ref_t *job)
     free(job);
 }
 
+void nudgel_consumer_abandon(nudgel_consumer_t *c, nudgel_job_ref_t *job)
+{
+    c->in_flight--;
+    rd_kafka_message_destroy(job->msg); /* its offset never moves past it */
+    free(job);
+}
+
 void nudgel_consumer_pause(nudgel_consumer_t *c, nudgel_pause_reason_t reason)
 {
     c->pause_reasons |= (unsigned)reason;
