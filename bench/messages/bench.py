@@ -696,7 +696,16 @@ def run_latency(ctx, rate, seconds):
                f"SELECT extract(epoch FROM coalesce(final_at, submitted_at)) * 1000 - {UUID7_MS} AS lat "
                f"FROM nudgel.message_receipts WHERE tenant_id LIKE '{tenant}-%' "
                "AND status = 'sent') s").split("|")
-    res = {"target_rate": round(rate, 1), "n": n, "achieved_enqueue_rate": round(n / enq_s, 1),
+    # Latency by arrival fifth: flat means a fixed delay, rising means a backlog (the
+    # worker did not keep up with the offered rate).
+    fifths = psql("SELECT f, round(percentile_cont(0.5) WITHIN GROUP (ORDER BY lat)::numeric, 1) "
+                  "FROM (SELECT lat, ntile(5) OVER (ORDER BY t0) AS f FROM ("
+                  f"SELECT {UUID7_MS} AS t0, extract(epoch FROM coalesce(final_at, submitted_at)) "
+                  f"* 1000 - {UUID7_MS} AS lat FROM nudgel.message_receipts "
+                  f"WHERE tenant_id LIKE '{tenant}-%' AND status = 'sent') a) b "
+                  "GROUP BY f ORDER BY f")
+    res = {"p50_ms_by_arrival_fifth": [float(l.split("|")[1]) for l in fifths.splitlines()],
+           "target_rate": round(rate, 1), "n": n, "achieved_enqueue_rate": round(n / enq_s, 1),
            "sent": int(row[0]), "p50_ms": round(float(row[1]), 2),
            "p99_ms": round(float(row[2]), 2), "max_ms": round(float(row[3]), 2),
            "worker_rss_hwm_kib": rss[0], "worker_cpu_s": round(cpu, 3)}
@@ -705,7 +714,8 @@ def run_latency(ctx, rate, seconds):
     except ValueError:
         pass
     say(f"latency: p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, max {res['max_ms']} ms "
-        f"({res['sent']} sent, enqueued at {res['achieved_enqueue_rate']:,.0f}/s)")
+        f"({res['sent']} sent, enqueued at {res['achieved_enqueue_rate']:,.0f}/s; p50 by arrival "
+        f"fifth {res['p50_ms_by_arrival_fifth']})")
     return res
 
 
