@@ -160,14 +160,17 @@ def test_messages_end_to_end(bootstrap, pg_dsn, topics_ready, sim, run_id, tmp_p
 
     validator = load_schema("status.event.v1.schema.json")
     events = kcat_consume(bootstrap, f"{ns}nudgel.delivery-status.v1")
-    by_type = {}
+    by_type, malformed = {}, 0
     for rec in events:
         ev = json.loads(rec["payload"])
         errors = list(validator.iter_errors(ev))
         assert not errors, errors[0].message
         by_type[ev["type"]] = by_type.get(ev["type"], 0) + 1
+        malformed += (ev["data"].get("error") or {}).get("code") == "malformed"
+    # The 3 malformed jobs each yield a failed event (and a dead letter, below).
     assert by_type == {"ai.nudgel.message.sent": 300, "ai.nudgel.message.rejected": 5,
-                       "ai.nudgel.message.deduplicated": 3}
+                       "ai.nudgel.message.deduplicated": 3, "ai.nudgel.message.failed": 3}
+    assert malformed == 3
     dead = kcat_consume(bootstrap, f"{ns}nudgel.messages.dlq.v1")
     assert len(dead) == 3
     assert all(headers_of(r)["nudgel-dlq-reason"] for r in dead)

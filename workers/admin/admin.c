@@ -7,6 +7,13 @@
  *   nudgel-admin [global flags] topics describe [--json]
  *   nudgel-admin [global flags] dlq replay --topic messages|webhooks [--tenant T]
  *                [--reason TEXT] [--since TIME] [--until TIME] [--dry-run]
+ *   nudgel-admin [global flags] endpoints add --tenant T --url URL [--events LIST]
+ *                [--rate-limit N] [--concurrency N] [--description TEXT] [--json]
+ *   nudgel-admin [global flags] endpoints list [--tenant T] [--json]
+ *   nudgel-admin [global flags] endpoints show|disable|enable|rotate-secret ID
+ *                (or --endpoint ID) [--reason TEXT] [--json]
+ *   nudgel-admin [global flags] webhooks replay --endpoint ID --since TIME [--until TIME]
+ *                [--status failed|exhausted] [--dry-run]
  *
  * Results go to stdout (one line per migration or topic, then a total);
  * problems to stderr. Exit status: 0 ok, 1 operation failed or drift left
@@ -21,11 +28,14 @@
 #include <string.h>
 
 #include "dlq.h"
+#include "endpoints.h"
 #include "migrate.h"
 #include "nudgel/config.h"
 #include "nudgel/log.h"
 #include "nudgel/timeutil.h"
+#include "nudgel/webhooks/secretbox.h"
 #include "topics.h"
+#include "webhook_replay.h"
 
 #define PROGRAM        "nudgel-admin"
 #define MAX_FLAG_SETS  64
@@ -46,49 +56,121 @@ typedef enum command {
     CMD_TOPICS_ENSURE,
     CMD_TOPICS_DESCRIBE,
     CMD_DLQ_REPLAY,
+    CMD_ENDPOINTS_ADD,
+    CMD_ENDPOINTS_LIST,
+    CMD_ENDPOINTS_SHOW,
+    CMD_ENDPOINTS_DISABLE,
+    CMD_ENDPOINTS_ENABLE,
+    CMD_ENDPOINTS_ROTATE,
+    CMD_WEBHOOKS_REPLAY,
 } command_t;
 
-/* Subcommand flags; each is valid for one command only. */
+/* Subcommand flags, as bits: each command accepts its own set. */
+enum {
+    F_STATUS = 1u << 0, /* migrate --status (no value) */
+    F_ALTER = 1u << 1,
+    F_FAIL_ON_DRIFT = 1u << 2,
+    F_JSON = 1u << 3,
+    F_TOPIC = 1u << 4,
+    F_TENANT = 1u << 5,
+    F_REASON = 1u << 6,
+    F_SINCE = 1u << 7,
+    F_UNTIL = 1u << 8,
+    F_DRY_RUN = 1u << 9,
+    F_URL = 1u << 10,
+    F_EVENTS = 1u << 11,
+    F_RATE_LIMIT = 1u << 12,
+    F_CONCURRENCY = 1u << 13,
+    F_DESCRIPTION = 1u << 14,
+    F_ENDPOINT = 1u << 15,
+    F_STATUS_VALUE = 1u << 16, /* webhooks replay --status failed|exhausted */
+};
+
+static const char *const flag_names[] = {
+    "--status",     "--alter",       "--fail-on-drift", "--json",     "--topic",  "--tenant",
+    "--reason",     "--since",       "--until",         "--dry-run",  "--url",    "--events",
+    "--rate-limit", "--concurrency", "--description",   "--endpoint", "--status",
+};
+
+/* Subcommand flag values. */
 typedef struct sub_flags {
-    bool status, alter, fail_on_drift, json;
-    bool dlq; /* any of the dlq replay flags was given */
-    nudgel_admin_dlq_opts_t replay;
+    unsigned given; /* F_* bits */
+    const char *topic, *tenant, *reason, *status, *url, *events, *rate_limit, *concurrency,
+        *description, *endpoint;
+    int64_t since_ms, until_ms;
 } sub_flags_t;
+
+/* The words of every command: a word after --status that is one of these is not its value. */
+static bool is_command_word(const char *w)
+{
+    static const char *const words[] = {"migrate", "topics",    "ensure",        "describe", "dlq",
+                                        "replay",  "endpoints", "add",           "list",     "show",
+                                        "disable", "enable",    "rotate-secret", "webhooks", NULL};
+    for (size_t i = 0; words[i]; i++)
+        if (strcmp(w, words[i]) == 0)
+            return true;
+    return false;
+}
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: " PROGRAM " [global flags] COMMAND [command flags]\n"
-            "\n"
-            "Commands:\n"
-            "  migrate                 apply pending Postgres migrations (safe to run twice or\n"
-            "                          from several pods at once)\n"
-            "  migrate --status        list migrations as applied (with time) or pending\n"
-            "  topics ensure           create missing contract topics, report drift\n"
-            "      --alter             also add partitions and set retention.ms where they differ\n"
-            "      --fail-on-drift     exit 1 when drift remains\n"
-            "  topics describe         partitions, replication factor, retention of each topic\n"
-            "      --json              as a JSON array\n"
-            "  dlq replay              send dead letters back to their job topic\n"
-            "      --topic T           messages or webhooks (required)\n"
-            "      --tenant T          only this tenant's\n"
-            "      --reason TEXT       only those whose reason contains TEXT\n"
-            "      --since TIME        dead-lettered at or after TIME (RFC 3339)\n"
-            "      --until TIME        dead-lettered before TIME (RFC 3339)\n"
-            "      --dry-run           count what would be replayed, send nothing\n"
-            "\n"
-            "Global flags:\n"
-            "  -c, --config FILE       JSON config file (default: $NUDGEL_CONFIG)\n"
-            "  -s, --set KEY=VALUE     set any configuration key\n"
-            "  -X PROP=VALUE           librdkafka property\n"
-            "  -b, --bootstrap HOSTS   Kafka bootstrap servers (kafka.bootstrap)\n"
-            "      --pg-dsn DSN        Postgres connection string (pg.dsn)\n"
-            "      --print-config      print the effective configuration (secrets redacted)\n"
-            "      --print-config-doc  print the configuration reference (Markdown)\n"
-            "  -h, --help              this text\n"
-            "\n"
-            "Exit status: 0 ok, 1 operation failed or drift (--fail-on-drift), 2 usage or\n"
-            "configuration error, 3 Kafka or Postgres unreachable.\n");
+    fprintf(
+        out,
+        "usage: " PROGRAM " [global flags] COMMAND [command flags]\n"
+        "\n"
+        "Commands:\n"
+        "  migrate                 apply pending Postgres migrations (safe to run twice or\n"
+        "                          from several pods at once)\n"
+        "  migrate --status        list migrations as applied (with time) or pending\n"
+        "  topics ensure           create missing contract topics, report drift\n"
+        "      --alter             also add partitions and set retention.ms where they differ\n"
+        "      --fail-on-drift     exit 1 when drift remains\n"
+        "  topics describe         partitions, replication factor, retention of each topic\n"
+        "      --json              as a JSON array\n"
+        "  dlq replay              send dead letters back to their job topic\n"
+        "      --topic T           messages or webhooks (required)\n"
+        "      --tenant T          only this tenant's\n"
+        "      --reason TEXT       only those whose reason contains TEXT\n"
+        "      --since TIME        dead-lettered at or after TIME (RFC 3339)\n"
+        "      --until TIME        dead-lettered before TIME (RFC 3339)\n"
+        "      --dry-run           count what would be replayed, send nothing\n"
+        "  endpoints add           register a webhook endpoint; prints its id and its\n"
+        "                          signing secret, once\n"
+        "      --tenant T          owning tenant (required)\n"
+        "      --url URL           http:// or https:// target (required)\n"
+        "      --events LIST       event types and prefixes, e.g. message.delivered,message.*\n"
+        "                          (default: every event)\n"
+        "      --rate-limit N      requests per second to this endpoint\n"
+        "      --concurrency N     requests in flight to this endpoint\n"
+        "      --description TEXT  free text\n"
+        "      --json              the result as JSON (the secret included, once)\n"
+        "  endpoints list          endpoints, without secrets (--tenant T, --json)\n"
+        "  endpoints show ID       one endpoint, without its secret (--json)\n"
+        "  endpoints disable ID    stop deliveries to it (--reason TEXT)\n"
+        "  endpoints enable ID     resume deliveries to it\n"
+        "  endpoints rotate-secret ID  new secret, printed once; the previous one keeps\n"
+        "                          signing for webhooks.rotation_overlap_s (--json)\n"
+        "  webhooks replay         re-enqueue an endpoint's failed deliveries (same webhook-id)\n"
+        "      --endpoint ID       the endpoint (required)\n"
+        "      --since TIME        deliveries created at or after TIME (RFC 3339, required)\n"
+        "      --until TIME        deliveries created before TIME\n"
+        "      --status S          failed or exhausted (default: both)\n"
+        "      --dry-run           count what would be replayed, send nothing\n"
+        "\n"
+        "Global flags:\n"
+        "  -c, --config FILE       JSON config file (default: $NUDGEL_CONFIG)\n"
+        "  -s, --set KEY=VALUE     set any configuration key\n"
+        "  -X PROP=VALUE           librdkafka property\n"
+        "  -b, --bootstrap HOSTS   Kafka bootstrap servers (kafka.bootstrap)\n"
+        "      --pg-dsn DSN        Postgres connection string (pg.dsn)\n"
+        "      --print-config      print the effective configuration (secrets redacted)\n"
+        "      --print-config-doc  print the configuration reference (Markdown)\n"
+        "  -h, --help              this text\n"
+        "\n"
+        "Exit status: 0 ok, 1 operation failed or drift (--fail-on-drift), 2 usage or\n"
+        "configuration error, 3 Kafka or Postgres unreachable.\n"
+        "The secret keyring (endpoints add, rotate-secret) comes from NUDGEL_SECRET_KEY or\n"
+        "secret.key_file; it is never printed.\n");
 }
 
 static int exit_code_for(nudgel_err_t err)
@@ -122,60 +204,101 @@ static int exit_code_for(nudgel_err_t err)
 /*
  * The command named by the words left after the flags, or CMD_NONE with the
  * problem printed. Subcommand flags given to the wrong command are usage
- * errors rather than silently ignored.
+ * errors rather than silently ignored. `endpoints show|disable|enable|
+ * rotate-secret` take the endpoint id as a word or as --endpoint.
  */
-static command_t parse_command(int argc, char **argv, const sub_flags_t *sub)
+static command_t parse_command(int argc, char **argv, sub_flags_t *sub)
 {
-    command_t cmd = CMD_NONE;
-    const char *allowed = "";
+    static const struct {
+        const char *w1, *w2;
+        command_t cmd;
+        unsigned allowed;
+        bool takes_id;
+    } commands[] = {
+        {"migrate", NULL, CMD_MIGRATE, F_STATUS, false},
+        {"topics", "ensure", CMD_TOPICS_ENSURE, F_ALTER | F_FAIL_ON_DRIFT, false},
+        {"topics", "describe", CMD_TOPICS_DESCRIBE, F_JSON, false},
+        {"dlq", "replay", CMD_DLQ_REPLAY,
+         F_TOPIC | F_TENANT | F_REASON | F_SINCE | F_UNTIL | F_DRY_RUN, false},
+        {"endpoints", "add", CMD_ENDPOINTS_ADD,
+         F_TENANT | F_URL | F_EVENTS | F_RATE_LIMIT | F_CONCURRENCY | F_DESCRIPTION | F_JSON,
+         false},
+        {"endpoints", "list", CMD_ENDPOINTS_LIST, F_TENANT | F_JSON, false},
+        {"endpoints", "show", CMD_ENDPOINTS_SHOW, F_ENDPOINT | F_JSON, true},
+        {"endpoints", "disable", CMD_ENDPOINTS_DISABLE, F_ENDPOINT | F_REASON, true},
+        {"endpoints", "enable", CMD_ENDPOINTS_ENABLE, F_ENDPOINT, true},
+        {"endpoints", "rotate-secret", CMD_ENDPOINTS_ROTATE, F_ENDPOINT | F_JSON, true},
+        {"webhooks", "replay", CMD_WEBHOOKS_REPLAY,
+         F_ENDPOINT | F_SINCE | F_UNTIL | F_STATUS_VALUE | F_DRY_RUN, false},
+    };
     if (argc < 1) {
         fprintf(stderr, "%s: no command given\n", PROGRAM);
         return CMD_NONE;
     }
-    if (strcmp(argv[0], "migrate") == 0 && argc == 1) {
-        cmd = CMD_MIGRATE;
-        allowed = "--status";
-    } else if (strcmp(argv[0], "topics") == 0 && argc == 2 && strcmp(argv[1], "ensure") == 0) {
-        cmd = CMD_TOPICS_ENSURE;
-        allowed = "--alter --fail-on-drift";
-    } else if (strcmp(argv[0], "topics") == 0 && argc == 2 && strcmp(argv[1], "describe") == 0) {
-        cmd = CMD_TOPICS_DESCRIBE;
-        allowed = "--json";
-    } else if (strcmp(argv[0], "topics") == 0) {
-        fprintf(stderr, "%s: topics takes ensure or describe\n", PROGRAM);
-        return CMD_NONE;
-    } else if (strcmp(argv[0], "dlq") == 0 && argc == 2 && strcmp(argv[1], "replay") == 0) {
-        cmd = CMD_DLQ_REPLAY;
-        allowed = "--topic --tenant --reason --since --until --dry-run";
-        if (!sub->replay.kind) {
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[0], commands[i].w1) != 0)
+            continue;
+        int words = commands[i].w2 ? 2 : 1;
+        if (commands[i].w2 && (argc < 2 || strcmp(argv[1], commands[i].w2) != 0))
+            continue;
+        if (argc > words + (commands[i].takes_id ? 1 : 0))
+            break;
+        if (argc == words + 1) { /* the id as a word */
+            if (sub->endpoint) {
+                fprintf(stderr, "%s: give the endpoint id once (a word or --endpoint)\n", PROGRAM);
+                return CMD_NONE;
+            }
+            sub->endpoint = argv[words];
+            sub->given |= F_ENDPOINT;
+        }
+        unsigned wrong = sub->given & ~commands[i].allowed;
+        if (wrong) {
+            fprintf(stderr, "%s: %s%s%s takes only", PROGRAM, commands[i].w1,
+                    commands[i].w2 ? " " : "", commands[i].w2 ? commands[i].w2 : "");
+            for (size_t b = 0; b < sizeof(flag_names) / sizeof(flag_names[0]); b++)
+                if (commands[i].allowed & (1u << b))
+                    fprintf(stderr, " %s%s", flag_names[b],
+                            (1u << b) == F_STATUS_VALUE ? " failed|exhausted" : "");
+            if (!commands[i].allowed)
+                fprintf(stderr, " no flags");
+            for (size_t b = 0; b < sizeof(flag_names) / sizeof(flag_names[0]); b++)
+                if (wrong & (1u << b)) {
+                    fprintf(stderr, " (not %s%s)", flag_names[b],
+                            (1u << b) == F_STATUS         ? " without a value"
+                            : (1u << b) == F_STATUS_VALUE ? " with a value"
+                                                          : "");
+                    break;
+                }
+            fprintf(stderr, "\n");
+            return CMD_NONE;
+        }
+        if (commands[i].cmd == CMD_DLQ_REPLAY && !sub->topic) {
             fprintf(stderr, "%s: dlq replay needs --topic messages|webhooks\n", PROGRAM);
             return CMD_NONE;
         }
-    } else {
-        fprintf(stderr, "%s: unknown command \"", PROGRAM);
-        for (int i = 0; i < argc; i++)
-            fprintf(stderr, "%s%s", i ? " " : "", argv[i]);
-        fprintf(stderr, "\"\n");
+        return commands[i].cmd;
+    }
+    if (strcmp(argv[0], "topics") == 0) {
+        fprintf(stderr, "%s: topics takes ensure or describe\n", PROGRAM);
         return CMD_NONE;
     }
-    if ((sub->status && cmd != CMD_MIGRATE) ||
-        ((sub->alter || sub->fail_on_drift) && cmd != CMD_TOPICS_ENSURE) ||
-        (sub->json && cmd != CMD_TOPICS_DESCRIBE) || (sub->dlq && cmd != CMD_DLQ_REPLAY)) {
-        fprintf(stderr, "%s: %s%s takes only %s\n", PROGRAM, argv[0],
-                argc > 1 ? (strcmp(argv[1], "ensure") == 0   ? " ensure"
-                            : strcmp(argv[1], "replay") == 0 ? " replay"
-                                                             : " describe")
-                         : "",
-                allowed);
+    if (strcmp(argv[0], "endpoints") == 0 && argc == 1) {
+        fprintf(stderr, "%s: endpoints takes add, list, show, disable, enable or rotate-secret\n",
+                PROGRAM);
         return CMD_NONE;
     }
-    return cmd;
+    fprintf(stderr, "%s: unknown command \"", PROGRAM);
+    for (int i = 0; i < argc; i++)
+        fprintf(stderr, "%s%s", i ? " " : "", argv[i]);
+    fprintf(stderr, "\"\n");
+    return CMD_NONE;
 }
 
 int main(int argc, char **argv)
 {
-    static const nudgel_conf_entry_t *const tables[] = {nudgel_conf_common, admin_table,
-                                                        nudgel_admin_topics_conf, NULL};
+    static const nudgel_conf_entry_t *const tables[] = {
+        nudgel_conf_common,         admin_table,           nudgel_admin_topics_conf,
+        nudgel_admin_webhooks_conf, nudgel_secretbox_conf, NULL};
     enum {
         OPT_PG_DSN = 256,
         OPT_PRINT_CONFIG,
@@ -189,7 +312,13 @@ int main(int argc, char **argv)
         OPT_REASON,
         OPT_SINCE,
         OPT_UNTIL,
-        OPT_DRY_RUN
+        OPT_DRY_RUN,
+        OPT_URL,
+        OPT_EVENTS,
+        OPT_RATE_LIMIT,
+        OPT_CONCURRENCY,
+        OPT_DESCRIPTION,
+        OPT_ENDPOINT,
     };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
@@ -209,6 +338,12 @@ int main(int argc, char **argv)
         {"since", required_argument, NULL, OPT_SINCE},
         {"until", required_argument, NULL, OPT_UNTIL},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"url", required_argument, NULL, OPT_URL},
+        {"events", required_argument, NULL, OPT_EVENTS},
+        {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
+        {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+        {"description", required_argument, NULL, OPT_DESCRIPTION},
+        {"endpoint", required_argument, NULL, OPT_ENDPOINT},
         {NULL, 0, NULL, 0},
     };
     nudgel_conf_t *conf = nudgel_conf_new(PROGRAM, tables);
@@ -219,7 +354,7 @@ int main(int argc, char **argv)
     sub_flags_t sub = {0};
     char errstr[1024] = "";
     int exit_code = EXIT_USAGE, opt;
-    nudgel_err_t err;
+    nudgel_err_t err = NUDGEL_OK; /* every command sets it (switch without default) */
 
     if (!conf) {
         fprintf(stderr, "%s: out of memory\n", PROGRAM);
@@ -238,42 +373,72 @@ int main(int argc, char **argv)
             print_doc = true;
             break;
         case OPT_STATUS:
-            sub.status = true;
+            /* migrate --status has no value, webhooks replay --status has one: a word
+             * after it that is no command word is its value. */
+            if (optind < argc && argv[optind][0] != '-' && !is_command_word(argv[optind])) {
+                sub.status = argv[optind++];
+                sub.given |= F_STATUS_VALUE;
+            } else {
+                sub.given |= F_STATUS;
+            }
             break;
         case OPT_ALTER:
-            sub.alter = true;
+            sub.given |= F_ALTER;
             break;
         case OPT_FAIL_ON_DRIFT:
-            sub.fail_on_drift = true;
+            sub.given |= F_FAIL_ON_DRIFT;
             break;
         case OPT_JSON:
-            sub.json = true;
+            sub.given |= F_JSON;
             break;
         case OPT_TOPIC:
-            sub.dlq = true;
-            sub.replay.kind = optarg;
+            sub.given |= F_TOPIC;
+            sub.topic = optarg;
             break;
         case OPT_TENANT:
-            sub.dlq = true;
-            sub.replay.tenant = optarg;
+            sub.given |= F_TENANT;
+            sub.tenant = optarg;
             break;
         case OPT_REASON:
-            sub.dlq = true;
-            sub.replay.reason = optarg;
+            sub.given |= F_REASON;
+            sub.reason = optarg;
             break;
         case OPT_SINCE:
         case OPT_UNTIL:
-            sub.dlq = true;
-            if (nudgel_rfc3339_parse(optarg, opt == OPT_SINCE ? &sub.replay.since_ms
-                                                              : &sub.replay.until_ms) != 0) {
+            sub.given |= opt == OPT_SINCE ? F_SINCE : F_UNTIL;
+            if (nudgel_rfc3339_parse(optarg, opt == OPT_SINCE ? &sub.since_ms : &sub.until_ms) !=
+                0) {
                 fprintf(stderr, "%s: --%s: \"%s\" is not an RFC 3339 time\n", PROGRAM,
                         opt == OPT_SINCE ? "since" : "until", optarg);
                 goto out;
             }
             break;
         case OPT_DRY_RUN:
-            sub.dlq = true;
-            sub.replay.dry_run = true;
+            sub.given |= F_DRY_RUN;
+            break;
+        case OPT_URL:
+            sub.given |= F_URL;
+            sub.url = optarg;
+            break;
+        case OPT_EVENTS:
+            sub.given |= F_EVENTS;
+            sub.events = optarg;
+            break;
+        case OPT_RATE_LIMIT:
+            sub.given |= F_RATE_LIMIT;
+            sub.rate_limit = optarg;
+            break;
+        case OPT_CONCURRENCY:
+            sub.given |= F_CONCURRENCY;
+            sub.concurrency = optarg;
+            break;
+        case OPT_DESCRIPTION:
+            sub.given |= F_DESCRIPTION;
+            sub.description = optarg;
+            break;
+        case OPT_ENDPOINT:
+            sub.given |= F_ENDPOINT;
+            sub.endpoint = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -315,31 +480,75 @@ int main(int argc, char **argv)
     }
 
     command_t cmd = parse_command(argc - optind, argv + optind, &sub);
+    nudgel_admin_endpoint_opts_t eopts = {.endpoint_id = sub.endpoint,
+                                          .tenant = sub.tenant,
+                                          .url = sub.url,
+                                          .events = sub.events,
+                                          .rate_limit = sub.rate_limit,
+                                          .concurrency = sub.concurrency,
+                                          .description = sub.description,
+                                          .reason = sub.reason,
+                                          .json = (sub.given & F_JSON) != 0};
     switch (cmd) {
     case CMD_NONE:
         usage(stderr);
         goto out;
     case CMD_MIGRATE:
-        err = sub.status ? nudgel_admin_migrate_status(conf, stdout, errstr, sizeof(errstr))
-                         : nudgel_admin_migrate(conf, stdout, errstr, sizeof(errstr));
+        err = (sub.given & F_STATUS)
+                  ? nudgel_admin_migrate_status(conf, stdout, errstr, sizeof(errstr))
+                  : nudgel_admin_migrate(conf, stdout, errstr, sizeof(errstr));
         break;
     case CMD_TOPICS_ENSURE: {
-        nudgel_admin_topics_opts_t topts = {.alter = sub.alter};
+        nudgel_admin_topics_opts_t topts = {.alter = (sub.given & F_ALTER) != 0};
         err = nudgel_admin_topics_ensure(conf, &topts, stdout, &drift, errstr, sizeof(errstr));
         break;
     }
     case CMD_TOPICS_DESCRIBE:
-        err = nudgel_admin_topics_describe(conf, sub.json, stdout, errstr, sizeof(errstr));
+        err = nudgel_admin_topics_describe(conf, (sub.given & F_JSON) != 0, stdout, errstr,
+                                           sizeof(errstr));
         break;
-    case CMD_DLQ_REPLAY:
-        err = nudgel_admin_dlq_replay(conf, &sub.replay, stdout, errstr, sizeof(errstr));
+    case CMD_DLQ_REPLAY: {
+        nudgel_admin_dlq_opts_t dopts = {.kind = sub.topic,
+                                         .tenant = sub.tenant,
+                                         .reason = sub.reason,
+                                         .since_ms = sub.since_ms,
+                                         .until_ms = sub.until_ms,
+                                         .dry_run = (sub.given & F_DRY_RUN) != 0};
+        err = nudgel_admin_dlq_replay(conf, &dopts, stdout, errstr, sizeof(errstr));
         break;
+    }
+    case CMD_ENDPOINTS_ADD:
+        err = nudgel_admin_endpoints_add(conf, &eopts, stdout, errstr, sizeof(errstr));
+        break;
+    case CMD_ENDPOINTS_LIST:
+        err = nudgel_admin_endpoints_list(conf, &eopts, stdout, errstr, sizeof(errstr));
+        break;
+    case CMD_ENDPOINTS_SHOW:
+        err = nudgel_admin_endpoints_show(conf, &eopts, stdout, errstr, sizeof(errstr));
+        break;
+    case CMD_ENDPOINTS_DISABLE:
+    case CMD_ENDPOINTS_ENABLE:
+        err = nudgel_admin_endpoints_set_enabled(conf, &eopts, cmd == CMD_ENDPOINTS_ENABLE, stdout,
+                                                 errstr, sizeof(errstr));
+        break;
+    case CMD_ENDPOINTS_ROTATE:
+        err = nudgel_admin_endpoints_rotate_secret(conf, &eopts, stdout, errstr, sizeof(errstr));
+        break;
+    case CMD_WEBHOOKS_REPLAY: {
+        nudgel_admin_webhook_replay_opts_t ropts = {.endpoint_id = sub.endpoint,
+                                                    .since_ms = sub.since_ms,
+                                                    .until_ms = sub.until_ms,
+                                                    .status = sub.status,
+                                                    .dry_run = (sub.given & F_DRY_RUN) != 0};
+        err = nudgel_admin_webhook_replay(conf, &ropts, stdout, errstr, sizeof(errstr));
+        break;
+    }
     }
     fflush(stdout);
     exit_code = exit_code_for(err);
     if (err != NUDGEL_OK) {
         fprintf(stderr, "%s: %s\n", PROGRAM, errstr[0] ? errstr : nudgel_strerror(err));
-    } else if (drift && sub.fail_on_drift) {
+    } else if (drift && (sub.given & F_FAIL_ON_DRIFT)) {
         fprintf(stderr, "%s: drift remains (--fail-on-drift)\n", PROGRAM);
         exit_code = EXIT_FAILED;
     }

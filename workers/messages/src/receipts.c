@@ -36,6 +36,52 @@ static const char claim_sql[] =
     "FROM nudgel.receipt_claim($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, "
     "$7::text, $8::jsonb, $9::text, $10::bigint) AS c) AS r";
 
+/*
+ * $1: a JSON array of {ord, message_id, tenant_id, ...} sorted by message id;
+ * one nudgel.receipt_claim() per element, called in array order.
+ */
+static const char claim_batch_sql[] =
+    "SELECT ord, outcome, " RECEIPT_COLS " FROM (SELECT i.ord, c.outcome, (c.receipt).* "
+    "FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, tenant_id text,"
+    " idempotency_key text, to_e164 text, country text, operator text, trace_id text,"
+    " metadata jsonb) "
+    "CROSS JOIN LATERAL nudgel.receipt_claim(i.message_id, i.tenant_id, i.idempotency_key,"
+    " i.to_e164, i.country, i.operator, i.trace_id, i.metadata, $2::text, $3::bigint) AS c) AS r "
+    "ORDER BY ord";
+
+/*
+ * The fast path of a batched claim: one set-based INSERT of every new
+ * message (status submitting, attempt 1) with its history row; returns the
+ * rows it inserted. A message that already has a row, or whose tenant's
+ * idempotency key is taken, is not inserted and goes to claim_batch_sql
+ * (the full protocol). $1 as claim_batch_sql's, without repeated ids.
+ */
+static const char claim_fresh_sql[] =
+    "WITH input AS ("
+    " SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, tenant_id text,"
+    "  idempotency_key text, to_e164 text, country text, operator text, trace_id text,"
+    "  metadata jsonb)),"
+    " ins AS ("
+    " INSERT INTO nudgel.message_receipts AS m (message_id, tenant_id, idempotency_key, to_e164,"
+    "  country, operator, status, attempt, client_ref, claimed_by, claimed_at, trace_id, metadata,"
+    "  created_at, updated_at)"
+    " SELECT message_id, tenant_id, idempotency_key, to_e164, country, operator, 'submitting', 1,"
+    "  message_id::text, $2::text, clock_timestamp(), trace_id, metadata, clock_timestamp(),"
+    "  clock_timestamp() FROM input ORDER BY 1"
+    " ON CONFLICT DO NOTHING RETURNING m.*),"
+    " hist AS ("
+    " INSERT INTO nudgel.message_receipt_history AS h (message_id, from_status, to_status, detail,"
+    "  at)"
+    " SELECT message_id, NULL, 'submitting', jsonb_build_object('attempt', 1, 'worker', $2::text),"
+    "  claimed_at FROM ins ON CONFLICT DO NOTHING)"
+    " SELECT ord, " RECEIPT_COLS " FROM (SELECT i.ord, ins.* FROM input i"
+    "  JOIN ins ON ins.message_id = i.message_id) AS r ORDER BY ord";
+
+static const char release_batch_sql[] =
+    "UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL, "
+    "updated_at = clock_timestamp() "
+    "WHERE message_id = ANY($1::uuid[]) AND status = 'submitting' AND claimed_by = $2::text";
+
 static const char release_sql[] =
     "UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL, "
     "updated_at = clock_timestamp() "
@@ -46,9 +92,16 @@ static const char release_sql[] =
  * are NULL and keep the stored value. locked takes the row locks in message
  * id order (no deadlock between batches) and reads the status under the
  * lock; upd moves only the allowed rows; hist writes one row per move.
+ * rel releases this worker's claims ($2 message ids, $3 worker) of jobs
+ * going to a retry tier: a data-modifying CTE runs whether or not it is read,
+ * so the outcomes of one turn are one statement, one transaction.
  */
 static const char record_sql[] =
-    "WITH input AS ("
+    "WITH rel AS ("
+    " UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL,"
+    "  updated_at = clock_timestamp()"
+    "  WHERE message_id = ANY($2::uuid[]) AND status = 'submitting' AND claimed_by = $3::text),"
+    " input AS ("
     " SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, status text,"
     "  gateway text, gateway_message_id text, error_code text, error_message text,"
     "  encoding text, segments int, cost_amount numeric, cost_currency text, event_id text)),"
@@ -252,6 +305,27 @@ static const char *nonempty(const char *s)
     return s && *s ? s : NULL;
 }
 
+static nudgel_err_t parse_claim_outcome(const char *name, nudgel_receipt_claim_outcome_t *out)
+{
+    static const struct {
+        const char *name;
+        nudgel_receipt_claim_outcome_t outcome;
+    } outcomes[] = {
+        {"fresh", NUDGEL_RECEIPT_CLAIM_FRESH},
+        {"resubmit_stale", NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE},
+        {"in_progress", NUDGEL_RECEIPT_CLAIM_IN_PROGRESS},
+        {"already_final", NUDGEL_RECEIPT_CLAIM_ALREADY_FINAL},
+        {"deduplicated", NUDGEL_RECEIPT_CLAIM_DEDUPLICATED},
+    };
+    for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
+        if (strcmp(name, outcomes[i].name) == 0) {
+            *out = outcomes[i].outcome;
+            return NUDGEL_OK;
+        }
+    }
+    return NUDGEL_ERR_PG;
+}
+
 nudgel_err_t nudgel_receipts_claim(PGconn *conn, const nudgel_message_job_t *job,
                                    const char *trace_id, const char *worker_id,
                                    int64_t stale_after_ms, nudgel_receipt_claim_t *out,
@@ -301,27 +375,12 @@ nudgel_err_t nudgel_receipts_claim(PGconn *conn, const nudgel_message_job_t *job
         err = NUDGEL_ERR_PG;
         goto out;
     }
-    static const struct {
-        const char *name;
-        nudgel_receipt_claim_outcome_t outcome;
-    } outcomes[] = {
-        {"fresh", NUDGEL_RECEIPT_CLAIM_FRESH},
-        {"resubmit_stale", NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE},
-        {"in_progress", NUDGEL_RECEIPT_CLAIM_IN_PROGRESS},
-        {"already_final", NUDGEL_RECEIPT_CLAIM_ALREADY_FINAL},
-        {"deduplicated", NUDGEL_RECEIPT_CLAIM_DEDUPLICATED},
-    };
     const char *name = PQgetvalue(res, 0, 0);
-    size_t i;
-    for (i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
-        if (strcmp(name, outcomes[i].name) == 0)
-            break;
-    if (i == sizeof(outcomes) / sizeof(outcomes[0])) {
+    if (parse_claim_outcome(name, &out->outcome) != NUDGEL_OK) {
         set_err(errstr, errstr_size, "receipts claim: unknown outcome", name);
         err = NUDGEL_ERR_PG;
         goto out;
     }
-    out->outcome = outcomes[i].outcome;
     err = read_receipt(res, 0, 1, &out->receipt, errstr, errstr_size);
 out:
     PQclear(res);
@@ -383,6 +442,311 @@ static int set_opt(json_t *obj, const char *key, const char *value)
     return value ? json_object_set_new(obj, key, json_string(value)) : 0;
 }
 
+/* A Postgres uuid[] literal of @p n ids (checked to be UUID text); NULL on error. */
+static char *uuid_array(const char *const *ids, size_t n, char *errstr, size_t errstr_size)
+{
+    char *array = malloc(2 + n * (NUDGEL_UUID_STR_LEN + 1) + 1);
+    size_t len = 0;
+    if (!array) {
+        set_err(errstr, errstr_size, "receipts", "out of memory");
+        return NULL;
+    }
+    array[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        size_t l = ids[i] ? strlen(ids[i]) : 0;
+        if (l != NUDGEL_UUID_STR_LEN || strspn(ids[i], "0123456789abcdefABCDEF-") != l) {
+            free(array);
+            set_err(errstr, errstr_size, "receipts", "not a UUID message id");
+            return NULL;
+        }
+        if (i)
+            array[len++] = ',';
+        memcpy(array + len, ids[i], l);
+        len += l;
+    }
+    array[len++] = '}';
+    array[len] = '\0';
+    return array;
+}
+
+/* The claim request as one element of claim_batch_sql's array. */
+static json_t *claim_item(size_t ord, const nudgel_receipt_claim_request_t *r)
+{
+    const nudgel_message_job_t *job = r->job;
+    const char *to = nonempty(job->phone.e164) ? job->phone.e164 : nonempty(job->to);
+    const char *country =
+        nonempty(job->phone.country) ? job->phone.country : nonempty(job->country);
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    int rc = json_object_set_new(o, "ord", json_integer((json_int_t)ord));
+    rc |= set_opt(o, "message_id", job->id);
+    rc |= set_opt(o, "tenant_id", job->tenant_id);
+    rc |= set_opt(o, "idempotency_key", nonempty(job->idempotency_key));
+    rc |= set_opt(o, "to_e164", to);
+    rc |= set_opt(o, "country", country);
+    rc |= set_opt(o, "operator", nonempty(job->phone.operator_name));
+    rc |= set_opt(o, "trace_id", nonempty(r->trace_id));
+    if (job->metadata)
+        rc |= json_object_set(o, "metadata", job->metadata);
+    if (rc != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+typedef struct claim_order {
+    const char *id;
+    size_t ord;
+} claim_order_t;
+
+static int cmp_claim_order(const void *a, const void *b)
+{
+    const claim_order_t *x = a, *y = b;
+    int c = strcasecmp(x->id, y->id);
+    return c ? c : (x->ord > y->ord) - (x->ord < y->ord);
+}
+
+/* Checks a claim batch; writes why not in errstr. */
+static nudgel_err_t check_claims(PGconn *conn, const nudgel_receipt_claim_request_t *reqs, size_t n,
+                                 const char *worker_id, int64_t stale_after_ms, char *errstr,
+                                 size_t errstr_size)
+{
+    if (!conn || !reqs || n == 0 || n > NUDGEL_RECEIPTS_BATCH_MAX || !worker_id || !*worker_id ||
+        strlen(worker_id) > NUDGEL_RECEIPTS_WORKER_ID_MAX || stale_after_ms < 0) {
+        set_err(errstr, errstr_size, "receipts claim batch", "invalid argument or batch size");
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!reqs[i].job || !reqs[i].job->id || !reqs[i].job->tenant_id) {
+            set_err(errstr, errstr_size, "receipts claim batch", "a job without id or tenant");
+            return NUDGEL_ERR_INVALID_ARG;
+        }
+    }
+    return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_receipts_claim_batch_send(PGconn *conn,
+                                              const nudgel_receipt_claim_request_t *reqs, size_t n,
+                                              const char *worker_id, int64_t stale_after_ms,
+                                              char *errstr, size_t errstr_size)
+{
+    nudgel_err_t err = check_claims(conn, reqs, n, worker_id, stale_after_ms, errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    claim_order_t *order = malloc(n * sizeof(*order));
+    json_t *arr = json_array();
+    char *text = NULL;
+    char stale[24];
+    if (!order || !arr) {
+        set_err(errstr, errstr_size, "receipts claim batch", "out of memory");
+        err = NUDGEL_ERR_NO_MEMORY;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = (claim_order_t){reqs[i].job->id, i};
+    qsort(order, n, sizeof(*order), cmp_claim_order);
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = claim_item(order[i].ord, &reqs[order[i].ord]);
+        if (!item || json_array_append_new(arr, item) != 0) {
+            set_err(errstr, errstr_size, "receipts claim batch",
+                    "cannot encode the batch (memory or UTF-8)");
+            err = NUDGEL_ERR_INVALID_ARG;
+            goto out;
+        }
+    }
+    if (!(text = json_dumps(arr, JSON_COMPACT))) {
+        set_err(errstr, errstr_size, "receipts claim batch", "out of memory");
+        err = NUDGEL_ERR_NO_MEMORY;
+        goto out;
+    }
+    snprintf(stale, sizeof(stale), "%lld", (long long)stale_after_ms);
+    const char *values[3] = {text, worker_id, stale};
+    if (!PQsendQueryParams(conn, claim_batch_sql, 3, NULL, values, NULL, NULL, 0))
+        err = pg_fail(conn, NULL, "receipts claim batch", errstr, errstr_size);
+out:
+    free(text);
+    json_decref(arr);
+    free(order);
+    return err;
+}
+
+nudgel_err_t nudgel_receipts_claim_batch_read(PGconn *conn, const PGresult *res, size_t n,
+                                              nudgel_receipt_claim_t *out, char *errstr,
+                                              size_t errstr_size)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(conn, res, "receipts claim batch", errstr, errstr_size);
+    if ((size_t)PQntuples(res) != n || PQnfields(res) != 2 + RECEIPT_NCOLS) {
+        set_err(errstr, errstr_size, "receipts claim batch", "unexpected result shape");
+        return NUDGEL_ERR_PG;
+    }
+    for (int row = 0; row < PQntuples(res); row++) {
+        size_t ord = (size_t)int_field(res, row, 0);
+        const char *name = PQgetvalue(res, row, 1);
+        if (ord >= n || parse_claim_outcome(name, &out[ord].outcome) != NUDGEL_OK) {
+            set_err(errstr, errstr_size, "receipts claim batch: unexpected row", name);
+            return NUDGEL_ERR_PG;
+        }
+        nudgel_err_t err = read_receipt(res, row, 2, &out[ord].receipt, errstr, errstr_size);
+        if (err != NUDGEL_OK)
+            return err;
+    }
+    return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_receipts_claim_fresh_send(PGconn *conn,
+                                              const nudgel_receipt_claim_request_t *reqs, size_t n,
+                                              const char *worker_id, char *errstr,
+                                              size_t errstr_size)
+{
+    nudgel_err_t err = check_claims(conn, reqs, n, worker_id, 0, errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    claim_order_t *order = malloc(n * sizeof(*order));
+    json_t *arr = json_array();
+    char *text = NULL;
+    if (!order || !arr) {
+        set_err(errstr, errstr_size, "receipts claim", "out of memory");
+        err = NUDGEL_ERR_NO_MEMORY;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = (claim_order_t){reqs[i].job->id, i};
+    qsort(order, n, sizeof(*order), cmp_claim_order);
+    for (size_t i = 0; i < n; i++) {
+        /* A repeated id is left to the full protocol (it sees the first's claim). */
+        if (i > 0 && strcasecmp(order[i].id, order[i - 1].id) == 0)
+            continue;
+        json_t *item = claim_item(order[i].ord, &reqs[order[i].ord]);
+        if (!item || json_array_append_new(arr, item) != 0) {
+            set_err(errstr, errstr_size, "receipts claim",
+                    "cannot encode the batch (memory or UTF-8)");
+            err = NUDGEL_ERR_INVALID_ARG;
+            goto out;
+        }
+    }
+    if (!(text = json_dumps(arr, JSON_COMPACT))) {
+        set_err(errstr, errstr_size, "receipts claim", "out of memory");
+        err = NUDGEL_ERR_NO_MEMORY;
+        goto out;
+    }
+    const char *values[2] = {text, worker_id};
+    if (!PQsendQueryParams(conn, claim_fresh_sql, 2, NULL, values, NULL, NULL, 0))
+        err = pg_fail(conn, NULL, "receipts claim", errstr, errstr_size);
+out:
+    free(text);
+    json_decref(arr);
+    free(order);
+    return err;
+}
+
+nudgel_err_t nudgel_receipts_claim_fresh_read(PGconn *conn, const PGresult *res, size_t n,
+                                              nudgel_receipt_claim_t *out, bool *claimed,
+                                              char *errstr, size_t errstr_size)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(conn, res, "receipts claim", errstr, errstr_size);
+    if ((size_t)PQntuples(res) > n || PQnfields(res) != 1 + RECEIPT_NCOLS) {
+        set_err(errstr, errstr_size, "receipts claim", "unexpected result shape");
+        return NUDGEL_ERR_PG;
+    }
+    for (size_t i = 0; i < n; i++)
+        claimed[i] = false;
+    for (int row = 0; row < PQntuples(res); row++) {
+        size_t ord = (size_t)int_field(res, row, 0);
+        if (ord >= n || claimed[ord]) {
+            set_err(errstr, errstr_size, "receipts claim", "unexpected result row");
+            return NUDGEL_ERR_PG;
+        }
+        nudgel_err_t err = read_receipt(res, row, 1, &out[ord].receipt, errstr, errstr_size);
+        if (err != NUDGEL_OK)
+            return err;
+        out[ord].outcome = NUDGEL_RECEIPT_CLAIM_FRESH;
+        claimed[ord] = true;
+    }
+    return NUDGEL_OK;
+}
+
+/*
+ * The result of the one statement sent on a blocking @p conn (waits for
+ * it); the connection is drained so it is idle again. Caller clears it.
+ */
+static PGresult *wait_result(PGconn *conn)
+{
+    PGresult *res = PQgetResult(conn), *extra;
+    while ((extra = PQgetResult(conn)))
+        PQclear(extra);
+    return res;
+}
+
+nudgel_err_t nudgel_receipts_claim_batch(PGconn *conn, const nudgel_receipt_claim_request_t *reqs,
+                                         size_t n, const char *worker_id, int64_t stale_after_ms,
+                                         nudgel_receipt_claim_t *out, char *errstr,
+                                         size_t errstr_size)
+{
+    if (!out || n == 0 || n > NUDGEL_RECEIPTS_BATCH_MAX) {
+        set_err(errstr, errstr_size, "receipts claim batch", "invalid argument or batch size");
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    bool claimed[NUDGEL_RECEIPTS_BATCH_MAX];
+    nudgel_err_t err =
+        nudgel_receipts_claim_fresh_send(conn, reqs, n, worker_id, errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    PGresult *res = wait_result(conn);
+    err = nudgel_receipts_claim_fresh_read(conn, res, n, out, claimed, errstr, errstr_size);
+    PQclear(res);
+    if (err != NUDGEL_OK)
+        return err;
+    /* The rest (already known, key taken, repeated): the full protocol. */
+    nudgel_receipt_claim_request_t rest[NUDGEL_RECEIPTS_BATCH_MAX];
+    nudgel_receipt_claim_t rest_out[NUDGEL_RECEIPTS_BATCH_MAX];
+    size_t where[NUDGEL_RECEIPTS_BATCH_MAX], m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!claimed[i]) {
+            where[m] = i;
+            rest[m++] = reqs[i];
+        }
+    }
+    if (m == 0)
+        return NUDGEL_OK;
+    err = nudgel_receipts_claim_batch_send(conn, rest, m, worker_id, stale_after_ms, errstr,
+                                           errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    res = wait_result(conn);
+    err = nudgel_receipts_claim_batch_read(conn, res, m, rest_out, errstr, errstr_size);
+    PQclear(res);
+    for (size_t k = 0; err == NUDGEL_OK && k < m; k++)
+        out[where[k]] = rest_out[k];
+    return err;
+}
+
+nudgel_err_t nudgel_receipts_release_batch(PGconn *conn, const char *const *message_ids, size_t n,
+                                           const char *worker_id, size_t *released, char *errstr,
+                                           size_t errstr_size)
+{
+    if (!conn || !message_ids || n == 0 || !worker_id || !*worker_id) {
+        set_err(errstr, errstr_size, "receipts release batch", "invalid argument");
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    char *array = uuid_array(message_ids, n, errstr, errstr_size);
+    if (!array)
+        return NUDGEL_ERR_INVALID_ARG;
+    nudgel_err_t err = NUDGEL_OK;
+    const char *values[2] = {array, worker_id};
+    PGresult *res = PQexecParams(conn, release_batch_sql, 2, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        err = pg_fail(conn, res, "receipts release batch", errstr, errstr_size);
+    else if (released)
+        *released = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    free(array);
+    return err;
+}
+
 /* The batch as the JSON array record_sql reads. @returns NULL on ENOMEM or bad UTF-8. */
 static json_t *batch_json(const nudgel_receipt_result_t *results, size_t n)
 {
@@ -431,21 +795,23 @@ static nudgel_err_t parse_apply(const char *name, nudgel_receipt_apply_t *out)
     return NUDGEL_OK;
 }
 
-nudgel_err_t nudgel_receipts_record(PGconn *conn, const nudgel_receipt_result_t *results, size_t n,
-                                    nudgel_receipt_applied_t *outcomes, char *errstr,
-                                    size_t errstr_size)
+nudgel_err_t nudgel_receipts_record_send(PGconn *conn, const nudgel_receipt_result_t *results,
+                                         size_t n, const char *const *release_ids,
+                                         size_t release_count, const char *worker_id, char *errstr,
+                                         size_t errstr_size)
 {
     nudgel_err_t err = NUDGEL_OK;
     const char **ids = NULL;
     json_t *batch = NULL;
-    char *text = NULL;
-    PGresult *res = NULL;
+    char *text = NULL, *released = NULL;
 
-    if (!conn || !results || !outcomes || n == 0 || n > NUDGEL_RECEIPTS_BATCH_MAX) {
+    if (!conn || (n && !results) || n > NUDGEL_RECEIPTS_BATCH_MAX ||
+        release_count > NUDGEL_RECEIPTS_BATCH_MAX || (release_count && !release_ids) ||
+        (n == 0 && release_count == 0) || (release_count && (!worker_id || !*worker_id))) {
         set_err(errstr, errstr_size, "receipts record", "invalid argument or batch size");
         return NUDGEL_ERR_INVALID_ARG;
     }
-    ids = malloc(n * sizeof(ids[0]));
+    ids = malloc((n ? n : 1) * sizeof(ids[0]));
     if (!ids) {
         set_err(errstr, errstr_size, "receipts record", "out of memory");
         err = NUDGEL_ERR_NO_MEMORY;
@@ -462,40 +828,67 @@ nudgel_err_t nudgel_receipts_record(PGconn *conn, const nudgel_receipt_result_t 
         err = NUDGEL_ERR_INVALID_ARG;
         goto out;
     }
-    const char *values[1] = {text};
-    res = PQexecParams(conn, record_sql, 1, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        err = pg_fail(conn, res, "receipts record", errstr, errstr_size);
+    if (!(released = uuid_array(release_ids, release_count, errstr, errstr_size))) {
+        err = NUDGEL_ERR_INVALID_ARG;
         goto out;
     }
+    const char *values[3] = {text, released, worker_id ? worker_id : ""};
+    if (!PQsendQueryParams(conn, record_sql, 3, NULL, values, NULL, NULL, 0))
+        err = pg_fail(conn, NULL, "receipts record", errstr, errstr_size);
+out:
+    free(released);
+    free(text);
+    json_decref(batch);
+    free(ids);
+    return err;
+}
+
+nudgel_err_t nudgel_receipts_record_read(PGconn *conn, const PGresult *res,
+                                         const nudgel_receipt_result_t *results, size_t n,
+                                         nudgel_receipt_applied_t *outcomes, char *errstr,
+                                         size_t errstr_size)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(conn, res, "receipts record", errstr, errstr_size);
     if ((size_t)PQntuples(res) != n || PQnfields(res) != 4) {
         set_err(errstr, errstr_size, "receipts record", "unexpected result shape");
-        err = NUDGEL_ERR_PG;
-        goto out;
+        return NUDGEL_ERR_PG;
     }
     for (int row = 0; row < PQntuples(res); row++) {
         size_t ord = (size_t)int_field(res, row, 0);
         nudgel_receipt_applied_t *o = &outcomes[ord < n ? ord : 0];
         if (ord >= n || parse_apply(PQgetvalue(res, row, 1), &o->outcome) != NUDGEL_OK) {
             set_err(errstr, errstr_size, "receipts record", "unexpected result row");
-            err = NUDGEL_ERR_PG;
-            goto out;
+            return NUDGEL_ERR_PG;
         }
         if (o->outcome == NUDGEL_RECEIPT_NOT_FOUND) {
             o->from = o->now = results[ord].status;
             continue;
         }
-        err = state_field(res, row, 2, &o->from, errstr, errstr_size);
+        nudgel_err_t err = state_field(res, row, 2, &o->from, errstr, errstr_size);
         if (err == NUDGEL_OK)
             err = state_field(res, row, 3, &o->now, errstr, errstr_size);
         if (err != NUDGEL_OK)
-            goto out;
+            return err;
     }
-out:
+    return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_receipts_record(PGconn *conn, const nudgel_receipt_result_t *results, size_t n,
+                                    nudgel_receipt_applied_t *outcomes, char *errstr,
+                                    size_t errstr_size)
+{
+    if (!results || !outcomes || n == 0) {
+        set_err(errstr, errstr_size, "receipts record", "invalid argument or batch size");
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    nudgel_err_t err =
+        nudgel_receipts_record_send(conn, results, n, NULL, 0, NULL, errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    PGresult *res = wait_result(conn);
+    err = nudgel_receipts_record_read(conn, res, results, n, outcomes, errstr, errstr_size);
     PQclear(res);
-    free(text);
-    json_decref(batch);
-    free(ids);
     return err;
 }
 

@@ -113,6 +113,135 @@ static void record_ok(PGconn *c, const nudgel_receipt_result_t *r, size_t n,
         fail_msg("record: %s", errstr);
 }
 
+/* ---- batched claims and releases ---------------------------------------- */
+
+/*
+ * One statement claims a mixed batch exactly as single claims would: fresh
+ * jobs, a job another worker holds, a final one, a key reused within the
+ * batch (the second is deduplicated) and the same message twice (the second
+ * sees the first's claim). Then one statement releases this worker's claims.
+ */
+static void test_claim_batch_matches_single_claims(void **state)
+{
+    PGconn *c = *state;
+    char tenant[64], errstr[256] = "";
+    new_tenant(tenant, sizeof(tenant), "batch");
+    enum { N = 7 };
+    char ids[N][NUDGEL_UUID_STR_LEN + 1] = {{0}};
+    nudgel_message_job_t jobs[N];
+    make_job(&jobs[0], ids[0], tenant, NULL);
+    make_job(&jobs[1], ids[1], tenant, "key-a");
+    make_job(&jobs[2], ids[2], tenant, "key-a"); /* same key, another id */
+    make_job(&jobs[3], ids[3], tenant, NULL);    /* held by worker-b */
+    make_job(&jobs[4], ids[4], tenant, NULL);    /* already sent */
+    make_job(&jobs[5], ids[5], tenant, NULL);
+    memcpy(ids[6], ids[5], sizeof(ids[5]));
+    make_job(&jobs[6], ids[6], tenant, NULL); /* the same message again */
+
+    assert_int_equal(claim(c, &jobs[3], "worker-b", STALE_LONG).outcome,
+                     NUDGEL_RECEIPT_CLAIM_FRESH);
+    assert_int_equal(claim(c, &jobs[4], "worker-b", STALE_LONG).outcome,
+                     NUDGEL_RECEIPT_CLAIM_FRESH);
+    nudgel_receipt_result_t sent = {
+        .message_id = ids[4], .status = NUDGEL_RECEIPT_SENT, .segments = -1};
+    nudgel_receipt_applied_t applied;
+    record_ok(c, &sent, 1, &applied);
+
+    nudgel_receipt_claim_request_t reqs[N];
+    for (int i = 0; i < N; i++)
+        reqs[i] = (nudgel_receipt_claim_request_t){.job = &jobs[i], .trace_id = "trace-b"};
+    nudgel_receipt_claim_t out[N];
+    memset(out, 0xff, sizeof(out));
+    if (nudgel_receipts_claim_batch(c, reqs, N, "worker-a", STALE_LONG, out, errstr,
+                                    sizeof(errstr)) != NUDGEL_OK)
+        fail_msg("claim batch: %s", errstr);
+    static const nudgel_receipt_claim_outcome_t want[N] = {
+        NUDGEL_RECEIPT_CLAIM_FRESH,         NUDGEL_RECEIPT_CLAIM_FRESH,
+        NUDGEL_RECEIPT_CLAIM_DEDUPLICATED,  NUDGEL_RECEIPT_CLAIM_IN_PROGRESS,
+        NUDGEL_RECEIPT_CLAIM_ALREADY_FINAL, NUDGEL_RECEIPT_CLAIM_FRESH,
+        NUDGEL_RECEIPT_CLAIM_IN_PROGRESS,
+    };
+    for (int i = 0; i < N; i++)
+        if (out[i].outcome != want[i])
+            fail_msg("item %d: %s, want %s", i, nudgel_receipt_claim_outcome_name(out[i].outcome),
+                     nudgel_receipt_claim_outcome_name(want[i]));
+    /* Each result is the row of its own item (the original's for the dedupe). */
+    assert_string_equal(out[0].receipt.message_id, ids[0]);
+    assert_string_equal(out[2].receipt.message_id, ids[1]);
+    assert_string_equal(out[3].receipt.claimed_by, "worker-b");
+    assert_int_equal(out[4].receipt.status, NUDGEL_RECEIPT_SENT);
+    assert_string_equal(out[5].receipt.claimed_by, "worker-a");
+    assert_string_equal(out[5].receipt.trace_id, "trace-b");
+    assert_int_equal(query_int(c,
+                               "SELECT count(*) FROM nudgel.message_receipts WHERE tenant_id = $1",
+                               tenant, NULL),
+                     5); /* 0, 1, 3, 4, 5: the deduplicated job has no row */
+
+    /* Release: only worker-a's submitting claims move (0, 1, 5), not worker-b's. */
+    const char *rel[] = {ids[0], ids[1], ids[3], ids[4], ids[5]};
+    size_t released = 99;
+    if (nudgel_receipts_release_batch(c, rel, 5, "worker-a", &released, errstr, sizeof(errstr)) !=
+        NUDGEL_OK)
+        fail_msg("release batch: %s", errstr);
+    assert_int_equal(released, 3);
+    assert_int_equal(claim(c, &jobs[0], "worker-c", STALE_LONG).outcome,
+                     NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE);
+    assert_int_equal(claim(c, &jobs[3], "worker-c", STALE_LONG).outcome,
+                     NUDGEL_RECEIPT_CLAIM_IN_PROGRESS);
+    const char *bad[] = {"not-a-uuid"};
+    assert_int_equal(
+        nudgel_receipts_release_batch(c, bad, 1, "worker-a", NULL, errstr, sizeof(errstr)),
+        NUDGEL_ERR_INVALID_ARG);
+}
+
+/* The event loop's form: one statement records outcomes and releases claims. */
+static void test_record_and_release_in_one_statement(void **state)
+{
+    PGconn *c = *state;
+    char tenant[64], errstr[256] = "";
+    new_tenant(tenant, sizeof(tenant), "recrel");
+    char a[NUDGEL_UUID_STR_LEN + 1] = "", b[NUDGEL_UUID_STR_LEN + 1] = "";
+    nudgel_message_job_t ja, jb;
+    make_job(&ja, a, tenant, NULL);
+    make_job(&jb, b, tenant, NULL);
+    claim(c, &ja, "worker-a", STALE_LONG);
+    claim(c, &jb, "worker-a", STALE_LONG);
+    nudgel_receipt_result_t sent = {.message_id = a,
+                                    .status = NUDGEL_RECEIPT_SENT,
+                                    .gateway = "gw",
+                                    .segments = 1,
+                                    .event_id = "ev-1"};
+    const char *release[] = {b};
+    if (nudgel_receipts_record_send(c, &sent, 1, release, 1, "worker-a", errstr, sizeof(errstr)) !=
+        NUDGEL_OK)
+        fail_msg("send: %s", errstr);
+    PGresult *res = PQgetResult(c);
+    nudgel_receipt_applied_t applied;
+    assert_int_equal(
+        nudgel_receipts_record_read(c, res, &sent, 1, &applied, errstr, sizeof(errstr)), NUDGEL_OK);
+    PQclear(res);
+    assert_null(PQgetResult(c));
+    assert_int_equal(applied.outcome, NUDGEL_RECEIPT_APPLIED);
+    assert_int_equal(applied.from, NUDGEL_RECEIPT_SUBMITTING);
+    /* b was released: another worker takes it over at once. */
+    assert_int_equal(claim(c, &jb, "worker-b", STALE_LONG).outcome,
+                     NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE);
+    /* Releases alone are a valid statement too (nothing to record). */
+    if (nudgel_receipts_record_send(c, NULL, 0, release, 1, "worker-b", errstr, sizeof(errstr)) !=
+        NUDGEL_OK)
+        fail_msg("send: %s", errstr);
+    res = PQgetResult(c);
+    assert_int_equal(nudgel_receipts_record_read(c, res, NULL, 0, NULL, errstr, sizeof(errstr)),
+                     NUDGEL_OK);
+    PQclear(res);
+    assert_null(PQgetResult(c));
+    assert_int_equal(claim(c, &jb, "worker-c", STALE_LONG).outcome,
+                     NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE);
+    /* Neither outcomes nor releases: refused. */
+    assert_int_equal(nudgel_receipts_record_send(c, NULL, 0, NULL, 0, "w", errstr, sizeof(errstr)),
+                     NUDGEL_ERR_INVALID_ARG);
+}
+
 /* ---- the SQL and C tables agree ---------------------------------------- */
 
 static void test_sql_table_matches_c(void **state)
@@ -625,7 +754,7 @@ static void test_error_classes(void **state)
     assert_int_equal(claim(c, &job, "worker-b", STALE_LONG).outcome,
                      NUDGEL_RECEIPT_CLAIM_IN_PROGRESS);
     /* SQL error: not a UUID. */
-    char bad[] = "not-a-uuid";
+    char bad[NUDGEL_UUID_STR_LEN + 1] = "not-a-uuid";
     nudgel_message_job_t jb;
     make_job(&jb, bad, tenant, NULL);
     assert_int_equal(nudgel_receipts_claim(c, &jb, NULL, "w", 0, &out, errstr, sizeof(errstr)),
@@ -663,6 +792,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_takeover_and_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedupe_by_idempotency_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_claims, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_claim_batch_matches_single_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_and_release_in_one_statement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_batches_forward_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_large_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_dlr_forward_only, setup, teardown),

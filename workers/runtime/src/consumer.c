@@ -16,8 +16,9 @@
 #define MAX_PARTITIONS 4096 /* hard cap of partition states one consumer keeps */
 
 const nudgel_conf_entry_t nudgel_consumer_conf[] = {
-    {"consumer.window", NUDGEL_CONF_INT, "1000", 1, 100000, NULL, 0,
-     "Jobs of one partition in flight at most; a full window pauses the partition."},
+    {"consumer.window", NUDGEL_CONF_INT, "5000", 1, 100000, NULL, 0,
+     "Jobs of one partition in flight at most; a full window pauses the partition (and a "
+     "pause drops what librdkafka prefetched, so keep it above a worker's own in-flight cap)."},
     {NULL, NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0, NULL},
 };
 
@@ -241,12 +242,24 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         on_revoke(c, parts, incremental);
 }
 
-static int is_offset_reset(const char *prop, const char *value, void *opaque)
+/* nudgel_conf_kafka_foreach() callback: is @p prop the one named by @p opaque? */
+static int is_prop(const char *prop, const char *value, void *opaque)
 {
     (void)value;
-    (void)opaque;
-    return strcmp(prop, "auto.offset.reset") == 0;
+    return strcmp(prop, (const char *)opaque) == 0;
 }
+
+/*
+ * Our defaults for librdkafka properties, each applied unless kafka.* sets
+ * it. The prefetch queue is capped at 16 MiB (librdkafka's default is 64 MiB
+ * per consumer): a worker's memory is bounded by its jobs in flight, not by
+ * how far ahead librdkafka reads. A new group starts from the beginning
+ * (jobs enqueued before the first worker count).
+ */
+static const char *const kafka_defaults[][2] = {
+    {"auto.offset.reset", "earliest"},
+    {"queued.max.messages.kbytes", "16384"},
+};
 
 nudgel_consumer_t *nudgel_consumer_new(const nudgel_conf_t *conf, const char *group_id,
                                        const char *const *topics, size_t topic_count, char *errstr,
@@ -276,12 +289,11 @@ nudgel_consumer_t *nudgel_consumer_new(const nudgel_conf_t *conf, const char *gr
         if (rd_kafka_conf_set(kconf, fixed[i][0], fixed[i][1], inner, sizeof(inner)) !=
             RD_KAFKA_CONF_OK)
             goto conf_fail;
-    /* A new group starts from the beginning (jobs enqueued before the first
-     * worker count) unless kafka.auto.offset.reset says otherwise. */
-    if (!nudgel_conf_kafka_foreach(conf, is_offset_reset, NULL) &&
-        rd_kafka_conf_set(kconf, "auto.offset.reset", "earliest", inner, sizeof(inner)) !=
-            RD_KAFKA_CONF_OK)
-        goto conf_fail;
+    for (size_t i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++)
+        if (!nudgel_conf_kafka_foreach(conf, is_prop, (void *)kafka_defaults[i][0]) &&
+            rd_kafka_conf_set(kconf, kafka_defaults[i][0], kafka_defaults[i][1], inner,
+                              sizeof(inner)) != RD_KAFKA_CONF_OK)
+            goto conf_fail;
     rd_kafka_conf_set_rebalance_cb(kconf, rebalance_cb);
     rd_kafka_conf_set_opaque(kconf, c);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kconf, inner, sizeof(inner));
@@ -431,6 +443,13 @@ void nudgel_consumer_done(nudgel_consumer_t *c, nudgel_job_ref_t *job)
     }
     job_unlink(c, job);
     rd_kafka_message_destroy(job->msg);
+    free(job);
+}
+
+void nudgel_consumer_abandon(nudgel_consumer_t *c, nudgel_job_ref_t *job)
+{
+    c->in_flight--;
+    rd_kafka_message_destroy(job->msg); /* its offset never moves past it */
     free(job);
 }
 

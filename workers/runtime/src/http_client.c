@@ -21,6 +21,7 @@
 typedef struct transfer {
     CURL *easy;
     struct curl_slist *headers;
+    struct curl_slist *resolve;
     char *body;
     char *response;
     size_t response_len, response_cap;
@@ -113,6 +114,7 @@ static void transfer_free(transfer_t *t)
     if (t->easy)
         curl_easy_cleanup(t->easy);
     curl_slist_free_all(t->headers);
+    curl_slist_free_all(t->resolve);
     free(t->body);
     free(t->response);
     free(t);
@@ -155,6 +157,11 @@ nudgel_err_t nudgel_http_submit(nudgel_http_t *h, const nudgel_http_request_t *r
     }
     if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "POST") != 0)
         curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, r->method);
+    if (r->resolve && *r->resolve) {
+        if (!(t->resolve = curl_slist_append(NULL, r->resolve)))
+            goto nomem;
+        curl_easy_setopt(t->easy, CURLOPT_RESOLVE, t->resolve);
+    }
     curl_easy_setopt(t->easy, CURLOPT_URL, r->url);
     curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
     curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
@@ -197,6 +204,7 @@ static void finish(nudgel_http_t *h, CURLMsg *msg)
     curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total_s);
     resp.total_ms = total_s * 1000;
     resp.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+    resp.curl_code = (int)code;
     resp.transport_error = code != CURLE_OK;
     resp.error = code == CURLE_OK ? "" : (t->error[0] ? t->error : curl_easy_strerror(code));
     if (code != CURLE_OK)
@@ -215,11 +223,21 @@ static void finish(nudgel_http_t *h, CURLMsg *msg)
 
 int nudgel_http_poll(nudgel_http_t *h, int timeout_ms)
 {
+    return nudgel_http_poll_fds(h, timeout_ms, NULL, 0);
+}
+
+int nudgel_http_poll_fds(nudgel_http_t *h, int timeout_ms, const int *fds, size_t nfds)
+{
     int running = 0, finished = 0, left;
     CURLMsg *msg;
+    struct curl_waitfd extra[8];
+    if (nfds > sizeof(extra) / sizeof(extra[0]))
+        nfds = sizeof(extra) / sizeof(extra[0]);
+    for (size_t i = 0; i < nfds; i++)
+        extra[i] = (struct curl_waitfd){.fd = fds[i], .events = CURL_WAIT_POLLIN, .revents = 0};
     curl_multi_perform(h->multi, &running);
-    if (running && timeout_ms > 0) {
-        curl_multi_poll(h->multi, NULL, 0, timeout_ms, NULL);
+    if ((running || nfds > 0) && timeout_ms > 0) {
+        curl_multi_poll(h->multi, nfds ? extra : NULL, (unsigned)nfds, timeout_ms, NULL);
         curl_multi_perform(h->multi, &running);
     }
     while ((msg = curl_multi_info_read(h->multi, &left))) {

@@ -107,6 +107,35 @@ nudgel_err_t nudgel_receipts_claim(PGconn *conn, const nudgel_message_job_t *job
                                    int64_t stale_after_ms, nudgel_receipt_claim_t *out,
                                    char *errstr, size_t errstr_size);
 
+/** One job of a batched claim (nudgel_receipts_claim_batch()). */
+typedef struct nudgel_receipt_claim_request {
+    const nudgel_message_job_t *job;
+    const char *trace_id; /* may be NULL */
+} nudgel_receipt_claim_request_t;
+
+/**
+ * @brief Claims @p n jobs (1..NUDGEL_RECEIPTS_BATCH_MAX) in one statement,
+ * hence one round trip and one transaction: exactly as @p n calls of
+ * nudgel_receipts_claim(), in message id order (so concurrent batches take
+ * row locks in one order), with @p out[i] for @p reqs[i]. A message id
+ * twice in one batch is claimed once; the second sees the first's claim
+ * (IN_PROGRESS). All or nothing: on an error nothing is claimed, and a
+ * statement error (NUDGEL_ERR_PG, not a lost connection) is worth retrying
+ * item by item to find the culprit.
+ */
+nudgel_err_t nudgel_receipts_claim_batch(PGconn *conn, const nudgel_receipt_claim_request_t *reqs,
+                                         size_t n, const char *worker_id, int64_t stale_after_ms,
+                                         nudgel_receipt_claim_t *out, char *errstr,
+                                         size_t errstr_size);
+
+/**
+ * @brief As nudgel_receipts_release() for @p n message ids at once (one
+ * statement); @p *released (may be NULL) counts the claims released.
+ */
+nudgel_err_t nudgel_receipts_release_batch(PGconn *conn, const char *const *message_ids, size_t n,
+                                           const char *worker_id, size_t *released, char *errstr,
+                                           size_t errstr_size);
+
 /**
  * @brief Releases @p worker_id's claim on a submitting row (after a
  * transient failure that goes to a retry topic), so the retried job's claim
@@ -164,6 +193,60 @@ typedef struct nudgel_receipt_applied {
 nudgel_err_t nudgel_receipts_record(PGconn *conn, const nudgel_receipt_result_t *results, size_t n,
                                     nudgel_receipt_applied_t *outcomes, char *errstr,
                                     size_t errstr_size);
+
+/* ---- the same statements, sent and read apart (event loops) ------------
+ *
+ * For a connection in non-blocking mode driven by an event loop:
+ * *_send() queues the statement (PQsendQueryParams; the caller flushes
+ * with PQflush() and waits for the socket), the loop collects the result
+ * with PQconsumeInput()/PQisBusy()/PQgetResult() and passes it to *_read(),
+ * then reads PQgetResult() until NULL. Errors as the blocking forms.
+ */
+
+/**
+ * @brief Sends the fast path of a batched claim: one set-based INSERT of
+ * every message that has no row yet and whose idempotency key is free
+ * (FRESH, attempt 1). The others — already known, key taken, an id repeated
+ * in the batch — are left unclaimed for the full protocol
+ * (nudgel_receipts_claim_batch_send()). nudgel_receipts_claim_batch() is
+ * the two in sequence.
+ */
+nudgel_err_t nudgel_receipts_claim_fresh_send(PGconn *conn,
+                                              const nudgel_receipt_claim_request_t *reqs, size_t n,
+                                              const char *worker_id, char *errstr,
+                                              size_t errstr_size);
+
+/** @brief Reads it: @p claimed[i] and @p out[i] (FRESH) for each job it inserted. */
+nudgel_err_t nudgel_receipts_claim_fresh_read(PGconn *conn, const PGresult *res, size_t n,
+                                              nudgel_receipt_claim_t *out, bool *claimed,
+                                              char *errstr, size_t errstr_size);
+
+/** @brief Sends the statement of the full protocol for every job (nudgel.receipt_claim()). */
+nudgel_err_t nudgel_receipts_claim_batch_send(PGconn *conn,
+                                              const nudgel_receipt_claim_request_t *reqs, size_t n,
+                                              const char *worker_id, int64_t stale_after_ms,
+                                              char *errstr, size_t errstr_size);
+
+/** @brief Reads its result into @p out[0..n). */
+nudgel_err_t nudgel_receipts_claim_batch_read(PGconn *conn, const PGresult *res, size_t n,
+                                              nudgel_receipt_claim_t *out, char *errstr,
+                                              size_t errstr_size);
+
+/**
+ * @brief Sends the statement of nudgel_receipts_record() for @p n results
+ * (may be 0) and, in the same statement and transaction, releases
+ * @p worker_id's claims on @p release_ids (may be 0 of them; not both 0).
+ */
+nudgel_err_t nudgel_receipts_record_send(PGconn *conn, const nudgel_receipt_result_t *results,
+                                         size_t n, const char *const *release_ids,
+                                         size_t release_count, const char *worker_id, char *errstr,
+                                         size_t errstr_size);
+
+/** @brief Reads its result into @p outcomes[0..n). */
+nudgel_err_t nudgel_receipts_record_read(PGconn *conn, const PGresult *res,
+                                         const nudgel_receipt_result_t *results, size_t n,
+                                         nudgel_receipt_applied_t *outcomes, char *errstr,
+                                         size_t errstr_size);
 
 /** A carrier delivery report, already normalised. */
 typedef struct nudgel_receipt_dlr {

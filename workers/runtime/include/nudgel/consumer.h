@@ -72,6 +72,15 @@ void nudgel_consumer_done(nudgel_consumer_t *c, nudgel_job_ref_t *job);
  */
 void nudgel_consumer_defer(nudgel_consumer_t *c, nudgel_job_ref_t *job, int64_t resume_at_ms);
 
+/**
+ * @brief Lets go of a job that will not finish in this process (shutdown
+ * after a drain timeout): nothing is stored for it, so it is re-delivered
+ * after the next assignment. Frees the job. Every job must be done,
+ * deferred or abandoned before nudgel_consumer_close(), whose
+ * rd_kafka_destroy() waits for the messages it still holds.
+ */
+void nudgel_consumer_abandon(nudgel_consumer_t *c, nudgel_job_ref_t *job);
+
 /** Reasons to pause every partition; each is lifted on its own. */
 typedef enum nudgel_pause_reason {
     NUDGEL_PAUSE_POSTGRES = 1u << 0,

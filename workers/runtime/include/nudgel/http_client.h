@@ -31,6 +31,8 @@ typedef struct nudgel_http_request {
     long connect_timeout_ms;   /* 0: 5000 */
     long total_timeout_ms;     /* 0: 15000 */
     size_t max_response_bytes; /* 0: 65536; the rest is read and discarded */
+    const char *resolve;       /* a CURLOPT_RESOLVE entry "host:port:addr[,addr]" pinning
+                                  the addresses to connect to (no DNS lookup), or NULL */
 } nudgel_http_request_t;
 
 typedef struct nudgel_http_response {
@@ -43,6 +45,7 @@ typedef struct nudgel_http_response {
     bool body_truncated;
     const char *retry_after; /* the Retry-After header, or NULL */
     double total_ms;
+    int curl_code; /* libcurl's CURLcode of the transfer (0 when a response arrived) */
 } nudgel_http_response_t;
 
 /** Runs once per request with everything borrowed for the call only. */
@@ -67,6 +70,14 @@ nudgel_err_t nudgel_http_submit(nudgel_http_t *h, const nudgel_http_request_t *r
  * and runs the callbacks of finished ones. @returns how many finished.
  */
 int nudgel_http_poll(nudgel_http_t *h, int timeout_ms);
+
+/**
+ * @brief As nudgel_http_poll(), and the wait also ends when one of the
+ * @p nfds sockets @p fds (e.g. a libpq connection's) is readable, so an
+ * event loop can wait on its HTTP transfers and its database at once. It
+ * waits even with no transfer running when @p nfds > 0.
+ */
+int nudgel_http_poll_fds(nudgel_http_t *h, int timeout_ms, const int *fds, size_t nfds);
 
 /** @brief Requests submitted and not yet finished. */
 size_t nudgel_http_in_flight(const nudgel_http_t *h);

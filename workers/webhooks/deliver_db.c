@@ -1,0 +1,293 @@
+/*
+ * deliver_db.c — see deliver_db.h.
+ */
+#define _GNU_SOURCE
+#include "deliver_db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nudgel/log.h"
+
+static const char *const final_statuses = "('delivered', 'failed', 'exhausted', 'cancelled')";
+
+nudgel_err_t wh_db_err(PGconn *pg)
+{
+    return PQstatus(pg) == CONNECTION_OK ? NUDGEL_ERR_PG : NUDGEL_ERR_PG_UNREACHABLE;
+}
+
+static bool is_final(const char *status)
+{
+    return strcmp(status, "delivered") == 0 || strcmp(status, "failed") == 0 ||
+           strcmp(status, "exhausted") == 0 || strcmp(status, "cancelled") == 0;
+}
+
+bool wh_db_has_payload_column(PGconn *pg)
+{
+    PGresult *res = PQexec(pg, "SELECT 1 FROM information_schema.columns WHERE table_schema = "
+                               "'nudgel' AND table_name = 'webhook_deliveries' AND column_name = "
+                               "'payload'");
+    bool has = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    PQclear(res);
+    return has;
+}
+
+/*
+ * The insert skips rows that exist (any unique key); the select, run on the
+ * snapshot from before the insert, sees only rows that existed already: a
+ * row absent from it was created by this statement. Matching on (endpoint,
+ * event) as well finds another delivery of the same event to the endpoint.
+ */
+nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t *out, size_t count,
+                         char *errstr, size_t errstr_size)
+{
+    static const char sql_payload[] =
+        "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS "
+        "i(delivery_id uuid, tenant_id text, endpoint_id uuid, url text, event_type text, "
+        "event_id text, job jsonb, n bigint)), "
+        "ins AS (INSERT INTO nudgel.webhook_deliveries (delivery_id, tenant_id, endpoint_id, url, "
+        "event_type, event_id, status, payload, job) SELECT delivery_id, tenant_id, endpoint_id, "
+        "url, event_type, event_id, 'pending', job->'payload', job FROM input ON CONFLICT DO "
+        "NOTHING) "
+        "SELECT i.n, (d.delivery_id = i.delivery_id), d.status, d.attempts, d.last_status_code, "
+        "d.last_error FROM input i JOIN nudgel.webhook_deliveries d ON d.delivery_id = "
+        "i.delivery_id OR (d.endpoint_id = i.endpoint_id AND d.event_id = i.event_id AND "
+        "d.replay_of IS NULL) ORDER BY i.n, 2 DESC";
+    static const char sql_plain[] =
+        "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS "
+        "i(delivery_id uuid, tenant_id text, endpoint_id uuid, url text, event_type text, "
+        "event_id text, n bigint)), "
+        "ins AS (INSERT INTO nudgel.webhook_deliveries (delivery_id, tenant_id, endpoint_id, url, "
+        "event_type, event_id, status) SELECT delivery_id, tenant_id, endpoint_id, url, "
+        "event_type, event_id, 'pending' FROM input ON CONFLICT DO NOTHING) "
+        "SELECT i.n, (d.delivery_id = i.delivery_id), d.status, d.attempts, d.last_status_code, "
+        "d.last_error FROM input i JOIN nudgel.webhook_deliveries d ON d.delivery_id = "
+        "i.delivery_id OR (d.endpoint_id = i.endpoint_id AND d.event_id = i.event_id) ORDER BY "
+        "i.n, 2 DESC";
+    char *text = json_dumps(jobs, JSON_COMPACT);
+    if (!text)
+        return NUDGEL_ERR_NO_MEMORY;
+    const char *params[1] = {text};
+    PGresult *res =
+        PQexecParams(pg, with_payload ? sql_payload : sql_plain, 1, NULL, params, NULL, NULL, 0);
+    free(text);
+    nudgel_err_t err = NUDGEL_OK;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errstr_size, "claiming deliveries: %s", PQerrorMessage(pg));
+        err = wh_db_err(pg);
+        goto out;
+    }
+    for (size_t i = 0; i < count; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        out[i].fresh = true;
+    }
+    for (int r = PQntuples(res) - 1; r >= 0; r--) { /* own row last, so it wins */
+        long long n = atoll(PQgetvalue(res, r, 0));
+        if (n < 1 || (size_t)n > count)
+            continue;
+        wh_claim_t *c = &out[n - 1];
+        bool own = PQgetvalue(res, r, 1)[0] == 't';
+        snprintf(c->status, sizeof(c->status), "%s", PQgetvalue(res, r, 2));
+        c->attempts = atoi(PQgetvalue(res, r, 3));
+        c->last_status_code = PQgetisnull(res, r, 4) ? 0 : atoi(PQgetvalue(res, r, 4));
+        snprintf(c->last_error, sizeof(c->last_error), "%s", PQgetvalue(res, r, 5));
+        c->duplicate = !own;
+        c->final = own && is_final(c->status);
+        c->fresh = own && !c->final;
+    }
+out:
+    PQclear(res);
+    return err;
+}
+
+static nudgel_err_t exec_json(PGconn *pg, const char *what, const char *sql, json_t *rows,
+                              PGresult **result, char *errstr, size_t errstr_size)
+{
+    char *text = json_dumps(rows, JSON_COMPACT);
+    if (!text)
+        return NUDGEL_ERR_NO_MEMORY;
+    const char *params[1] = {text};
+    PGresult *res = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
+    free(text);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        snprintf(errstr, errstr_size, "%s: %s", what, PQerrorMessage(pg));
+        PQclear(res);
+        return wh_db_err(pg);
+    }
+    if (result)
+        *result = res;
+    else
+        PQclear(res);
+    return NUDGEL_OK;
+}
+
+nudgel_err_t wh_db_flush(PGconn *pg, json_t *attempts, json_t *deliveries, json_t *succeeded,
+                         json_t *failed, int64_t failing_window_ms, json_t **disabled, char *errstr,
+                         size_t errstr_size)
+{
+    char sql[2048];
+    nudgel_err_t err;
+    PGresult *res = NULL;
+    *disabled = json_array();
+    res = PQexec(pg, "BEGIN");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        snprintf(errstr, errstr_size, "begin: %s", PQerrorMessage(pg));
+        PQclear(res);
+        return wh_db_err(pg);
+    }
+    PQclear(res);
+    res = NULL;
+    if (json_array_size(attempts) &&
+        (err = exec_json(
+             pg, "recording attempts",
+             "INSERT INTO nudgel.webhook_attempts (delivery_id, attempt, status_code, latency_ms, "
+             "error_class, error_message, response_snippet) SELECT delivery_id, attempt, "
+             "status_code, latency_ms, error_class, error_message, response_snippet FROM "
+             "jsonb_to_recordset($1::jsonb) AS a(delivery_id uuid, attempt int, status_code int, "
+             "latency_ms int, error_class text, error_message text, response_snippet text) "
+             "WHERE EXISTS (SELECT 1 FROM nudgel.webhook_deliveries d WHERE d.delivery_id = "
+             "a.delivery_id) ON CONFLICT (delivery_id, attempt) DO NOTHING",
+             attempts, NULL, errstr, errstr_size)) != NUDGEL_OK)
+        goto fail;
+    snprintf(sql, sizeof(sql),
+             "UPDATE nudgel.webhook_deliveries d SET status = u.status, attempts = "
+             "GREATEST(d.attempts, u.attempts), last_status_code = u.last_status_code, "
+             "last_error = u.last_error, next_attempt_at = CASE WHEN u.next_attempt_ms IS NULL "
+             "THEN NULL ELSE to_timestamp(u.next_attempt_ms / 1000.0) END, final_at = CASE WHEN "
+             "u.final THEN now() ELSE NULL END, updated_at = now() FROM "
+             "jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, status text, attempts int, "
+             "last_status_code int, last_error text, next_attempt_ms bigint, final boolean) "
+             "WHERE d.delivery_id = u.delivery_id AND d.status NOT IN %s",
+             final_statuses);
+    if (json_array_size(deliveries) && (err = exec_json(pg, "updating deliveries", sql, deliveries,
+                                                        NULL, errstr, errstr_size)) != NUDGEL_OK)
+        goto fail;
+    /* Failures first, successes last: an endpoint with both in one batch is not failing. */
+    if (json_array_size(failed) &&
+        (err = exec_json(pg, "marking failing endpoints",
+                         "UPDATE nudgel.webhook_endpoints SET failing_since = now(), updated_at = "
+                         "now() WHERE endpoint_id IN (SELECT value::uuid FROM "
+                         "jsonb_array_elements_text($1::jsonb)) AND failing_since IS NULL",
+                         failed, NULL, errstr, errstr_size)) != NUDGEL_OK)
+        goto fail;
+    if (json_array_size(succeeded) &&
+        (err = exec_json(pg, "marking succeeding endpoints",
+                         "UPDATE nudgel.webhook_endpoints SET failing_since = NULL, "
+                         "last_success_at = now(), updated_at = now() WHERE endpoint_id IN "
+                         "(SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb))",
+                         succeeded, NULL, errstr, errstr_size)) != NUDGEL_OK)
+        goto fail;
+    if (json_array_size(failed)) {
+        snprintf(sql, sizeof(sql),
+                 "UPDATE nudgel.webhook_endpoints SET enabled = false, disabled_at = now(), "
+                 "disabled_reason = format('failing without a success since %%s (longer than "
+                 "%%s)', failing_since, make_interval(secs => %lld / 1000.0)), updated_at = "
+                 "now() WHERE endpoint_id IN (SELECT value::uuid FROM "
+                 "jsonb_array_elements_text($1::jsonb)) AND enabled AND failing_since IS NOT NULL "
+                 "AND failing_since < now() - make_interval(secs => %lld / 1000.0) RETURNING "
+                 "endpoint_id::text, tenant_id, disabled_reason",
+                 (long long)failing_window_ms, (long long)failing_window_ms);
+        if ((err = exec_json(pg, "disabling failing endpoints", sql, failed, &res, errstr,
+                             errstr_size)) != NUDGEL_OK)
+            goto fail;
+        for (int r = 0; r < PQntuples(res); r++)
+            json_array_append_new(*disabled,
+                                  json_pack("{s:s, s:s, s:s}", "endpoint_id", PQgetvalue(res, r, 0),
+                                            "tenant_id", PQgetvalue(res, r, 1), "reason",
+                                            PQgetvalue(res, r, 2)));
+        PQclear(res);
+        res = NULL;
+    }
+    res = PQexec(pg, "COMMIT");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        snprintf(errstr, errstr_size, "commit: %s", PQerrorMessage(pg));
+        err = wh_db_err(pg);
+        PQclear(res);
+        json_array_clear(*disabled);
+        return err;
+    }
+    PQclear(res);
+    return NUDGEL_OK;
+fail:
+    PQclear(PQexec(pg, "ROLLBACK"));
+    json_array_clear(*disabled);
+    return err;
+}
+
+nudgel_err_t wh_db_endpoint_load(PGconn *pg, const char *endpoint_id, wh_endpoint_row_t *row,
+                                 char *errstr, size_t errstr_size)
+{
+    const char *params[1] = {endpoint_id};
+    memset(row, 0, sizeof(*row));
+    PGresult *res = PQexecParams(
+        pg,
+        "SELECT tenant_id, url, enabled, COALESCE(rate_limit_per_second, 0)::float8, "
+        "COALESCE(max_concurrency, 0), secret_ciphertext, secret_key_id, "
+        "CASE WHEN previous_secret_expires_at > now() THEN previous_secret_ciphertext END, "
+        "COALESCE(previous_secret_key_id, ''), "
+        "COALESCE((extract(epoch FROM previous_secret_expires_at) * 1000)::bigint, 0) "
+        "FROM nudgel.webhook_endpoints WHERE endpoint_id = $1::uuid",
+        1, NULL, params, NULL, NULL, 0);
+    nudgel_err_t err = NUDGEL_OK;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(errstr, errstr_size, "loading endpoint %s: %s", endpoint_id, PQerrorMessage(pg));
+        err = wh_db_err(pg);
+        goto out;
+    }
+    if (PQntuples(res) == 0)
+        goto out;
+    row->found = true;
+    snprintf(row->tenant_id, sizeof(row->tenant_id), "%s", PQgetvalue(res, 0, 0));
+    row->url = strdup(PQgetvalue(res, 0, 1));
+    row->enabled = PQgetvalue(res, 0, 2)[0] == 't';
+    row->rate_per_second = atof(PQgetvalue(res, 0, 3));
+    row->max_concurrency = atoi(PQgetvalue(res, 0, 4));
+    row->secret = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 5), &row->secret_len);
+    snprintf(row->secret_key_id, sizeof(row->secret_key_id), "%s", PQgetvalue(res, 0, 6));
+    if (!PQgetisnull(res, 0, 7)) {
+        row->previous =
+            PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 7), &row->previous_len);
+        snprintf(row->previous_key_id, sizeof(row->previous_key_id), "%s", PQgetvalue(res, 0, 8));
+        row->previous_expires_ms = atoll(PQgetvalue(res, 0, 9));
+    }
+    if (!row->url || !row->secret) {
+        wh_endpoint_row_clear(row);
+        err = NUDGEL_ERR_NO_MEMORY;
+    }
+out:
+    PQclear(res);
+    return err;
+}
+
+void wh_endpoint_row_clear(wh_endpoint_row_t *row)
+{
+    free(row->url);
+    if (row->secret)
+        PQfreemem(row->secret);
+    if (row->previous)
+        PQfreemem(row->previous);
+    memset(row, 0, sizeof(*row));
+}
+
+nudgel_err_t wh_db_endpoint_disable(PGconn *pg, const char *endpoint_id, const char *reason,
+                                    bool *changed, char *errstr, size_t errstr_size)
+{
+    const char *params[2] = {endpoint_id, reason};
+    PGresult *res = PQexecParams(pg,
+                                 "UPDATE nudgel.webhook_endpoints SET enabled = false, "
+                                 "disabled_reason = $2, disabled_at = now(), updated_at = now() "
+                                 "WHERE endpoint_id = $1::uuid AND enabled",
+                                 2, NULL, params, NULL, NULL, 0);
+    nudgel_err_t err = NUDGEL_OK;
+    *changed = false;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        snprintf(errstr, errstr_size, "disabling endpoint %s: %s", endpoint_id, PQerrorMessage(pg));
+        err = wh_db_err(pg);
+    } else {
+        *changed = atoi(PQcmdTuples(res)) > 0;
+    }
+    PQclear(res);
+    return err;
+}

@@ -1,0 +1,93 @@
+/*
+ * deliver_db.h — the deliverer's Postgres statements (nudgel-webhooks only).
+ *
+ * Rows travel as one JSON array parameter per statement (jsonb_to_recordset),
+ * so a batch of any size is one round trip and nothing is spliced into SQL.
+ * Connections are synchronous libpq; the caller's event loop batches.
+ */
+#ifndef NUDGEL_DELIVER_DB_H
+#define NUDGEL_DELIVER_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "nudgel/error.h"
+
+/** What the deliveries table says of one claimed job. */
+typedef struct wh_claim {
+    bool fresh;      /* the row was created now, or exists and is not final */
+    bool final;      /* the delivery already ended: send nothing */
+    bool duplicate;  /* another delivery of the same (endpoint, event) exists */
+    char status[16]; /* the row's status when it existed */
+    int attempts;    /* attempts recorded so far */
+    int last_status_code;
+    char last_error[256];
+} wh_claim_t;
+
+/**
+ * @brief Inserts a pending row per job of @p jobs (array of {delivery_id,
+ * tenant_id, endpoint_id|null, url|null, event_type, event_id, job}),
+ * leaving existing rows alone, and reports the state of each in @p out
+ * (same order, @p count entries). @p with_payload: the table has the
+ * payload and job columns (migration 003), which keep the job for replay. @returns NUDGEL_OK,
+ * NUDGEL_ERR_PG or NUDGEL_ERR_PG_UNREACHABLE with the reason.
+ */
+nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t *out, size_t count,
+                         char *errstr, size_t errstr_size);
+
+/**
+ * @brief One transaction: attempt rows (array of {delivery_id, attempt,
+ * status_code|null, latency_ms, error_class|null, error_message|null,
+ * response_snippet|null}), delivery updates (array of {delivery_id, status,
+ * attempts, last_status_code|null, last_error|null, next_attempt_at|null,
+ * final}), endpoints that succeeded and that failed (arrays of ids). Endpoints
+ * failing without a success for longer than @p failing_window_ms are disabled;
+ * their ids and tenants come back in @p *disabled (a new array of
+ * {endpoint_id, tenant_id, reason}; the caller decrefs). Final rows are never
+ * moved back. @returns NUDGEL_OK, NUDGEL_ERR_PG or NUDGEL_ERR_PG_UNREACHABLE.
+ */
+nudgel_err_t wh_db_flush(PGconn *pg, json_t *attempts, json_t *deliveries, json_t *succeeded,
+                         json_t *failed, int64_t failing_window_ms, json_t **disabled, char *errstr,
+                         size_t errstr_size);
+
+/** An endpoint row, secrets still sealed. */
+typedef struct wh_endpoint_row {
+    bool found;
+    char tenant_id[72];
+    char *url; /* malloc'd */
+    bool enabled;
+    double rate_per_second; /* 0: unset */
+    int max_concurrency;    /* 0: unset */
+    unsigned char *secret;  /* PQunescapeBytea; PQfreemem */
+    size_t secret_len;
+    char secret_key_id[72];
+    unsigned char *previous; /* NULL when none or expired */
+    size_t previous_len;
+    char previous_key_id[72];
+    int64_t previous_expires_ms;
+} wh_endpoint_row_t;
+
+/** @brief Reads endpoint @p endpoint_id. Free with wh_endpoint_row_clear(). */
+nudgel_err_t wh_db_endpoint_load(PGconn *pg, const char *endpoint_id, wh_endpoint_row_t *row,
+                                 char *errstr, size_t errstr_size);
+
+void wh_endpoint_row_clear(wh_endpoint_row_t *row);
+
+/**
+ * @brief Disables an endpoint with @p reason (no-op when already disabled).
+ * @p *changed tells whether this call disabled it.
+ */
+nudgel_err_t wh_db_endpoint_disable(PGconn *pg, const char *endpoint_id, const char *reason,
+                                    bool *changed, char *errstr, size_t errstr_size);
+
+/** @brief Whether webhook_deliveries has the payload column (migration 003). */
+bool wh_db_has_payload_column(PGconn *pg);
+
+/** @brief NUDGEL_ERR_PG or NUDGEL_ERR_PG_UNREACHABLE by the connection's state. */
+nudgel_err_t wh_db_err(PGconn *pg);
+
+#endif
