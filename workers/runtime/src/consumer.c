@@ -449,6 +449,7 @@ void nudgel_consumer_done(nudgel_consumer_t *c, nudgel_job_ref_t *job)
 void nudgel_consumer_abandon(nudgel_consumer_t *c, nudgel_job_ref_t *job)
 {
     c->in_flight--;
+    job_unlink(c, job);
     rd_kafka_message_destroy(job->msg); /* its offset never moves past it */
     free(job);
 }

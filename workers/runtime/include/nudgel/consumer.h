@@ -75,9 +75,10 @@ void nudgel_consumer_defer(nudgel_consumer_t *c, nudgel_job_ref_t *job, int64_t 
 /**
  * @brief Lets go of a job that will not finish in this process (shutdown
  * after a drain timeout): nothing is stored for it, so it is re-delivered
- * after the next assignment. Frees the job. Every job must be done,
- * deferred or abandoned before nudgel_consumer_close(), whose
- * rd_kafka_destroy() waits for the messages it still holds.
+ * after the next assignment. Frees the job. nudgel_consumer_close()
+ * abandons whatever is still held (rd_kafka_destroy() would otherwise wait
+ * for those messages for ever); abandoning first lets a worker free its own
+ * state for each job.
  */
 void nudgel_consumer_abandon(nudgel_consumer_t *c, nudgel_job_ref_t *job);
 
