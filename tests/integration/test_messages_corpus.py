@@ -15,7 +15,9 @@ One worker run serves every check; each case is then its own test:
   (RFC 8259 syntax, UTF-8, no duplicate key, nesting and size within the
   limits) whose `id` is a lower-case UUID and whose `tenant_id` is valid. An
   addressable bad job gets one final status event for its id, `failed` or
-  `rejected` (`expired` for a job past its expires_at), with an error;
+  `rejected` (`expired` for a job past its expires_at), with an error (for a
+  template that cannot be rendered, one naming the missing variable or the
+  unknown template);
 - a job that is not addressable has no id to put in an event's subject and no
   tenant to key it by (DESIGN §4: events are keyed by tenant_id and their
   subject is the message id), so the DLQ record (original bytes, reason,
@@ -54,6 +56,7 @@ class Case:
     events: set = field(default_factory=lambda: FAILED)
     key: str = None
     headers: list = None
+    event_error: str = None  # regular expression its final event's error message must match
 
 
 def iso(ms):
@@ -77,12 +80,13 @@ def build_corpus(tenant, tpl_tenant):
                 j[k] = v
         return j
 
-    def add(name, j, reason, addressable=True, events=FAILED, headers=None, raw=None):
+    def add(name, j, reason, addressable=True, events=FAILED, headers=None, raw=None,
+            event_error=None):
         value = raw if raw is not None else json.dumps(j).encode()
         ident = j.get("id") if addressable and j is not None else None
         tenant_key = j.get("tenant_id") if isinstance(j, dict) else None
         key = tenant_key if isinstance(tenant_key, str) and tenant_key else bad
-        cases.append(Case(name, value, reason, ident, events, key, headers))
+        cases.append(Case(name, value, reason, ident, events, key, headers, event_error))
 
     # -- not a job-shaped JSON document: no id can be trusted -----------------
     add("not_json", None, r"json", raw=b"hello, this is not JSON")
@@ -161,9 +165,9 @@ def build_corpus(tenant, tpl_tenant):
         r"route|outside")
     add("template_missing_variable",
         job(tenant_id=tpl_tenant, body=DROP, template="order-confirmation",
-            variables={"name": "Ada"}), r"order_id")
+            variables={"name": "Ada"}), r"template", event_error=r"order_id")
     add("unknown_template", job(tenant_id=tpl_tenant, body=DROP, template="no-such-template"),
-        r"no-such-template")
+        r"template.*(exist|unknown|not found)", event_error=r"no-such-template")
     add("schema_header_v2", job(), r"schema",
         headers=[("nudgel-schema", "message.job/v2")])
     add("schema_header_webhook_job", job(), r"schema",
@@ -337,6 +341,12 @@ def test_malformed_job(corpus_run, name):
         elif not all(e.get("data", {}).get("error") for e in evs[case.job_id]
                      if e["type"] in case.events):
             problems.append("its final event carries no error")
+        elif case.event_error:
+            messages = [e["data"]["error"].get("message", "") for e in evs[case.job_id]
+                        if e["type"] in case.events]
+            if not any(re.search(case.event_error, m, re.IGNORECASE) for m in messages):
+                problems.append(f"its event's error {messages} does not match "
+                                f"/{case.event_error}/")
     # Never sent, whatever else happened.
     try:
         job_id = json.loads(case.value).get("id") if case.value else None
