@@ -18,12 +18,16 @@ One worker run serves every check; each case is then its own test:
   `rejected` (`expired` for a job past its expires_at), with an error (for a
   template that cannot be rendered, one naming the missing variable or the
   unknown template);
-- a job that is not addressable has no id to put in an event's subject and no
-  tenant to key it by (DESIGN §4: events are keyed by tenant_id and their
-  subject is the message id), so the DLQ record (original bytes, reason,
-  origin topic/partition/offset) is its whole trace, with the worker's
-  `malformed` outcome counter and a warning in its log: nothing is dropped
-  silently (DESIGN §5), and no event names an id the sender never gave;
+- a job that is not addressable has no id of its own. DESIGN §4 keys events
+  by tenant_id and makes their subject the message id, and §5 says nothing is
+  dropped silently: the worker dead-letters it (original bytes, reason,
+  origin topic/partition/offset) and emits one `failed` event with error code
+  `malformed`, whose subject is an id derived from the record's
+  topic/partition/offset (stable over redeliveries, so the event id is too)
+  and whose tenant is the job's if valid, else the Kafka key's, else
+  `unknown` (a parseable UUID in an otherwise unusable job is used as the
+  subject). No receipt is written (no id to own a row). Checked: one such
+  event per non-addressable case;
 - no bad job is ever sent: the carrier's ledger holds exactly the good jobs,
   once each, and no receipt of a bad job is `sent`.
 
@@ -305,6 +309,21 @@ def test_no_dead_letter_without_a_case(corpus_run):
     bad_names = {c.name for c in corpus_run["cases"]}
     assert [n for n in names if n not in bad_names] == []
     assert sorted(n for n in names if names.count(n) > 1) == []
+
+
+def test_unaddressable_jobs_get_one_malformed_event_each(corpus_run):
+    cases = corpus_run["cases"]
+    unaddressable = [c for c in cases if not c.job_id]
+    ours = {c.job_id for c in cases if c.job_id} | {j["id"] for j in corpus_run["goods"]}
+    derived = {}
+    for mid, evs in events_by_message(corpus_run).items():
+        for ev in evs:
+            error = ev["data"].get("error") or {}
+            if mid not in ours and error.get("code") == "malformed":
+                derived.setdefault(mid, set()).add(ev["id"])
+    assert len(derived) == len(unaddressable), \
+        f"{len(derived)} malformed events with derived subjects for {len(unaddressable)} cases"
+    assert {len(ids) for ids in derived.values()} <= {1}
 
 
 def case_ids():

@@ -50,13 +50,15 @@ def run_with_kills(pg_dsn, ns, gw, tenant, total, rng, tmp_path, label):
     """Five workers killed at random moments, then one that finishes. Returns the kills."""
     sets = ("messages.claim_stale_ms=2000", "messages.retry_delays_ms=500,500,500,500",
             f"messages.gateway_max_in_flight={GATEWAY_MAX_IN_FLIGHT}")
-    # A random moment: a receipt count drawn between 5% and 90% of the run (so
-    # each kill lands mid-run however fast the machine), then 0-500 ms more.
-    thresholds = sorted(rng.sample(range(total * 5 // 100, total * 90 // 100), KILLS))
+    # A random moment: once this worker has finished a random share of the
+    # run (2% to 15% of it: each kill lands mid-run, with work in flight,
+    # however fast the machine), then 0-500 ms more.
     kills = []
     started = time.monotonic()
-    for n, threshold in enumerate(thresholds):
+    for n in range(KILLS):
         wid = f"{tenant}-kill{n}"
+        threshold = (count_where(pg_dsn, tenant, "status <> 'submitting'") +
+                     rng.randint(total * 2 // 100, total * 15 // 100))
         worker = Worker(ns, gw, tmp_path / f"worker-{n}.log", *sets, worker_id=wid)
         reached = wait_until(lambda: not worker.alive() or
                              (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
@@ -161,7 +163,10 @@ def test_two_workers_share_partitions_and_send_each_message_once(bootstrap, pg_d
     """A second worker joins mid-run (scale-out): both must hold partitions of the jobs
     topic and send (from their /metrics), and together send each message exactly once."""
     total = int(os.environ.get("NUDGEL_TEST_TWO_WORKER_MESSAGES", "6000"))
-    sim = Sim("sim.infobip.latency_ms=20", "sim.infobip.jitter_ms=20")
+    # A slow carrier (200 ms, 32 submissions in flight per worker: about 160/s
+    # each) so the run outlasts the rebalance however fast the worker gets.
+    sim = Sim("sim.infobip.latency_ms=200", "sim.infobip.jitter_ms=20")
+    sets = ("messages.gateway_max_in_flight=32",)
     workers = []
     try:
         ns, tenant = f"k2{run_id}.", f"k2{run_id}"
@@ -169,10 +174,10 @@ def test_two_workers_share_partitions_and_send_each_message_once(bootstrap, pg_d
         enqueue(ns, jobs_for(tenant, run_id, total, tenants=37))
         gw = gateways_file(sim, tmp_path / "gateways.json", "infobip", tps=100000)
         started = time.monotonic()
-        workers.append(Worker(ns, gw, tmp_path / "worker-a.log"))
+        workers.append(Worker(ns, gw, tmp_path / "worker-a.log", *sets))
         wait_until(lambda: (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
                    >= total // 10 or not workers[0].alive(), timeout=300)
-        workers.append(Worker(ns, gw, tmp_path / "worker-b.log"))
+        workers.append(Worker(ns, gw, tmp_path / "worker-b.log", *sets))
         joined = time.monotonic() - started
         done = wait_until(lambda: count_where(pg_dsn, tenant, "status <> 'submitting'") == total
                           or not all(w.alive() for w in workers), timeout=600, interval=0.5)
