@@ -38,6 +38,7 @@ bool wh_db_has_payload_column(PGconn *pg)
  * snapshot from before the insert, sees only rows that existed already: a
  * row absent from it was created by this statement. Matching on (endpoint,
  * event) as well finds another delivery of the same event to the endpoint.
+ * Two joins, not one with OR: each uses its index (an OR join would scan).
  */
 nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t *out, size_t count,
                          char *errstr, size_t errstr_size)
@@ -45,15 +46,17 @@ nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t
     static const char sql_payload[] =
         "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS "
         "i(delivery_id uuid, tenant_id text, endpoint_id uuid, url text, event_type text, "
-        "event_id text, job jsonb, n bigint)), "
+        "event_id text, payload jsonb, n bigint)), "
         "ins AS (INSERT INTO nudgel.webhook_deliveries (delivery_id, tenant_id, endpoint_id, url, "
-        "event_type, event_id, status, payload, job) SELECT delivery_id, tenant_id, endpoint_id, "
-        "url, event_type, event_id, 'pending', job->'payload', job FROM input ON CONFLICT DO "
+        "event_type, event_id, status, payload) SELECT delivery_id, tenant_id, endpoint_id, "
+        "url, event_type, event_id, 'pending', payload FROM input ON CONFLICT DO "
         "NOTHING) "
-        "SELECT i.n, (d.delivery_id = i.delivery_id), d.status, d.attempts, d.last_status_code, "
-        "d.last_error FROM input i JOIN nudgel.webhook_deliveries d ON d.delivery_id = "
-        "i.delivery_id OR (d.endpoint_id = i.endpoint_id AND d.event_id = i.event_id AND "
-        "d.replay_of IS NULL) ORDER BY i.n, 2 DESC";
+        "SELECT i.n, true, d.status, d.attempts, d.last_status_code, d.last_error FROM input i "
+        "JOIN nudgel.webhook_deliveries d ON d.delivery_id = i.delivery_id "
+        "UNION ALL SELECT i.n, false, d.status, d.attempts, d.last_status_code, d.last_error "
+        "FROM input i JOIN nudgel.webhook_deliveries d ON d.endpoint_id = i.endpoint_id AND "
+        "d.event_id = i.event_id AND d.replay_of IS NULL AND d.delivery_id <> i.delivery_id "
+        "ORDER BY 1, 2 DESC";
     static const char sql_plain[] =
         "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS "
         "i(delivery_id uuid, tenant_id text, endpoint_id uuid, url text, event_type text, "
@@ -61,10 +64,11 @@ nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t
         "ins AS (INSERT INTO nudgel.webhook_deliveries (delivery_id, tenant_id, endpoint_id, url, "
         "event_type, event_id, status) SELECT delivery_id, tenant_id, endpoint_id, url, "
         "event_type, event_id, 'pending' FROM input ON CONFLICT DO NOTHING) "
-        "SELECT i.n, (d.delivery_id = i.delivery_id), d.status, d.attempts, d.last_status_code, "
-        "d.last_error FROM input i JOIN nudgel.webhook_deliveries d ON d.delivery_id = "
-        "i.delivery_id OR (d.endpoint_id = i.endpoint_id AND d.event_id = i.event_id) ORDER BY "
-        "i.n, 2 DESC";
+        "SELECT i.n, true, d.status, d.attempts, d.last_status_code, d.last_error FROM input i "
+        "JOIN nudgel.webhook_deliveries d ON d.delivery_id = i.delivery_id "
+        "UNION ALL SELECT i.n, false, d.status, d.attempts, d.last_status_code, d.last_error "
+        "FROM input i JOIN nudgel.webhook_deliveries d ON d.endpoint_id = i.endpoint_id AND "
+        "d.event_id = i.event_id AND d.delivery_id <> i.delivery_id ORDER BY 1, 2 DESC";
     char *text = json_dumps(jobs, JSON_COMPACT);
     if (!text)
         return NUDGEL_ERR_NO_MEMORY;

@@ -30,10 +30,10 @@ typedef struct wh_claim {
 
 /**
  * @brief Inserts a pending row per job of @p jobs (array of {delivery_id,
- * tenant_id, endpoint_id|null, url|null, event_type, event_id, job}),
+ * tenant_id, endpoint_id|null, url|null, event_type, event_id, payload}),
  * leaving existing rows alone, and reports the state of each in @p out
  * (same order, @p count entries). @p with_payload: the table has the
- * payload and job columns (migration 003), which keep the job for replay. @returns NUDGEL_OK,
+ * payload column (migration 003), which keeps the body for replay. @returns NUDGEL_OK,
  * NUDGEL_ERR_PG or NUDGEL_ERR_PG_UNREACHABLE with the reason.
  */
 nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t *out, size_t count,
