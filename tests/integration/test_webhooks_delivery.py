@@ -222,3 +222,16 @@ def test_rotation_signs_with_both_secrets(env):
     lg = sink.path_ledger(f"/rot{run}", summary=True)
     assert lg["verified_by_secret"] == [5, 8]
     assert lg["failures"] == 0
+
+
+def test_429_waits_for_retry_after(env):
+    tenant, sink, dsn, run = f"wq{env['run']}", env["sink"], env["dsn"], env["run"]
+    eid, secret = h.add_endpoint(dsn, tenant, sink.url(f"/busy{run}"))
+    sink.configure(f"/busy{run}", secrets=[secret], statuses=[429], retry_after=2)
+    h.enqueue(binary, env["ns"], [h.webhook_job(tenant, eid, 1, run)])
+    wait_final(env, tenant, 1)
+    rows = attempts_of(dsn, tenant)
+    assert [(r[1], r[2], r[3]) for r in rows] == [("1", "429", "http_429"), ("2", "200", "")]
+    rec = list(sink.path_ledger(f"/busy{run}")["ids"].values())[0]
+    # The schedule says 300 ms; Retry-After says 2 s, and wins.
+    assert rec["last_ms"] - rec["first_ms"] >= 1900, rec
