@@ -243,7 +243,7 @@ struct worker {
     size_t outcome_count, outcome_cap;
     int64_t last_flush_us;
     wjob_t *all;
-    wjob_t *by_id[HASH_BUCKETS]; /* claimed jobs by delivery id: one delivery in flight once */
+    wjob_t *by_id[HASH_BUCKETS]; /* jobs in flight by (endpoint, event): each sent once */
     wjob_t *current;             /* the job just polled: the only one that may be handed back */
     size_t lane_waiting;
     nudgel_metrics_t *metrics;
@@ -269,12 +269,23 @@ static uint32_t hash_str(const char *s)
 
 /* ---- jobs --------------------------------------------------------------- */
 
-/* Another job of this process already holds @p j's delivery? Else @p j does now. */
+/*
+ * Jobs in flight are indexed by (endpoint, event): a copy of one (the same
+ * job re-delivered) or a second job for the same event and endpoint is a
+ * duplicate while the first is in flight, and the first decides.
+ */
+static uint32_t index_bucket(const wjob_t *j)
+{
+    return (hash_str(j->job.event_id) ^ hash_str(j->job.endpoint_id)) % HASH_BUCKETS;
+}
+
+/* Another job of this process already holds @p j's (endpoint, event)? Else @p j does now. */
 static bool index_holds(worker_t *w, wjob_t *j)
 {
-    wjob_t **head = &w->by_id[hash_str(j->job.id) % HASH_BUCKETS];
+    wjob_t **head = &w->by_id[index_bucket(j)];
     for (wjob_t *o = *head; o; o = o->next_by_id)
-        if (strcmp(o->job.id, j->job.id) == 0)
+        if (strcmp(o->job.event_id, j->job.event_id) == 0 &&
+            strcmp(o->job.endpoint_id, j->job.endpoint_id) == 0)
             return true;
     j->next_by_id = *head;
     *head = j;
@@ -284,7 +295,7 @@ static bool index_holds(worker_t *w, wjob_t *j)
 
 static void index_remove(worker_t *w, wjob_t *j)
 {
-    wjob_t **link = &w->by_id[hash_str(j->job.id) % HASH_BUCKETS];
+    wjob_t **link = &w->by_id[index_bucket(j)];
     while (*link && *link != j)
         link = &(*link)->next_by_id;
     if (*link)
@@ -551,20 +562,25 @@ static void flush_outcomes(worker_t *w)
         if (j->end == END_REQUEUE)
             continue;
         bool final = j->end != END_RETRY;
-        json_array_append_new(
-            deliveries,
-            json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:b}", "delivery_id", j->job.id, "status",
-                      j->delivery_status, "attempts",
-                      j->record_attempt ? j->attempt : j->attempt - 1, "last_status_code",
-                      j->status_code > 0 ? json_integer(j->status_code) : json_null(), "last_error",
-                      j->error_class[0] ? json_sprintf("%s: %s", j->error_class, j->error_message)
-                                        : json_null(),
-                      "next_attempt_ms",
-                      j->end == END_RETRY ? json_integer(j->next_attempt_ms) : json_null(), "final",
-                      final));
+        json_t *row = json_pack(
+            "{s:s, s:s, s:i, s:o, s:o, s:o, s:b}", "delivery_id", j->job.id, "status",
+            j->delivery_status, "attempts", j->record_attempt ? j->attempt : j->attempt - 1,
+            "last_status_code", j->status_code > 0 ? json_integer(j->status_code) : json_null(),
+            "last_error",
+            j->error_class[0] ? json_sprintf("%s: %s", j->error_class, j->error_message)
+                              : json_null(),
+            "next_attempt_ms", j->end == END_RETRY ? json_integer(j->next_attempt_ms) : json_null(),
+            "final", final);
+        json_object_set_new(row, "tenant_id", json_string(j->job.tenant_id));
+        json_object_set_new(row, "endpoint_id", json_string(j->job.endpoint_id));
+        json_object_set_new(row, "event_type", json_string(j->job.event_type));
+        json_object_set_new(row, "event_id", json_string(j->job.event_id));
+        if (w->with_payload)
+            json_object_set(row, "payload", j->job.payload);
+        json_array_append_new(deliveries, row);
     }
-    nudgel_err_t err = wh_db_flush(w->pg, attempts, deliveries, ok, bad, w->failing_window_ms,
-                                   &disabled, errstr, sizeof(errstr));
+    nudgel_err_t err = wh_db_flush(w->pg, w->with_payload, attempts, deliveries, ok, bad,
+                                   w->failing_window_ms, &disabled, errstr, sizeof(errstr));
     json_decref(attempts);
     json_decref(deliveries);
     json_decref(ok);
@@ -1148,8 +1164,9 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
     }
     if (index_holds(w, j)) {
         /* The same delivery is already in flight here (a re-delivered copy): that one ends it. */
-        nudgel_log_info("webhook job %s is already in flight here; this copy is skipped",
-                        j->job.id);
+        nudgel_log_info("webhook job %s: event %s to endpoint %s is already in flight here; "
+                        "skipped",
+                        j->job.id, j->job.event_id, j->job.endpoint_id);
         j->end = END_NONE;
         job_publish(j);
         return;
@@ -1171,13 +1188,9 @@ static void claim_batch(worker_t *w)
     json_t *rows = json_array();
     for (size_t i = 0; i < w->claim_count; i++) {
         const nudgel_webhook_job_t *jb = &w->claims[i]->job;
-        json_t *row =
-            json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "delivery_id", jb->id, "tenant_id",
-                      jb->tenant_id, "endpoint_id", jb->endpoint_id, "event_type", jb->event_type,
-                      "event_id", jb->event_id, "n", (json_int_t)(i + 1));
-        if (w->with_payload)
-            json_object_set(row, "payload", jb->payload);
-        json_array_append_new(rows, row);
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I}", "delivery_id", jb->id,
+                                              "endpoint_id", jb->endpoint_id, "event_id",
+                                              jb->event_id, "n", (json_int_t)(i + 1)));
     }
     wh_claim_t claims[CLAIM_BATCH_MAX];
     nudgel_err_t err =
