@@ -247,7 +247,8 @@ struct worker {
     wjob_t *current;             /* the job just polled: the only one that may be handed back */
     size_t lane_waiting;
     nudgel_metrics_t *metrics;
-    nudgel_metric_t *m_outcomes, *m_attempts, *m_latency, *m_in_flight, *m_queued;
+    nudgel_metric_t *m_outcomes, *m_attempts, *m_latency, *m_in_flight, *m_queued, *m_claim_s,
+        *m_flush_s;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -579,8 +580,10 @@ static void flush_outcomes(worker_t *w)
             json_object_set(row, "payload", j->job.payload);
         json_array_append_new(deliveries, row);
     }
+    int64_t t0 = nudgel_mono_us();
     nudgel_err_t err = wh_db_flush(w->pg, w->with_payload, attempts, deliveries, ok, bad,
                                    w->failing_window_ms, &disabled, errstr, sizeof(errstr));
+    nudgel_metric_observe(w->m_flush_s, NULL, (double)(nudgel_mono_us() - t0) / 1e6);
     json_decref(attempts);
     json_decref(deliveries);
     json_decref(ok);
@@ -1193,8 +1196,10 @@ static void claim_batch(worker_t *w)
                                               jb->event_id, "n", (json_int_t)(i + 1)));
     }
     wh_claim_t claims[CLAIM_BATCH_MAX];
+    int64_t t0 = nudgel_mono_us();
     nudgel_err_t err =
         wh_db_claim(w->pg, w->with_payload, rows, claims, w->claim_count, errstr, sizeof(errstr));
+    nudgel_metric_observe(w->m_claim_s, NULL, (double)(nudgel_mono_us() - t0) / 1e6);
     json_decref(rows);
     if (err != NUDGEL_OK) {
         nudgel_log_error("%s; pausing intake", errstr);
@@ -1342,6 +1347,15 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
     w->m_queued =
         nudgel_metrics_register(w->metrics, NUDGEL_METRIC_GAUGE, "nudgel_webhooks_lane_waiting",
                                 "Jobs waiting in endpoint lanes.", NULL, NULL, 0);
+    static const double pg_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+    w->m_claim_s = nudgel_metrics_register(w->metrics, NUDGEL_METRIC_HISTOGRAM,
+                                           "nudgel_webhooks_claim_seconds",
+                                           "Postgres round trip claiming a batch of jobs.", NULL,
+                                           pg_buckets, sizeof(pg_buckets) / sizeof(pg_buckets[0]));
+    w->m_flush_s = nudgel_metrics_register(
+        w->metrics, NUDGEL_METRIC_HISTOGRAM, "nudgel_webhooks_flush_seconds",
+        "Postgres transaction writing a batch of outcomes.", NULL, pg_buckets,
+        sizeof(pg_buckets) / sizeof(pg_buckets[0]));
     return NUDGEL_OK;
 }
 
