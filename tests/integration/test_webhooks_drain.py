@@ -89,3 +89,33 @@ def test_endpoint_failing_too_long_is_disabled(bootstrap, pg_dsn, topics_ready, 
         assert sink.path_ledger("/down", summary=True)["requests"] < 3 * 7
     finally:
         sink.stop()
+
+
+def test_saturated_endpoint_queue_overflows_to_the_first_tier(bootstrap, pg_dsn, topics_ready,
+                                                              run_id):
+    """max_concurrency 1, a 300 ms endpoint and a lane queue of 2: the rest wait on the
+    first retry tier (no attempt counted) and are all delivered, each attempt number 1."""
+    ns, tenant = f"wo{run_id}.", f"wo{run_id}"
+    h.make_topics(binary, ns)
+    sink = h.Sink()
+    try:
+        eid, secret = h.add_endpoint(pg_dsn, tenant, sink.url("/one"), max_concurrency=1)
+        sink.configure("/one", secrets=[secret], sleep_ms=300)
+        h.enqueue(binary, ns, [h.webhook_job(tenant, eid, i, run_id) for i in range(12)])
+        worker = h.start_deliverer(binary, ns, "webhooks.endpoint_queue_max=2",
+                                   "webhooks.retry_schedule=500ms,500ms",
+                                   "webhooks.retry_jitter_percent=0")
+        try:
+            h.wait_until(lambda: h.final_count(pg_dsn, tenant) >= 12, 90, "12 delivered", worker)
+        finally:
+            assert worker.terminate() == 0, worker.text()[-3000:]
+        rows = h.psql(pg_dsn, "SELECT d.status, d.attempts, a.attempt FROM "
+                              "nudgel.webhook_deliveries d JOIN nudgel.webhook_attempts a USING "
+                              f"(delivery_id) WHERE d.tenant_id = '{tenant}'").split()
+        assert rows == ["delivered|1|1"] * 12
+        requeued = [r for r in kcat_consume(bootstrap, f"{ns}nudgel.webhooks.retry.5s")]
+        assert requeued, "nothing went through the first retry tier"
+        lg = sink.path_ledger("/one", summary=True)
+        assert lg["unique_ids"] == 12 and lg["duplicates"] == 0 and lg["failures"] == 0
+    finally:
+        sink.stop()
