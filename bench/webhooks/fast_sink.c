@@ -46,8 +46,8 @@ typedef struct upload {
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
-                                                             MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
@@ -124,13 +124,14 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(argc > 1 ? (uint16_t)atoi(argv[1]) : 0)};
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons(argc > 1 ? (uint16_t)atoi(argv[1]) : 0)};
     inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
     samples = malloc(sizeof(long long) * MAX_SAMPLES);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO, 0, NULL, NULL, handler, NULL,
-        MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_CONNECTION_LIMIT, 4096,
-        MHD_OPTION_CONNECTION_TIMEOUT, 120, MHD_OPTION_END);
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO, 0, NULL, NULL, handler,
+                         NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_CONNECTION_LIMIT, 4096,
+                         MHD_OPTION_CONNECTION_TIMEOUT, 120, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "fast_sink: cannot listen\n");
         return 1;

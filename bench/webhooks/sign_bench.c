@@ -46,8 +46,7 @@ int main(void)
             double per = (now_ns() - t0) / (double)iters;
             printf("%s{\"body_kib\":%zu,\"keys\":%zu,\"ns_per_signature\":%.0f,"
                    "\"ns_per_kib\":%.1f}",
-                   s || nkeys > 1 ? "," : "", sizes_kib[s], nkeys, per,
-                   per / (double)sizes_kib[s]);
+                   s || nkeys > 1 ? "," : "", sizes_kib[s], nkeys, per, per / (double)sizes_kib[s]);
         }
         free(body);
     }

@@ -20,13 +20,19 @@ def test_sigterm_drains_in_flight_then_exits_0(bootstrap, pg_dsn, topics_ready, 
     ns, tenant = f"wn{run_id}.", f"wn{run_id}"
     h.make_topics(binary, ns)
     sink = h.Sink()
+    workers = []
+
+    def start(*sets):
+        workers.append(h.start_deliverer(binary, ns, *sets))
+        return workers[-1]
+
     try:
         (fast, fs), (slow, ss) = h.add_endpoints(pg_dsn, [
             dict(tenant=tenant, url=sink.url("/s2")), dict(tenant=tenant, url=sink.url("/s30"))])
         sink.configure("/s2", secrets=[fs], sleep_ms=2000)
         sink.configure("/s30", secrets=[ss], sleep_ms=30000)
         h.enqueue(binary, ns, [h.webhook_job(tenant, fast, i, run_id) for i in range(5)])
-        worker = h.start_deliverer(binary, ns, "webhooks.drain_timeout_ms=10000")
+        worker = start("webhooks.drain_timeout_ms=10000")
         h.wait_until(lambda: sink.path_ledger("/s2", summary=True)["requests"] >= 5, 60,
                      "5 requests in flight", worker)
         t0 = time.monotonic()
@@ -37,7 +43,7 @@ def test_sigterm_drains_in_flight_then_exits_0(bootstrap, pg_dsn, topics_ready, 
 
         # A 30 s endpoint and a 1 s drain: out in time, nothing recorded, nothing lost.
         h.enqueue(binary, ns, [h.webhook_job(tenant, slow, 10 + i, run_id) for i in range(3)])
-        worker = h.start_deliverer(binary, ns, "webhooks.drain_timeout_ms=1000")
+        worker = start("webhooks.drain_timeout_ms=1000")
         h.wait_until(lambda: sink.path_ledger("/s30", summary=True)["requests"] >= 3, 60,
                      "3 slow requests in flight", worker)
         t0 = time.monotonic()
@@ -45,14 +51,14 @@ def test_sigterm_drains_in_flight_then_exits_0(bootstrap, pg_dsn, topics_ready, 
         assert time.monotonic() - t0 < 6
         assert h.final_count(pg_dsn, tenant) == 5
         sink.configure("/s30", secrets=[ss])  # answers at once now
-        worker = h.start_deliverer(binary, ns)
-        try:
-            h.wait_until(lambda: h.final_count(pg_dsn, tenant) >= 8, 60, "the slow three",
-                         worker)
-        finally:
-            assert worker.terminate() == 0, worker.text()[-3000:]
+        worker = start()
+        h.wait_until(lambda: h.final_count(pg_dsn, tenant) >= 8, 60, "the slow three", worker)
+        assert worker.terminate() == 0, worker.text()[-3000:]
         assert sink.path_ledger("/s30", summary=True)["unique_ids"] == 3
     finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.kill()
         sink.stop()
 
 
@@ -87,5 +93,35 @@ def test_endpoint_failing_too_long_is_disabled(bootstrap, pg_dsn, topics_ready, 
         assert "failing without a success" in disabled[0]["data"]["disabled_reason"]
         # Jobs left for it end cancelled, unsent: fewer requests than 3 full ladders.
         assert sink.path_ledger("/down", summary=True)["requests"] < 3 * 7
+    finally:
+        sink.stop()
+
+
+def test_saturated_endpoint_queue_overflows_to_the_first_tier(bootstrap, pg_dsn, topics_ready,
+                                                              run_id):
+    """max_concurrency 1, a 300 ms endpoint and a lane queue of 2: the rest wait on the
+    first retry tier (no attempt counted) and are all delivered, each attempt number 1."""
+    ns, tenant = f"wo{run_id}.", f"wo{run_id}"
+    h.make_topics(binary, ns)
+    sink = h.Sink()
+    try:
+        eid, secret = h.add_endpoint(pg_dsn, tenant, sink.url("/one"), max_concurrency=1)
+        sink.configure("/one", secrets=[secret], sleep_ms=300)
+        h.enqueue(binary, ns, [h.webhook_job(tenant, eid, i, run_id) for i in range(12)])
+        worker = h.start_deliverer(binary, ns, "webhooks.endpoint_queue_max=2",
+                                   "webhooks.retry_schedule=500ms,500ms",
+                                   "webhooks.retry_jitter_percent=0")
+        try:
+            h.wait_until(lambda: h.final_count(pg_dsn, tenant) >= 12, 90, "12 delivered", worker)
+        finally:
+            assert worker.terminate() == 0, worker.text()[-3000:]
+        rows = h.psql(pg_dsn, "SELECT d.status, d.attempts, a.attempt FROM "
+                              "nudgel.webhook_deliveries d JOIN nudgel.webhook_attempts a USING "
+                              f"(delivery_id) WHERE d.tenant_id = '{tenant}'").split()
+        assert rows == ["delivered|1|1"] * 12
+        requeued = [r for r in kcat_consume(bootstrap, f"{ns}nudgel.webhooks.retry.5s")]
+        assert requeued, "nothing went through the first retry tier"
+        lg = sink.path_ledger("/one", summary=True)
+        assert lg["unique_ids"] == 12 and lg["duplicates"] == 0 and lg["failures"] == 0
     finally:
         sink.stop()

@@ -22,6 +22,7 @@ def test_sigkill_three_times_during_20000_deliveries(bootstrap, pg_dsn, topics_r
     ns, tenant = f"wk{run_id}.", f"wk{run_id}"
     h.make_topics(binary, ns)
     sink = h.Sink()
+    worker = None
     try:
         eps = h.add_endpoints(pg_dsn, [dict(tenant=f"{tenant}-{i % 4}", url=sink.url(f"/k/{i}"))
                                        for i in range(ENDPOINTS)])
@@ -66,4 +67,6 @@ def test_sigkill_three_times_during_20000_deliveries(bootstrap, pg_dsn, topics_r
         # Duplicates only come from jobs in flight at a kill: bounded by the in-flight cap.
         assert dupes <= 3 * 5000
     finally:
+        if worker is not None and worker.proc.poll() is None:
+            worker.kill()
         sink.stop()

@@ -10,7 +10,6 @@
 
 #include "nudgel/log.h"
 
-
 nudgel_err_t wh_db_err(PGconn *pg)
 {
     return PQstatus(pg) == CONNECTION_OK ? NUDGEL_ERR_PG : NUDGEL_ERR_PG_UNREACHABLE;

@@ -28,7 +28,6 @@
  */
 #define _GNU_SOURCE
 #include <getopt.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,33 +219,6 @@ typedef struct vetted {
     struct vetted *next;
 } vetted_t;
 
-/*
- * A batch of outcomes on its way to Postgres. The flusher thread, with a
- * connection of its own, writes it while the event loop goes on with HTTP
- * and Kafka; the loop then publishes what the batch's jobs call for. The
- * thread touches only the JSON; the jobs stay the loop's.
- */
-typedef struct flush_batch {
-    wjob_t **jobs;
-    size_t count;
-    json_t *attempts, *deliveries, *ok, *bad; /* built by the loop, freed by the loop */
-    json_t *disabled;                         /* from the thread */
-    nudgel_err_t err;
-    char errstr[512];
-    int64_t took_us;
-} flush_batch_t;
-
-typedef struct flusher {
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    PGconn *pg;
-    bool with_payload;
-    int64_t failing_window_ms;
-    flush_batch_t *todo, *done; /* at most one batch in flight */
-    bool busy, stop, started;
-} flusher_t;
-
 struct worker {
     nudgel_conf_t *conf;
     nudgel_consumer_t *consumer;
@@ -267,7 +239,6 @@ struct worker {
     endpoint_t *active; /* lanes with queued jobs */
     wjob_t *claims[CLAIM_BATCH_MAX];
     size_t claim_count;
-    flusher_t flusher;
     wjob_t **outcomes; /* jobs waiting for the flush */
     size_t outcome_count, outcome_cap;
     int64_t last_flush_us;
@@ -551,62 +522,21 @@ static json_t *nullable_str(const char *s)
     return s && *s ? json_string(s) : json_null();
 }
 
-static void *flusher_main(void *arg)
-{
-    flusher_t *f = arg;
-    pthread_mutex_lock(&f->mu);
-    for (;;) {
-        while (!f->todo && !f->stop)
-            pthread_cond_wait(&f->cv, &f->mu);
-        if (!f->todo)
-            break;
-        flush_batch_t *b = f->todo;
-        f->todo = NULL;
-        pthread_mutex_unlock(&f->mu);
-        int64_t t0 = nudgel_mono_us();
-        if (PQstatus(f->pg) != CONNECTION_OK)
-            PQreset(f->pg);
-        b->err = wh_db_flush(f->pg, f->with_payload, b->attempts, b->deliveries, b->ok, b->bad,
-                             f->failing_window_ms, &b->disabled, b->errstr, sizeof(b->errstr));
-        b->took_us = nudgel_mono_us() - t0;
-        pthread_mutex_lock(&f->mu);
-        f->done = b;
-    }
-    pthread_mutex_unlock(&f->mu);
-    return NULL;
-}
-
-static void batch_free(flush_batch_t *b)
-{
-    json_decref(b->attempts);
-    json_decref(b->deliveries);
-    json_decref(b->ok);
-    json_decref(b->bad);
-    json_decref(b->disabled);
-    free(b->jobs);
-    free(b);
-}
-
 /*
- * Hands the outcomes gathered so far to the flusher thread (one batch at a
- * time): attempt rows, delivery rows, endpoint success/failure marks.
+ * Writes the batch of outcomes in one transaction, then publishes each.
+ * Postgres trouble keeps the batch (jobs stay in flight) and pauses intake
+ * until a later flush succeeds.
  */
 static void flush_outcomes(worker_t *w)
 {
+    char errstr[512];
     w->last_flush_us = nudgel_mono_us();
-    if (w->outcome_count == 0 || w->flusher.busy)
+    if (w->outcome_count == 0)
         return;
-    flush_batch_t *b = calloc(1, sizeof(*b));
-    if (!b)
-        return;
-    b->jobs = w->outcomes;
-    b->count = w->outcome_count;
-    w->outcomes = NULL;
-    w->outcome_count = w->outcome_cap = 0;
-    json_t *attempts = b->attempts = json_array(), *deliveries = b->deliveries = json_array(),
-           *ok = b->ok = json_array(), *bad = b->bad = json_array();
-    for (size_t i = 0; i < b->count; i++) {
-        wjob_t *j = b->jobs[i];
+    json_t *attempts = json_array(), *deliveries = json_array(), *ok = json_array(),
+           *bad = json_array(), *disabled = NULL;
+    for (size_t i = 0; i < w->outcome_count; i++) {
+        wjob_t *j = w->outcomes[i];
         if (!j->parsed || j->end == END_NONE || j->end == END_MALFORMED)
             continue;
         if (j->record_attempt) {
@@ -650,54 +580,36 @@ static void flush_outcomes(worker_t *w)
             json_object_set(row, "payload", j->job.payload);
         json_array_append_new(deliveries, row);
     }
-    pthread_mutex_lock(&w->flusher.mu);
-    w->flusher.todo = b;
-    w->flusher.busy = true;
-    pthread_cond_signal(&w->flusher.cv);
-    pthread_mutex_unlock(&w->flusher.mu);
-}
-
-/*
- * Takes back a written batch, if one is back: its jobs' rows are durable, so
- * their events, retry hops and dead letters go out now. A failed batch goes
- * back to the queue and intake pauses until Postgres answers again.
- */
-static void flush_collect(worker_t *w)
-{
-    if (!w->flusher.busy)
-        return;
-    pthread_mutex_lock(&w->flusher.mu);
-    flush_batch_t *b = w->flusher.done;
-    w->flusher.done = NULL;
-    pthread_mutex_unlock(&w->flusher.mu);
-    if (!b)
-        return;
-    w->flusher.busy = false;
-    nudgel_metric_observe(w->m_flush_s, NULL, (double)b->took_us / 1e6);
-    if (b->err != NUDGEL_OK) {
+    int64_t t0 = nudgel_mono_us();
+    nudgel_err_t err = wh_db_flush(w->pg, w->with_payload, attempts, deliveries, ok, bad,
+                                   w->failing_window_ms, &disabled, errstr, sizeof(errstr));
+    nudgel_metric_observe(w->m_flush_s, NULL, (double)(nudgel_mono_us() - t0) / 1e6);
+    json_decref(attempts);
+    json_decref(deliveries);
+    json_decref(ok);
+    json_decref(bad);
+    if (err != NUDGEL_OK) {
+        json_decref(disabled);
         if (w->pg_ok)
-            nudgel_log_error("%s; pausing intake", b->errstr);
+            nudgel_log_error("%s; pausing intake", errstr);
         w->pg_ok = false;
         nudgel_consumer_pause(w->consumer, NUDGEL_PAUSE_POSTGRES);
-        for (size_t i = 0; i < b->count; i++) /* again with the next batch */
-            outcome_add(b->jobs[i]);
-        batch_free(b);
         return;
     }
     /* Endpoints disabled for failing too long: one event each, on a job of theirs. */
     size_t di;
     json_t *d;
-    json_array_foreach(b->disabled, di, d)
+    json_array_foreach(disabled, di, d)
     {
         const char *eid = json_string_value(json_object_get(d, "endpoint_id"));
-        uint32_t bucket = hash_str(eid) % HASH_BUCKETS;
-        for (endpoint_t *ep = w->endpoints[bucket]; ep; ep = ep->next)
+        uint32_t b = hash_str(eid) % HASH_BUCKETS;
+        for (endpoint_t *ep = w->endpoints[b]; ep; ep = ep->next)
             if (strcmp(ep->id, eid) == 0)
                 ep->enabled = false;
         nudgel_log_warn("endpoint %s disabled: %s", eid,
                         json_string_value(json_object_get(d, "reason")));
-        for (size_t i = 0; i < b->count; i++) {
-            wjob_t *j = b->jobs[i];
+        for (size_t i = 0; i < w->outcome_count; i++) {
+            wjob_t *j = w->outcomes[i];
             if (j->parsed && j->job.endpoint_id && strcmp(j->job.endpoint_id, eid) == 0 &&
                 !j->endpoint_disabled_now) {
                 j->endpoint_disabled_now = true;
@@ -707,57 +619,15 @@ static void flush_collect(worker_t *w)
             }
         }
     }
-    for (size_t i = 0; i < b->count; i++) {
+    json_decref(disabled);
+    size_t n = w->outcome_count;
+    w->outcome_count = 0;
+    for (size_t i = 0; i < n; i++) {
         /* Its row is durable now: a copy (its own retry hop, say) may go by the row. */
-        if (b->jobs[i]->indexed)
-            index_remove(w, b->jobs[i]);
-        job_publish(b->jobs[i]);
+        if (w->outcomes[i]->indexed)
+            index_remove(w, w->outcomes[i]);
+        job_publish(w->outcomes[i]);
     }
-    batch_free(b);
-}
-
-static nudgel_err_t flusher_start(worker_t *w, char *errstr, size_t errstr_size)
-{
-    flusher_t *f = &w->flusher;
-    f->with_payload = w->with_payload;
-    f->failing_window_ms = w->failing_window_ms;
-    f->pg = nudgel_pg_connect(nudgel_conf_get_str(w->conf, "pg.dsn"), PROGRAM,
-                              (int)nudgel_conf_get_int(w->conf, "pg.connect_timeout_s"), errstr,
-                              errstr_size);
-    if (!f->pg)
-        return NUDGEL_ERR_PG_UNREACHABLE;
-    pthread_mutex_init(&f->mu, NULL);
-    pthread_cond_init(&f->cv, NULL);
-    if (pthread_create(&f->thread, NULL, flusher_main, f) != 0) {
-        snprintf(errstr, errstr_size, "cannot start the flusher thread");
-        return NUDGEL_ERR_NO_MEMORY;
-    }
-    f->started = true;
-    return NUDGEL_OK;
-}
-
-/* Lets the batch in flight finish, stops the thread, frees what is left. */
-static void flusher_stop(worker_t *w)
-{
-    flusher_t *f = &w->flusher;
-    if (f->started) {
-        pthread_mutex_lock(&f->mu);
-        f->stop = true;
-        pthread_cond_signal(&f->cv);
-        pthread_mutex_unlock(&f->mu);
-        pthread_join(f->thread, NULL);
-        pthread_mutex_destroy(&f->mu);
-        pthread_cond_destroy(&f->cv);
-        f->started = false;
-    }
-    if (f->todo)
-        batch_free(f->todo);
-    if (f->done)
-        batch_free(f->done);
-    f->todo = f->done = NULL;
-    if (f->pg)
-        PQfinish(f->pg);
-    f->pg = NULL;
 }
 
 /* ---- endpoints and lanes ------------------------------------------------ */
@@ -1446,8 +1316,6 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
         return NUDGEL_ERR_PG_UNREACHABLE;
     w->pg_ok = true;
     w->with_payload = wh_db_has_payload_column(w->pg);
-    if ((err = flusher_start(w, errstr, errstr_size)) != NUDGEL_OK)
-        return err;
     if (!(w->http =
               nudgel_http_new((long)nudgel_conf_get_int(w->conf, "webhooks.max_host_connections"),
                               errstr, errstr_size)))
@@ -1635,7 +1503,7 @@ int main(int argc, char **argv)
             nudgel_consumer_pause(w.consumer, NUDGEL_PAUSE_IN_FLIGHT);
         else if (in_flight < w.max_in_flight / 2)
             nudgel_consumer_resume(w.consumer, NUDGEL_PAUSE_IN_FLIGHT);
-        bool busy = nudgel_http_in_flight(w.http) > 0 || w.outcome_count > 0 || w.flusher.busy;
+        bool busy = nudgel_http_in_flight(w.http) > 0 || w.outcome_count > 0;
         if (w.pg_ok && !drain_deadline) {
             for (size_t i = 0; w.claim_count + i < CLAIM_BATCH_MAX; i++) {
                 nudgel_job_ref_t *ref = nudgel_consumer_poll(w.consumer, i == 0 && !busy ? 20 : 0);
@@ -1666,7 +1534,6 @@ int main(int argc, char **argv)
             (w.outcome_count >= w.flush_max || nudgel_mono_us() - w.last_flush_us >= w.flush_us ||
              (drain_deadline && w.outcome_count)))
             flush_outcomes(&w);
-        flush_collect(&w);
         nudgel_publisher_poll(w.publisher, 0);
         nudgel_metric_set(w.m_in_flight, NULL, (double)nudgel_consumer_in_flight(w.consumer));
         nudgel_metric_set(w.m_queued, NULL, (double)w.lane_waiting);
@@ -1675,7 +1542,6 @@ int main(int argc, char **argv)
 out:
     nudgel_http_admin_stop(admin);
     nudgel_http_destroy(w.http);
-    flusher_stop(&w);
     nudgel_publisher_destroy(w.publisher, 10000);
     if (w.consumer)
         abandon_jobs(&w);
