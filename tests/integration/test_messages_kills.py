@@ -51,14 +51,15 @@ def run_with_kills(pg_dsn, ns, gw, tenant, total, rng, tmp_path, label):
     sets = ("messages.claim_stale_ms=2000", "messages.retry_delays_ms=500,500,500,500",
             f"messages.gateway_max_in_flight={GATEWAY_MAX_IN_FLIGHT}")
     # A random moment: once this worker has finished a random share of the
-    # run (2% to 15% of it: each kill lands mid-run, with work in flight,
-    # however fast the machine), then 0-500 ms more.
+    # run (1% to 8% of it: each kill lands mid-run, with work in flight,
+    # however fast the machine, and the last worker still has work), then
+    # 0-500 ms more.
     kills = []
     started = time.monotonic()
     for n in range(KILLS):
         wid = f"{tenant}-kill{n}"
-        threshold = (count_where(pg_dsn, tenant, "status <> 'submitting'") +
-                     rng.randint(total * 2 // 100, total * 15 // 100))
+        threshold = min(total - 1, count_where(pg_dsn, tenant, "status <> 'submitting'") +
+                        rng.randint(max(1, total // 100), total * 8 // 100))
         worker = Worker(ns, gw, tmp_path / f"worker-{n}.log", *sets, worker_id=wid)
         reached = wait_until(lambda: not worker.alive() or
                              (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
