@@ -36,7 +36,15 @@ def env(bootstrap, pg_dsn, topics_ready):
     assert code == 0, worker.text()[-3000:]
 
 
-def events_of(env, tenant):
+def events_of(env, tenant, at_least=1):
+    """The tenant's status events (each validated); waits until @at_least are there."""
+    def enough():
+        evs = _events(env, tenant)
+        return evs if len(evs) >= at_least else None
+    return h.wait_until(enough, 30, f"{at_least} events of {tenant}", env["worker"])
+
+
+def _events(env, tenant):
     validator = load_schema("status.event.v1.schema.json")
     out = []
     for rec in kcat_consume(env["bootstrap"], f"{env['ns']}nudgel.delivery-status.v1"):
@@ -95,7 +103,7 @@ def test_node_verifies_10000_deliveries(env):
                                   f"d.tenant_id = '{tenant}' AND a.status_code = 200"))
     assert rows == n
     types = {}
-    for ev in events_of(env, tenant):
+    for ev in events_of(env, tenant, at_least=n):
         types[ev["type"]] = types.get(ev["type"], 0) + 1
     assert types == {"ai.nudgel.webhook.delivered": n}
 
@@ -145,7 +153,7 @@ def test_410_disables_the_endpoint(env):
                            f"tenant_id = '{tenant}' ORDER BY 1")
     assert [s.split("|")[1] for s in statuses.splitlines()] == ["failed", "cancelled",
                                                                  "cancelled"]
-    types = sorted(e["type"] for e in events_of(env, tenant))
+    types = sorted(e["type"] for e in events_of(env, tenant, at_least=4))
     assert types == ["ai.nudgel.webhook.endpoint_disabled", "ai.nudgel.webhook.failed",
                      "ai.nudgel.webhook.failed", "ai.nudgel.webhook.failed"]
     disabled = [e for e in events_of(env, tenant)
@@ -168,15 +176,30 @@ def test_301_is_a_failure_and_never_followed(env):
     assert h.psql(dsn, "SELECT status FROM nudgel.webhook_deliveries WHERE "
                        f"tenant_id = '{tenant}'").strip() == "exhausted"
     assert [e["type"] for e in events_of(env, tenant)] == ["ai.nudgel.webhook.exhausted"]
-    dead = [r for r in kcat_consume(env["bootstrap"], f"{env['ns']}nudgel.webhooks.dlq.v1")
-            if headers_of(r).get("nudgel-tenant") == tenant]
+    def dead_letters():
+        return [r for r in kcat_consume(env["bootstrap"], f"{env['ns']}nudgel.webhooks.dlq.v1")
+                if headers_of(r).get("nudgel-tenant") == tenant]
+    # The row is final before the dead letter is acknowledged: wait for it.
+    dead = h.wait_until(dead_letters, 30, "the dead letter", env["worker"])
     assert len(dead) == 1
     assert "exhausted" in headers_of(dead[0])["nudgel-dlq-reason"]
 
 
 def test_slow_endpoint_does_not_delay_the_others(env):
-    """An endpoint answering after 5 s; 50 others on the same tenant (one partition)."""
-    tenant, sink, dsn, run = f"ws{env['run']}", env["sink"], env["dsn"], env["run"]
+    """An endpoint answering after 5 s; 50 others on the same tenant (one partition).
+
+    All 51 on a receiver of their own, so the slow endpoint's requests are the
+    first this deliverer sends to that host:port: nothing may wait behind them
+    (neither the lanes nor the HTTP client's connection handling)."""
+    tenant, dsn, run = f"ws{env['run']}", env["dsn"], env["run"]
+    sink = h.Sink()
+    try:
+        _slow_endpoint_case(env, sink, tenant, dsn, run)
+    finally:
+        sink.stop()
+
+
+def _slow_endpoint_case(env, sink, tenant, dsn, run):
     eps = h.add_endpoints(dsn, [dict(tenant=tenant, url=sink.url(f"/s{run}/{i}"))
                                 for i in range(51)])
     sink.configure(f"/s{run}/0", secrets=[eps[0][1]], sleep_ms=5000)
@@ -222,3 +245,16 @@ def test_rotation_signs_with_both_secrets(env):
     lg = sink.path_ledger(f"/rot{run}", summary=True)
     assert lg["verified_by_secret"] == [5, 8]
     assert lg["failures"] == 0
+
+
+def test_429_waits_for_retry_after(env):
+    tenant, sink, dsn, run = f"wq{env['run']}", env["sink"], env["dsn"], env["run"]
+    eid, secret = h.add_endpoint(dsn, tenant, sink.url(f"/busy{run}"))
+    sink.configure(f"/busy{run}", secrets=[secret], statuses=[429], retry_after=2)
+    h.enqueue(binary, env["ns"], [h.webhook_job(tenant, eid, 1, run)])
+    wait_final(env, tenant, 1)
+    rows = attempts_of(dsn, tenant)
+    assert [(r[1], r[2], r[3]) for r in rows] == [("1", "429", "http_429"), ("2", "200", "")]
+    rec = list(sink.path_ledger(f"/busy{run}")["ids"].values())[0]
+    # The schedule says 300 ms; Retry-After says 2 s, and wins.
+    assert rec["last_ms"] - rec["first_ms"] >= 1900, rec

@@ -20,7 +20,8 @@
  *                               "redirect": "http://...", "body": "..."}
  *        statuses: answers by arrival number of a webhook-id (1st, 2nd, ...);
  *        later arrivals get "status". redirect: answer 301 with Location.
- *   GET  /_sink/ledger[?path=/p][&summary=1]
+ *   GET  /_sink/ledger[?path=/p][&summary=1]   (without summary: per id, and
+ *        the last 10 requests of each path with their webhook headers and body)
  *   POST /_sink/reset          forget every ledger (paths stay)
  * A request to a path never configured is answered 404 and counted under
  * "unknown".
@@ -32,6 +33,9 @@ const fs = require("fs");
 const { Webhook } = require("standardwebhooks");
 
 const MAX_BODY = 1024 * 1024;
+const RECENT = 10;
+const SHOWN_HEADERS = ["content-type", "user-agent", "traceparent", "webhook-id", "webhook-timestamp",
+  "webhook-signature"];
 
 function parseArgs(argv) {
   const out = { port: 0, config: null };
@@ -58,6 +62,7 @@ function newLedger(nsecrets) {
     verified_by_secret: new Array(nsecrets).fill(0),
     max_signatures: 0,
     ids: new Map(), // webhook-id -> {count, first_ms, last_ms}
+    recent: [], // the last RECENT requests: headers that matter, body, verified
   };
 }
 
@@ -93,7 +98,10 @@ function ledgerJson(path, entry, summary) {
     duplicates,
     last_arrival_ms: lastMs,
   };
-  if (!summary) out.ids = ids;
+  if (!summary) {
+    out.ids = ids;
+    out.recent = l.recent;
+  }
   return out;
 }
 
@@ -160,6 +168,11 @@ function receive(req, res, url, body) {
     l.failures++;
     l.failure_reasons[reason] = (l.failure_reasons[reason] || 0) + 1;
   }
+  const shown = {};
+  for (const h of SHOWN_HEADERS) if (req.headers[h] !== undefined) shown[h] = req.headers[h];
+  l.recent.push({ at_ms: now, method: req.method, path: url.pathname, headers: shown, body,
+    verified: ok });
+  if (l.recent.length > RECENT) l.recent.shift();
   const id = req.headers["webhook-id"] || "(none)";
   let rec = l.ids.get(id);
   if (!rec) {

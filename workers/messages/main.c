@@ -1554,16 +1554,35 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
     m->attempt = (int)attempt;
     nudgel_message_header(km, NUDGEL_HDR_TRACEPARENT, m->traceparent, sizeof(m->traceparent));
 
+    /* The contract headers (DESIGN §4): a job of another schema, or one whose
+     * nudgel-tenant header names another tenant, is not ours to send. */
+    char header[128], reason[400];
+    nudgel_message_header(km, NUDGEL_HDR_SCHEMA, header, sizeof(header));
+    if (header[0] && strcmp(header, NUDGEL_SCHEMA_MESSAGE_JOB_V1) != 0) {
+        snprintf(reason, sizeof(reason), "nudgel-schema: expected %s, got \"%s\"",
+                 NUDGEL_SCHEMA_MESSAGE_JOB_V1, header);
+        reject_malformed(w, m, reason);
+        msg_release(m);
+        return;
+    }
     nudgel_field_error_t ferr;
     nudgel_job_parse_opts_t popts = {.normalise_to = true};
     if (nudgel_message_job_parse(km->payload, km->len, &popts, &m->job, &ferr) != NUDGEL_OK) {
-        char reason[400];
         snprintf(reason, sizeof(reason), "%s: %s", ferr.field, ferr.reason);
         reject_malformed(w, m, reason);
         msg_release(m);
         return;
     }
     m->parsed = true;
+    nudgel_message_header(km, NUDGEL_HDR_TENANT, header, sizeof(header));
+    if (header[0] && strcmp(header, m->job.tenant_id) != 0) {
+        snprintf(reason, sizeof(reason),
+                 "nudgel-tenant header \"%s\" does not match tenant_id \"%s\" (mismatch)", header,
+                 m->job.tenant_id);
+        reject_malformed(w, m, reason);
+        msg_release(m);
+        return;
+    }
     if (!queue_push(&w->to_claim, m)) {
         free(m);
         nudgel_consumer_defer(w->consumer, ref, now + 1000);

@@ -10,7 +10,6 @@
 
 #include "nudgel/log.h"
 
-static const char *const final_statuses = "('delivered', 'failed', 'exhausted', 'cancelled')";
 
 nudgel_err_t wh_db_err(PGconn *pg)
 {
@@ -34,43 +33,29 @@ bool wh_db_has_payload_column(PGconn *pg)
 }
 
 /*
- * The insert skips rows that exist (any unique key); the select, run on the
- * snapshot from before the insert, sees only rows that existed already: a
- * row absent from it was created by this statement. Matching on (endpoint,
- * event) as well finds another delivery of the same event to the endpoint.
+ * A read: the rows that exist for the batch's deliveries, and other
+ * deliveries of the same event to the same endpoint. Two joins, not one with
+ * OR: each uses its index (an OR join would scan). The row itself is written
+ * with the first outcome (wh_db_flush), one write instead of two.
  */
 nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t *out, size_t count,
                          char *errstr, size_t errstr_size)
 {
-    static const char sql_payload[] =
-        "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS "
-        "i(delivery_id uuid, tenant_id text, endpoint_id uuid, url text, event_type text, "
-        "event_id text, job jsonb, n bigint)), "
-        "ins AS (INSERT INTO nudgel.webhook_deliveries (delivery_id, tenant_id, endpoint_id, url, "
-        "event_type, event_id, status, payload, job) SELECT delivery_id, tenant_id, endpoint_id, "
-        "url, event_type, event_id, 'pending', job->'payload', job FROM input ON CONFLICT DO "
-        "NOTHING) "
-        "SELECT i.n, (d.delivery_id = i.delivery_id), d.status, d.attempts, d.last_status_code, "
-        "d.last_error FROM input i JOIN nudgel.webhook_deliveries d ON d.delivery_id = "
-        "i.delivery_id OR (d.endpoint_id = i.endpoint_id AND d.event_id = i.event_id AND "
-        "d.replay_of IS NULL) ORDER BY i.n, 2 DESC";
-    static const char sql_plain[] =
-        "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS "
-        "i(delivery_id uuid, tenant_id text, endpoint_id uuid, url text, event_type text, "
-        "event_id text, n bigint)), "
-        "ins AS (INSERT INTO nudgel.webhook_deliveries (delivery_id, tenant_id, endpoint_id, url, "
-        "event_type, event_id, status) SELECT delivery_id, tenant_id, endpoint_id, url, "
-        "event_type, event_id, 'pending' FROM input ON CONFLICT DO NOTHING) "
-        "SELECT i.n, (d.delivery_id = i.delivery_id), d.status, d.attempts, d.last_status_code, "
-        "d.last_error FROM input i JOIN nudgel.webhook_deliveries d ON d.delivery_id = "
-        "i.delivery_id OR (d.endpoint_id = i.endpoint_id AND d.event_id = i.event_id) ORDER BY "
-        "i.n, 2 DESC";
+    char sql[1400];
+    snprintf(sql, sizeof(sql),
+             "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(delivery_id uuid, "
+             "endpoint_id uuid, event_id text, n bigint)) "
+             "SELECT i.n, true, d.status, d.attempts, d.last_status_code, d.last_error FROM "
+             "input i JOIN nudgel.webhook_deliveries d ON d.delivery_id = i.delivery_id "
+             "UNION ALL SELECT i.n, false, d.status, d.attempts, d.last_status_code, d.last_error "
+             "FROM input i JOIN nudgel.webhook_deliveries d ON d.endpoint_id = i.endpoint_id AND "
+             "d.event_id = i.event_id AND d.delivery_id <> i.delivery_id%s ORDER BY 1, 2 DESC",
+             with_payload ? " AND d.replay_of IS NULL" : "");
     char *text = json_dumps(jobs, JSON_COMPACT);
     if (!text)
         return NUDGEL_ERR_NO_MEMORY;
     const char *params[1] = {text};
-    PGresult *res =
-        PQexecParams(pg, with_payload ? sql_payload : sql_plain, 1, NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
     free(text);
     nudgel_err_t err = NUDGEL_OK;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -123,11 +108,11 @@ static nudgel_err_t exec_json(PGconn *pg, const char *what, const char *sql, jso
     return NUDGEL_OK;
 }
 
-nudgel_err_t wh_db_flush(PGconn *pg, json_t *attempts, json_t *deliveries, json_t *succeeded,
-                         json_t *failed, int64_t failing_window_ms, json_t **disabled, char *errstr,
-                         size_t errstr_size)
+nudgel_err_t wh_db_flush(PGconn *pg, bool with_payload, json_t *attempts, json_t *deliveries,
+                         json_t *succeeded, json_t *failed, int64_t failing_window_ms,
+                         json_t **disabled, char *errstr, size_t errstr_size)
 {
-    char sql[2048];
+    char sql[3072];
     nudgel_err_t err;
     PGresult *res = NULL;
     *disabled = json_array();
@@ -139,6 +124,41 @@ nudgel_err_t wh_db_flush(PGconn *pg, json_t *attempts, json_t *deliveries, json_
     }
     PQclear(res);
     res = NULL;
+    /*
+     * The delivery rows first (the attempts reference them): updated when they
+     * exist (never moved back from a final status), else created with this
+     * first outcome; a row that would be a second delivery of an (endpoint,
+     * event) is not created (ON CONFLICT DO NOTHING covers that index too).
+     */
+    static const char update_sql[] =
+        "UPDATE nudgel.webhook_deliveries d SET status = u.status, attempts = "
+        "GREATEST(d.attempts, u.attempts), last_status_code = u.last_status_code, last_error = "
+        "u.last_error, next_attempt_at = CASE WHEN u.next_attempt_ms IS NULL THEN NULL ELSE "
+        "to_timestamp(u.next_attempt_ms / 1000.0) END, final_at = CASE WHEN u.final THEN now() "
+        "END, updated_at = now() FROM jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, status "
+        "text, attempts int, last_status_code int, last_error text, next_attempt_ms bigint, final "
+        "boolean) WHERE d.delivery_id = u.delivery_id AND d.status NOT IN ('delivered', 'failed', "
+        "'exhausted', 'cancelled')";
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO nudgel.webhook_deliveries (delivery_id, tenant_id, endpoint_id, "
+             "event_type, event_id, status, attempts, last_status_code, last_error, "
+             "next_attempt_at, final_at%s) SELECT DISTINCT ON (u.delivery_id) u.delivery_id, "
+             "u.tenant_id, u.endpoint_id, u.event_type, u.event_id, u.status, u.attempts, "
+             "u.last_status_code, u.last_error, CASE WHEN u.next_attempt_ms IS NULL THEN NULL "
+             "ELSE to_timestamp(u.next_attempt_ms / 1000.0) END, CASE WHEN u.final THEN now() "
+             "END%s FROM jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, tenant_id text, "
+             "endpoint_id uuid, event_type text, event_id text, status text, attempts int, "
+             "last_status_code int, last_error text, next_attempt_ms bigint, final boolean, "
+             "payload jsonb) WHERE NOT EXISTS (SELECT 1 FROM nudgel.webhook_deliveries o WHERE "
+             "o.delivery_id = u.delivery_id) ORDER BY u.delivery_id, u.attempts DESC ON CONFLICT "
+             "DO NOTHING",
+             with_payload ? ", payload" : "", with_payload ? ", u.payload" : "");
+    if (json_array_size(deliveries) &&
+        ((err = exec_json(pg, "updating deliveries", update_sql, deliveries, NULL, errstr,
+                          errstr_size)) != NUDGEL_OK ||
+         (err = exec_json(pg, "recording deliveries", sql, deliveries, NULL, errstr,
+                          errstr_size)) != NUDGEL_OK))
+        goto fail;
     if (json_array_size(attempts) &&
         (err = exec_json(
              pg, "recording attempts",
@@ -150,19 +170,6 @@ nudgel_err_t wh_db_flush(PGconn *pg, json_t *attempts, json_t *deliveries, json_
              "WHERE EXISTS (SELECT 1 FROM nudgel.webhook_deliveries d WHERE d.delivery_id = "
              "a.delivery_id) ON CONFLICT (delivery_id, attempt) DO NOTHING",
              attempts, NULL, errstr, errstr_size)) != NUDGEL_OK)
-        goto fail;
-    snprintf(sql, sizeof(sql),
-             "UPDATE nudgel.webhook_deliveries d SET status = u.status, attempts = "
-             "GREATEST(d.attempts, u.attempts), last_status_code = u.last_status_code, "
-             "last_error = u.last_error, next_attempt_at = CASE WHEN u.next_attempt_ms IS NULL "
-             "THEN NULL ELSE to_timestamp(u.next_attempt_ms / 1000.0) END, final_at = CASE WHEN "
-             "u.final THEN now() ELSE NULL END, updated_at = now() FROM "
-             "jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, status text, attempts int, "
-             "last_status_code int, last_error text, next_attempt_ms bigint, final boolean) "
-             "WHERE d.delivery_id = u.delivery_id AND d.status NOT IN %s",
-             final_statuses);
-    if (json_array_size(deliveries) && (err = exec_json(pg, "updating deliveries", sql, deliveries,
-                                                        NULL, errstr, errstr_size)) != NUDGEL_OK)
         goto fail;
     /* Failures first, successes last: an endpoint with both in one batch is not failing. */
     if (json_array_size(failed) &&

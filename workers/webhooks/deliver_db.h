@@ -29,30 +29,31 @@ typedef struct wh_claim {
 } wh_claim_t;
 
 /**
- * @brief Inserts a pending row per job of @p jobs (array of {delivery_id,
- * tenant_id, endpoint_id|null, url|null, event_type, event_id, job}),
- * leaving existing rows alone, and reports the state of each in @p out
- * (same order, @p count entries). @p with_payload: the table has the
- * payload and job columns (migration 003), which keep the job for replay. @returns NUDGEL_OK,
+ * @brief Reads what the deliveries table holds for each job of @p jobs
+ * (array of {delivery_id, endpoint_id, event_id, n}, n = 1-based position)
+ * into @p out (same order, @p count entries): its own row, or another
+ * delivery of the same event to the same endpoint. @p with_payload: the
+ * table has migration 003 (payload, replay_of). @returns NUDGEL_OK,
  * NUDGEL_ERR_PG or NUDGEL_ERR_PG_UNREACHABLE with the reason.
  */
 nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t *out, size_t count,
                          char *errstr, size_t errstr_size);
 
 /**
- * @brief One transaction: attempt rows (array of {delivery_id, attempt,
- * status_code|null, latency_ms, error_class|null, error_message|null,
- * response_snippet|null}), delivery updates (array of {delivery_id, status,
- * attempts, last_status_code|null, last_error|null, next_attempt_at|null,
- * final}), endpoints that succeeded and that failed (arrays of ids). Endpoints
- * failing without a success for longer than @p failing_window_ms are disabled;
+ * @brief One transaction: delivery rows upserted on delivery_id (array of
+ * {delivery_id, tenant_id, endpoint_id, event_type, event_id, status,
+ * attempts, last_status_code|null, last_error|null, next_attempt_ms|null,
+ * final, payload}; payload kept when @p with_payload), attempt rows (array of
+ * {delivery_id, attempt, status_code|null, latency_ms, error_class|null,
+ * error_message|null, response_snippet|null}), endpoints that succeeded and that failed (arrays of
+ * ids). Endpoints failing without a success for longer than @p failing_window_ms are disabled;
  * their ids and tenants come back in @p *disabled (a new array of
  * {endpoint_id, tenant_id, reason}; the caller decrefs). Final rows are never
  * moved back. @returns NUDGEL_OK, NUDGEL_ERR_PG or NUDGEL_ERR_PG_UNREACHABLE.
  */
-nudgel_err_t wh_db_flush(PGconn *pg, json_t *attempts, json_t *deliveries, json_t *succeeded,
-                         json_t *failed, int64_t failing_window_ms, json_t **disabled, char *errstr,
-                         size_t errstr_size);
+nudgel_err_t wh_db_flush(PGconn *pg, bool with_payload, json_t *attempts, json_t *deliveries,
+                         json_t *succeeded, json_t *failed, int64_t failing_window_ms,
+                         json_t **disabled, char *errstr, size_t errstr_size);
 
 /** An endpoint row, secrets still sealed. */
 typedef struct wh_endpoint_row {

@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,7 @@
 #define CLAIM_BATCH_MAX 512
 #define HASH_BUCKETS    4096
 #define EVENT_SOURCE    "/nudgel/webhooks"
+#define HTTP_PHASE_US   10000 /* longest HTTP phase of one turn of the loop */
 
 /* The contract's retry-tier topics and their fixed delays (core/src/topics.c). */
 static const char *const tier_suffix[TIERS] = {"5s", "5m", "30m", "2h", "5h", "10h"};
@@ -194,6 +196,8 @@ struct endpoint {
     bool secret_broken; /* the sealed secret does not open */
     char secret_error[600];
     int64_t loaded_us;
+    int64_t success_noted_us; /* last success written to the row (at most once a second) */
+    int64_t failure_noted_us; /* last failure in a flush (dedupes a batch's failures) */
     /* lane */
     size_t max_concurrency;
     double rate; /* requests per second; 0 = no limit */
@@ -216,6 +220,33 @@ typedef struct vetted {
     struct vetted *next;
 } vetted_t;
 
+/*
+ * A batch of outcomes on its way to Postgres. The flusher thread, with a
+ * connection of its own, writes it while the event loop goes on with HTTP
+ * and Kafka; the loop then publishes what the batch's jobs call for. The
+ * thread touches only the JSON; the jobs stay the loop's.
+ */
+typedef struct flush_batch {
+    wjob_t **jobs;
+    size_t count;
+    json_t *attempts, *deliveries, *ok, *bad; /* built by the loop, freed by the loop */
+    json_t *disabled;                         /* from the thread */
+    nudgel_err_t err;
+    char errstr[512];
+    int64_t took_us;
+} flush_batch_t;
+
+typedef struct flusher {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    PGconn *pg;
+    bool with_payload;
+    int64_t failing_window_ms;
+    flush_batch_t *todo, *done; /* at most one batch in flight */
+    bool busy, stop, started;
+} flusher_t;
+
 struct worker {
     nudgel_conf_t *conf;
     nudgel_consumer_t *consumer;
@@ -236,15 +267,17 @@ struct worker {
     endpoint_t *active; /* lanes with queued jobs */
     wjob_t *claims[CLAIM_BATCH_MAX];
     size_t claim_count;
+    flusher_t flusher;
     wjob_t **outcomes; /* jobs waiting for the flush */
     size_t outcome_count, outcome_cap;
     int64_t last_flush_us;
     wjob_t *all;
-    wjob_t *by_id[HASH_BUCKETS]; /* claimed jobs by delivery id: one delivery in flight once */
+    wjob_t *by_id[HASH_BUCKETS]; /* jobs in flight by (endpoint, event): each sent once */
     wjob_t *current;             /* the job just polled: the only one that may be handed back */
     size_t lane_waiting;
     nudgel_metrics_t *metrics;
-    nudgel_metric_t *m_outcomes, *m_attempts, *m_latency, *m_in_flight, *m_queued;
+    nudgel_metric_t *m_outcomes, *m_attempts, *m_latency, *m_in_flight, *m_queued, *m_claim_s,
+        *m_flush_s;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -266,12 +299,23 @@ static uint32_t hash_str(const char *s)
 
 /* ---- jobs --------------------------------------------------------------- */
 
-/* Another job of this process already holds @p j's delivery? Else @p j does now. */
+/*
+ * Jobs in flight are indexed by (endpoint, event): a copy of one (the same
+ * job re-delivered) or a second job for the same event and endpoint is a
+ * duplicate while the first is in flight, and the first decides.
+ */
+static uint32_t index_bucket(const wjob_t *j)
+{
+    return (hash_str(j->job.event_id) ^ hash_str(j->job.endpoint_id)) % HASH_BUCKETS;
+}
+
+/* Another job of this process already holds @p j's (endpoint, event)? Else @p j does now. */
 static bool index_holds(worker_t *w, wjob_t *j)
 {
-    wjob_t **head = &w->by_id[hash_str(j->job.id) % HASH_BUCKETS];
+    wjob_t **head = &w->by_id[index_bucket(j)];
     for (wjob_t *o = *head; o; o = o->next_by_id)
-        if (strcmp(o->job.id, j->job.id) == 0)
+        if (strcmp(o->job.event_id, j->job.event_id) == 0 &&
+            strcmp(o->job.endpoint_id, j->job.endpoint_id) == 0)
             return true;
     j->next_by_id = *head;
     *head = j;
@@ -281,7 +325,7 @@ static bool index_holds(worker_t *w, wjob_t *j)
 
 static void index_remove(worker_t *w, wjob_t *j)
 {
-    wjob_t **link = &w->by_id[hash_str(j->job.id) % HASH_BUCKETS];
+    wjob_t **link = &w->by_id[index_bucket(j)];
     while (*link && *link != j)
         link = &(*link)->next_by_id;
     if (*link)
@@ -507,21 +551,62 @@ static json_t *nullable_str(const char *s)
     return s && *s ? json_string(s) : json_null();
 }
 
+static void *flusher_main(void *arg)
+{
+    flusher_t *f = arg;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!f->todo && !f->stop)
+            pthread_cond_wait(&f->cv, &f->mu);
+        if (!f->todo)
+            break;
+        flush_batch_t *b = f->todo;
+        f->todo = NULL;
+        pthread_mutex_unlock(&f->mu);
+        int64_t t0 = nudgel_mono_us();
+        if (PQstatus(f->pg) != CONNECTION_OK)
+            PQreset(f->pg);
+        b->err = wh_db_flush(f->pg, f->with_payload, b->attempts, b->deliveries, b->ok, b->bad,
+                             f->failing_window_ms, &b->disabled, b->errstr, sizeof(b->errstr));
+        b->took_us = nudgel_mono_us() - t0;
+        pthread_mutex_lock(&f->mu);
+        f->done = b;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+static void batch_free(flush_batch_t *b)
+{
+    json_decref(b->attempts);
+    json_decref(b->deliveries);
+    json_decref(b->ok);
+    json_decref(b->bad);
+    json_decref(b->disabled);
+    free(b->jobs);
+    free(b);
+}
+
 /*
- * Writes the batch of outcomes in one transaction, then publishes each.
- * Postgres trouble keeps the batch (jobs stay in flight) and pauses intake
- * until a later flush succeeds.
+ * Hands the outcomes gathered so far to the flusher thread (one batch at a
+ * time): attempt rows, delivery rows, endpoint success/failure marks.
  */
 static void flush_outcomes(worker_t *w)
 {
-    char errstr[512];
     w->last_flush_us = nudgel_mono_us();
-    if (w->outcome_count == 0)
+    if (w->outcome_count == 0 || w->flusher.busy)
         return;
-    json_t *attempts = json_array(), *deliveries = json_array(), *ok = json_array(),
-           *bad = json_array(), *disabled = NULL;
-    for (size_t i = 0; i < w->outcome_count; i++) {
-        wjob_t *j = w->outcomes[i];
+    flush_batch_t *b = calloc(1, sizeof(*b));
+    if (!b)
+        return;
+    b->jobs = w->outcomes;
+    b->count = w->outcome_count;
+    w->outcomes = NULL;
+    w->outcome_count = w->outcome_cap = 0;
+    json_t *attempts = b->attempts = json_array(), *deliveries = b->deliveries = json_array(),
+           *ok = b->ok = json_array(), *bad = b->bad = json_array();
+    for (size_t i = 0; i < b->count; i++) {
+        wjob_t *j = b->jobs[i];
         if (!j->parsed || j->end == END_NONE || j->end == END_MALFORMED)
             continue;
         if (j->record_attempt) {
@@ -533,53 +618,86 @@ static void flush_outcomes(worker_t *w)
                           "latency_ms", j->latency_ms, "error_class", nullable_str(j->error_class),
                           "error_message", nullable_str(j->error_message), "response_snippet",
                           nullable_str(j->snippet)));
-            if (j->job.endpoint_id)
-                json_array_append_new(j->end == END_DELIVERED ? ok : bad,
-                                      json_string(j->job.endpoint_id));
+            /* Each endpoint once per flush; a success at most once a second. */
+            endpoint_t *ep = j->ep;
+            int64_t now_us = nudgel_mono_us();
+            if (ep && j->end == END_DELIVERED && now_us - ep->success_noted_us >= 1000000) {
+                ep->success_noted_us = now_us;
+                json_array_append_new(ok, json_string(ep->id));
+            } else if (ep && j->end != END_DELIVERED && ep->failure_noted_us != w->last_flush_us) {
+                ep->failure_noted_us = w->last_flush_us;
+                ep->success_noted_us = 0; /* the next success is written at once */
+                json_array_append_new(bad, json_string(ep->id));
+            }
         }
         if (j->end == END_REQUEUE)
             continue;
         bool final = j->end != END_RETRY;
-        json_array_append_new(
-            deliveries,
-            json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:b}", "delivery_id", j->job.id, "status",
-                      j->delivery_status, "attempts",
-                      j->record_attempt ? j->attempt : j->attempt - 1, "last_status_code",
-                      j->status_code > 0 ? json_integer(j->status_code) : json_null(), "last_error",
-                      j->error_class[0] ? json_sprintf("%s: %s", j->error_class, j->error_message)
-                                        : json_null(),
-                      "next_attempt_ms",
-                      j->end == END_RETRY ? json_integer(j->next_attempt_ms) : json_null(), "final",
-                      final));
+        json_t *row = json_pack(
+            "{s:s, s:s, s:i, s:o, s:o, s:o, s:b}", "delivery_id", j->job.id, "status",
+            j->delivery_status, "attempts", j->record_attempt ? j->attempt : j->attempt - 1,
+            "last_status_code", j->status_code > 0 ? json_integer(j->status_code) : json_null(),
+            "last_error",
+            j->error_class[0] ? json_sprintf("%s: %s", j->error_class, j->error_message)
+                              : json_null(),
+            "next_attempt_ms", j->end == END_RETRY ? json_integer(j->next_attempt_ms) : json_null(),
+            "final", final);
+        json_object_set_new(row, "tenant_id", json_string(j->job.tenant_id));
+        json_object_set_new(row, "endpoint_id", json_string(j->job.endpoint_id));
+        json_object_set_new(row, "event_type", json_string(j->job.event_type));
+        json_object_set_new(row, "event_id", json_string(j->job.event_id));
+        if (w->with_payload)
+            json_object_set(row, "payload", j->job.payload);
+        json_array_append_new(deliveries, row);
     }
-    nudgel_err_t err = wh_db_flush(w->pg, attempts, deliveries, ok, bad, w->failing_window_ms,
-                                   &disabled, errstr, sizeof(errstr));
-    json_decref(attempts);
-    json_decref(deliveries);
-    json_decref(ok);
-    json_decref(bad);
-    if (err != NUDGEL_OK) {
-        json_decref(disabled);
+    pthread_mutex_lock(&w->flusher.mu);
+    w->flusher.todo = b;
+    w->flusher.busy = true;
+    pthread_cond_signal(&w->flusher.cv);
+    pthread_mutex_unlock(&w->flusher.mu);
+}
+
+/*
+ * Takes back a written batch, if one is back: its jobs' rows are durable, so
+ * their events, retry hops and dead letters go out now. A failed batch goes
+ * back to the queue and intake pauses until Postgres answers again.
+ */
+static void flush_collect(worker_t *w)
+{
+    if (!w->flusher.busy)
+        return;
+    pthread_mutex_lock(&w->flusher.mu);
+    flush_batch_t *b = w->flusher.done;
+    w->flusher.done = NULL;
+    pthread_mutex_unlock(&w->flusher.mu);
+    if (!b)
+        return;
+    w->flusher.busy = false;
+    nudgel_metric_observe(w->m_flush_s, NULL, (double)b->took_us / 1e6);
+    if (b->err != NUDGEL_OK) {
         if (w->pg_ok)
-            nudgel_log_error("%s; pausing intake", errstr);
+            nudgel_log_error("%s; pausing intake", b->errstr);
         w->pg_ok = false;
         nudgel_consumer_pause(w->consumer, NUDGEL_PAUSE_POSTGRES);
+        for (size_t i = 0; i < b->count; i++) /* again with the next batch */
+            outcome_add(b->jobs[i]);
+        batch_free(b);
         return;
     }
     /* Endpoints disabled for failing too long: one event each, on a job of theirs. */
     size_t di;
     json_t *d;
-    json_array_foreach(disabled, di, d)
+    json_array_foreach(b->disabled, di, d)
     {
         const char *eid = json_string_value(json_object_get(d, "endpoint_id"));
-        uint32_t b = hash_str(eid) % HASH_BUCKETS;
-        for (endpoint_t *ep = w->endpoints[b]; ep; ep = ep->next)
+        uint32_t bucket = hash_str(eid) % HASH_BUCKETS;
+        for (endpoint_t *ep = w->endpoints[bucket]; ep; ep = ep->next)
             if (strcmp(ep->id, eid) == 0)
                 ep->enabled = false;
         nudgel_log_warn("endpoint %s disabled: %s", eid,
                         json_string_value(json_object_get(d, "reason")));
-        for (size_t i = 0; i < w->outcome_count; i++) {
-            wjob_t *j = w->outcomes[i];
+        for (size_t i = 0; i < b->count; i++) {
+            wjob_t *j = b->jobs[i];
             if (j->parsed && j->job.endpoint_id && strcmp(j->job.endpoint_id, eid) == 0 &&
                 !j->endpoint_disabled_now) {
                 j->endpoint_disabled_now = true;
@@ -589,11 +707,57 @@ static void flush_outcomes(worker_t *w)
             }
         }
     }
-    json_decref(disabled);
-    size_t n = w->outcome_count;
-    w->outcome_count = 0;
-    for (size_t i = 0; i < n; i++)
-        job_publish(w->outcomes[i]);
+    for (size_t i = 0; i < b->count; i++) {
+        /* Its row is durable now: a copy (its own retry hop, say) may go by the row. */
+        if (b->jobs[i]->indexed)
+            index_remove(w, b->jobs[i]);
+        job_publish(b->jobs[i]);
+    }
+    batch_free(b);
+}
+
+static nudgel_err_t flusher_start(worker_t *w, char *errstr, size_t errstr_size)
+{
+    flusher_t *f = &w->flusher;
+    f->with_payload = w->with_payload;
+    f->failing_window_ms = w->failing_window_ms;
+    f->pg = nudgel_pg_connect(nudgel_conf_get_str(w->conf, "pg.dsn"), PROGRAM,
+                              (int)nudgel_conf_get_int(w->conf, "pg.connect_timeout_s"), errstr,
+                              errstr_size);
+    if (!f->pg)
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    if (pthread_create(&f->thread, NULL, flusher_main, f) != 0) {
+        snprintf(errstr, errstr_size, "cannot start the flusher thread");
+        return NUDGEL_ERR_NO_MEMORY;
+    }
+    f->started = true;
+    return NUDGEL_OK;
+}
+
+/* Lets the batch in flight finish, stops the thread, frees what is left. */
+static void flusher_stop(worker_t *w)
+{
+    flusher_t *f = &w->flusher;
+    if (f->started) {
+        pthread_mutex_lock(&f->mu);
+        f->stop = true;
+        pthread_cond_signal(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        pthread_join(f->thread, NULL);
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->cv);
+        f->started = false;
+    }
+    if (f->todo)
+        batch_free(f->todo);
+    if (f->done)
+        batch_free(f->done);
+    f->todo = f->done = NULL;
+    if (f->pg)
+        PQfinish(f->pg);
+    f->pg = NULL;
 }
 
 /* ---- endpoints and lanes ------------------------------------------------ */
@@ -1133,6 +1297,9 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
     }
     if (index_holds(w, j)) {
         /* The same delivery is already in flight here (a re-delivered copy): that one ends it. */
+        nudgel_log_info("webhook job %s: event %s to endpoint %s is already in flight here; "
+                        "skipped",
+                        j->job.id, j->job.event_id, j->job.endpoint_id);
         j->end = END_NONE;
         job_publish(j);
         return;
@@ -1154,17 +1321,15 @@ static void claim_batch(worker_t *w)
     json_t *rows = json_array();
     for (size_t i = 0; i < w->claim_count; i++) {
         const nudgel_webhook_job_t *jb = &w->claims[i]->job;
-        json_t *row =
-            json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "delivery_id", jb->id, "tenant_id",
-                      jb->tenant_id, "endpoint_id", jb->endpoint_id, "event_type", jb->event_type,
-                      "event_id", jb->event_id, "n", (json_int_t)(i + 1));
-        if (w->with_payload)
-            json_object_set(row, "job", jb->doc);
-        json_array_append_new(rows, row);
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I}", "delivery_id", jb->id,
+                                              "endpoint_id", jb->endpoint_id, "event_id",
+                                              jb->event_id, "n", (json_int_t)(i + 1)));
     }
     wh_claim_t claims[CLAIM_BATCH_MAX];
+    int64_t t0 = nudgel_mono_us();
     nudgel_err_t err =
         wh_db_claim(w->pg, w->with_payload, rows, claims, w->claim_count, errstr, sizeof(errstr));
+    nudgel_metric_observe(w->m_claim_s, NULL, (double)(nudgel_mono_us() - t0) / 1e6);
     json_decref(rows);
     if (err != NUDGEL_OK) {
         nudgel_log_error("%s; pausing intake", errstr);
@@ -1281,6 +1446,8 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
         return NUDGEL_ERR_PG_UNREACHABLE;
     w->pg_ok = true;
     w->with_payload = wh_db_has_payload_column(w->pg);
+    if ((err = flusher_start(w, errstr, errstr_size)) != NUDGEL_OK)
+        return err;
     if (!(w->http =
               nudgel_http_new((long)nudgel_conf_get_int(w->conf, "webhooks.max_host_connections"),
                               errstr, errstr_size)))
@@ -1312,6 +1479,15 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
     w->m_queued =
         nudgel_metrics_register(w->metrics, NUDGEL_METRIC_GAUGE, "nudgel_webhooks_lane_waiting",
                                 "Jobs waiting in endpoint lanes.", NULL, NULL, 0);
+    static const double pg_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+    w->m_claim_s = nudgel_metrics_register(w->metrics, NUDGEL_METRIC_HISTOGRAM,
+                                           "nudgel_webhooks_claim_seconds",
+                                           "Postgres round trip claiming a batch of jobs.", NULL,
+                                           pg_buckets, sizeof(pg_buckets) / sizeof(pg_buckets[0]));
+    w->m_flush_s = nudgel_metrics_register(
+        w->metrics, NUDGEL_METRIC_HISTOGRAM, "nudgel_webhooks_flush_seconds",
+        "Postgres transaction writing a batch of outcomes.", NULL, pg_buckets,
+        sizeof(pg_buckets) / sizeof(pg_buckets[0]));
     return NUDGEL_OK;
 }
 
@@ -1459,7 +1635,7 @@ int main(int argc, char **argv)
             nudgel_consumer_pause(w.consumer, NUDGEL_PAUSE_IN_FLIGHT);
         else if (in_flight < w.max_in_flight / 2)
             nudgel_consumer_resume(w.consumer, NUDGEL_PAUSE_IN_FLIGHT);
-        bool busy = nudgel_http_in_flight(w.http) > 0 || w.outcome_count > 0;
+        bool busy = nudgel_http_in_flight(w.http) > 0 || w.outcome_count > 0 || w.flusher.busy;
         if (w.pg_ok && !drain_deadline) {
             for (size_t i = 0; w.claim_count + i < CLAIM_BATCH_MAX; i++) {
                 nudgel_job_ref_t *ref = nudgel_consumer_poll(w.consumer, i == 0 && !busy ? 20 : 0);
@@ -1470,14 +1646,27 @@ int main(int argc, char **argv)
             }
         }
         claim_batch(&w);
+        /*
+         * The HTTP phase: answers free lane slots, so keep starting and
+         * finishing requests for a few milliseconds rather than once per turn
+         * of the loop (whose Kafka and Postgres steps cost milliseconds too).
+         */
+        int64_t http_until = nudgel_mono_us() + HTTP_PHASE_US;
         drain_lanes(&w);
-        nudgel_http_poll(w.http, busy ? 2 : 0);
+        do {
+            int done = nudgel_http_poll(w.http, busy ? 1 : 0);
+            drain_lanes(&w);
+            if (done == 0 && w.lane_waiting == 0)
+                break;
+        } while (nudgel_http_in_flight(w.http) > 0 && w.outcome_count < w.flush_max &&
+                 nudgel_mono_us() < http_until);
         if (!busy && (!w.pg_ok || drain_deadline))
             usleep(5000); /* not polling Kafka: do not spin */
         if (w.pg_ok &&
             (w.outcome_count >= w.flush_max || nudgel_mono_us() - w.last_flush_us >= w.flush_us ||
              (drain_deadline && w.outcome_count)))
             flush_outcomes(&w);
+        flush_collect(&w);
         nudgel_publisher_poll(w.publisher, 0);
         nudgel_metric_set(w.m_in_flight, NULL, (double)nudgel_consumer_in_flight(w.consumer));
         nudgel_metric_set(w.m_queued, NULL, (double)w.lane_waiting);
@@ -1486,6 +1675,7 @@ int main(int argc, char **argv)
 out:
     nudgel_http_admin_stop(admin);
     nudgel_http_destroy(w.http);
+    flusher_stop(&w);
     nudgel_publisher_destroy(w.publisher, 10000);
     if (w.consumer)
         abandon_jobs(&w);

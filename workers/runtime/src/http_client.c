@@ -171,7 +171,9 @@ nudgel_err_t nudgel_http_submit(nudgel_http_t *h, const nudgel_http_request_t *r
     curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS,
                      r->total_timeout_ms > 0 ? r->total_timeout_ms : DEFAULT_TOTAL_MS);
     curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, 1L);
+    /* Waiting to learn whether a connection multiplexes only pays off where ALPN says so
+     * (https): over plain http it holds every request to a host behind the first answer. */
+    curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, strncmp(r->url, "https://", 8) == 0 ? 1L : 0L);
     curl_easy_setopt(t->easy, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
