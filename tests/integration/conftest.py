@@ -49,7 +49,8 @@ def java_partition(key: str, partitions: int) -> int:
 
 
 def binary(name: str) -> str:
-    for sub in ("producers", "workers/admin", "workers/runtime", "workers/messages", "workers",
+    for sub in ("producers", "workers/admin", "workers/runtime", "workers/messages",
+                "workers/webhooks", "workers",
                 "tests/carrier-sim", "tests"):
         path = BUILD_DIR / sub / name
         if path.exists():
