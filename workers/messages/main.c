@@ -135,7 +135,9 @@ typedef struct outcome {
 /* One job from poll to done. */
 typedef struct msg {
     worker_t *w;
+    nudgel_consumer_t *from; /* the consumer that polled it */
     nudgel_job_ref_t *ref;
+    int receipt_attempt; /* the receipt's attempt (claims) once claimed; 0 before */
     nudgel_message_job_t job;
     bool parsed;
     int attempt;           /* retry hops so far (nudgel-attempt header) */
@@ -207,7 +209,8 @@ typedef struct tenant_limit_row {
 
 struct worker {
     nudgel_conf_t *conf;
-    nudgel_consumer_t *consumer;
+    nudgel_consumer_t *consumer;       /* the jobs topic (group messages.group_id) */
+    nudgel_consumer_t *retry_consumer; /* the retry tiers (group messages.group_id + ".retry") */
     nudgel_publisher_t *publisher;
     nudgel_http_t *http;
     nudgel_gateway_set_t *gateways;
@@ -324,9 +327,9 @@ static void msg_release(msg_t *m)
         return;
     worker_t *w = m->w;
     if (!m->publish_failed) {
-        nudgel_consumer_done(w->consumer, m->ref);
+        nudgel_consumer_done(m->from, m->ref);
     } else if (m == w->current) {
-        nudgel_consumer_defer(w->consumer, m->ref, nudgel_now_unix_ms() + 1000);
+        nudgel_consumer_defer(m->from, m->ref, nudgel_now_unix_ms() + 1000);
     } else {
         nudgel_log_error("job %s could not be finished durably; stopping so it is re-delivered",
                          m->parsed ? m->job.id : "?");
@@ -365,6 +368,7 @@ static void postgres_down(worker_t *w, const char *what, const char *errstr)
     w->pg_down = true;
     w->pg_retry_at_us = nudgel_mono_us() + w->pg_backoff_ms * 1000;
     nudgel_consumer_pause(w->consumer, NUDGEL_PAUSE_POSTGRES);
+    nudgel_consumer_pause(w->retry_consumer, NUDGEL_PAUSE_POSTGRES);
     nudgel_metric_set(w->m_pg_up, NULL, 0);
 }
 
@@ -394,6 +398,7 @@ static void postgres_revive(worker_t *w)
                     w->to_claim.count, w->to_record.count);
     w->pg_down = false;
     nudgel_consumer_resume(w->consumer, NUDGEL_PAUSE_POSTGRES);
+    nudgel_consumer_resume(w->retry_consumer, NUDGEL_PAUSE_POSTGRES);
     nudgel_metric_set(w->m_pg_up, NULL, 1);
 }
 
@@ -446,6 +451,18 @@ lost:
 
 /* ---- status events and dead letters ----------------------------------- */
 
+/*
+ * The attempt a status event speaks for: the receipt's attempt (its claims)
+ * once the job was claimed, so that the same transition always yields the
+ * same event id — a sent event re-emitted after a redelivery repeats the id
+ * written with the transition, whatever retry hops the job took. Before a
+ * claim (malformed, deduplicated): its retry hops + 1.
+ */
+static int event_attempt(const msg_t *m)
+{
+    return m->receipt_attempt > 0 ? m->receipt_attempt : m->attempt + 1;
+}
+
 /* Status event data from what we know of the job and its outcome. */
 static json_t *event_data(const msg_t *m, const char *status, const char *gateway,
                           const char *gateway_message_id, const char *error_code,
@@ -480,7 +497,7 @@ static json_t *event_data(const msg_t *m, const char *status, const char *gatewa
     if (cost_amount && *cost_amount && currency && *currency)
         json_object_set_new(data, "cost",
                             json_pack("{s:s, s:s}", "amount", cost_amount, "currency", currency));
-    json_object_set_new(data, "attempt", json_integer(m->attempt + 1));
+    json_object_set_new(data, "attempt", json_integer(event_attempt(m)));
     if (j->metadata)
         json_object_set(data, "metadata", j->metadata);
     return data;
@@ -492,7 +509,7 @@ static void publish_event_for(msg_t *m, const char *subject, const char *tenant,
     char type[64];
     snprintf(type, sizeof(type), "ai.nudgel.message.%s", status);
     json_t *ev =
-        nudgel_event_build("/nudgel/messages", type, subject, tenant, m->attempt + 1,
+        nudgel_event_build("/nudgel/messages", type, subject, tenant, event_attempt(m),
                            nudgel_now_unix_ms(), m->traceparent[0] ? m->traceparent : NULL, data);
     m->pending++;
     if (nudgel_publish_event(m->w->publisher, m->w->topic_status, tenant, ev, m->traceparent, m) !=
@@ -783,7 +800,7 @@ static void outcomes_pump(worker_t *w)
         char type[64];
         size_t r = l->nresults++;
         snprintf(type, sizeof(type), "ai.nudgel.message.%s", nudgel_receipt_state_name(o->state));
-        nudgel_event_id(m->job.id, type, m->attempt + 1, l->event_ids[r]);
+        nudgel_event_id(m->job.id, type, event_attempt(m), l->event_ids[r]);
         l->result_of[i] = (int)r;
         l->results[r] = (nudgel_receipt_result_t){
             .message_id = m->job.id,
@@ -1355,6 +1372,7 @@ static void on_claimed(worker_t *w, msg_t *m, const nudgel_receipt_claim_t *clai
     switch (claim->outcome) {
     case NUDGEL_RECEIPT_CLAIM_FRESH:
     case NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE:
+        m->receipt_attempt = claim->receipt.attempt;
         prepare_and_route(w, m);
         return;
     case NUDGEL_RECEIPT_CLAIM_IN_PROGRESS:
@@ -1364,7 +1382,7 @@ static void on_claimed(worker_t *w, msg_t *m, const nudgel_receipt_claim_t *clai
         /* Sent before: re-emit its event with the same id, send nothing. */
         const nudgel_receipt_t *r = &claim->receipt;
         const char *status = nudgel_receipt_state_name(r->status);
-        m->attempt = r->attempt > 0 ? r->attempt - 1 : 0;
+        m->receipt_attempt = r->attempt;
         publish_event(m, status,
                       event_data(m, status, r->gateway, r->gateway_message_id,
                                  r->error_code[0] ? r->error_code : NULL, r->error_message, true,
@@ -1530,16 +1548,17 @@ static void header_int(const rd_kafka_message_t *msg, const char *name, int64_t 
 }
 
 /* A job just polled: due? parseable? Then it waits for the batched claim. */
-static void handle(worker_t *w, nudgel_job_ref_t *ref)
+static void handle(worker_t *w, nudgel_consumer_t *from, nudgel_job_ref_t *ref)
 {
     const rd_kafka_message_t *km = nudgel_job_message(ref);
     int64_t now = nudgel_now_unix_ms(), not_before = 0, attempt = 0;
     msg_t *m = calloc(1, sizeof(*m));
     if (!m) {
-        nudgel_consumer_defer(w->consumer, ref, now + 1000);
+        nudgel_consumer_defer(from, ref, now + 1000);
         return;
     }
     m->w = w;
+    m->from = from;
     m->ref = ref;
     m->first_seen_ms = now;
     w->current = m;
@@ -1548,7 +1567,7 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
     header_int(km, NUDGEL_HDR_FIRST_SEEN, &m->first_seen_ms);
     if (not_before > now) {
         free(m);
-        nudgel_consumer_defer(w->consumer, ref, not_before);
+        nudgel_consumer_defer(from, ref, not_before);
         return;
     }
     m->attempt = (int)attempt;
@@ -1585,7 +1604,7 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
     }
     if (!queue_push(&w->to_claim, m)) {
         free(m);
-        nudgel_consumer_defer(w->consumer, ref, now + 1000);
+        nudgel_consumer_defer(from, ref, now + 1000);
     }
 }
 
@@ -1684,12 +1703,22 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
         return NUDGEL_ERR_NO_MEMORY;
     if (!(w->publisher = nudgel_publisher_new(w->conf, on_published, w, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;
-    const char *topics[1 + TIERS] = {w->topic_jobs};
+    /* Two consumers, two groups: the jobs topic in messages.group_id, the
+     * retry tiers in messages.group_id + ".retry". In one group the
+     * assignor balances the total partition count over all five topics, so
+     * a second worker could get only retry-tier partitions and no share of
+     * the jobs topic (nor of the gateways' TPS). Apart, each set is balanced
+     * on its own, and the jobs group's lag is what autoscaling watches. */
+    const char *jobs_topic[1] = {w->topic_jobs};
+    const char *tier_topics[TIERS];
     for (int i = 0; i < TIERS; i++)
-        topics[1 + i] = w->topic_retry[i];
-    if (!(w->consumer =
-              nudgel_consumer_new(w->conf, nudgel_conf_get_str(w->conf, "messages.group_id"),
-                                  topics, 1 + TIERS, errstr, errstr_size)))
+        tier_topics[i] = w->topic_retry[i];
+    const char *group = nudgel_conf_get_str(w->conf, "messages.group_id");
+    char retry_group[256];
+    snprintf(retry_group, sizeof(retry_group), "%s.retry", group);
+    if (!(w->consumer = nudgel_consumer_new(w->conf, group, jobs_topic, 1, errstr, errstr_size)) ||
+        !(w->retry_consumer =
+              nudgel_consumer_new(w->conf, retry_group, tier_topics, TIERS, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;
     w->total_partitions = nudgel_consumer_partition_count(
         w->consumer, w->topic_jobs,
@@ -1758,6 +1787,12 @@ static void update_fleet_share(worker_t *w)
                         nudgel_gateway_name(lane->gateway), effective, assigned,
                         w->total_partitions, nudgel_gateway_tps(lane->gateway));
     }
+}
+
+/* Jobs polled and not yet done, from both consumers. */
+static size_t in_flight(const worker_t *w)
+{
+    return nudgel_consumer_in_flight(w->consumer) + nudgel_consumer_in_flight(w->retry_consumer);
 }
 
 static bool ready(void *opaque, char *why, size_t why_size)
@@ -1846,14 +1881,14 @@ int main(int argc, char **argv)
     for (;;) {
         if (stop_requested && !drain_deadline) {
             nudgel_consumer_pause(w.consumer, NUDGEL_PAUSE_SHUTDOWN);
+            nudgel_consumer_pause(w.retry_consumer, NUDGEL_PAUSE_SHUTDOWN);
             drain_deadline =
                 nudgel_mono_us() + nudgel_conf_get_int(w.conf, "messages.drain_timeout_ms") * 1000;
-            nudgel_log_info("draining %zu job(s)", nudgel_consumer_in_flight(w.consumer));
+            nudgel_log_info("draining %zu job(s)", in_flight(&w));
         }
         if (fatal_stop)
             break;
-        if (drain_deadline &&
-            (nudgel_consumer_in_flight(w.consumer) == 0 || nudgel_mono_us() > drain_deadline))
+        if (drain_deadline && (in_flight(&w) == 0 || nudgel_mono_us() > drain_deadline))
             break;
         /* Poll Kafka without waiting while HTTP or Postgres work is pending.
          * At the in-flight cap, stop taking jobs instead of pausing the
@@ -1862,17 +1897,22 @@ int main(int argc, char **argv)
          * serves rebalances and keeps the group membership alive. */
         bool busy = nudgel_http_in_flight(w.http) > 0 || w.claim_lane->busy || w.record_lane->busy;
         int64_t turn_us = nudgel_mono_us();
-        bool at_cap = nudgel_consumer_in_flight(w.consumer) >= w.max_in_flight;
+        bool at_cap = in_flight(&w) >= w.max_in_flight;
         int polls = !at_cap ? 256 : turn_us - last_poll_us > 500000 ? 1 : 0;
-        for (int i = 0; i < polls; i++) {
-            nudgel_job_ref_t *ref = nudgel_consumer_poll(w.consumer, i == 0 && !busy ? 20 : 0);
-            last_poll_us = turn_us;
-            if (!ref)
-                break;
-            handle(&w, ref);
-            w.current = NULL;
-            if (nudgel_consumer_in_flight(w.consumer) >= w.max_in_flight)
-                break;
+        nudgel_consumer_t *consumers[2] = {w.retry_consumer, w.consumer};
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < polls; i++) {
+                /* Only the last consumer's first poll may wait, and only when idle. */
+                int wait_ms = k == 1 && i == 0 && !busy ? 20 : 0;
+                nudgel_job_ref_t *ref = nudgel_consumer_poll(consumers[k], wait_ms);
+                last_poll_us = turn_us;
+                if (!ref)
+                    break;
+                handle(&w, consumers[k], ref);
+                w.current = NULL;
+                if (in_flight(&w) >= w.max_in_flight)
+                    break;
+            }
         }
         if (polls == 0 && !busy)
             usleep(1000); /* at the cap with nothing to wait on: do not spin */
@@ -1895,7 +1935,7 @@ int main(int argc, char **argv)
         nudgel_publisher_poll(w.publisher, 0);
         if (w.pg_down && !busy)
             usleep(5000); /* paused: nothing to poll for; wait for the reconnect */
-        nudgel_metric_set(w.m_in_flight, NULL, (double)nudgel_consumer_in_flight(w.consumer));
+        nudgel_metric_set(w.m_in_flight, NULL, (double)in_flight(&w));
         nudgel_metric_set(w.m_waiting, "claim", (double)w.to_claim.count);
         nudgel_metric_set(w.m_waiting, "recipient",
                           (double)nudgel_keyq_total_waiting(w.recipients));
@@ -1908,6 +1948,7 @@ out:
     nudgel_http_destroy(w.http);
     nudgel_publisher_destroy(w.publisher, 10000);
     nudgel_consumer_close(w.consumer);
+    nudgel_consumer_close(w.retry_consumer);
     for (size_t i = 0; i < w.lane_count; i++)
         nudgel_throttle_bucket_free(w.lanes[i].bucket);
     nudgel_gateway_set_free(w.gateways);
