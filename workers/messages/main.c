@@ -58,7 +58,8 @@ static const char *const tier_suffix[TIERS] = {"5s", "30s", "2m", "10m"};
 
 static const nudgel_conf_entry_t messages_table[] = {
     {"messages.group_id", NUDGEL_CONF_STRING, "nudgel-messages", 0, 0, NULL, 0,
-     "Kafka consumer group of the messages workers."},
+     "Kafka consumer group of the messages workers on the jobs topic; the retry tiers are "
+     "consumed in a second group named after it with \".retry\" appended."},
     {"messages.gateways_file", NUDGEL_CONF_STRING, "config/gateways.example.json", 0, 0, NULL, 0,
      "JSON file of gateways and routes (see config/gateways.example.json)."},
     {"messages.worker_id", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0,
