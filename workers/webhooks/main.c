@@ -897,7 +897,10 @@ static nudgel_err_t endpoint_load(worker_t *w, endpoint_t *ep)
     char errstr[512];
     nudgel_err_t err = wh_db_endpoint_load(w->pg, ep->id, &row, errstr, sizeof(errstr));
     if (err != NUDGEL_OK) {
-        nudgel_log_error("%s", errstr);
+        if (err == NUDGEL_ERR_PG_UNREACHABLE)
+            postgres_down(w, errstr); /* logged there once; reconnects with the lanes */
+        else
+            nudgel_log_error("%s", errstr);
         return err;
     }
     endpoint_forget_secrets(ep);
@@ -1115,11 +1118,14 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
         snprintf(j->disabled_reason, sizeof(j->disabled_reason),
                  "the endpoint answered 410 Gone (delivery %s, attempt %d)", j->job.id, j->attempt);
         ep->enabled = false;
-        if (wh_db_endpoint_disable(w->pg, ep->id, j->disabled_reason, &changed, errstr,
-                                   sizeof(errstr)) != NUDGEL_OK) {
+        nudgel_err_t derr = wh_db_endpoint_disable(w->pg, ep->id, j->disabled_reason, &changed,
+                                                   errstr, sizeof(errstr));
+        if (derr != NUDGEL_OK) {
             /* Not recorded: the job comes again after a restart; the cached flag holds meanwhile.
              */
             nudgel_log_error("%s", errstr);
+            if (derr == NUDGEL_ERR_PG_UNREACHABLE)
+                postgres_down(w, errstr);
             j->publish_failed = true;
         }
         j->endpoint_disabled_now = changed;
@@ -1802,7 +1808,8 @@ int main(int argc, char **argv)
             drain_lanes(&w);
             if (done == 0 && w.lane_waiting == 0)
                 break;
-        } while (nudgel_http_in_flight(w.http) > 0 && w.outcome_count < w.flush_max &&
+        } while (nudgel_http_in_flight(w.http) > 0 &&
+                 (w.outcome_count < w.flush_max || w.flush_lane.busy) &&
                  nudgel_mono_us() < http_until);
         if (!busy && (!w.pg_ok || drain_deadline))
             usleep(5000); /* not polling Kafka: do not spin */
