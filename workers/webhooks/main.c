@@ -1515,7 +1515,13 @@ static void claims_pump(worker_t *w)
         }
         claims_apply(w, w->claim_sent, w->claim_rows, n);
     }
-    if (l->busy || !w->pg_ok || w->claim_count == 0)
+    /*
+     * Jobs already waiting in lanes are plenty: the polled ones wait here,
+     * claimed later, rather than overflow a lane that is merely behind (an
+     * overflow goes to the first retry tier; it is meant for a saturated
+     * endpoint, which fills its own lane long before this bound).
+     */
+    if (l->busy || !w->pg_ok || w->claim_count == 0 || w->lane_waiting >= w->max_in_flight / 2)
         return;
     size_t n = w->claim_count < CLAIM_BATCH_MAX ? w->claim_count : CLAIM_BATCH_MAX;
     json_t *rows = json_array();
