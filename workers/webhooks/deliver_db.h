@@ -3,7 +3,9 @@
  *
  * Rows travel as one JSON array parameter per statement (jsonb_to_recordset),
  * so a batch of any size is one round trip and nothing is spliced into SQL.
- * Connections are synchronous libpq; the caller's event loop batches.
+ * Claims and flushes come in send/read halves for a non-blocking connection
+ * (one statement, or one pipeline, in flight per connection); the blocking
+ * versions remain for the rest.
  */
 #ifndef NUDGEL_DELIVER_DB_H
 #define NUDGEL_DELIVER_DB_H
@@ -39,6 +41,14 @@ typedef struct wh_claim {
 nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t *out, size_t count,
                          char *errstr, size_t errstr_size);
 
+/** @brief wh_db_claim()'s statement, sent (PQsendQueryParams); the caller flushes. */
+nudgel_err_t wh_db_claim_send(PGconn *pg, bool with_payload, json_t *jobs, char *errstr,
+                              size_t errstr_size);
+
+/** @brief wh_db_claim()'s result @p res read into @p out (@p count entries). */
+nudgel_err_t wh_db_claim_read(PGconn *pg, const PGresult *res, wh_claim_t *out, size_t count,
+                              char *errstr, size_t errstr_size);
+
 /**
  * @brief One transaction: delivery rows upserted on delivery_id (array of
  * {delivery_id, tenant_id, endpoint_id, event_type, event_id, status,
@@ -54,6 +64,34 @@ nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t
 nudgel_err_t wh_db_flush(PGconn *pg, bool with_payload, json_t *attempts, json_t *deliveries,
                          json_t *succeeded, json_t *failed, int64_t failing_window_ms,
                          json_t **disabled, char *errstr, size_t errstr_size);
+
+/** A wh_db_flush() sent as one pipeline (one implicit transaction up to its sync). */
+typedef struct wh_flush_call {
+    int sent;       /* statements in the pipeline */
+    int got;        /* their results read so far */
+    int disable_at; /* index of the statement disabling endpoints; -1: none */
+    const char *what[8];
+    bool last_null;   /* the previous PQgetResult() was NULL */
+    nudgel_err_t err; /* the first statement error */
+    char errstr[512];
+    json_t *disabled; /* as wh_db_flush()'s, once done without error; the caller decrefs */
+} wh_flush_call_t;
+
+/**
+ * @brief wh_db_flush()'s statements sent in pipeline mode on @p pg (idle,
+ * non-blocking), then a sync; the caller flushes. On error the connection
+ * must be replaced.
+ */
+nudgel_err_t wh_db_flush_send(PGconn *pg, bool with_payload, json_t *attempts, json_t *deliveries,
+                              json_t *succeeded, json_t *failed, int64_t failing_window_ms,
+                              wh_flush_call_t *call, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Reads what has arrived of a wh_db_flush_send(): 1 when all of it
+ * has (@p call->err, @p call->disabled; pipeline mode left), 0 while it
+ * runs, -1 when the connection is lost (the transaction's fate unknown).
+ */
+int wh_db_flush_poll(PGconn *pg, wh_flush_call_t *call);
 
 /** An endpoint row, secrets still sealed. */
 typedef struct wh_endpoint_row {

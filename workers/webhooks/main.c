@@ -60,13 +60,14 @@
 #include "nudgel/webhooks/signature.h"
 #include "nudgel/webhooks/ssrf.h"
 
-#define PROGRAM         "nudgel-webhooks"
-#define TIERS           6
-#define SNIPPET_BYTES   1024
-#define CLAIM_BATCH_MAX 512
-#define HASH_BUCKETS    4096
-#define EVENT_SOURCE    "/nudgel/webhooks"
-#define HTTP_PHASE_US   10000 /* longest HTTP phase of one turn of the loop */
+#define PROGRAM           "nudgel-webhooks"
+#define TIERS             6
+#define SNIPPET_BYTES     1024
+#define CLAIM_BATCH_MAX   512
+#define HASH_BUCKETS      4096
+#define EVENT_SOURCE      "/nudgel/webhooks"
+#define HTTP_PHASE_US     10000 /* longest HTTP phase of one turn of the loop */
+#define PG_BACKOFF_MAX_MS 1000  /* longest wait between reconnect attempts */
 
 /* The contract's retry-tier topics and their fixed delays (core/src/topics.c). */
 static const char *const tier_suffix[TIERS] = {"5s", "5m", "30m", "2h", "5h", "10h"};
@@ -219,6 +220,16 @@ typedef struct vetted {
     struct vetted *next;
 } vetted_t;
 
+/* A non-blocking Postgres connection with at most one statement (or pipeline) in flight. */
+typedef struct wh_lane {
+    const char *name;
+    PGconn *conn;
+    bool busy;     /* a statement is in flight */
+    bool flushing; /* its bytes are not all sent yet */
+    bool broken;   /* lost or left mid-statement: replaced at the next reconnect */
+    int64_t sent_us;
+} wh_lane_t;
+
 struct worker {
     nudgel_conf_t *conf;
     nudgel_consumer_t *consumer;
@@ -226,8 +237,13 @@ struct worker {
     nudgel_http_t *http;
     nudgel_secretbox_t *box;
     nudgel_ssrf_policy_t *ssrf;
-    PGconn *pg;
-    bool pg_ok, with_payload;
+    PGconn *pg;             /* blocking: endpoint rows, the payload column check */
+    wh_lane_t claim_lane;   /* non-blocking: batched claims */
+    wh_lane_t flush_lane;   /* non-blocking: batched outcomes (one pipeline) */
+    bool pg_ok;             /* false: intake paused until a reconnect works */
+    int64_t pg_retry_at_us; /* next reconnect attempt */
+    int64_t pg_backoff_ms;  /* doubles up to PG_BACKOFF_MAX_MS */
+    bool with_payload;
     char topic_jobs[256], topic_status[256], topic_dlq[256], topic_retry[TIERS][256];
     nudgel_retry_schedule_t schedule;
     long connect_ms, total_ms;
@@ -237,8 +253,15 @@ struct worker {
     endpoint_t *endpoints[HASH_BUCKETS];
     vetted_t *vetted[HASH_BUCKETS];
     endpoint_t *active; /* lanes with queued jobs */
-    wjob_t *claims[CLAIM_BATCH_MAX];
+    wjob_t
+        *claims[2 * CLAIM_BATCH_MAX]; /* polled, waiting for the claim (a lost batch comes back) */
     size_t claim_count;
+    wjob_t *claim_sent[CLAIM_BATCH_MAX]; /* the claim in flight */
+    size_t claim_sent_n;
+    wh_claim_t claim_rows[CLAIM_BATCH_MAX];
+    wjob_t **flush_sent; /* the flush in flight */
+    size_t flush_sent_n;
+    wh_flush_call_t flush_call;
     wjob_t **outcomes; /* jobs waiting for the flush */
     size_t outcome_count, outcome_cap;
     int64_t last_flush_us;
@@ -522,21 +545,207 @@ static json_t *nullable_str(const char *s)
     return s && *s ? json_string(s) : json_null();
 }
 
-/*
- * Writes the batch of outcomes in one transaction, then publishes each.
- * Postgres trouble keeps the batch (jobs stay in flight) and pauses intake
- * until a later flush succeeds.
+/* ---- Postgres: lanes, outages ------------------------------------------ */
+
+/* Postgres is unreachable (or a statement failed): pause intake; jobs in hand wait in their queues.
  */
-static void flush_outcomes(worker_t *w)
+static void postgres_down(worker_t *w, const char *errstr)
+{
+    if (w->pg_ok) {
+        nudgel_log_error("%s; pausing intake", errstr);
+        w->pg_backoff_ms = 100;
+    }
+    w->pg_ok = false;
+    w->pg_retry_at_us = nudgel_mono_us() + w->pg_backoff_ms * 1000;
+    nudgel_consumer_pause(w->consumer, NUDGEL_PAUSE_POSTGRES);
+}
+
+static PGconn *lane_connect(worker_t *w, char *errstr, size_t errstr_size)
+{
+    PGconn *c = nudgel_pg_connect(nudgel_conf_get_str(w->conf, "pg.dsn"), PROGRAM,
+                                  (int)nudgel_conf_get_int(w->conf, "pg.connect_timeout_s"), errstr,
+                                  errstr_size);
+    if (c && PQsetnonblocking(c, 1) != 0) {
+        snprintf(errstr, errstr_size, "non-blocking mode: %s", PQerrorMessage(c));
+        PQfinish(c);
+        c = NULL;
+    }
+    return c;
+}
+
+/* While down: one reconnect attempt when due (back-off up to PG_BACKOFF_MAX_MS). */
+static void postgres_revive(worker_t *w)
 {
     char errstr[512];
+    if (w->pg_ok || nudgel_mono_us() < w->pg_retry_at_us)
+        return;
+    if (PQstatus(w->pg) != CONNECTION_OK)
+        PQreset(w->pg);
+    bool all_ok = PQstatus(w->pg) == CONNECTION_OK;
+    wh_lane_t *lanes[2] = {&w->claim_lane, &w->flush_lane};
+    for (int i = 0; i < 2; i++) {
+        wh_lane_t *l = lanes[i];
+        /* A lane whose statement is still in flight on a live connection keeps it. */
+        if (!l->busy && (l->broken || PQstatus(l->conn) != CONNECTION_OK)) {
+            PQfinish(l->conn);
+            l->conn = lane_connect(w, errstr, sizeof(errstr));
+            l->broken = l->conn == NULL;
+        }
+        all_ok = all_ok && PQstatus(l->conn) == CONNECTION_OK;
+    }
+    if (!all_ok) {
+        w->pg_backoff_ms =
+            w->pg_backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : w->pg_backoff_ms * 2;
+        w->pg_retry_at_us = nudgel_mono_us() + w->pg_backoff_ms * 1000;
+        return;
+    }
+    w->pg_ok = true;
+    nudgel_log_info("Postgres is back; resuming intake (%zu claim(s), %zu outcome(s) waiting)",
+                    w->claim_count, w->outcome_count);
+    nudgel_consumer_resume(w->consumer, NUDGEL_PAUSE_POSTGRES);
+}
+
+/* After a *_send(): in flight; flushing while libpq still holds unsent bytes. */
+static nudgel_err_t lane_sent(wh_lane_t *l, char *errstr, size_t errstr_size)
+{
+    int r = PQflush(l->conn);
+    if (r < 0) {
+        snprintf(errstr, errstr_size, "%s: sending: %s", l->name, PQerrorMessage(l->conn));
+        l->broken = true;
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    }
+    l->busy = true;
+    l->flushing = r == 1;
+    l->sent_us = nudgel_mono_us();
+    return NUDGEL_OK;
+}
+
+/* Sends what libpq still holds: 0 when all is sent, 1 while some is left, -1 when lost. */
+static int lane_push_bytes(wh_lane_t *l)
+{
+    if (!l->flushing)
+        return 0;
+    int r = PQflush(l->conn);
+    if (r == 1)
+        return 1;
+    l->flushing = false;
+    return r < 0 ? -1 : 0;
+}
+
+/*
+ * The claim lane's result when it has arrived: 1 and @p *res, 0 while it
+ * runs, -1 when the connection is lost.
+ */
+static int lane_result(wh_lane_t *l, PGresult **res, char *errstr, size_t errstr_size)
+{
+    int r = lane_push_bytes(l);
+    if (r == 1)
+        return 0;
+    if (r < 0 || !PQconsumeInput(l->conn))
+        goto lost;
+    if (PQisBusy(l->conn))
+        return 0;
+    *res = PQgetResult(l->conn);
+    for (PGresult *extra; (extra = PQgetResult(l->conn));)
+        PQclear(extra);
+    l->busy = false;
+    return 1;
+lost:
+    snprintf(errstr, errstr_size, "%s: %s", l->name, PQerrorMessage(l->conn));
+    l->busy = false;
+    l->broken = true;
+    return -1;
+}
+
+/* The lanes' sockets while a statement is in flight (to wait on with the HTTP transfers). */
+static size_t lane_fds(worker_t *w, int *fds)
+{
+    size_t n = 0;
+    if (w->claim_lane.busy && PQsocket(w->claim_lane.conn) >= 0)
+        fds[n++] = PQsocket(w->claim_lane.conn);
+    if (w->flush_lane.busy && PQsocket(w->flush_lane.conn) >= 0)
+        fds[n++] = PQsocket(w->flush_lane.conn);
+    return n;
+}
+
+/* ---- the flush -------------------------------------------------- */
+
+/* Puts a batch that did not become durable back at the front of the outcomes. */
+static void outcomes_unshift(worker_t *w, wjob_t **batch, size_t n)
+{
+    size_t need = w->outcome_count + n;
+    if (need > w->outcome_cap) {
+        wjob_t **grown = realloc(w->outcomes, need * sizeof(*grown));
+        if (!grown) {
+            nudgel_log_error("out of memory requeueing outcomes; stopping");
+            fatal_stop = true;
+            stop_requested = 1;
+            return; /* the jobs stay on w->all: abandoned at exit, delivered again */
+        }
+        w->outcomes = grown;
+        w->outcome_cap = need;
+    }
+    memmove(w->outcomes + n, w->outcomes, w->outcome_count * sizeof(*w->outcomes));
+    memcpy(w->outcomes, batch, n * sizeof(*batch));
+    w->outcome_count = need;
+}
+
+/* The flush came back: on success, the endpoints it disabled, then each job published. */
+static void flush_done(worker_t *w, wjob_t **batch, size_t n, json_t *disabled)
+{
+    /* Endpoints disabled for failing too long: one event each, on a job of theirs. */
+    size_t di;
+    json_t *d;
+    json_array_foreach(disabled, di, d)
+    {
+        const char *eid = json_string_value(json_object_get(d, "endpoint_id"));
+        uint32_t b = hash_str(eid) % HASH_BUCKETS;
+        for (endpoint_t *ep = w->endpoints[b]; ep; ep = ep->next)
+            if (strcmp(ep->id, eid) == 0)
+                ep->enabled = false;
+        nudgel_log_warn("endpoint %s disabled: %s", eid,
+                        json_string_value(json_object_get(d, "reason")));
+        for (size_t i = 0; i < n; i++) {
+            wjob_t *j = batch[i];
+            if (j->parsed && j->job.endpoint_id && strcmp(j->job.endpoint_id, eid) == 0 &&
+                !j->endpoint_disabled_now) {
+                j->endpoint_disabled_now = true;
+                snprintf(j->disabled_reason, sizeof(j->disabled_reason), "%s",
+                         json_string_value(json_object_get(d, "reason")));
+                break;
+            }
+        }
+    }
+    json_decref(disabled);
+    for (size_t i = 0; i < n; i++) {
+        /* Its row is durable now: a copy (its own retry hop, say) may go by the row. */
+        if (batch[i]->indexed)
+            index_remove(w, batch[i]);
+        job_publish(batch[i]);
+    }
+}
+
+/*
+ * Sends the batch of outcomes as one transaction (a pipeline on the flush
+ * lane); each job is published once it is durable (outcomes_pump). What
+ * ends meanwhile waits for the next flush. Postgres trouble puts the batch
+ * back (jobs stay in flight) and pauses intake until a reconnect works.
+ */
+static void flush_start(worker_t *w)
+{
+    char errstr[512];
+    wh_lane_t *l = &w->flush_lane;
     w->last_flush_us = nudgel_mono_us();
     if (w->outcome_count == 0)
         return;
+    wjob_t **batch = w->outcomes;
+    size_t n = w->outcome_count;
+    w->outcomes = NULL;
+    w->outcome_count = w->outcome_cap = 0;
     json_t *attempts = json_array(), *deliveries = json_array(), *ok = json_array(),
-           *bad = json_array(), *disabled = NULL;
-    for (size_t i = 0; i < w->outcome_count; i++) {
-        wjob_t *j = w->outcomes[i];
+           *bad = json_array();
+    for (size_t i = 0; i < n; i++) {
+        wjob_t *j = batch[i];
         if (!j->parsed || j->end == END_NONE || j->end == END_MALFORMED)
             continue;
         if (j->record_attempt) {
@@ -580,54 +789,80 @@ static void flush_outcomes(worker_t *w)
             json_object_set(row, "payload", j->job.payload);
         json_array_append_new(deliveries, row);
     }
-    int64_t t0 = nudgel_mono_us();
-    nudgel_err_t err = wh_db_flush(w->pg, w->with_payload, attempts, deliveries, ok, bad,
-                                   w->failing_window_ms, &disabled, errstr, sizeof(errstr));
-    nudgel_metric_observe(w->m_flush_s, NULL, (double)(nudgel_mono_us() - t0) / 1e6);
+    nudgel_err_t err = NUDGEL_OK;
+    bool empty = !json_array_size(attempts) && !json_array_size(deliveries) &&
+                 !json_array_size(ok) && !json_array_size(bad);
+    if (!empty)
+        err = wh_db_flush_send(l->conn, w->with_payload, attempts, deliveries, ok, bad,
+                               w->failing_window_ms, &w->flush_call, errstr, sizeof(errstr));
     json_decref(attempts);
     json_decref(deliveries);
     json_decref(ok);
     json_decref(bad);
-    if (err != NUDGEL_OK) {
-        json_decref(disabled);
-        if (w->pg_ok)
-            nudgel_log_error("%s; pausing intake", errstr);
-        w->pg_ok = false;
-        nudgel_consumer_pause(w->consumer, NUDGEL_PAUSE_POSTGRES);
+    if (empty) {
+        flush_done(w, batch, n, json_array());
+        free(batch);
         return;
     }
-    /* Endpoints disabled for failing too long: one event each, on a job of theirs. */
-    size_t di;
-    json_t *d;
-    json_array_foreach(disabled, di, d)
-    {
-        const char *eid = json_string_value(json_object_get(d, "endpoint_id"));
-        uint32_t b = hash_str(eid) % HASH_BUCKETS;
-        for (endpoint_t *ep = w->endpoints[b]; ep; ep = ep->next)
-            if (strcmp(ep->id, eid) == 0)
-                ep->enabled = false;
-        nudgel_log_warn("endpoint %s disabled: %s", eid,
-                        json_string_value(json_object_get(d, "reason")));
-        for (size_t i = 0; i < w->outcome_count; i++) {
-            wjob_t *j = w->outcomes[i];
-            if (j->parsed && j->job.endpoint_id && strcmp(j->job.endpoint_id, eid) == 0 &&
-                !j->endpoint_disabled_now) {
-                j->endpoint_disabled_now = true;
-                snprintf(j->disabled_reason, sizeof(j->disabled_reason), "%s",
-                         json_string_value(json_object_get(d, "reason")));
-                break;
+    if (err == NUDGEL_OK)
+        err = lane_sent(l, errstr, sizeof(errstr));
+    if (err != NUDGEL_OK) {
+        l->broken = true;
+        json_decref(w->flush_call.disabled);
+        w->flush_call.disabled = NULL;
+        outcomes_unshift(w, batch, n);
+        free(batch);
+        postgres_down(w, errstr);
+        return;
+    }
+    w->flush_sent = batch;
+    w->flush_sent_n = n;
+}
+
+/* The flush lane: its result when it has come, then the next flush when due. */
+static void outcomes_pump(worker_t *w, bool draining)
+{
+    wh_lane_t *l = &w->flush_lane;
+    if (l->busy) {
+        int st = lane_push_bytes(l);
+        if (st == 1)
+            return;
+        if (st == 0)
+            st = wh_db_flush_poll(l->conn, &w->flush_call);
+        else
+            st = -1;
+        if (st == 0)
+            return;
+        l->busy = false;
+        nudgel_metric_observe(w->m_flush_s, NULL, (double)(nudgel_mono_us() - l->sent_us) / 1e6);
+        wjob_t **batch = w->flush_sent;
+        size_t n = w->flush_sent_n;
+        w->flush_sent = NULL;
+        w->flush_sent_n = 0;
+        json_t *disabled = w->flush_call.disabled;
+        w->flush_call.disabled = NULL;
+        if (st < 0 || w->flush_call.err != NUDGEL_OK) {
+            char errstr[700];
+            if (st < 0) {
+                l->broken = true;
+                snprintf(errstr, sizeof(errstr), "writing outcomes: %s", PQerrorMessage(l->conn));
+            } else {
+                snprintf(errstr, sizeof(errstr), "%s", w->flush_call.errstr);
             }
+            json_decref(disabled);
+            outcomes_unshift(w, batch, n);
+            free(batch);
+            postgres_down(w, errstr);
+            return;
         }
+        flush_done(w, batch, n, disabled);
+        free(batch);
     }
-    json_decref(disabled);
-    size_t n = w->outcome_count;
-    w->outcome_count = 0;
-    for (size_t i = 0; i < n; i++) {
-        /* Its row is durable now: a copy (its own retry hop, say) may go by the row. */
-        if (w->outcomes[i]->indexed)
-            index_remove(w, w->outcomes[i]);
-        job_publish(w->outcomes[i]);
-    }
+    if (l->busy || !w->pg_ok)
+        return;
+    if (w->outcome_count >= w->flush_max || nudgel_mono_us() - w->last_flush_us >= w->flush_us ||
+        (draining && w->outcome_count))
+        flush_start(w);
 }
 
 /* ---- endpoints and lanes ------------------------------------------------ */
@@ -662,7 +897,10 @@ static nudgel_err_t endpoint_load(worker_t *w, endpoint_t *ep)
     char errstr[512];
     nudgel_err_t err = wh_db_endpoint_load(w->pg, ep->id, &row, errstr, sizeof(errstr));
     if (err != NUDGEL_OK) {
-        nudgel_log_error("%s", errstr);
+        if (err == NUDGEL_ERR_PG_UNREACHABLE)
+            postgres_down(w, errstr); /* logged there once; reconnects with the lanes */
+        else
+            nudgel_log_error("%s", errstr);
         return err;
     }
     endpoint_forget_secrets(ep);
@@ -880,11 +1118,14 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
         snprintf(j->disabled_reason, sizeof(j->disabled_reason),
                  "the endpoint answered 410 Gone (delivery %s, attempt %d)", j->job.id, j->attempt);
         ep->enabled = false;
-        if (wh_db_endpoint_disable(w->pg, ep->id, j->disabled_reason, &changed, errstr,
-                                   sizeof(errstr)) != NUDGEL_OK) {
+        nudgel_err_t derr = wh_db_endpoint_disable(w->pg, ep->id, j->disabled_reason, &changed,
+                                                   errstr, sizeof(errstr));
+        if (derr != NUDGEL_OK) {
             /* Not recorded: the job comes again after a restart; the cached flag holds meanwhile.
              */
             nudgel_log_error("%s", errstr);
+            if (derr == NUDGEL_ERR_PG_UNREACHABLE)
+                postgres_down(w, errstr);
             j->publish_failed = true;
         }
         j->endpoint_disabled_now = changed;
@@ -1178,39 +1419,12 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
     w->claims[w->claim_count++] = j;
 }
 
-/*
- * Claims the batch of jobs polled in one go: one statement. Then each goes
- * to its endpoint's lane, or ends at once (already final, duplicate,
- * endpoint gone). Postgres trouble keeps the batch for the next turn.
- */
-static void claim_batch(worker_t *w)
+/* What the claim said of each job of @p batch: to its endpoint's lane, or ended at once. */
+static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, size_t n)
 {
-    char errstr[512];
-    if (w->claim_count == 0 || !w->pg_ok)
-        return;
-    json_t *rows = json_array();
-    for (size_t i = 0; i < w->claim_count; i++) {
-        const nudgel_webhook_job_t *jb = &w->claims[i]->job;
-        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I}", "delivery_id", jb->id,
-                                              "endpoint_id", jb->endpoint_id, "event_id",
-                                              jb->event_id, "n", (json_int_t)(i + 1)));
-    }
-    wh_claim_t claims[CLAIM_BATCH_MAX];
-    int64_t t0 = nudgel_mono_us();
-    nudgel_err_t err =
-        wh_db_claim(w->pg, w->with_payload, rows, claims, w->claim_count, errstr, sizeof(errstr));
-    nudgel_metric_observe(w->m_claim_s, NULL, (double)(nudgel_mono_us() - t0) / 1e6);
-    json_decref(rows);
-    if (err != NUDGEL_OK) {
-        nudgel_log_error("%s; pausing intake", errstr);
-        w->pg_ok = false;
-        nudgel_consumer_pause(w->consumer, NUDGEL_PAUSE_POSTGRES);
-        return;
-    }
-    size_t n = w->claim_count;
-    w->claim_count = 0;
+    nudgel_err_t err;
     for (size_t i = 0; i < n; i++) {
-        wjob_t *j = w->claims[i];
+        wjob_t *j = batch[i];
         const wh_claim_t *c = &claims[i];
         int made = c->attempts > j->header_attempts ? c->attempts : j->header_attempts;
         j->attempt = made + 1;
@@ -1264,6 +1478,76 @@ static void claim_batch(worker_t *w)
     }
 }
 
+/* Puts a claim batch that did not come back at the front of the waiting claims. */
+static void claims_unshift(worker_t *w, wjob_t **batch, size_t n)
+{
+    memmove(w->claims + n, w->claims, w->claim_count * sizeof(w->claims[0]));
+    memcpy(w->claims, batch, n * sizeof(batch[0]));
+    w->claim_count += n;
+}
+
+/*
+ * The claim lane: the statement in flight when its result has come (each
+ * job to its lane, or ended at once: already final, duplicate, endpoint
+ * gone), then the jobs polled meanwhile in one statement. Postgres trouble
+ * puts the batch back in front and pauses intake until a reconnect works.
+ */
+static void claims_pump(worker_t *w)
+{
+    char errstr[512];
+    wh_lane_t *l = &w->claim_lane;
+    if (l->busy) {
+        PGresult *res = NULL;
+        int st = lane_result(l, &res, errstr, sizeof(errstr));
+        if (st == 0)
+            return;
+        size_t n = w->claim_sent_n;
+        nudgel_err_t err =
+            st < 0 ? NUDGEL_ERR_PG_UNREACHABLE
+                   : wh_db_claim_read(l->conn, res, w->claim_rows, n, errstr, sizeof(errstr));
+        PQclear(res);
+        nudgel_metric_observe(w->m_claim_s, NULL, (double)(nudgel_mono_us() - l->sent_us) / 1e6);
+        w->claim_sent_n = 0;
+        if (err != NUDGEL_OK) {
+            claims_unshift(w, w->claim_sent, n);
+            postgres_down(w, errstr);
+            return;
+        }
+        claims_apply(w, w->claim_sent, w->claim_rows, n);
+    }
+    /*
+     * Jobs already waiting in lanes are plenty: the polled ones wait here,
+     * claimed later, rather than overflow a lane that is merely behind (an
+     * overflow goes to the first retry tier; it is meant for a saturated
+     * endpoint, which fills its own lane long before this bound).
+     */
+    if (l->busy || !w->pg_ok || w->claim_count == 0 || w->lane_waiting >= w->max_in_flight / 2)
+        return;
+    size_t n = w->claim_count < CLAIM_BATCH_MAX ? w->claim_count : CLAIM_BATCH_MAX;
+    json_t *rows = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const nudgel_webhook_job_t *jb = &w->claims[i]->job;
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I}", "delivery_id", jb->id,
+                                              "endpoint_id", jb->endpoint_id, "event_id",
+                                              jb->event_id, "n", (json_int_t)(i + 1)));
+    }
+    memcpy(w->claim_sent, w->claims, n * sizeof(w->claims[0]));
+    w->claim_sent_n = n;
+    w->claim_count -= n;
+    memmove(w->claims, w->claims + n, w->claim_count * sizeof(w->claims[0]));
+    nudgel_err_t err = wh_db_claim_send(l->conn, w->with_payload, rows, errstr, sizeof(errstr));
+    json_decref(rows);
+    if (err == NUDGEL_OK)
+        err = lane_sent(l, errstr, sizeof(errstr));
+    if (err != NUDGEL_OK) {
+        l->broken = true;
+        l->busy = false;
+        w->claim_sent_n = 0;
+        claims_unshift(w, w->claim_sent, n);
+        postgres_down(w, errstr);
+    }
+}
+
 /* ---- set-up and the loop ------------------------------------------------ */
 
 static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
@@ -1314,8 +1598,13 @@ static nudgel_err_t setup(worker_t *w, char *errstr, size_t errstr_size)
                               errstr_size);
     if (!w->pg)
         return NUDGEL_ERR_PG_UNREACHABLE;
-    w->pg_ok = true;
     w->with_payload = wh_db_has_payload_column(w->pg);
+    w->claim_lane.name = "claiming deliveries";
+    w->flush_lane.name = "writing outcomes";
+    if (!(w->claim_lane.conn = lane_connect(w, errstr, errstr_size)) ||
+        !(w->flush_lane.conn = lane_connect(w, errstr, errstr_size)))
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    w->pg_ok = true;
     if (!(w->http =
               nudgel_http_new((long)nudgel_conf_get_int(w->conf, "webhooks.max_host_connections"),
                               errstr, errstr_size)))
@@ -1399,6 +1688,8 @@ static void worker_free(worker_t *w)
         }
     }
     free(w->outcomes);
+    free(w->flush_sent);
+    json_decref(w->flush_call.disabled);
     nudgel_ssrf_policy_destroy(w->ssrf);
     nudgel_secretbox_destroy(w->box);
 }
@@ -1475,7 +1766,7 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
 
-    int64_t drain_deadline = 0, pg_retry_us = 0;
+    int64_t drain_deadline = 0;
     for (;;) {
         if (stop_requested && !drain_deadline) {
             nudgel_consumer_pause(w.consumer, NUDGEL_PAUSE_SHUTDOWN);
@@ -1488,24 +1779,17 @@ int main(int argc, char **argv)
         if (drain_deadline &&
             (nudgel_consumer_in_flight(w.consumer) == 0 || nudgel_mono_us() > drain_deadline))
             break;
-        if (!w.pg_ok && nudgel_mono_us() >= pg_retry_us) {
-            if (PQstatus(w.pg) != CONNECTION_OK)
-                PQreset(w.pg);
-            w.pg_ok = PQstatus(w.pg) == CONNECTION_OK;
-            pg_retry_us = nudgel_mono_us() + 1000000;
-            if (w.pg_ok) {
-                nudgel_log_info("Postgres is back; resuming intake");
-                nudgel_consumer_resume(w.consumer, NUDGEL_PAUSE_POSTGRES);
-            }
-        }
+        postgres_revive(&w);
         size_t in_flight = nudgel_consumer_in_flight(w.consumer);
         if (in_flight >= w.max_in_flight)
             nudgel_consumer_pause(w.consumer, NUDGEL_PAUSE_IN_FLIGHT);
         else if (in_flight < w.max_in_flight / 2)
             nudgel_consumer_resume(w.consumer, NUDGEL_PAUSE_IN_FLIGHT);
-        bool busy = nudgel_http_in_flight(w.http) > 0 || w.outcome_count > 0;
+        bool busy = nudgel_http_in_flight(w.http) > 0 || w.outcome_count > 0 || w.claim_lane.busy ||
+                    w.flush_lane.busy;
         if (w.pg_ok && !drain_deadline) {
-            for (size_t i = 0; w.claim_count + i < CLAIM_BATCH_MAX; i++) {
+            /* While a claim runs, what is polled waits and goes with the next one. */
+            for (size_t i = 0; w.claim_count < CLAIM_BATCH_MAX; i++) {
                 nudgel_job_ref_t *ref = nudgel_consumer_poll(w.consumer, i == 0 && !busy ? 20 : 0);
                 if (!ref)
                     break;
@@ -1513,7 +1797,7 @@ int main(int argc, char **argv)
                 w.current = NULL;
             }
         }
-        claim_batch(&w);
+        claims_pump(&w);
         /*
          * The HTTP phase: answers free lane slots, so keep starting and
          * finishing requests for a few milliseconds rather than once per turn
@@ -1522,18 +1806,20 @@ int main(int argc, char **argv)
         int64_t http_until = nudgel_mono_us() + HTTP_PHASE_US;
         drain_lanes(&w);
         do {
-            int done = nudgel_http_poll(w.http, busy ? 1 : 0);
+            int fds[2];
+            size_t nfds = lane_fds(&w, fds);
+            int done = nudgel_http_poll_fds(w.http, busy ? 1 : 0, fds, nfds);
+            outcomes_pump(&w, drain_deadline != 0);
+            claims_pump(&w);
             drain_lanes(&w);
             if (done == 0 && w.lane_waiting == 0)
                 break;
-        } while (nudgel_http_in_flight(w.http) > 0 && w.outcome_count < w.flush_max &&
+        } while (nudgel_http_in_flight(w.http) > 0 &&
+                 (w.outcome_count < w.flush_max || w.flush_lane.busy) &&
                  nudgel_mono_us() < http_until);
         if (!busy && (!w.pg_ok || drain_deadline))
             usleep(5000); /* not polling Kafka: do not spin */
-        if (w.pg_ok &&
-            (w.outcome_count >= w.flush_max || nudgel_mono_us() - w.last_flush_us >= w.flush_us ||
-             (drain_deadline && w.outcome_count)))
-            flush_outcomes(&w);
+        outcomes_pump(&w, drain_deadline != 0);
         nudgel_publisher_poll(w.publisher, 0);
         nudgel_metric_set(w.m_in_flight, NULL, (double)nudgel_consumer_in_flight(w.consumer));
         nudgel_metric_set(w.m_queued, NULL, (double)w.lane_waiting);
@@ -1549,6 +1835,10 @@ out:
     worker_free(&w);
     if (w.pg)
         PQfinish(w.pg);
+    if (w.claim_lane.conn)
+        PQfinish(w.claim_lane.conn);
+    if (w.flush_lane.conn)
+        PQfinish(w.flush_lane.conn);
     nudgel_metrics_destroy(w.metrics);
     nudgel_conf_destroy(w.conf);
     for (size_t i = 0; i < set_count; i++)
