@@ -6,6 +6,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -282,6 +284,63 @@ nudgel_conf_startup_t nudgel_conf_startup(nudgel_conf_t *conf, const char *progr
         return NUDGEL_CONF_STARTUP_DONE;
     }
     return NUDGEL_CONF_STARTUP_RUN;
+}
+
+#define STARTUP_MAX_SETS 64 /* --set / -X flags one command line may give */
+
+nudgel_conf_startup_t nudgel_conf_startup_args(nudgel_conf_t *conf, const char *program, int argc,
+                                               char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
+        {"print-config", no_argument, NULL, 'P'}, {"print-config-doc", no_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    char *sets[STARTUP_MAX_SETS];
+    size_t set_count = 0;
+    const char *config_path = NULL;
+    bool print_config = false, print_doc = false;
+    nudgel_conf_startup_t result = NUDGEL_CONF_STARTUP_FAIL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:s:X:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 's':
+        case 'X':
+            if (set_count == STARTUP_MAX_SETS) {
+                fprintf(stderr, "%s: more than %d --set/-X flags\n", program, STARTUP_MAX_SETS);
+                goto out;
+            }
+            if (asprintf(&sets[set_count], "%s%s", opt == 'X' ? CONF_KAFKA_PREFIX : "", optarg) <
+                0) {
+                fprintf(stderr, "%s: out of memory\n", program);
+                goto out;
+            }
+            set_count++;
+            break;
+        case 'P':
+            print_config = true;
+            break;
+        case 'D':
+            print_doc = true;
+            break;
+        default:
+            fprintf(stderr,
+                    "usage: %s [--config FILE] [--set KEY=VALUE] [-X PROP=VALUE] "
+                    "[--print-config] [--print-config-doc]\n",
+                    program);
+            result = opt == 'h' ? NUDGEL_CONF_STARTUP_DONE : NUDGEL_CONF_STARTUP_FAIL;
+            goto out;
+        }
+    }
+    result =
+        nudgel_conf_startup(conf, program, config_path, sets, set_count, print_config, print_doc);
+out:
+    for (size_t i = 0; i < set_count; i++)
+        free(sets[i]);
+    return result;
 }
 
 /* Whether some table key starts with "<section>." — the section is ours. */

@@ -4,6 +4,7 @@
  * pass-through, errors naming the key, and secrets never printed.
  */
 #define _GNU_SOURCE
+#include <getopt.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -215,6 +216,41 @@ static void test_secrets_redacted(void **state)
     nudgel_conf_destroy(conf);
 }
 
+/* A worker's command line: --set and -X applied, a bad flag or assignment refused. */
+static void test_startup_from_args(void **state)
+{
+    (void)state;
+    char *ok_argv[] = {
+        "test",        "-s", "worker.max_in_flight=7", "--set", "worker.mode=safe", "-X",
+        "linger.ms=3", NULL};
+    nudgel_conf_t *conf = nudgel_conf_new("test", tables);
+    optind = 0; /* glibc: start getopt afresh */
+    assert_int_equal(nudgel_conf_startup_args(conf, "test", 7, ok_argv), NUDGEL_CONF_STARTUP_RUN);
+    assert_int_equal(nudgel_conf_get_int(conf, "worker.max_in_flight"), 7);
+    assert_int_equal(nudgel_conf_source(conf, "worker.max_in_flight"), NUDGEL_CONF_FROM_FLAG);
+    assert_string_equal(nudgel_conf_get_str(conf, "worker.mode"), "safe");
+    nudgel_conf_destroy(conf);
+
+    char *bad_flag[] = {"test", "--no-such-flag", NULL};
+    conf = nudgel_conf_new("test", tables);
+    optind = 0;
+    assert_int_equal(nudgel_conf_startup_args(conf, "test", 2, bad_flag), NUDGEL_CONF_STARTUP_FAIL);
+    nudgel_conf_destroy(conf);
+
+    char *bad_value[] = {"test", "-s", "worker.max_in_flight=0", NULL};
+    conf = nudgel_conf_new("test", tables);
+    optind = 0;
+    assert_int_equal(nudgel_conf_startup_args(conf, "test", 3, bad_value),
+                     NUDGEL_CONF_STARTUP_FAIL); /* below the range's minimum of 1 */
+    nudgel_conf_destroy(conf);
+
+    char *help[] = {"test", "--help", NULL};
+    conf = nudgel_conf_new("test", tables);
+    optind = 0;
+    assert_int_equal(nudgel_conf_startup_args(conf, "test", 2, help), NUDGEL_CONF_STARTUP_DONE);
+    nudgel_conf_destroy(conf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +259,7 @@ int main(void)
         cmocka_unit_test_setup(test_file_errors_name_key, clear_env),
         cmocka_unit_test_setup(test_precedence_file_env_flag, clear_env),
         cmocka_unit_test_setup(test_secrets_redacted, clear_env),
+        cmocka_unit_test_setup(test_startup_from_args, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

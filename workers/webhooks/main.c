@@ -27,7 +27,6 @@
  * + 1, so a job re-delivered after a crash never reuses an attempt number.
  */
 #define _GNU_SOURCE
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1698,49 +1697,13 @@ int main(int argc, char **argv)
 {
     static const nudgel_conf_entry_t *const tables[] = {
         nudgel_conf_common, nudgel_consumer_conf, nudgel_secretbox_conf, webhooks_table, NULL};
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
-        {"print-config", no_argument, NULL, 'P'}, {"print-config-doc", no_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
-    };
     static worker_t w; /* large (hash tables): not on the stack */
     nudgel_http_admin_t *admin = NULL;
-    char *sets[64];
-    size_t set_count = 0;
-    const char *config_path = NULL;
-    bool print_config = false, print_doc = false;
     char errstr[1024];
-    int opt, exit_code = 2;
+    int exit_code = 2;
 
     w.conf = nudgel_conf_new(PROGRAM, tables);
-    while ((opt = getopt_long(argc, argv, "c:s:X:h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 's':
-        case 'X':
-            if (set_count < 64 &&
-                asprintf(&sets[set_count], "%s%s", opt == 'X' ? "kafka." : "", optarg) >= 0)
-                set_count++;
-            break;
-        case 'P':
-            print_config = true;
-            break;
-        case 'D':
-            print_doc = true;
-            break;
-        default:
-            fprintf(stderr,
-                    "usage: %s [--config FILE] [--set KEY=VALUE] [-X PROP=VALUE] "
-                    "[--print-config] [--print-config-doc]\n",
-                    PROGRAM);
-            exit_code = opt == 'h' ? 0 : 2;
-            goto out;
-        }
-    }
-    switch (nudgel_conf_startup(w.conf, PROGRAM, config_path, sets, set_count, print_config,
-                                print_doc)) {
+    switch (nudgel_conf_startup_args(w.conf, PROGRAM, argc, argv)) {
     case NUDGEL_CONF_STARTUP_RUN:
         break;
     case NUDGEL_CONF_STARTUP_DONE:
@@ -1841,7 +1804,5 @@ out:
         PQfinish(w.flush_lane.conn);
     nudgel_metrics_destroy(w.metrics);
     nudgel_conf_destroy(w.conf);
-    for (size_t i = 0; i < set_count; i++)
-        free(sets[i]);
     return exit_code;
 }

@@ -95,6 +95,16 @@ nudgel_conf_startup_t nudgel_conf_startup(nudgel_conf_t *conf, const char *progr
                                           const char *config_path, char *const *assignments,
                                           size_t count, bool print_config, bool print_doc);
 
+/**
+ * @brief The start of a long-running worker, from its command line: the
+ * flags every worker takes (-c/--config FILE, -s/--set KEY=VALUE, -X PROP=VALUE
+ * for kafka.PROP, --print-config, --print-config-doc, -h/--help), then
+ * nudgel_conf_startup(). --help prints the usage and is DONE; an unknown flag
+ * prints the usage and is FAIL. Flags are read with getopt_long (optind moves).
+ */
+nudgel_conf_startup_t nudgel_conf_startup_args(nudgel_conf_t *conf, const char *program, int argc,
+                                               char **argv);
+
 /** @brief Applies a JSON file. Errors name the file, the key and the problem. */
 nudgel_err_t nudgel_conf_load_file(nudgel_conf_t *conf, const char *path, char *errstr,
                                    size_t errstr_size);
