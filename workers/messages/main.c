@@ -1443,6 +1443,27 @@ static nudgel_err_t claims_send(worker_t *w, pg_lane_t *l, char *errstr, size_t 
 }
 
 /*
+ * Sends the lane's batch; when that fails, the batch goes back to the front
+ * of the queue (lost connection: intake pauses) or is claimed one by one.
+ */
+static void claims_send_or_fall_back(worker_t *w, pg_lane_t *l)
+{
+    char errstr[512];
+    nudgel_err_t err = claims_send(w, l, errstr, sizeof(errstr));
+    if (err == NUDGEL_OK)
+        return;
+    size_t n = l->n;
+    l->busy = false;
+    l->n = 0;
+    if (unreachable(err)) {
+        queue_unshift(&w->to_claim, l->batch, n);
+        postgres_down(w, "claiming", errstr);
+    } else {
+        claim_one_by_one(w, l->batch, n, errstr);
+    }
+}
+
+/*
  * The claims lane: collects the claim statement in flight, and sends the
  * next one with every parsed job in hand (up to NUDGEL_RECEIPTS_BATCH_MAX),
  * after loading the templates they need that are not cached. Two phases: a
@@ -1489,17 +1510,7 @@ static void claims_pump(worker_t *w)
             if (rest > 0) {
                 l->phase = 2;
                 l->n = rest;
-                err = claims_send(w, l, errstr, sizeof(errstr));
-                if (err == NUDGEL_OK)
-                    return;
-                l->busy = false;
-                l->n = 0;
-                if (unreachable(err)) {
-                    queue_unshift(&w->to_claim, l->batch, rest);
-                    postgres_down(w, "claiming", errstr);
-                } else {
-                    claim_one_by_one(w, l->batch, rest, errstr);
-                }
+                claims_send_or_fall_back(w, l);
                 return;
             }
         } else {
@@ -1526,17 +1537,7 @@ static void claims_pump(worker_t *w)
     l->phase = 1;
     queue_shift(&w->to_claim, n);
     nudgel_metric_observe(w->m_pg_batch, "claim", (double)n);
-    nudgel_err_t err = claims_send(w, l, errstr, sizeof(errstr));
-    if (err == NUDGEL_OK)
-        return;
-    l->busy = false;
-    l->n = 0;
-    if (unreachable(err)) {
-        queue_unshift(&w->to_claim, l->batch, n);
-        postgres_down(w, "claiming", errstr);
-    } else {
-        claim_one_by_one(w, l->batch, n, errstr);
-    }
+    claims_send_or_fall_back(w, l);
 }
 
 static void header_int(const rd_kafka_message_t *msg, const char *name, int64_t *out)

@@ -527,6 +527,47 @@ static nudgel_err_t check_claims(PGconn *conn, const nudgel_receipt_claim_reques
     return NUDGEL_OK;
 }
 
+/*
+ * The claim requests as the JSON array claim_batch_sql and claim_fresh_sql
+ * read, sorted by message id (one lock order for every batch);
+ * @p skip_repeats leaves out a message id already in the array.
+ * @returns the text (free it), or NULL with @p *err and @p errstr.
+ */
+static char *claims_json(const nudgel_receipt_claim_request_t *reqs, size_t n, bool skip_repeats,
+                         nudgel_err_t *err, char *errstr, size_t errstr_size)
+{
+    claim_order_t *order = malloc(n * sizeof(*order));
+    json_t *arr = json_array();
+    char *text = NULL;
+    *err = NUDGEL_ERR_NO_MEMORY;
+    if (!order || !arr) {
+        set_err(errstr, errstr_size, "receipts claim", "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = (claim_order_t){reqs[i].job->id, i};
+    qsort(order, n, sizeof(*order), cmp_claim_order);
+    for (size_t i = 0; i < n; i++) {
+        if (skip_repeats && i > 0 && strcasecmp(order[i].id, order[i - 1].id) == 0)
+            continue;
+        json_t *item = claim_item(order[i].ord, &reqs[order[i].ord]);
+        if (!item || json_array_append_new(arr, item) != 0) {
+            set_err(errstr, errstr_size, "receipts claim",
+                    "cannot encode the batch (memory or UTF-8)");
+            *err = NUDGEL_ERR_INVALID_ARG;
+            goto out;
+        }
+    }
+    if (!(text = json_dumps(arr, JSON_COMPACT)))
+        set_err(errstr, errstr_size, "receipts claim", "out of memory");
+    else
+        *err = NUDGEL_OK;
+out:
+    json_decref(arr);
+    free(order);
+    return text;
+}
+
 nudgel_err_t nudgel_receipts_claim_batch_send(PGconn *conn,
                                               const nudgel_receipt_claim_request_t *reqs, size_t n,
                                               const char *worker_id, int64_t stale_after_ms,
@@ -535,40 +576,15 @@ nudgel_err_t nudgel_receipts_claim_batch_send(PGconn *conn,
     nudgel_err_t err = check_claims(conn, reqs, n, worker_id, stale_after_ms, errstr, errstr_size);
     if (err != NUDGEL_OK)
         return err;
-    claim_order_t *order = malloc(n * sizeof(*order));
-    json_t *arr = json_array();
-    char *text = NULL;
+    char *text = claims_json(reqs, n, false, &err, errstr, errstr_size);
+    if (!text)
+        return err;
     char stale[24];
-    if (!order || !arr) {
-        set_err(errstr, errstr_size, "receipts claim batch", "out of memory");
-        err = NUDGEL_ERR_NO_MEMORY;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        order[i] = (claim_order_t){reqs[i].job->id, i};
-    qsort(order, n, sizeof(*order), cmp_claim_order);
-    for (size_t i = 0; i < n; i++) {
-        json_t *item = claim_item(order[i].ord, &reqs[order[i].ord]);
-        if (!item || json_array_append_new(arr, item) != 0) {
-            set_err(errstr, errstr_size, "receipts claim batch",
-                    "cannot encode the batch (memory or UTF-8)");
-            err = NUDGEL_ERR_INVALID_ARG;
-            goto out;
-        }
-    }
-    if (!(text = json_dumps(arr, JSON_COMPACT))) {
-        set_err(errstr, errstr_size, "receipts claim batch", "out of memory");
-        err = NUDGEL_ERR_NO_MEMORY;
-        goto out;
-    }
     snprintf(stale, sizeof(stale), "%lld", (long long)stale_after_ms);
     const char *values[3] = {text, worker_id, stale};
     if (!PQsendQueryParams(conn, claim_batch_sql, 3, NULL, values, NULL, NULL, 0))
         err = pg_fail(conn, NULL, "receipts claim batch", errstr, errstr_size);
-out:
     free(text);
-    json_decref(arr);
-    free(order);
     return err;
 }
 
@@ -604,41 +620,14 @@ nudgel_err_t nudgel_receipts_claim_fresh_send(PGconn *conn,
     nudgel_err_t err = check_claims(conn, reqs, n, worker_id, 0, errstr, errstr_size);
     if (err != NUDGEL_OK)
         return err;
-    claim_order_t *order = malloc(n * sizeof(*order));
-    json_t *arr = json_array();
-    char *text = NULL;
-    if (!order || !arr) {
-        set_err(errstr, errstr_size, "receipts claim", "out of memory");
-        err = NUDGEL_ERR_NO_MEMORY;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        order[i] = (claim_order_t){reqs[i].job->id, i};
-    qsort(order, n, sizeof(*order), cmp_claim_order);
-    for (size_t i = 0; i < n; i++) {
-        /* A repeated id is left to the full protocol (it sees the first's claim). */
-        if (i > 0 && strcasecmp(order[i].id, order[i - 1].id) == 0)
-            continue;
-        json_t *item = claim_item(order[i].ord, &reqs[order[i].ord]);
-        if (!item || json_array_append_new(arr, item) != 0) {
-            set_err(errstr, errstr_size, "receipts claim",
-                    "cannot encode the batch (memory or UTF-8)");
-            err = NUDGEL_ERR_INVALID_ARG;
-            goto out;
-        }
-    }
-    if (!(text = json_dumps(arr, JSON_COMPACT))) {
-        set_err(errstr, errstr_size, "receipts claim", "out of memory");
-        err = NUDGEL_ERR_NO_MEMORY;
-        goto out;
-    }
+    /* A repeated id is left to the full protocol (it sees the first's claim). */
+    char *text = claims_json(reqs, n, true, &err, errstr, errstr_size);
+    if (!text)
+        return err;
     const char *values[2] = {text, worker_id};
     if (!PQsendQueryParams(conn, claim_fresh_sql, 2, NULL, values, NULL, NULL, 0))
         err = pg_fail(conn, NULL, "receipts claim", errstr, errstr_size);
-out:
     free(text);
-    json_decref(arr);
-    free(order);
     return err;
 }
 
