@@ -58,6 +58,7 @@ struct nudgel_loop {
     size_t hook_count;
     bool again;
     _Atomic uint64_t turns;
+    _Atomic int64_t dispatch_started_us; /* 0 while waiting */
 };
 
 /* ---- timers: a binary min-heap on due_us -------------------------------- */
@@ -291,6 +292,12 @@ uint64_t nudgel_loop_turns(const nudgel_loop_t *l)
     return atomic_load_explicit(&l->turns, memory_order_relaxed);
 }
 
+int64_t nudgel_loop_busy_us(const nudgel_loop_t *l)
+{
+    int64_t started = atomic_load_explicit(&l->dispatch_started_us, memory_order_relaxed);
+    return started ? nudgel_mono_us() - started : 0;
+}
+
 /* Milliseconds to wait: until the first timer (rounded up, so a timer is
  * never polled for before it is due), capped by @p max_wait_us. */
 static int wait_ms(const nudgel_loop_t *l, int64_t max_wait_us)
@@ -330,7 +337,9 @@ int nudgel_loop_turn(nudgel_loop_t *l, int64_t max_wait_us)
     struct epoll_event events[MAX_EVENTS];
     int timeout = wait_ms(l, max_wait_us);
     l->again = false;
+    atomic_store_explicit(&l->dispatch_started_us, 0, memory_order_relaxed);
     int n = epoll_wait(l->epfd, events, MAX_EVENTS, timeout);
+    atomic_store_explicit(&l->dispatch_started_us, nudgel_mono_us(), memory_order_relaxed);
     if (n < 0 && errno != EINTR)
         nudgel_log_error("loop: epoll_wait: %s", strerror(errno));
     int ran = 0;

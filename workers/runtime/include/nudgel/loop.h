@@ -80,8 +80,15 @@ int nudgel_loop_turn(nudgel_loop_t *l, int64_t max_wait_us);
 /** @brief Ends the current (or the next) wait from any thread or a signal handler. */
 void nudgel_loop_wake(nudgel_loop_t *l);
 
-/** @brief Turns completed so far (any thread; /healthz tells a turning loop from a stuck one). */
+/** @brief Turns completed so far (any thread). */
 uint64_t nudgel_loop_turns(const nudgel_loop_t *l);
+
+/**
+ * @brief How long the loop has been dispatching the current turn, in
+ * microseconds; 0 while it waits (any thread). /healthz tells a loop stuck
+ * in a callback from one that is idle: idle waiting is healthy.
+ */
+int64_t nudgel_loop_busy_us(const nudgel_loop_t *l);
 
 /** @brief A timer of @p l calling @p fn; disarmed. NULL on allocation failure. */
 nudgel_timer_t *nudgel_timer_new(nudgel_loop_t *l, nudgel_loop_timer_fn *fn, void *opaque);
