@@ -1,0 +1,142 @@
+/*
+ * nudgel/lifecycle.h — one job's life from poll to done, the same in every
+ * role (DESIGN §5: an offset is stored only once the outcome is durable).
+ *
+ * A role embeds a nudgel_job_life_t in its own job struct. Every publish
+ * made for the job (status event, retry hop, dead letter) holds it; the
+ * publisher's acknowledgement releases the hold. When nothing is pending
+ * any more the job ends in one of three ways:
+ *   - done: every publish was acknowledged → nudgel_consumer_done() (its
+ *     offset may move);
+ *   - defer: something could not be made durable, but the job is the one
+ *     just polled, so it is handed back to the consumer and fetched again;
+ *   - fatal: something could not be made durable for a job polled earlier:
+ *     it cannot be handed back, so the process stops without storing its
+ *     offset and the job is re-delivered (the claims make that safe).
+ * Then the role's `finished` callback frees the role's job.
+ *
+ * Malformed input is everyone's problem, handled once here: the envelope
+ * check (the contract headers against the job's own fields) and the ids a
+ * failed event needs when a job has no usable id of its own (derived from
+ * where the bytes were: topic/partition/offset, stable over redeliveries).
+ *
+ * Threads: the loop's thread only.
+ */
+#ifndef NUDGEL_LIFECYCLE_H
+#define NUDGEL_LIFECYCLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "nudgel/consumer.h"
+#include "nudgel/error.h"
+#include "nudgel/publisher.h"
+
+typedef struct nudgel_lifecycle nudgel_lifecycle_t;
+
+/** Embedded in a role's job; all fields are the lifecycle's. */
+typedef struct nudgel_job_life {
+    nudgel_lifecycle_t *lc;
+    nudgel_consumer_t *from;
+    nudgel_job_ref_t *ref;
+    int pending; /* publishes not yet acknowledged */
+    bool failed; /* something of it could not be made durable */
+    bool ended;  /* done, deferred or abandoned: the ref is gone */
+} nudgel_job_life_t;
+
+typedef struct nudgel_lifecycle_opts {
+    nudgel_publisher_t *publisher; /* borrowed; its callback must be nudgel_lifecycle_published */
+    const char *status_topic;      /* copied */
+    const char *dlq_topic;         /* copied */
+    /** The job has ended (done, deferred or abandoned): free the role's job. */
+    void (*finished)(void *opaque, nudgel_job_life_t *job);
+    /** A job could not be finished durably: stop the process (exit 1) without storing it. */
+    void (*fatal)(void *opaque, const char *why);
+    void *opaque;
+} nudgel_lifecycle_opts_t;
+
+/** @brief A lifecycle for one role. @returns it, or NULL when out of memory. */
+nudgel_lifecycle_t *nudgel_lifecycle_new(const nudgel_lifecycle_opts_t *opts);
+
+/** @brief Frees it (jobs must have ended). NULL is a no-op. */
+void nudgel_lifecycle_free(nudgel_lifecycle_t *lc);
+
+/**
+ * @brief The publisher's callback (pass it to nudgel_publisher_new() with
+ * the lifecycle as its cb_opaque): releases the hold of the job whose
+ * publish was acknowledged or failed.
+ */
+void nudgel_lifecycle_published(void *opaque, nudgel_err_t err, const char *errstr,
+                                void *cb_opaque);
+
+/**
+ * @brief Starts @p job's life for @p ref just polled from @p from. Until
+ * nudgel_lifecycle_polled_end(), it is the "current" job: the only one that
+ * can still be handed back to the consumer.
+ */
+void nudgel_job_begin(nudgel_lifecycle_t *lc, nudgel_job_life_t *job, nudgel_consumer_t *from,
+                      nudgel_job_ref_t *ref);
+
+/** @brief The job just polled has been handled as far as it goes now. */
+void nudgel_lifecycle_polled_end(nudgel_lifecycle_t *lc);
+
+/** @brief The Kafka message of a job (borrowed, valid until it ends). */
+const rd_kafka_message_t *nudgel_job_kafka(const nudgel_job_life_t *job);
+
+/** @brief Publishes a status event for @p job (steals @p event). A failure marks the job failed. */
+void nudgel_job_publish_event(nudgel_job_life_t *job, const char *tenant_id, json_t *event,
+                              const char *traceparent);
+
+/** @brief Publishes @p job's original bytes to the dead-letter topic with @p reason. */
+void nudgel_job_publish_dlq(nudgel_job_life_t *job, const char *reason);
+
+/** @brief Publishes @p job again to the retry tier @p topic (nudgel_publish_retry()). */
+void nudgel_job_publish_retry(nudgel_job_life_t *job, const char *topic, int attempt,
+                              int64_t not_before_ms, int64_t first_seen_ms, const char *last_error);
+
+/** @brief Something of @p job could not be made durable: it must come again. */
+void nudgel_job_fail(nudgel_job_life_t *job);
+
+/**
+ * @brief The job needs nothing more of the role: it ends once its
+ * publishes are acknowledged (done, defer or fatal, see above). Safe to call
+ * more than once; after the last call the role's job may already be freed.
+ */
+void nudgel_job_release(nudgel_job_life_t *job);
+
+/**
+ * @brief Lets go of a job that will not finish in this process (shutdown
+ * after a drain timeout): nothing is stored, it is re-delivered later.
+ */
+void nudgel_job_abandon(nudgel_job_life_t *job);
+
+/** @brief Whether @p job is the one just polled (it can still be handed back). */
+bool nudgel_job_is_current(const nudgel_job_life_t *job);
+
+/**
+ * @brief The envelope check every role applies before parsing: a job whose
+ * nudgel-schema header names another schema than @p schema, or (with
+ * @p tenant_id known) whose nudgel-tenant header names another tenant, is
+ * not this role's to handle. @returns true when acceptable; else false
+ * with the reason in @p reason.
+ */
+bool nudgel_job_envelope_ok(const rd_kafka_message_t *km, const char *schema, const char *tenant_id,
+                            char *reason, size_t reason_size);
+
+/**
+ * @brief Ids for a failed event about a job that may have none usable:
+ * @p subject is the job's "id" when it is a valid UUID, else an id derived
+ * from topic/partition/offset (stable over redeliveries); @p tenant is its
+ * "tenant_id" when valid, else the nudgel-tenant header's or the Kafka
+ * key's when valid, else "unknown". @p doc is the parsed job or NULL.
+ */
+void nudgel_job_derived_ids(const rd_kafka_message_t *km, const json_t *doc, char subject[37],
+                            char tenant[65]);
+
+/** @brief Reads an integer header of @p km into @p *out (unchanged when absent or not a number). */
+void nudgel_job_header_int(const rd_kafka_message_t *km, const char *name, int64_t *out);
+
+#endif

@@ -1,0 +1,238 @@
+/*
+ * lifecycle.c — see nudgel/lifecycle.h.
+ */
+#define _GNU_SOURCE
+#include "nudgel/lifecycle.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nudgel/event.h"
+#include "nudgel/job.h"
+#include "nudgel/kafka.h"
+#include "nudgel/log.h"
+#include "nudgel/timeutil.h"
+#include "nudgel/topics.h"
+#include "nudgel/uuid.h"
+
+#define DEFER_AFTER_FAILURE_MS 1000 /* a job handed back is fetched again this much later */
+
+struct nudgel_lifecycle {
+    nudgel_lifecycle_opts_t opts;
+    char *status_topic;
+    char *dlq_topic;
+    nudgel_job_life_t *current; /* the job just polled */
+};
+
+nudgel_lifecycle_t *nudgel_lifecycle_new(const nudgel_lifecycle_opts_t *opts)
+{
+    nudgel_lifecycle_t *lc = calloc(1, sizeof(*lc));
+    if (!lc)
+        return NULL;
+    lc->opts = *opts;
+    lc->status_topic = strdup(opts->status_topic ? opts->status_topic : "");
+    lc->dlq_topic = strdup(opts->dlq_topic ? opts->dlq_topic : "");
+    if (!lc->status_topic || !lc->dlq_topic) {
+        nudgel_lifecycle_free(lc);
+        return NULL;
+    }
+    return lc;
+}
+
+void nudgel_lifecycle_free(nudgel_lifecycle_t *lc)
+{
+    if (!lc)
+        return;
+    free(lc->status_topic);
+    free(lc->dlq_topic);
+    free(lc);
+}
+
+void nudgel_job_begin(nudgel_lifecycle_t *lc, nudgel_job_life_t *job, nudgel_consumer_t *from,
+                      nudgel_job_ref_t *ref)
+{
+    *job = (nudgel_job_life_t){.lc = lc, .from = from, .ref = ref};
+    lc->current = job;
+}
+
+void nudgel_lifecycle_polled_end(nudgel_lifecycle_t *lc)
+{
+    lc->current = NULL;
+}
+
+bool nudgel_job_is_current(const nudgel_job_life_t *job)
+{
+    return job->lc->current == job;
+}
+
+const rd_kafka_message_t *nudgel_job_kafka(const nudgel_job_life_t *job)
+{
+    return nudgel_job_message(job->ref);
+}
+
+void nudgel_job_fail(nudgel_job_life_t *job)
+{
+    job->failed = true;
+}
+
+static void job_end(nudgel_job_life_t *job)
+{
+    nudgel_lifecycle_t *lc = job->lc;
+    job->ended = true;
+    if (lc->current == job)
+        lc->current = NULL;
+    lc->opts.finished(lc->opts.opaque, job);
+}
+
+void nudgel_job_release(nudgel_job_life_t *job)
+{
+    if (job->pending > 0 || job->ended)
+        return;
+    nudgel_lifecycle_t *lc = job->lc;
+    if (!job->failed) {
+        nudgel_consumer_done(job->from, job->ref);
+    } else if (lc->current == job) {
+        nudgel_consumer_defer(job->from, job->ref, nudgel_now_unix_ms() + DEFER_AFTER_FAILURE_MS);
+    } else {
+        const rd_kafka_message_t *km = nudgel_job_message(job->ref);
+        char why[400];
+        snprintf(why, sizeof(why),
+                 "the job at %s[%d]@%lld could not be finished durably; stopping so it is "
+                 "re-delivered",
+                 rd_kafka_topic_name(km->rkt), (int)km->partition, (long long)km->offset);
+        lc->opts.fatal(lc->opts.opaque, why);
+        return; /* it stays unfinished: its offset never moves past it */
+    }
+    job_end(job);
+}
+
+void nudgel_job_abandon(nudgel_job_life_t *job)
+{
+    if (job->ended)
+        return;
+    nudgel_consumer_abandon(job->from, job->ref);
+    job_end(job);
+}
+
+void nudgel_lifecycle_published(void *opaque, nudgel_err_t err, const char *errstr, void *cb_opaque)
+{
+    nudgel_job_life_t *job = opaque;
+    (void)cb_opaque;
+    if (err) {
+        const rd_kafka_message_t *km = nudgel_job_message(job->ref);
+        nudgel_log_error("publishing for the job at %s[%d]@%lld failed: %s",
+                         rd_kafka_topic_name(km->rkt), (int)km->partition, (long long)km->offset,
+                         errstr);
+        job->failed = true;
+    }
+    job->pending--;
+    nudgel_job_release(job);
+}
+
+/* A publish was handed to the producer (or not): hold the job until it is acknowledged. */
+static void held(nudgel_job_life_t *job, nudgel_err_t err)
+{
+    if (err == NUDGEL_OK)
+        job->pending++;
+    else
+        job->failed = true;
+}
+
+void nudgel_job_publish_event(nudgel_job_life_t *job, const char *tenant_id, json_t *event,
+                              const char *traceparent)
+{
+    if (!event) {
+        job->failed = true;
+        return;
+    }
+    nudgel_lifecycle_t *lc = job->lc;
+    job->pending++; /* the callback may run before the call returns */
+    nudgel_err_t err = nudgel_publish_event(lc->opts.publisher, lc->status_topic, tenant_id, event,
+                                            traceparent && *traceparent ? traceparent : NULL, job);
+    job->pending--;
+    held(job, err);
+}
+
+void nudgel_job_publish_dlq(nudgel_job_life_t *job, const char *reason)
+{
+    nudgel_lifecycle_t *lc = job->lc;
+    job->pending++;
+    nudgel_err_t err = nudgel_publish_dlq(lc->opts.publisher, lc->dlq_topic,
+                                          nudgel_job_message(job->ref), reason, job);
+    job->pending--;
+    held(job, err);
+}
+
+void nudgel_job_publish_retry(nudgel_job_life_t *job, const char *topic, int attempt,
+                              int64_t not_before_ms, int64_t first_seen_ms, const char *last_error)
+{
+    nudgel_lifecycle_t *lc = job->lc;
+    job->pending++;
+    nudgel_err_t err = nudgel_publish_retry(lc->opts.publisher, topic, nudgel_job_message(job->ref),
+                                            attempt, not_before_ms, first_seen_ms, last_error, job);
+    job->pending--;
+    held(job, err);
+}
+
+/* ---- malformed input ---------------------------------------------------- */
+
+bool nudgel_job_envelope_ok(const rd_kafka_message_t *km, const char *schema, const char *tenant_id,
+                            char *reason, size_t reason_size)
+{
+    char header[128];
+    nudgel_message_header(km, NUDGEL_HDR_SCHEMA, header, sizeof(header));
+    if (header[0] && strcmp(header, schema) != 0) {
+        snprintf(reason, reason_size, "nudgel-schema: expected %s, got \"%s\"", schema, header);
+        return false;
+    }
+    if (!tenant_id)
+        return true;
+    nudgel_message_header(km, NUDGEL_HDR_TENANT, header, sizeof(header));
+    if (header[0] && strcmp(header, tenant_id) != 0) {
+        snprintf(reason, reason_size,
+                 "nudgel-tenant header \"%s\" does not match tenant_id \"%s\" (mismatch)", header,
+                 tenant_id);
+        return false;
+    }
+    return true;
+}
+
+void nudgel_job_derived_ids(const rd_kafka_message_t *km, const json_t *doc, char subject[37],
+                            char tenant[65])
+{
+    const char *id = json_string_value(json_object_get(doc, "id"));
+    const char *t = json_string_value(json_object_get(doc, "tenant_id"));
+    uint8_t raw[16];
+    if (id && strlen(id) == NUDGEL_UUID_STR_LEN && nudgel_uuid_parse(id, raw) == 0) {
+        nudgel_uuid_format(raw, subject);
+    } else {
+        char origin[320];
+        snprintf(origin, sizeof(origin), "%s/%d/%lld", rd_kafka_topic_name(km->rkt),
+                 (int)km->partition, (long long)km->offset);
+        nudgel_event_id(origin, "malformed", 0, subject);
+    }
+    char key[65] = "";
+    if (km->key && km->key_len > 0 && km->key_len < sizeof(key)) {
+        memcpy(key, km->key, km->key_len);
+        key[km->key_len] = '\0';
+    }
+    char header[65];
+    nudgel_message_header(km, NUDGEL_HDR_TENANT, header, sizeof(header));
+    snprintf(tenant, 65, "%s",
+             t && nudgel_tenant_id_valid(t)   ? t
+             : nudgel_tenant_id_valid(header) ? header
+             : nudgel_tenant_id_valid(key)    ? key
+                                              : "unknown");
+}
+
+void nudgel_job_header_int(const rd_kafka_message_t *km, const char *name, int64_t *out)
+{
+    char text[32], *end = NULL;
+    nudgel_message_header(km, name, text, sizeof(text));
+    if (!text[0])
+        return;
+    long long v = strtoll(text, &end, 10);
+    if (end != text && *end == '\0')
+        *out = v;
+}
