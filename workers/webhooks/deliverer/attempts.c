@@ -1,0 +1,274 @@
+/*
+ * attempts.c — one HTTP attempt: the SSRF verdict of the target (cached per
+ * host, pinned), the Standard Webhooks signature over the exact body bytes,
+ * the POST on curl multi, and the answer classified into the job's outcome
+ * (retry schedule, permanent failure, 410 disabling the endpoint).
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "deliverer.h"
+#include "nudgel/log.h"
+#include "nudgel/timeutil.h"
+#include "nudgel/webhooks/outcome.h"
+
+#define SNIPPET_BYTES 1024
+
+/* Copies at most SNIPPET_BYTES of @p body as valid UTF-8 without NULs (a text column). */
+static char *make_snippet(const char *body, size_t len)
+{
+    if (!body || len == 0)
+        return NULL;
+    if (len > SNIPPET_BYTES)
+        len = SNIPPET_BYTES;
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    const unsigned char *s = (const unsigned char *)body;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = s[i];
+        size_t n = c < 0x80             ? 1
+                   : (c & 0xe0) == 0xc0 ? 2
+                   : (c & 0xf0) == 0xe0 ? 3
+                   : (c & 0xf8) == 0xf0 ? 4
+                                        : 0;
+        bool ok = n > 0 && i + n <= len && !(n == 1 && c == 0) && !(n == 2 && c < 0xc2);
+        for (size_t k = 1; ok && k < n; k++)
+            ok = (s[i + k] & 0xc0) == 0x80;
+        if (!ok) {
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        memcpy(out + o, s + i, n);
+        o += n;
+        i += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static uint64_t random_u64(void)
+{
+    uint64_t r = 0;
+    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+        r = (uint64_t)nudgel_mono_us() * 0x9e3779b97f4a7c15ull;
+    return r;
+}
+
+/*
+ * A failed attempt (or a refusal before sending): retried on the schedule,
+ * or exhausted after the last attempt; permanent failures end at once.
+ */
+static void attempt_failed(wjob_t *j, nudgel_outcome_kind_t kind, int64_t not_before_ms)
+{
+    worker_t *w = j->w;
+    if (kind == NUDGEL_OUTCOME_PERMANENT || kind == NUDGEL_OUTCOME_DISABLE_ENDPOINT) {
+        j->end = END_FAILED;
+        j->delivery_status = "failed";
+        j->permanent = true;
+    } else if (nudgel_retry_schedule_is_last(&w->schedule, (unsigned)j->attempt)) {
+        j->end = END_EXHAUSTED;
+        j->delivery_status = "exhausted";
+    } else {
+        int64_t delay =
+            nudgel_retry_schedule_delay_ms(&w->schedule, (unsigned)j->attempt, random_u64());
+        int64_t at = nudgel_now_unix_ms() + (delay > 0 ? delay : 0);
+        if (kind == NUDGEL_OUTCOME_BACKOFF && not_before_ms > at)
+            at = not_before_ms;
+        j->end = END_RETRY;
+        j->delivery_status = "delivering";
+        j->next_attempt_ms = at;
+    }
+    outcome_add(j);
+}
+
+static void on_answer(void *opaque, const nudgel_http_response_t *r)
+{
+    wjob_t *j = opaque;
+    worker_t *w = j->w;
+    endpoint_t *ep = j->ep;
+    ep->in_flight--;
+    j->record_attempt = true;
+    j->latency_ms = (int)(r->total_ms + 0.5);
+    j->status_code = r->status;
+    nudgel_metric_observe(w->m_latency, NULL, r->total_ms / 1000.0);
+    nudgel_attempt_result_t ar = {
+        .transport = nudgel_outcome_transport_from_curl(r->curl_code),
+        .http_status = r->transport_error ? 0 : r->status,
+        .retry_after = r->retry_after,
+        .now_ms = nudgel_now_unix_ms(),
+        .max_retry_after_ms = w->max_retry_after_ms,
+    };
+    if (r->transport_error && ar.transport == NUDGEL_TRANSPORT_OK)
+        ar.transport = NUDGEL_TRANSPORT_ERROR;
+    nudgel_outcome_t out = nudgel_outcome_classify(&ar);
+    if (!r->transport_error)
+        j->snippet = make_snippet(r->body, r->body_len);
+    if (out.error_class) {
+        snprintf(j->error_class, sizeof(j->error_class), "%s", out.error_class);
+        if (r->transport_error)
+            snprintf(j->error_message, sizeof(j->error_message), "%s", r->error);
+        else
+            snprintf(j->error_message, sizeof(j->error_message), "HTTP %ld", r->status);
+    }
+    nudgel_metric_add(w->m_attempts, out.error_class ? out.error_class : "delivered", 1);
+    switch (out.kind) {
+    case NUDGEL_OUTCOME_DELIVERED:
+        j->end = END_DELIVERED;
+        j->delivery_status = "delivered";
+        outcome_add(j);
+        break;
+    case NUDGEL_OUTCOME_DISABLE_ENDPOINT: {
+        char errstr[512];
+        bool changed = false;
+        snprintf(j->disabled_reason, sizeof(j->disabled_reason),
+                 "the endpoint answered 410 Gone (delivery %s, attempt %d)", j->job.id, j->attempt);
+        ep->enabled = false;
+        nudgel_err_t derr = wh_db_endpoint_disable(w->pg, ep->id, j->disabled_reason, &changed,
+                                                   errstr, sizeof(errstr));
+        if (derr != NUDGEL_OK) {
+            /* Not recorded: the job comes again after a restart; the cached flag holds meanwhile.
+             */
+            nudgel_log_error("%s", errstr);
+            if (derr == NUDGEL_ERR_PG_UNREACHABLE)
+                postgres_down(w, errstr);
+            j->publish_failed = true;
+        }
+        j->endpoint_disabled_now = changed;
+        if (changed)
+            nudgel_log_warn("endpoint %s disabled: %s", ep->id, j->disabled_reason);
+        attempt_failed(j, out.kind, 0);
+        break;
+    }
+    case NUDGEL_OUTCOME_RETRY:
+    case NUDGEL_OUTCOME_BACKOFF:
+    case NUDGEL_OUTCOME_PERMANENT:
+        attempt_failed(j, out.kind, out.not_before_ms);
+        break;
+    }
+}
+
+/* The SSRF verdict for @p url, from the per-host cache or vetted now. */
+static const vetted_t *vet(worker_t *w, const char *url)
+{
+    const char *start = strstr(url, "://");
+    start = start ? start + 3 : url;
+    size_t alen = strcspn(start, "/?#");
+    char key[512];
+    snprintf(key, sizeof(key), "%.*s", (int)((size_t)(start - url) + alen), url);
+    uint32_t b = hash_str(key) % HASH_BUCKETS;
+    vetted_t *v = w->vetted[b];
+    while (v && strcmp(v->authority, key) != 0)
+        v = v->next;
+    if (v && nudgel_mono_us() - v->vetted_us < w->ssrf_cache_us)
+        return v;
+    if (!v) {
+        if (!(v = calloc(1, sizeof(*v))) || !(v->authority = strdup(key))) {
+            free(v);
+            return NULL;
+        }
+        v->next = w->vetted[b];
+        w->vetted[b] = v;
+    }
+    v->err = nudgel_ssrf_vet_url(w->ssrf, url, &v->verdict);
+    v->vetted_us = nudgel_mono_us();
+    if (v->err == NUDGEL_ERR_IO) /* a failed lookup is not cached for long */
+        v->vetted_us -= w->ssrf_cache_us > 1000000 ? w->ssrf_cache_us - 1000000 : 0;
+    return v;
+}
+
+/* Signs and sends @p j to its endpoint, or ends it when it cannot be sent. */
+void submit(worker_t *w, wjob_t *j)
+{
+    endpoint_t *ep = j->ep;
+    if (!ep->found || !ep->enabled || ep->secret_broken) {
+        snprintf(j->error_class, sizeof(j->error_class), "%s",
+                 !ep->found     ? "endpoint_not_found"
+                 : !ep->enabled ? "endpoint_disabled"
+                                : "secret_unavailable");
+        snprintf(j->error_message, sizeof(j->error_message), "%.600s",
+                 !ep->found     ? "the endpoint does not exist"
+                 : !ep->enabled ? "the endpoint is disabled"
+                                : ep->secret_error);
+        if (ep->secret_broken) {
+            /* Maybe the keyring lacks a key a newer deployment has: retry, not cancel. */
+            j->record_attempt = true;
+            attempt_failed(j, NUDGEL_OUTCOME_RETRY, 0);
+            return;
+        }
+        j->end = END_FAILED;
+        j->permanent = true;
+        j->delivery_status = "cancelled";
+        outcome_add(j);
+        return;
+    }
+    const vetted_t *v = vet(w, ep->url);
+    if (!v || v->err != NUDGEL_OK) {
+        j->record_attempt = true;
+        if (v && v->err == NUDGEL_ERR_IO) {
+            snprintf(j->error_class, sizeof(j->error_class), "dns");
+            snprintf(j->error_message, sizeof(j->error_message), "%s", v->verdict.reason);
+            attempt_failed(j, NUDGEL_OUTCOME_RETRY, 0);
+        } else {
+            snprintf(j->error_class, sizeof(j->error_class), "ssrf_refused");
+            snprintf(j->error_message, sizeof(j->error_message), "refused by the SSRF guard: %s",
+                     v ? v->verdict.reason : "out of memory");
+            nudgel_metric_add(w->m_attempts, "ssrf_refused", 1);
+            attempt_failed(j, NUDGEL_OUTCOME_PERMANENT, 0);
+        }
+        return;
+    }
+    char *body = json_dumps(j->job.payload, JSON_COMPACT);
+    if (!body) {
+        j->record_attempt = true;
+        snprintf(j->error_class, sizeof(j->error_class), "transport");
+        snprintf(j->error_message, sizeof(j->error_message), "out of memory building the body");
+        attempt_failed(j, NUDGEL_OUTCOME_RETRY, 0);
+        return;
+    }
+    size_t body_len = strlen(body);
+    int64_t ts = nudgel_now_unix_ms() / 1000;
+    char signature[2 * NUDGEL_WH_SIGNATURE_MAX + 8];
+    char h_id[200], h_ts[64], h_sig[sizeof(signature) + 32], h_tp[96];
+    nudgel_wh_signature_header(ep->keys, ep->key_count, j->job.event_id, ts, body, body_len,
+                               signature, sizeof(signature));
+    snprintf(h_id, sizeof(h_id), "webhook-id: %s", j->job.event_id);
+    snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", (long long)ts);
+    snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", signature);
+    nudgel_http_request_t req = {
+        .method = "POST",
+        .url = ep->url,
+        .headers = {"content-type: application/json", "user-agent: Nudgel-Webhooks/1", h_id, h_ts,
+                    h_sig},
+        .body = body,
+        .body_len = body_len,
+        .connect_timeout_ms = w->connect_ms,
+        .total_timeout_ms = w->total_ms,
+        .max_response_bytes = w->max_response,
+        .resolve = v->verdict.resolve[0] ? v->verdict.resolve : NULL,
+    };
+    if (j->traceparent[0]) {
+        snprintf(h_tp, sizeof(h_tp), "traceparent: %s", j->traceparent);
+        req.headers[5] = h_tp;
+    }
+    j->stage = STAGE_HTTP;
+    nudgel_err_t err = nudgel_http_submit(w->http, &req, on_answer, j);
+    free(body);
+    if (err != NUDGEL_OK) {
+        j->record_attempt = true;
+        snprintf(j->error_class, sizeof(j->error_class), "%s",
+                 err == NUDGEL_ERR_INVALID_ARG ? "bad_url" : "transport");
+        snprintf(j->error_message, sizeof(j->error_message), "request not started: %s",
+                 nudgel_strerror(err));
+        attempt_failed(
+            j, err == NUDGEL_ERR_INVALID_ARG ? NUDGEL_OUTCOME_PERMANENT : NUDGEL_OUTCOME_RETRY, 0);
+        return;
+    }
+    ep->in_flight++;
+}

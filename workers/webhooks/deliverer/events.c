@@ -1,0 +1,157 @@
+/*
+ * events.c — what a job publishes once its outcome is durable: webhook
+ * status events (ai.nudgel.webhook.*), the retry hop on the tier whose delay
+ * fits, and dead letters; each publish is counted on the job until Kafka
+ * acknowledges it (jobs.c).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "deliverer.h"
+#include "nudgel/event.h"
+#include "nudgel/timeutil.h"
+
+#define EVENT_SOURCE "/nudgel/webhooks"
+
+/* The contract's retry-tier topics and their fixed delays (core/src/topics.c). */
+const char *const tier_suffix[TIERS] = {"5s", "5m", "30m", "2h", "5h", "10h"};
+static const int64_t tier_delay_ms[TIERS] = {5000, 300000, 1800000, 7200000, 18000000, 36000000};
+
+/*
+ * A webhook status event for @p j: @p type_suffix "delivered", "failed",
+ * "exhausted" or "endpoint_disabled". Fields the job lacks (a malformed one)
+ * come from @p fallback_* arguments.
+ */
+void publish_event(wjob_t *j, const char *type_suffix, const char *status, int attempt,
+                   long status_code, const char *error_code, const char *error_message,
+                   bool permanent, const char *disabled_reason, const char *delivery_id,
+                   const char *tenant_id, const char *event_type, const char *event_id)
+{
+    worker_t *w = j->w;
+    char type[64];
+    snprintf(type, sizeof(type), "ai.nudgel.webhook.%s", type_suffix);
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "delivery_id", delivery_id,
+                             "tenant_id", tenant_id, "event_type", event_type, "event_id", event_id,
+                             "status", status, "attempt", attempt);
+    if (!data) {
+        j->publish_failed = true;
+        return;
+    }
+    const char *endpoint_id = j->parsed ? j->job.endpoint_id : NULL;
+    json_object_set_new(data, "endpoint_id", endpoint_id ? json_string(endpoint_id) : json_null());
+    json_object_set_new(data, "status_code",
+                        status_code >= 100 && status_code <= 599 ? json_integer(status_code)
+                                                                 : json_null());
+    if (error_code)
+        json_object_set_new(data, "error",
+                            json_pack("{s:s, s:s, s:b}", "code", error_code, "message",
+                                      error_message ? error_message : "", "permanent", permanent));
+    else
+        json_object_set_new(data, "error", json_null());
+    const char *url = j->ep && j->ep->url ? j->ep->url : (j->parsed ? j->job.url : NULL);
+    if (url && strlen(url) <= 2048)
+        json_object_set_new(data, "url", json_string(url));
+    if (disabled_reason)
+        json_object_set_new(data, "disabled_reason", json_string(disabled_reason));
+    json_t *ev =
+        nudgel_event_build(EVENT_SOURCE, type, delivery_id, tenant_id, attempt,
+                           nudgel_now_unix_ms(), j->traceparent[0] ? j->traceparent : NULL, data);
+    if (!ev) {
+        j->publish_failed = true;
+        return;
+    }
+    j->pending++;
+    if (nudgel_publish_event(w->publisher, w->topic_status, tenant_id, ev,
+                             j->traceparent[0] ? j->traceparent : NULL, j) != NUDGEL_OK) {
+        j->pending--;
+        j->publish_failed = true;
+    }
+}
+
+void job_event(wjob_t *j, const char *type_suffix, const char *status)
+{
+    publish_event(j, type_suffix, status, j->attempt, j->status_code,
+                  j->error_class[0] ? j->error_class : NULL, j->error_message, j->permanent,
+                  j->endpoint_disabled_now ? j->disabled_reason : NULL, j->job.id, j->job.tenant_id,
+                  j->job.event_type, j->job.event_id);
+}
+
+void publish_dlq(wjob_t *j, const char *reason)
+{
+    j->pending++;
+    if (nudgel_publish_dlq(j->w->publisher, j->w->topic_dlq, nudgel_job_message(j->ref), reason,
+                           j) != NUDGEL_OK) {
+        j->pending--;
+        j->publish_failed = true;
+    }
+}
+
+/* The retry tier whose fixed delay is the largest not above @p delay_ms. */
+static int tier_for(int64_t delay_ms)
+{
+    int t = 0;
+    for (int i = 1; i < TIERS; i++)
+        if (tier_delay_ms[i] <= delay_ms)
+            t = i;
+    return t;
+}
+
+static void publish_retry(wjob_t *j, int attempts_made, int64_t not_before_ms,
+                          const char *last_error)
+{
+    worker_t *w = j->w;
+    int64_t delay = not_before_ms - nudgel_now_unix_ms();
+    j->pending++;
+    if (nudgel_publish_retry(w->publisher, w->topic_retry[tier_for(delay)],
+                             nudgel_job_message(j->ref), attempts_made, not_before_ms,
+                             j->first_seen_ms, last_error, j) != NUDGEL_OK) {
+        j->pending--;
+        j->publish_failed = true;
+    }
+}
+
+/* Publishes what the job's (now durable) outcome calls for, then releases it. */
+void job_publish(wjob_t *j)
+{
+    worker_t *w = j->w;
+    char reason[800];
+    j->stage = STAGE_PUBLISH;
+    switch (j->end) {
+    case END_NONE:
+        break;
+    case END_DELIVERED:
+        job_event(j, "delivered", "delivered");
+        break;
+    case END_FAILED:
+        job_event(j, "failed", j->delivery_status);
+        break;
+    case END_RETRY:
+        snprintf(reason, sizeof(reason), "%s: %s", j->error_class, j->error_message);
+        publish_retry(j, j->attempt, j->next_attempt_ms, reason);
+        break;
+    case END_EXHAUSTED:
+        job_event(j, "exhausted", "exhausted");
+        snprintf(reason, sizeof(reason), "retries exhausted after %d attempts: %s: %s", j->attempt,
+                 j->error_class, j->error_message);
+        publish_dlq(j, reason);
+        break;
+    case END_REQUEUE:
+        publish_retry(j, j->header_attempts,
+                      nudgel_now_unix_ms() + (w->schedule.count ? w->schedule.delays_ms[0] : 5000),
+                      "endpoint_saturated: its queue is full");
+        break;
+    case END_MALFORMED:
+        break; /* published where it was found */
+    }
+    if (j->endpoint_disabled_now)
+        job_event(j, "endpoint_disabled", j->delivery_status);
+    nudgel_metric_add(w->m_outcomes,
+                      j->end == END_DELIVERED   ? "delivered"
+                      : j->end == END_FAILED    ? "failed"
+                      : j->end == END_RETRY     ? "retried"
+                      : j->end == END_EXHAUSTED ? "exhausted"
+                      : j->end == END_REQUEUE   ? "requeued"
+                                                : "skipped",
+                      1);
+    job_release(j);
+}
