@@ -18,6 +18,12 @@
 
 #define DEFER_AFTER_FAILURE_MS 1000 /* a job handed back is fetched again this much later */
 
+/* The topic name of @p km ("?" for a message without one, as in tests). */
+static const char *topic_of(const rd_kafka_message_t *km)
+{
+    return km->rkt ? topic_of(km) : "?";
+}
+
 struct nudgel_lifecycle {
     nudgel_lifecycle_opts_t opts;
     char *status_topic;
@@ -100,7 +106,7 @@ void nudgel_job_release(nudgel_job_life_t *job)
         snprintf(why, sizeof(why),
                  "the job at %s[%d]@%lld could not be finished durably; stopping so it is "
                  "re-delivered",
-                 rd_kafka_topic_name(km->rkt), (int)km->partition, (long long)km->offset);
+                 topic_of(km), (int)km->partition, (long long)km->offset);
         lc->opts.fatal(lc->opts.opaque, why);
         return; /* it stays unfinished: its offset never moves past it */
     }
@@ -121,9 +127,8 @@ void nudgel_lifecycle_published(void *opaque, nudgel_err_t err, const char *errs
     (void)cb_opaque;
     if (err) {
         const rd_kafka_message_t *km = nudgel_job_message(job->ref);
-        nudgel_log_error("publishing for the job at %s[%d]@%lld failed: %s",
-                         rd_kafka_topic_name(km->rkt), (int)km->partition, (long long)km->offset,
-                         errstr);
+        nudgel_log_error("publishing for the job at %s[%d]@%lld failed: %s", topic_of(km),
+                         (int)km->partition, (long long)km->offset, errstr);
         job->failed = true;
     }
     job->pending--;
@@ -208,8 +213,8 @@ void nudgel_job_derived_ids(const rd_kafka_message_t *km, const json_t *doc, cha
         nudgel_uuid_format(raw, subject);
     } else {
         char origin[320];
-        snprintf(origin, sizeof(origin), "%s/%d/%lld", rd_kafka_topic_name(km->rkt),
-                 (int)km->partition, (long long)km->offset);
+        snprintf(origin, sizeof(origin), "%s/%d/%lld", topic_of(km), (int)km->partition,
+                 (long long)km->offset);
         nudgel_event_id(origin, "malformed", 0, subject);
     }
     char key[65] = "";
