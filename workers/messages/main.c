@@ -70,6 +70,7 @@ static const nudgel_conf_entry_t messages_table[] = {
     {NULL, NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0, NULL},
 };
 
+/* SIGTERM or SIGINT: drain the jobs in flight, then leave. */
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)
