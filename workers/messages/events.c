@@ -1,0 +1,96 @@
+/*
+ * events.c — what the worker tells the world: status events (CloudEvents on
+ * the status topic, event ids stable over redeliveries) and dead letters.
+ * Each publish counts on the job (msg_t.pending) until Kafka acknowledges it
+ * (on_published()); a publish that cannot even be queued marks the job so
+ * its offset never moves past it.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+
+#include "nudgel/timeutil.h"
+
+#include "messages.h"
+
+/*
+ * The attempt a status event speaks for: the receipt's attempt (its claims)
+ * once the job was claimed, so that the same transition always yields the
+ * same event id — a sent event re-emitted after a redelivery repeats the id
+ * written with the transition, whatever retry hops the job took. Before a
+ * claim (malformed, deduplicated): its retry hops + 1.
+ */
+int event_attempt(const msg_t *m)
+{
+    return m->receipt_attempt > 0 ? m->receipt_attempt : m->attempt + 1;
+}
+
+/* Status event data from what we know of the job and its outcome. */
+json_t *event_data(const msg_t *m, const char *status, const char *gateway,
+                   const char *gateway_message_id, const char *error_code,
+                   const char *error_message, bool permanent, const char *cost_amount,
+                   const char *currency)
+{
+    const nudgel_message_job_t *j = &m->job;
+    json_t *data = json_object();
+    json_object_set_new(data, "message_id", json_string(j->id));
+    json_object_set_new(data, "tenant_id", json_string(j->tenant_id));
+    if (j->idempotency_key)
+        json_object_set_new(data, "idempotency_key", json_string(j->idempotency_key));
+    json_object_set_new(data, "to", json_string(j->to));
+    if (j->phone.country[0])
+        json_object_set_new(data, "country", json_string(j->phone.country));
+    if (j->phone.operator_name)
+        json_object_set_new(data, "operator", json_string(j->phone.operator_name));
+    if (gateway && *gateway)
+        json_object_set_new(data, "gateway", json_string(gateway));
+    if (gateway_message_id && *gateway_message_id)
+        json_object_set_new(data, "gateway_message_id", json_string(gateway_message_id));
+    json_object_set_new(data, "status", json_string(status));
+    if (error_code && *error_code)
+        json_object_set_new(data, "error",
+                            json_pack("{s:s, s:s, s:b}", "code", error_code, "message",
+                                      error_message ? error_message : "", "permanent", permanent));
+    if (m->text) {
+        json_object_set_new(data, "encoding",
+                            json_string(nudgel_sms_encoding_name(m->sms.encoding)));
+        json_object_set_new(data, "segments", json_integer((json_int_t)m->sms.segments));
+    }
+    if (cost_amount && *cost_amount && currency && *currency)
+        json_object_set_new(data, "cost",
+                            json_pack("{s:s, s:s}", "amount", cost_amount, "currency", currency));
+    json_object_set_new(data, "attempt", json_integer(event_attempt(m)));
+    if (j->metadata)
+        json_object_set(data, "metadata", j->metadata);
+    return data;
+}
+
+void publish_event_for(msg_t *m, const char *subject, const char *tenant, const char *status,
+                       json_t *data)
+{
+    char type[64];
+    snprintf(type, sizeof(type), "ai.nudgel.message.%s", status);
+    json_t *ev =
+        nudgel_event_build("/nudgel/messages", type, subject, tenant, event_attempt(m),
+                           nudgel_now_unix_ms(), m->traceparent[0] ? m->traceparent : NULL, data);
+    m->pending++;
+    if (nudgel_publish_event(m->w->publisher, m->w->topic_status, tenant, ev, m->traceparent, m) !=
+        NUDGEL_OK) {
+        m->pending--;
+        m->publish_failed = true;
+    }
+}
+
+void publish_event(msg_t *m, const char *status, json_t *data)
+{
+    publish_event_for(m, m->job.id, m->job.tenant_id, status, data);
+}
+
+void publish_dlq(msg_t *m, const char *reason)
+{
+    m->pending++;
+    if (nudgel_publish_dlq(m->w->publisher, m->w->topic_dlq, nudgel_job_message(m->ref), reason,
+                           m) != NUDGEL_OK) {
+        m->pending--;
+        m->publish_failed = true;
+    }
+}

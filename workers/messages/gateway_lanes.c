@@ -1,0 +1,262 @@
+/*
+ * gateway_lanes.c — one lane per gateway: a token bucket at this worker's
+ * fleet share of the gateway's TPS, a cap on submissions awaiting an answer,
+ * and a circuit breaker whose open circuit sends jobs on along their route.
+ * Jobs wait on a lane for a token; submit() sends them on curl multi and
+ * on_gateway_answer() classifies the answer into an outcome (outcomes.c).
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+
+#include "nudgel/log.h"
+#include "nudgel/timeutil.h"
+
+#include "messages.h"
+
+static gateway_lane_t *lane_for(worker_t *w, const nudgel_gateway_t *gw)
+{
+    for (size_t i = 0; i < w->lane_count; i++)
+        if (w->lanes[i].gateway == gw)
+            return &w->lanes[i];
+    return NULL;
+}
+
+static void enqueue_on_lane(gateway_lane_t *lane, msg_t *m)
+{
+    m->gateway = lane->gateway;
+    m->next_waiting = NULL;
+    if (lane->tail)
+        lane->tail->next_waiting = m;
+    else
+        lane->head = m;
+    lane->tail = m;
+}
+
+/*
+ * The first gateway of @p m's route, after @p after (NULL: from the start),
+ * whose circuit is not open; NULL when every one is.
+ */
+static gateway_lane_t *next_open_lane(worker_t *w, const msg_t *m, const nudgel_gateway_t *after)
+{
+    size_t i = 0;
+    if (after)
+        while (i < m->route.count && m->route.gateways[i] != after)
+            i++;
+    for (i = after ? i + 1 : 0; i < m->route.count; i++) {
+        gateway_lane_t *lane = lane_for(w, m->route.gateways[i]);
+        if (lane && lane->breaker.state != NUDGEL_BREAKER_OPEN)
+            return lane;
+    }
+    return NULL;
+}
+
+/* Milliseconds until the first of @p m's gateways may take a probe again. */
+static int64_t until_a_circuit_half_opens(worker_t *w, const msg_t *m)
+{
+    int64_t now = nudgel_mono_us(), best = -1;
+    for (size_t i = 0; i < m->route.count; i++) {
+        gateway_lane_t *lane = lane_for(w, m->route.gateways[i]);
+        if (!lane)
+            continue;
+        int64_t left = lane->breaker.opened_at_us + lane->breaker.open_us - now;
+        left = left > 0 ? left / 1000 : 0;
+        if (best < 0 || left < best)
+            best = left;
+    }
+    return best;
+}
+
+/* Onto its gateway's lane, or a retry hop when every circuit of its route is open. */
+void to_lane(worker_t *w, msg_t *m)
+{
+    gateway_lane_t *lane = next_open_lane(w, m, NULL);
+    if (lane) {
+        enqueue_on_lane(lane, m);
+        return;
+    }
+    leave_gates(w, m);
+    retry_or_give_up(m, "circuit_open", "every gateway of the route has an open circuit",
+                     until_a_circuit_half_opens(w, m));
+}
+
+static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
+{
+    msg_t *m = opaque;
+    worker_t *w = m->w;
+    nudgel_gateway_response_t resp = {
+        .transport_error = r->transport_error,
+        .transport_detail = r->error,
+        .http_status = (int)r->status,
+        .body = r->body,
+        .body_len = r->body_len,
+        .retry_after = r->retry_after,
+        .now_unix_ms = nudgel_now_unix_ms(),
+    };
+    nudgel_gateway_outcome_t out;
+    nudgel_metric_observe(w->m_submit_latency, NULL, r->total_ms / 1000.0);
+    nudgel_gateway_classify(m->gateway, &resp, &out);
+    const char *gw = nudgel_gateway_name(m->gateway);
+    gateway_lane_t *lane = lane_for(w, m->gateway);
+    lane->in_flight--;
+    nudgel_breaker_state_t before = lane->breaker.state;
+    nudgel_breaker_record(&lane->breaker, out.kind == NUDGEL_GATEWAY_TRANSIENT, nudgel_mono_us());
+    if (lane->breaker.state != before)
+        nudgel_log_warn("gateway %s: circuit %s", gw,
+                        nudgel_breaker_state_name(lane->breaker.state));
+    leave_gates(w, m);
+    switch (out.kind) {
+    case NUDGEL_GATEWAY_SENT:
+        finish(m, NUDGEL_RECEIPT_SENT, gw, out.message_id, NULL, NULL,
+               out.has_cost ? out.cost_amount : NULL, out.has_cost ? out.currency : NULL, NULL);
+        break;
+    case NUDGEL_GATEWAY_PERMANENT:
+        finish(m,
+               strcmp(out.receipt_status, "rejected") == 0 ? NUDGEL_RECEIPT_REJECTED
+                                                           : NUDGEL_RECEIPT_FAILED,
+               gw, NULL, out.error_code, out.error_message, NULL, NULL, NULL);
+        break;
+    case NUDGEL_GATEWAY_TRANSIENT:
+        if (out.maybe_accepted)
+            nudgel_metric_add(w->m_outcomes, "maybe_accepted", 1);
+        retry_or_give_up(m, out.error_code, out.error_message, out.retry_after_ms);
+        break;
+    }
+}
+
+static void submit(msg_t *m)
+{
+    worker_t *w = m->w;
+    char errstr[256];
+    nudgel_gateway_request_t req;
+    nudgel_gateway_message_t gm = {
+        .client_ref = m->job.id,
+        .to = m->job.to,
+        .from = m->job.from,
+        .text = m->text,
+        .callback_url = w->callback_url,
+        .validity_minutes = 0,
+    };
+    if (nudgel_gateway_build_request(m->gateway, &gm, &req, errstr, sizeof(errstr)) != NUDGEL_OK) {
+        leave_gates(w, m);
+        finish(m, NUDGEL_RECEIPT_FAILED, nudgel_gateway_name(m->gateway), NULL, "invalid_request",
+               errstr, NULL, NULL, NULL);
+        return;
+    }
+    nudgel_http_request_t hr = {.method = req.method,
+                                .url = req.url,
+                                .body = req.body,
+                                .body_len = req.body_len,
+                                .total_timeout_ms = 10000};
+    for (size_t i = 0; i < req.header_count && i < NUDGEL_HTTP_MAX_HEADERS - 1; i++)
+        hr.headers[i] = req.headers[i];
+    nudgel_err_t err = nudgel_http_submit(w->http, &hr, on_gateway_answer, m);
+    nudgel_gateway_request_clear(&req);
+    if (err == NUDGEL_OK) {
+        lane_for(w, m->gateway)->in_flight++;
+        return;
+    }
+    leave_gates(w, m);
+    retry_or_give_up(m, "submit_failed", nudgel_strerror(err), -1);
+}
+
+/*
+ * Sends what each gateway allows now (its token bucket, its in-flight cap,
+ * its circuit); a job whose gateway's circuit opened while it waited moves to
+ * the next gateway of its route, or to a retry tier when none is left.
+ */
+void drain_lanes(worker_t *w)
+{
+    int64_t now = nudgel_mono_us();
+    for (size_t i = 0; i < w->lane_count; i++) {
+        gateway_lane_t *lane = &w->lanes[i];
+        while (lane->head && lane->in_flight < w->gateway_max_in_flight) {
+            msg_t *m = lane->head;
+            if (nudgel_throttle_bucket_tokens(lane->bucket, now) < 1)
+                break;
+            bool allowed = nudgel_breaker_allow(&lane->breaker, now);
+            if (allowed)
+                nudgel_throttle_bucket_try_take(lane->bucket, 1, now);
+            lane->head = m->next_waiting;
+            if (!lane->head)
+                lane->tail = NULL;
+            if (allowed) {
+                submit(m);
+                continue;
+            }
+            gateway_lane_t *next = next_open_lane(w, m, lane->gateway);
+            if (next) {
+                enqueue_on_lane(next, m);
+            } else {
+                leave_gates(w, m);
+                retry_or_give_up(m, "circuit_open",
+                                 "every gateway of the route has an open circuit",
+                                 until_a_circuit_half_opens(w, m));
+            }
+        }
+    }
+}
+
+/*
+ * DESIGN §5: a worker's bucket for a gateway runs at gateway_tps ×
+ * assigned / total partitions of the jobs topic, so the fleet stays under the
+ * carrier's cap without a coordinator. Recomputed when the assignment changes.
+ */
+void update_fleet_share(worker_t *w)
+{
+    int32_t assigned = nudgel_consumer_assigned_of(w->consumer, w->topic_jobs);
+    if (assigned == w->shared_with || w->total_partitions < 1)
+        return;
+    w->shared_with = assigned;
+    for (size_t i = 0; i < w->lane_count; i++) {
+        gateway_lane_t *lane = &w->lanes[i];
+        char errstr[128];
+        double rate = 0;
+        if (nudgel_throttle_fleet_share(nudgel_gateway_tps(lane->gateway), assigned,
+                                        w->total_partitions, &rate) != NUDGEL_OK)
+            continue;
+        /* Rate 0 (no partitions) still lets retry-tier stragglers out, slowly. */
+        double effective = rate > 0 ? rate : NUDGEL_THROTTLE_MIN_SHARE_TPS;
+        if (nudgel_throttle_bucket_set_rate(lane->bucket, effective,
+                                            (uint32_t)(effective < 1 ? 1 : effective),
+                                            nudgel_mono_us(), errstr, sizeof(errstr)) != NUDGEL_OK)
+            continue;
+        lane->rate = effective;
+        nudgel_log_info("gateway %s: %.2f TPS (%d of %d partitions of %u TPS)",
+                        nudgel_gateway_name(lane->gateway), effective, assigned,
+                        w->total_partitions, nudgel_gateway_tps(lane->gateway));
+    }
+}
+
+/*
+ * Loads messages.gateways_file and makes one lane per gateway (at most
+ * MAX_GATEWAYS), each bucket at the gateway's full TPS until the first
+ * assignment (update_fleet_share()).
+ */
+nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size)
+{
+    if (nudgel_gateway_set_load(nudgel_conf_get_str(w->conf, "messages.gateways_file"),
+                                &w->gateways, errstr, errstr_size) != NUDGEL_OK)
+        return NUDGEL_ERR_CONFIG;
+    for (size_t i = 0; i < nudgel_gateway_set_count(w->gateways) && i < MAX_GATEWAYS; i++) {
+        gateway_lane_t *lane = &w->lanes[w->lane_count++];
+        lane->gateway = nudgel_gateway_set_at(w->gateways, i);
+        nudgel_breaker_init(
+            &lane->breaker, (uint32_t)nudgel_conf_get_int(w->conf, "messages.breaker_window"),
+            (uint32_t)nudgel_conf_get_int(w->conf, "messages.breaker_min_calls"),
+            (double)nudgel_conf_get_int(w->conf, "messages.breaker_failure_percent") / 100.0,
+            nudgel_conf_get_int(w->conf, "messages.breaker_open_ms") * 1000);
+        double tps = nudgel_gateway_tps(lane->gateway);
+        if (nudgel_throttle_bucket_new(tps, (uint32_t)(tps < 1 ? 1 : tps), nudgel_mono_us(),
+                                       &lane->bucket, errstr, errstr_size) != NUDGEL_OK)
+            return NUDGEL_ERR_CONFIG;
+    }
+    return NUDGEL_OK;
+}
+
+void gateway_lanes_close(worker_t *w)
+{
+    for (size_t i = 0; i < w->lane_count; i++)
+        nudgel_throttle_bucket_free(w->lanes[i].bucket);
+    nudgel_gateway_set_free(w->gateways);
+}
