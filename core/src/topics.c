@@ -5,6 +5,9 @@
  */
 #include "nudgel/topics.h"
 
+#include <stdio.h>
+#include <string.h>
+
 static const nudgel_topic_spec_t topics[] = {
     {NUDGEL_TOPIC_MESSAGES, NUDGEL_TOPIC_CLASS_JOBS, 0},
     {NUDGEL_TOPIC_WEBHOOKS, NUDGEL_TOPIC_CLASS_JOBS, 0},
@@ -28,6 +31,25 @@ const nudgel_topic_spec_t *nudgel_topics_all(size_t *count)
 {
     *count = sizeof(topics) / sizeof(topics[0]);
     return topics;
+}
+
+size_t nudgel_topics_retry_tiers(const char *family, const nudgel_topic_spec_t **tiers, size_t max)
+{
+    char prefix[64];
+    int n = snprintf(prefix, sizeof(prefix), "nudgel.%s.retry.", family ? family : "");
+    size_t count = 0;
+    if (n <= 0 || (size_t)n >= sizeof(prefix))
+        return 0;
+    /* The table lists each family's tiers in ascending delay order. */
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+        if (topics[i].topic_class != NUDGEL_TOPIC_CLASS_RETRY ||
+            strncmp(topics[i].name, prefix, (size_t)n) != 0)
+            continue;
+        if (count < max)
+            tiers[count] = &topics[i];
+        count++;
+    }
+    return count;
 }
 
 const char *nudgel_topic_class_name(nudgel_topic_class_t topic_class)

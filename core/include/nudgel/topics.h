@@ -48,6 +48,15 @@ typedef struct nudgel_topic_spec {
 /** @brief Every topic of the contract, retry tiers included. @p count receives the length. */
 const nudgel_topic_spec_t *nudgel_topics_all(size_t *count);
 
+#define NUDGEL_RETRY_TIERS_MAX 8
+
+/**
+ * @brief The retry tiers of a job family ("messages" or "webhooks"), the one
+ * place they are defined: @p tiers receives up to @p max of them in
+ * ascending delay order. @returns how many there are (0 for an unknown family).
+ */
+size_t nudgel_topics_retry_tiers(const char *family, const nudgel_topic_spec_t **tiers, size_t max);
+
 /** @brief "jobs", "retry", "dlq", "status" or "dlr". */
 const char *nudgel_topic_class_name(nudgel_topic_class_t topic_class);
 
