@@ -1,7 +1,8 @@
 /*
- * nudgel/gateway.h — carrier gateway adapters of the messages worker
- * (DESIGN §6): gateway definitions and routes loaded from a JSON file,
- * request building and response classification per dialect.
+ * nudgel/gateway.h — carrier gateway adapters (DESIGN §6), library
+ * nudgel_carriers: gateway definitions and routes loaded from a JSON file,
+ * request building and response classification per dialect (one source
+ * file per dialect: src/dialect_<name>.c).
  *
  * Everything here is pure: no network I/O. The worker's curl multi loop
  * sends the request this module describes and hands the answer back for

@@ -1,7 +1,8 @@
 /*
- * nudgel/receipts.h — the Postgres receipts store of the messages worker
- * (DESIGN §5): the idempotency claim before a carrier submission, the batched
- * write of submission results, and DLR updates, all forward-only.
+ * nudgel/receipts.h — the Postgres receipts store (DESIGN §5; library
+ * nudgel_receipts, used by the messages worker): the idempotency claim before
+ * a carrier submission, the batched write of submission results, and DLR
+ * updates, all forward-only.
  *
  * SQL: parameterised only. The claim is one call of
  * nudgel.receipt_claim() and the forward-only rule is
