@@ -1,5 +1,10 @@
 /*
- * endpoints.c — see endpoints.h.
+ * endpoints.c — `nudgel-admin endpoints add` and `rotate-secret`, the two
+ * commands that make a signing secret: the checks of their flags (tenant,
+ * URL, event patterns, limits), the secret generated, sealed with the
+ * keyring and printed once; and the Postgres helpers the admin commands
+ * share (nudgel_admin_pg_connect() and friends, endpoints.h). list, show,
+ * enable and disable are endpoints_view.c.
  *
  * Every statement is parameterised; values typed by operators never reach
  * SQL text. The secret exists in clear only between its generation and the
@@ -28,12 +33,8 @@
 #define PROGRAM         "nudgel-admin"
 #define URL_MAX         2048
 #define DESCRIPTION_MAX 1024
-#define EVENTS_MAX      64
-#define EVENT_NAME_MAX  128
 #define RATE_LIMIT_MAX  100000.0
 #define CONCURRENCY_MAX 10000
-#define REASON_MAX      512
-#define EVENTS_TEXT_MAX (EVENTS_MAX * (EVENT_NAME_MAX + 3) + 3)
 
 const nudgel_conf_entry_t nudgel_admin_webhooks_conf[] = {
     {"webhooks.rotation_overlap_s", NUDGEL_CONF_INT, "86400", 0, 2592000, NULL, 0,
@@ -87,7 +88,7 @@ nudgel_err_t nudgel_admin_check_endpoint_id(const char *id, const char *flag, ch
 }
 
 /* A failed statement: unreachable when the connection dropped, else a statement error. */
-static nudgel_err_t pg_failure(PGconn *pg, const char *what, char *errstr, size_t errstr_size)
+nudgel_err_t nudgel_admin_pg_failure(PGconn *pg, const char *what, char *errstr, size_t errstr_size)
 {
     const char *msg = PQerrorMessage(pg);
     size_t n = strlen(msg);
@@ -116,7 +117,7 @@ static size_t segment_len(const char *p)
 static bool event_pattern_valid(const char *p)
 {
     size_t segments = 0;
-    if (strlen(p) > EVENT_NAME_MAX)
+    if (strlen(p) > NUDGEL_ADMIN_EVENT_NAME_MAX)
         return false;
     for (;;) {
         size_t n = segment_len(p);
@@ -155,8 +156,8 @@ static nudgel_err_t parse_events(const char *events, char *literal, size_t liter
         size_t tlen = len;
         while (tlen > 0 && p[tlen - 1] == ' ')
             tlen--;
-        char one[EVENT_NAME_MAX + 2];
-        if (tlen == 0 || tlen > EVENT_NAME_MAX) {
+        char one[NUDGEL_ADMIN_EVENT_NAME_MAX + 2];
+        if (tlen == 0 || tlen > NUDGEL_ADMIN_EVENT_NAME_MAX) {
             snprintf(errstr, errstr_size, "--events: entry %zu is %s", pos,
                      tlen ? "longer than 128 characters" : "empty");
             return NUDGEL_ERR_INVALID_ARG;
@@ -174,8 +175,9 @@ static nudgel_err_t parse_events(const char *events, char *literal, size_t liter
         for (size_t i = 0; i < json_array_size(list); i++)
             seen |= strcmp(json_string_value(json_array_get(list, i)), one) == 0;
         if (!seen) {
-            if (json_array_size(list) == EVENTS_MAX) {
-                snprintf(errstr, errstr_size, "--events: more than %d entries", EVENTS_MAX);
+            if (json_array_size(list) == NUDGEL_ADMIN_EVENTS_MAX) {
+                snprintf(errstr, errstr_size, "--events: more than %d entries",
+                         NUDGEL_ADMIN_EVENTS_MAX);
                 return NUDGEL_ERR_INVALID_ARG;
             }
             json_array_append_new(list, json_string(one));
@@ -289,19 +291,6 @@ static nudgel_err_t new_sealed_secret(const nudgel_secretbox_t *box,
                                  errstr_size);
 }
 
-/* A JSON array of event patterns as "a, b", or "(every event)" when empty. */
-static const char *events_text(const char *json_array_text, char *buf, size_t size)
-{
-    json_t *list = json_loads(json_array_text, 0, NULL);
-    size_t o = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < json_array_size(list) && o < size; i++)
-        o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? ", " : "",
-                              json_string_value(json_array_get(list, i)));
-    json_decref(list);
-    return buf[0] ? buf : "(every event)";
-}
-
 static void print_secret_notice(FILE *out, const char *secret)
 {
     fprintf(out,
@@ -314,8 +303,9 @@ nudgel_err_t nudgel_admin_endpoints_add(const nudgel_conf_t *conf,
                                         const nudgel_admin_endpoint_opts_t *o, FILE *out,
                                         char *errstr, size_t errstr_size)
 {
-    char literal[EVENTS_TEXT_MAX], secret[NUDGEL_WH_SECRET_TEXT_MAX] = "",
-                                   id[NUDGEL_UUID_STR_LEN + 1], rate_text[32], conc_text[16];
+    char literal[NUDGEL_ADMIN_EVENTS_TEXT_MAX], secret[NUDGEL_WH_SECRET_TEXT_MAX] = "",
+                                                id[NUDGEL_UUID_STR_LEN + 1], rate_text[32],
+                                                conc_text[16];
     json_t *events = json_array();
     nudgel_secretbox_t *box = NULL;
     unsigned char *sealed = NULL;
@@ -361,7 +351,7 @@ nudgel_err_t nudgel_admin_endpoints_add(const nudgel_conf_t *conf,
                        "$8::bytea, $9)",
                        9, NULL, params, lengths, formats, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        err = pg_failure(pg, "adding the endpoint", errstr, errstr_size);
+        err = nudgel_admin_pg_failure(pg, "adding the endpoint", errstr, errstr_size);
         goto out;
     }
     if (o->json) {
@@ -396,250 +386,6 @@ out:
     free(sealed);
     nudgel_secretbox_destroy(box);
     json_decref(events);
-    return err;
-}
-
-/* Columns shown by list and show: never the secrets, only whether a previous one is live. */
-#define ENDPOINT_COLUMNS                                                                           \
-    "endpoint_id::text, tenant_id, url, enabled, coalesce(description, ''), "                      \
-    "array_to_json(event_types)::text, rate_limit_per_second::float8, max_concurrency, "           \
-    "coalesce(disabled_reason, ''), "                                                              \
-    "to_char(disabled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "                  \
-    "secret_key_id, "                                                                              \
-    "to_char(previous_secret_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "   \
-    "(previous_secret_ciphertext IS NOT NULL AND previous_secret_expires_at > now()), "            \
-    "to_char(failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "                \
-    "to_char(last_success_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "              \
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "                   \
-    "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
-enum {
-    C_ID,
-    C_TENANT,
-    C_URL,
-    C_ENABLED,
-    C_DESCRIPTION,
-    C_EVENTS,
-    C_RATE,
-    C_CONC,
-    C_DISABLED_REASON,
-    C_DISABLED_AT,
-    C_KEY_ID,
-    C_PREV_EXPIRES,
-    C_PREV_LIVE,
-    C_FAILING_SINCE,
-    C_LAST_SUCCESS,
-    C_CREATED,
-    C_UPDATED,
-};
-
-static json_t *nullable(PGresult *res, int row, int col)
-{
-    return PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col));
-}
-
-static json_t *endpoint_json(PGresult *res, int r)
-{
-    json_t *events = json_loads(PQgetvalue(res, r, C_EVENTS), 0, NULL);
-    json_t *doc = json_pack(
-        "{s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:b, s:o, s:o, s:o, s:s, s:s}",
-        "endpoint_id", PQgetvalue(res, r, C_ID), "tenant_id", PQgetvalue(res, r, C_TENANT), "url",
-        PQgetvalue(res, r, C_URL), "enabled", PQgetvalue(res, r, C_ENABLED)[0] == 't',
-        "description", nullable(res, r, C_DESCRIPTION), "event_types",
-        events ? events : json_array(), "rate_limit_per_second",
-        PQgetisnull(res, r, C_RATE) ? json_null() : json_real(atof(PQgetvalue(res, r, C_RATE))),
-        "max_concurrency",
-        PQgetisnull(res, r, C_CONC) ? json_null() : json_integer(atoll(PQgetvalue(res, r, C_CONC))),
-        "disabled_reason",
-        PQgetvalue(res, r, C_DISABLED_REASON)[0]
-            ? json_string(PQgetvalue(res, r, C_DISABLED_REASON))
-            : json_null(),
-        "disabled_at", nullable(res, r, C_DISABLED_AT), "secret_key_id",
-        PQgetvalue(res, r, C_KEY_ID), "previous_secret_live",
-        PQgetvalue(res, r, C_PREV_LIVE)[0] == 't', "previous_secret_expires_at",
-        nullable(res, r, C_PREV_EXPIRES), "failing_since", nullable(res, r, C_FAILING_SINCE),
-        "last_success_at", nullable(res, r, C_LAST_SUCCESS), "created_at",
-        PQgetvalue(res, r, C_CREATED), "updated_at", PQgetvalue(res, r, C_UPDATED));
-    if (doc && !PQgetvalue(res, r, C_DESCRIPTION)[0])
-        json_object_set_new(doc, "description", json_null());
-    return doc;
-}
-
-static void print_json(FILE *out, json_t *doc)
-{
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    if (text)
-        fprintf(out, "%s\n", text);
-    free(text);
-}
-
-nudgel_err_t nudgel_admin_endpoints_list(const nudgel_conf_t *conf,
-                                         const nudgel_admin_endpoint_opts_t *o, FILE *out,
-                                         char *errstr, size_t errstr_size)
-{
-    nudgel_err_t err;
-    PGresult *res = NULL;
-    if (o->tenant && !nudgel_tenant_id_valid(o->tenant)) {
-        snprintf(errstr, errstr_size, "--tenant: \"%.64s\" is not a tenant id", o->tenant);
-        return NUDGEL_ERR_INVALID_ARG;
-    }
-    PGconn *pg = nudgel_admin_pg_connect(conf, &err, errstr, errstr_size);
-    if (!pg)
-        return err;
-    const char *params[1] = {o->tenant};
-    res = PQexecParams(pg,
-                       "SELECT " ENDPOINT_COLUMNS " FROM nudgel.webhook_endpoints"
-                       " WHERE $1::text IS NULL OR tenant_id = $1"
-                       " ORDER BY tenant_id, created_at, endpoint_id",
-                       1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        err = pg_failure(pg, "listing endpoints", errstr, errstr_size);
-        goto out;
-    }
-    int n = PQntuples(res);
-    if (o->json) {
-        json_t *list = json_array();
-        for (int r = 0; r < n; r++)
-            json_array_append_new(list, endpoint_json(res, r));
-        print_json(out, list);
-        json_decref(list);
-    } else {
-        fprintf(out, "%-36s  %-16s  %-8s  %-24s  %s\n", "ENDPOINT", "TENANT", "STATE", "EVENTS",
-                "URL");
-        for (int r = 0; r < n; r++) {
-            char evbuf[EVENTS_TEXT_MAX];
-            const char *ev = events_text(PQgetvalue(res, r, C_EVENTS), evbuf, sizeof(evbuf));
-            fprintf(out, "%-36s  %-16s  %-8s  %-24s  %s\n", PQgetvalue(res, r, C_ID),
-                    PQgetvalue(res, r, C_TENANT),
-                    PQgetvalue(res, r, C_ENABLED)[0] == 't' ? "enabled" : "disabled", ev,
-                    PQgetvalue(res, r, C_URL));
-        }
-        fprintf(out, "%d endpoint%s\n", n, n == 1 ? "" : "s");
-    }
-    err = NUDGEL_OK;
-out:
-    PQclear(res);
-    PQfinish(pg);
-    return err;
-}
-
-/* The endpoint row of @p id in @p *res, or NUDGEL_ERR_INVALID_FIELD when there is none. */
-static nudgel_err_t load_endpoint(PGconn *pg, const char *id, PGresult **res, char *errstr,
-                                  size_t errstr_size)
-{
-    const char *params[1] = {id};
-    *res = PQexecParams(pg,
-                        "SELECT " ENDPOINT_COLUMNS
-                        " FROM nudgel.webhook_endpoints WHERE endpoint_id = $1::uuid",
-                        1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(*res) != PGRES_TUPLES_OK)
-        return pg_failure(pg, "reading the endpoint", errstr, errstr_size);
-    if (PQntuples(*res) != 1) {
-        snprintf(errstr, errstr_size, "--endpoint: no endpoint %s", id);
-        return NUDGEL_ERR_INVALID_FIELD;
-    }
-    return NUDGEL_OK;
-}
-
-static void print_endpoint(FILE *out, PGresult *res)
-{
-    char evbuf[EVENTS_TEXT_MAX];
-    const char *ev = events_text(PQgetvalue(res, 0, C_EVENTS), evbuf, sizeof(evbuf));
-    fprintf(out, "endpoint %s\n", PQgetvalue(res, 0, C_ID));
-    fprintf(out, "  tenant:      %s\n", PQgetvalue(res, 0, C_TENANT));
-    fprintf(out, "  url:         %s\n", PQgetvalue(res, 0, C_URL));
-    if (PQgetvalue(res, 0, C_DESCRIPTION)[0])
-        fprintf(out, "  description: %s\n", PQgetvalue(res, 0, C_DESCRIPTION));
-    fprintf(out, "  events:      %s\n", ev);
-    if (PQgetvalue(res, 0, C_ENABLED)[0] == 't')
-        fprintf(out, "  state:       enabled\n");
-    else
-        fprintf(out, "  state:       disabled since %s (%s)\n", PQgetvalue(res, 0, C_DISABLED_AT),
-                PQgetvalue(res, 0, C_DISABLED_REASON));
-    fprintf(out, "  rate limit:  %s\n",
-            PQgetisnull(res, 0, C_RATE) ? "(worker default)" : PQgetvalue(res, 0, C_RATE));
-    fprintf(out, "  concurrency: %s\n",
-            PQgetisnull(res, 0, C_CONC) ? "(worker default)" : PQgetvalue(res, 0, C_CONC));
-    fprintf(out, "  secret:      sealed with key %s\n", PQgetvalue(res, 0, C_KEY_ID));
-    if (PQgetvalue(res, 0, C_PREV_LIVE)[0] == 't')
-        fprintf(out, "  previous:    still signing until %s\n", PQgetvalue(res, 0, C_PREV_EXPIRES));
-    if (!PQgetisnull(res, 0, C_FAILING_SINCE))
-        fprintf(out, "  failing:     since %s\n", PQgetvalue(res, 0, C_FAILING_SINCE));
-    if (!PQgetisnull(res, 0, C_LAST_SUCCESS))
-        fprintf(out, "  last success: %s\n", PQgetvalue(res, 0, C_LAST_SUCCESS));
-    fprintf(out, "  created:     %s\n", PQgetvalue(res, 0, C_CREATED));
-}
-
-nudgel_err_t nudgel_admin_endpoints_show(const nudgel_conf_t *conf,
-                                         const nudgel_admin_endpoint_opts_t *o, FILE *out,
-                                         char *errstr, size_t errstr_size)
-{
-    nudgel_err_t err;
-    PGresult *res = NULL;
-    if ((err = nudgel_admin_check_endpoint_id(o->endpoint_id, "--endpoint", errstr, errstr_size)))
-        return err;
-    PGconn *pg = nudgel_admin_pg_connect(conf, &err, errstr, errstr_size);
-    if (!pg)
-        return err;
-    if ((err = load_endpoint(pg, o->endpoint_id, &res, errstr, errstr_size)))
-        goto out;
-    if (o->json) {
-        json_t *doc = endpoint_json(res, 0);
-        print_json(out, doc);
-        json_decref(doc);
-    } else {
-        print_endpoint(out, res);
-    }
-out:
-    PQclear(res);
-    PQfinish(pg);
-    return err;
-}
-
-nudgel_err_t nudgel_admin_endpoints_set_enabled(const nudgel_conf_t *conf,
-                                                const nudgel_admin_endpoint_opts_t *o, bool enabled,
-                                                FILE *out, char *errstr, size_t errstr_size)
-{
-    nudgel_err_t err;
-    PGresult *res = NULL;
-    if ((err = nudgel_admin_check_endpoint_id(o->endpoint_id, "--endpoint", errstr, errstr_size)))
-        return err;
-    if (o->reason && strlen(o->reason) > REASON_MAX) {
-        snprintf(errstr, errstr_size, "--reason: longer than %d characters", REASON_MAX);
-        return NUDGEL_ERR_INVALID_ARG;
-    }
-    PGconn *pg = nudgel_admin_pg_connect(conf, &err, errstr, errstr_size);
-    if (!pg)
-        return err;
-    const char *params[2] = {o->endpoint_id, o->reason ? o->reason : "disabled by an operator"};
-    /* Only a change of state is written, so disabled_at keeps the first disable's time. */
-    res = enabled
-              ? PQexecParams(pg,
-                             "UPDATE nudgel.webhook_endpoints SET enabled = true, "
-                             "disabled_reason = NULL, disabled_at = NULL, failing_since = NULL, "
-                             "updated_at = now() WHERE endpoint_id = $1::uuid AND NOT enabled",
-                             1, NULL, params, NULL, NULL, 0)
-              : PQexecParams(pg,
-                             "UPDATE nudgel.webhook_endpoints SET enabled = false, "
-                             "disabled_reason = $2, disabled_at = now(), updated_at = now() "
-                             "WHERE endpoint_id = $1::uuid AND enabled",
-                             2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        err = pg_failure(pg, enabled ? "enabling the endpoint" : "disabling the endpoint", errstr,
-                         errstr_size);
-        goto out;
-    }
-    bool changed = strcmp(PQcmdTuples(res), "1") == 0;
-    PQclear(res);
-    res = NULL;
-    if (!changed && (err = load_endpoint(pg, o->endpoint_id, &res, errstr, errstr_size)))
-        goto out;
-    fprintf(out, "endpoint %s %s%s\n", o->endpoint_id, changed ? "" : "was already ",
-            enabled ? "enabled" : "disabled");
-    err = NUDGEL_OK;
-out:
-    PQclear(res);
-    PQfinish(pg);
     return err;
 }
 
@@ -681,7 +427,7 @@ nudgel_err_t nudgel_admin_endpoints_rotate_secret(const nudgel_conf_t *conf,
                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
                        4, NULL, params, lengths, formats, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        err = pg_failure(pg, "rotating the secret", errstr, errstr_size);
+        err = nudgel_admin_pg_failure(pg, "rotating the secret", errstr, errstr_size);
         goto out;
     }
     if (PQntuples(res) != 1) {

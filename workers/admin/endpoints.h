@@ -1,5 +1,7 @@
 /*
- * endpoints.h — `nudgel-admin endpoints add|list|show|disable|enable|rotate-secret`.
+ * endpoints.h — `nudgel-admin endpoints add|list|show|disable|enable|rotate-secret`
+ * (add and rotate-secret in endpoints.c, the others in endpoints_view.c),
+ * and the Postgres helpers the admin commands share (endpoints.c).
  *
  * Webhook endpoints live in nudgel.webhook_endpoints. A new endpoint gets a
  * signing secret ("whsec_" + base64 of 32 random bytes) that is printed once,
@@ -34,6 +36,14 @@ typedef struct nudgel_admin_endpoint_opts {
     bool json;               /* add, list, show, rotate-secret: JSON on stdout */
 } nudgel_admin_endpoint_opts_t;
 
+/* --events: at most NUDGEL_ADMIN_EVENTS_MAX patterns of at most
+ * NUDGEL_ADMIN_EVENT_NAME_MAX characters; the text of all of them, as a
+ * Postgres array literal or as "a, b", fits NUDGEL_ADMIN_EVENTS_TEXT_MAX. */
+#define NUDGEL_ADMIN_EVENTS_MAX     64
+#define NUDGEL_ADMIN_EVENT_NAME_MAX 128
+#define NUDGEL_ADMIN_EVENTS_TEXT_MAX                                                               \
+    (NUDGEL_ADMIN_EVENTS_MAX * (NUDGEL_ADMIN_EVENT_NAME_MAX + 3) + 3)
+
 /*
  * Each prints its result to @p out and returns NUDGEL_OK;
  * NUDGEL_ERR_INVALID_ARG for a bad or missing flag (the message names it);
@@ -64,6 +74,14 @@ nudgel_err_t nudgel_admin_endpoints_rotate_secret(const nudgel_conf_t *conf,
  */
 PGconn *nudgel_admin_pg_connect(const nudgel_conf_t *conf, nudgel_err_t *err, char *errstr,
                                 size_t errstr_size);
+
+/**
+ * @brief A failed statement on @p pg: sets @p errstr to "@p what: libpq's
+ * message". @returns NUDGEL_ERR_PG_UNREACHABLE when the connection dropped,
+ * else NUDGEL_ERR_PG.
+ */
+nudgel_err_t nudgel_admin_pg_failure(PGconn *pg, const char *what, char *errstr,
+                                     size_t errstr_size);
 
 /** @brief Checks @p id is a UUID, naming @p flag otherwise. @returns NUDGEL_ERR_INVALID_ARG. */
 nudgel_err_t nudgel_admin_check_endpoint_id(const char *id, const char *flag, char *errstr,

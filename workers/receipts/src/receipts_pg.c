@@ -1,0 +1,117 @@
+/*
+ * receipts_pg.c — the libpq plumbing shared by the claims (receipt_claims.c)
+ * and the records (receipt_records.c) of the receipts store: error text on
+ * one line and the class of a failed statement, typed reads of result
+ * fields, the uuid[] literal of a batch of message ids, and the one result
+ * of a statement sent on a blocking connection. See receipts_pg.h.
+ */
+#include "receipts_pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nudgel/uuid.h"
+
+/* Sets errstr from libpq's message on one line; never quotes the DSN. */
+void receipts_set_err(char *errstr, size_t errstr_size, const char *what, const char *message)
+{
+    if (!errstr_size)
+        return;
+    snprintf(errstr, errstr_size, "%s: %s", what, message && *message ? message : "unknown error");
+    size_t len = strlen(errstr);
+    while (len && (errstr[len - 1] == '\n' || errstr[len - 1] == ' '))
+        errstr[--len] = '\0';
+    for (char *p = errstr; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+}
+
+/*
+ * Classifies a failed statement: a lost connection, a connection-level
+ * SQLSTATE (class 08) or a server shutting down (57P01..57P03) is
+ * NUDGEL_ERR_PG_UNREACHABLE; anything else NUDGEL_ERR_PG.
+ */
+nudgel_err_t receipts_pg_fail(PGconn *conn, const PGresult *res, const char *what, char *errstr,
+                              size_t errstr_size)
+{
+    const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *message = res ? PQresultErrorMessage(res) : NULL;
+    if (!message || !*message)
+        message = PQerrorMessage(conn);
+    receipts_set_err(errstr, errstr_size, what, message);
+    if (PQstatus(conn) != CONNECTION_OK)
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    if (!sqlstate)
+        return res ? NUDGEL_ERR_PG : NUDGEL_ERR_PG_UNREACHABLE;
+    if (strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
+        strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0)
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    return NUDGEL_ERR_PG;
+}
+
+void receipts_copy_field(char *dst, size_t dst_size, const PGresult *res, int row, int col)
+{
+    snprintf(dst, dst_size, "%s", PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+}
+
+int64_t receipts_int_field(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+nudgel_err_t receipts_state_field(const PGresult *res, int row, int col,
+                                  nudgel_receipt_state_t *out, char *errstr, size_t errstr_size)
+{
+    char reason[96];
+    if (nudgel_receipt_state_parse(PQgetvalue(res, row, col), out, reason, sizeof(reason)) !=
+        NUDGEL_OK) {
+        receipts_set_err(errstr, errstr_size, "receipts: stored status", reason);
+        return NUDGEL_ERR_PG;
+    }
+    return NUDGEL_OK;
+}
+
+int receipts_set_opt(json_t *obj, const char *key, const char *value)
+{
+    return value ? json_object_set_new(obj, key, json_string(value)) : 0;
+}
+
+/* A Postgres uuid[] literal of @p n ids (checked to be UUID text); NULL on error. */
+char *receipts_uuid_array(const char *const *ids, size_t n, char *errstr, size_t errstr_size)
+{
+    char *array = malloc(2 + n * (NUDGEL_UUID_STR_LEN + 1) + 1);
+    size_t len = 0;
+    if (!array) {
+        receipts_set_err(errstr, errstr_size, "receipts", "out of memory");
+        return NULL;
+    }
+    array[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        size_t l = ids[i] ? strlen(ids[i]) : 0;
+        if (l != NUDGEL_UUID_STR_LEN || strspn(ids[i], "0123456789abcdefABCDEF-") != l) {
+            free(array);
+            receipts_set_err(errstr, errstr_size, "receipts", "not a UUID message id");
+            return NULL;
+        }
+        if (i)
+            array[len++] = ',';
+        memcpy(array + len, ids[i], l);
+        len += l;
+    }
+    array[len++] = '}';
+    array[len] = '\0';
+    return array;
+}
+
+/*
+ * The result of the one statement sent on a blocking @p conn (waits for
+ * it); the connection is drained so it is idle again. Caller clears it.
+ */
+PGresult *receipts_wait_result(PGconn *conn)
+{
+    PGresult *res = PQgetResult(conn), *extra;
+    while ((extra = PQgetResult(conn)))
+        PQclear(extra);
+    return res;
+}
