@@ -23,6 +23,7 @@
 #include "nudgel/log.h"
 #include "nudgel/producer.h"
 #include "nudgel/timeutil.h"
+#include "nudgel/version.h"
 
 #define PROGRAM           "nudgel-enqueue"
 #define MAX_REPORTED      10000 /* problems kept for the JSON summary; all are printed */
@@ -109,6 +110,7 @@ static void usage(FILE *out)
             "  -X PROP=VALUE           librdkafka producer property\n"
             "      --print-config      print the effective configuration (secrets redacted)\n"
             "      --print-config-doc  print the configuration reference (Markdown)\n"
+            "      --version           print the version\n"
             "  -h, --help              this text\n");
 }
 
@@ -246,6 +248,7 @@ int main(int argc, char **argv)
         {"print-config", no_argument, NULL, 'P'},
         {"print-config-doc", no_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     run_state_t st = {0};
@@ -302,6 +305,10 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            exit_code = 0;
+            goto out;
+        case 'V':
+            printf("%s %s\n", PROGRAM, nudgel_version());
             exit_code = 0;
             goto out;
         case 'b':

@@ -38,6 +38,7 @@
 #include "nudgel/config.h"
 #include "nudgel/log.h"
 #include "nudgel/timeutil.h"
+#include "nudgel/version.h"
 #include "sim_common.h"
 #include "sim_dlr.h"
 #include "sim_fault.h"
@@ -1507,6 +1508,7 @@ static void usage(FILE *out)
                  "  -s, --set KEY=VALUE     set any configuration key\n"
                  "      --print-config      print the effective configuration (secrets redacted)\n"
                  "      --print-config-doc  print the configuration reference (Markdown)\n"
+                 "      --version           print the version\n"
                  "  -h, --help              this text\n"
                  "\n"
                  "Prints {\"listening\":PORT} on stdout once it accepts connections.\n"
@@ -1588,7 +1590,7 @@ static struct MHD_Daemon *start_daemon(sim_t *sim, int *port_out, char *errstr, 
 int main(int argc, char **argv)
 {
     static const nudgel_conf_entry_t *const tables[] = {nudgel_conf_common, sim_table, NULL};
-    enum { OPT_PRINT_CONFIG = 256, OPT_PRINT_DOC };
+    enum { OPT_PRINT_CONFIG = 256, OPT_PRINT_DOC, OPT_VERSION };
     static const struct option options[] = {
         {"port", required_argument, NULL, 'p'},
         {"config", required_argument, NULL, 'c'},
@@ -1596,6 +1598,7 @@ int main(int argc, char **argv)
         {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
         {"print-config-doc", no_argument, NULL, OPT_PRINT_DOC},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
     sim_t sim;
@@ -1635,6 +1638,10 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            status = 0;
+            goto out;
+        case OPT_VERSION:
+            printf("%s %s\n", PROGRAM, nudgel_version());
             status = 0;
             goto out;
         default:

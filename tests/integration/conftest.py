@@ -48,14 +48,28 @@ def java_partition(key: str, partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
+def built_binaries() -> dict:
+    """{name: path} of every binary the build declares (nudgel_add_role / nudgel_add_tool):
+    BUILD_DIR/binaries.txt, one "NAME KIND DOC PATH" line each."""
+    listing = BUILD_DIR / "binaries.txt"
+    if not listing.exists():
+        raise FileNotFoundError(f"{listing} not found: configure and build {BUILD_DIR} first")
+    found = {}
+    for line in listing.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, _kind, _doc, path = line.split(None, 3)
+        found[name] = path
+    return found
+
+
 def binary(name: str) -> str:
-    for sub in ("producers", "workers/admin", "workers/runtime", "workers/messages",
-                "workers/webhooks", "workers",
-                "tests/carrier-sim", "tests"):
-        path = BUILD_DIR / sub / name
-        if path.exists():
-            return str(path)
-    raise FileNotFoundError(f"{name} not built under {BUILD_DIR}")
+    path = built_binaries().get(name)
+    if path is None:
+        raise FileNotFoundError(f"{name} is not declared in {BUILD_DIR / 'binaries.txt'}")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{name} not built under {BUILD_DIR} ({path})")
+    return path
 
 
 @pytest.fixture(scope="session")

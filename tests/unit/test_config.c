@@ -251,6 +251,63 @@ static void test_startup_from_args(void **state)
     nudgel_conf_destroy(conf);
 }
 
+/* The command line kept at start-up reads the same sources again (a SIGHUP reload). */
+static void test_cmdline_kept_for_reload(void **state)
+{
+    (void)state;
+    char errstr[512];
+    char *path = write_temp("reload.json", "{\"worker\": {\"mode\": \"safe\"}}\n");
+    char *argv[] = {"test", "-c", path, "-s", "worker.max_in_flight=7", "-X", "linger.ms=3", NULL};
+    nudgel_conf_cmdline_t cmd;
+    nudgel_conf_t *conf = nudgel_conf_new("test", tables);
+    optind = 0;
+    assert_int_equal(nudgel_conf_startup_cmdline(conf, "test", "Summary.", 7, argv, &cmd),
+                     NUDGEL_CONF_STARTUP_RUN);
+    assert_string_equal(cmd.config_path, path);
+    assert_int_equal(cmd.count, 2);
+    assert_string_equal(cmd.assignments[0], "worker.max_in_flight=7");
+    assert_string_equal(cmd.assignments[1], "kafka.linger.ms=3");
+    assert_string_equal(cmd.error, "");
+
+    /* the file changes: a new configuration sees it, and the same flags still win */
+    free(write_temp("reload.json", "{\"worker\": {\"mode\": \"fast\", \"max_in_flight\": 9}}\n"));
+    nudgel_conf_t *next = nudgel_conf_new("test", tables);
+    assert_int_equal(nudgel_conf_load_cmdline(next, "test", &cmd, errstr, sizeof(errstr)),
+                     NUDGEL_OK);
+    assert_string_equal(nudgel_conf_get_str(next, "worker.mode"), "fast");
+    assert_int_equal(nudgel_conf_get_int(next, "worker.max_in_flight"), 7);
+    assert_string_equal(nudgel_conf_get_str(next, "kafka.client_id"), "test");
+    nudgel_conf_destroy(next);
+
+    /* a bad file: the error names the file and the key */
+    free(write_temp("reload.json", "{\"worker\": {\"mode\": \"reckless\"}}\n"));
+    next = nudgel_conf_new("test", tables);
+    assert_int_equal(nudgel_conf_load_cmdline(next, "test", &cmd, errstr, sizeof(errstr)),
+                     NUDGEL_ERR_CONFIG);
+    assert_non_null(strstr(errstr, path));
+    assert_non_null(strstr(errstr, "worker.mode: \"reckless\" is not one of fast|safe"));
+    nudgel_conf_destroy(next);
+    nudgel_conf_cmdline_clear(&cmd);
+    nudgel_conf_destroy(conf);
+
+    /* a FAIL keeps its problem for the JSON log */
+    char *bad[] = {"test", "-s", "worker.max_in_flight=0", NULL};
+    conf = nudgel_conf_new("test", tables);
+    optind = 0;
+    assert_int_equal(nudgel_conf_startup_cmdline(conf, "test", NULL, 3, bad, &cmd),
+                     NUDGEL_CONF_STARTUP_FAIL);
+    assert_string_equal(cmd.error, "worker.max_in_flight: 0 is out of range [1, 100000]");
+    nudgel_conf_cmdline_clear(&cmd);
+    nudgel_conf_destroy(conf);
+
+    char *version[] = {"test", "--version", NULL};
+    conf = nudgel_conf_new("test", tables);
+    optind = 0;
+    assert_int_equal(nudgel_conf_startup_args(conf, "test", 2, version), NUDGEL_CONF_STARTUP_DONE);
+    nudgel_conf_destroy(conf);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +317,7 @@ int main(void)
         cmocka_unit_test_setup(test_precedence_file_env_flag, clear_env),
         cmocka_unit_test_setup(test_secrets_redacted, clear_env),
         cmocka_unit_test_setup(test_startup_from_args, clear_env),
+        cmocka_unit_test_setup(test_cmdline_kept_for_reload, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

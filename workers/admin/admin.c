@@ -33,6 +33,7 @@
 #include "nudgel/config.h"
 #include "nudgel/log.h"
 #include "nudgel/timeutil.h"
+#include "nudgel/version.h"
 #include "nudgel/webhooks/secretbox.h"
 #include "topics.h"
 #include "webhook_replay.h"
@@ -165,6 +166,7 @@ static void usage(FILE *out)
         "      --pg-dsn DSN        Postgres connection string (pg.dsn)\n"
         "      --print-config      print the effective configuration (secrets redacted)\n"
         "      --print-config-doc  print the configuration reference (Markdown)\n"
+        "      --version           print the version\n"
         "  -h, --help              this text\n"
         "\n"
         "Exit status: 0 ok, 1 operation failed or drift (--fail-on-drift), 2 usage or\n"
@@ -303,6 +305,7 @@ int main(int argc, char **argv)
         OPT_PG_DSN = 256,
         OPT_PRINT_CONFIG,
         OPT_PRINT_DOC,
+        OPT_VERSION,
         OPT_STATUS,
         OPT_ALTER,
         OPT_FAIL_ON_DRIFT,
@@ -328,6 +331,7 @@ int main(int argc, char **argv)
         {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
         {"print-config-doc", no_argument, NULL, OPT_PRINT_DOC},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
         {"status", no_argument, NULL, OPT_STATUS},
         {"alter", no_argument, NULL, OPT_ALTER},
         {"fail-on-drift", no_argument, NULL, OPT_FAIL_ON_DRIFT},
@@ -442,6 +446,10 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            exit_code = EXIT_OK;
+            goto out;
+        case OPT_VERSION:
+            printf("%s %s\n", PROGRAM, nudgel_version());
             exit_code = EXIT_OK;
             goto out;
         case 's':

@@ -98,12 +98,48 @@ nudgel_conf_startup_t nudgel_conf_startup(nudgel_conf_t *conf, const char *progr
 /**
  * @brief The start of a long-running worker, from its command line: the
  * flags every worker takes (-c/--config FILE, -s/--set KEY=VALUE, -X PROP=VALUE
- * for kafka.PROP, --print-config, --print-config-doc, -h/--help), then
- * nudgel_conf_startup(). --help prints the usage and is DONE; an unknown flag
- * prints the usage and is FAIL. Flags are read with getopt_long (optind moves).
+ * for kafka.PROP, --print-config, --print-config-doc, --version, -h/--help),
+ * then nudgel_conf_startup(). --help prints the flags and the configuration
+ * reference on stdout and is DONE; --version prints "program version" and is
+ * DONE; an unknown flag prints the usage on stderr and is FAIL. Flags are read
+ * with getopt_long (optind moves). Same as nudgel_conf_startup_cmdline()
+ * without a summary and without keeping the command line.
  */
 nudgel_conf_startup_t nudgel_conf_startup_args(nudgel_conf_t *conf, const char *program, int argc,
                                                char **argv);
+
+/** What a command line said about the configuration, kept to read it again (SIGHUP). */
+typedef struct nudgel_conf_cmdline {
+    const char *config_path; /* -c FILE, borrowed from argv; NULL: NUDGEL_CONFIG */
+    char **assignments;      /* "key=value" of --set and -X (kafka.PROP=...), in order; owned */
+    size_t count;
+    char error[1024]; /* after a FAIL: the problem as printed, without "program: " */
+} nudgel_conf_cmdline_t;
+
+/**
+ * @brief nudgel_conf_startup_args() with @p summary (borrowed; may be NULL)
+ * printed by --help between the flags and the configuration reference and,
+ * when @p keep is not NULL, the command line (and after a FAIL its problem)
+ * stored in @p keep whatever the result: the caller owns it and frees it with
+ * nudgel_conf_cmdline_clear().
+ */
+nudgel_conf_startup_t nudgel_conf_startup_cmdline(nudgel_conf_t *conf, const char *program,
+                                                  const char *summary, int argc, char **argv,
+                                                  nudgel_conf_cmdline_t *keep);
+
+/**
+ * @brief Loads @p conf (fresh, from nudgel_conf_new()) from the same sources
+ * as at start-up: the file of @p cmdline (or NUDGEL_CONFIG), the environment,
+ * the command line's assignments, then kafka.client_id defaulted to
+ * @p program. Prints and logs nothing. @returns NUDGEL_OK, or
+ * NUDGEL_ERR_CONFIG with "[file: ]key: problem" in @p errstr.
+ */
+nudgel_err_t nudgel_conf_load_cmdline(nudgel_conf_t *conf, const char *program,
+                                      const nudgel_conf_cmdline_t *cmdline, char *errstr,
+                                      size_t errstr_size);
+
+/** @brief Frees what @p cmdline owns and zeroes it. NULL is a no-op. */
+void nudgel_conf_cmdline_clear(nudgel_conf_cmdline_t *cmdline);
 
 /** @brief Applies a JSON file. Errors name the file, the key and the problem. */
 nudgel_err_t nudgel_conf_load_file(nudgel_conf_t *conf, const char *path, char *errstr,

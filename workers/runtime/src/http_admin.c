@@ -19,7 +19,9 @@ struct nudgel_http_admin {
     struct MHD_Daemon *daemon;
     nudgel_metrics_t *metrics;
     nudgel_ready_fn *ready;
-    void *opaque;
+    void *ready_opaque;
+    nudgel_ready_fn *live;
+    void *live_opaque;
     int port;
 };
 
@@ -35,6 +37,22 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, con
     return rc;
 }
 
+/* /healthz and /readyz: 200 "<ok>" or 503 "<not ok>: <why>". */
+static enum MHD_Result respond_check(struct MHD_Connection *conn, nudgel_ready_fn *check,
+                                     void *opaque, const char *ok, const char *not_ok)
+{
+    char why[200] = "", body[256];
+    bool pass = !check || check(opaque, why, sizeof(why));
+    int n = pass ? snprintf(body, sizeof(body), "%s\n", ok)
+                 : snprintf(body, sizeof(body), "%s: %s\n", not_ok, why);
+    if (n < 0)
+        return MHD_NO;
+    if ((size_t)n >= sizeof(body))
+        n = (int)sizeof(body) - 1;
+    return respond(conn, pass ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", body,
+                   (size_t)n, MHD_RESPMEM_MUST_COPY);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -48,14 +66,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n", 19,
                        MHD_RESPMEM_PERSISTENT);
     if (strcmp(url, "/healthz") == 0)
-        return respond(conn, MHD_HTTP_OK, "text/plain", "ok\n", 3, MHD_RESPMEM_PERSISTENT);
-    if (strcmp(url, "/readyz") == 0) {
-        char why[200] = "", body[256];
-        bool ready = !h->ready || h->ready(h->opaque, why, sizeof(why));
-        int n = snprintf(body, sizeof(body), ready ? "ready\n" : "not ready: %s\n", why);
-        return respond(conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", body,
-                       (size_t)n, MHD_RESPMEM_MUST_COPY);
-    }
+        return respond_check(conn, h->live, h->live_opaque, "ok", "not alive");
+    if (strcmp(url, "/readyz") == 0)
+        return respond_check(conn, h->ready, h->ready_opaque, "ready", "not ready");
     if (strcmp(url, "/metrics") == 0) {
         char *text = NULL;
         size_t len = 0;
@@ -77,6 +90,19 @@ nudgel_http_admin_t *nudgel_http_admin_start(const char *address, int port,
                                              nudgel_metrics_t *metrics, nudgel_ready_fn *ready,
                                              void *opaque, char *errstr, size_t errstr_size)
 {
+    nudgel_http_admin_opts_t opts = {.address = address,
+                                     .port = port,
+                                     .metrics = metrics,
+                                     .ready = ready,
+                                     .ready_opaque = opaque};
+    return nudgel_http_admin_serve(&opts, errstr, errstr_size);
+}
+
+nudgel_http_admin_t *nudgel_http_admin_serve(const nudgel_http_admin_opts_t *opts, char *errstr,
+                                             size_t errstr_size)
+{
+    const char *address = opts->address;
+    int port = opts->port;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     nudgel_http_admin_t *h = calloc(1, sizeof(*h));
     if (!h) {
@@ -89,9 +115,11 @@ nudgel_http_admin_t *nudgel_http_admin_start(const char *address, int port,
         free(h);
         return NULL;
     }
-    h->metrics = metrics;
-    h->ready = ready;
-    h->opaque = opaque;
+    h->metrics = opts->metrics;
+    h->ready = opts->ready;
+    h->ready_opaque = opts->ready_opaque;
+    h->live = opts->live;
+    h->live_opaque = opts->live_opaque;
     h->daemon =
         MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_request,
                          h, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
