@@ -4,6 +4,11 @@
  * Each line is built in a stack buffer and written with one write(2), so
  * lines from several threads never interleave. Messages longer than the
  * buffer are cut with an ellipsis rather than split over lines.
+ *
+ * The rate limiter counts lines in fixed intervals: the first line of a
+ * kind opens an interval, `lines` lines pass in it, the rest are counted;
+ * the first line after the interval opens the next one and is preceded by
+ * the count of what was held back.
  */
 #define _GNU_SOURCE
 #include "nudgel/log.h"
@@ -131,4 +136,45 @@ void nudgel_log_emit(nudgel_log_level_t level, const nudgel_log_ctx_t *ctx, cons
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+/* ---- rate limiter ---------------------------------------------------------- */
+
+/* The "N more suppressed" line of @p rl, and the count starts again. */
+static unsigned report_suppressed(nudgel_log_ratelimit_t *rl, nudgel_log_level_t level)
+{
+    unsigned n = rl->suppressed;
+    rl->suppressed = 0;
+    if (n && level >= nudgel_log_threshold)
+        nudgel_log_emit(level, NULL, "%s: %u more line(s) suppressed in the last %lld s",
+                        rl->kind ? rl->kind : "log", n,
+                        (long long)((rl->interval_us + 999999) / 1000000));
+    return n;
+}
+
+bool nudgel_log_ratelimit_allow_at(nudgel_log_ratelimit_t *rl, nudgel_log_level_t level,
+                                   int64_t now_us)
+{
+    unsigned lines = rl->lines ? rl->lines : 1;
+    if (!rl->window_us || now_us - rl->window_us >= rl->interval_us || now_us < rl->window_us) {
+        rl->window_us = now_us ? now_us : 1;
+        rl->written = 0;
+        report_suppressed(rl, level);
+    }
+    if (rl->written >= lines) {
+        rl->suppressed++;
+        return false;
+    }
+    rl->written++;
+    return true;
+}
+
+bool nudgel_log_ratelimit_allow(nudgel_log_ratelimit_t *rl, nudgel_log_level_t level)
+{
+    return nudgel_log_ratelimit_allow_at(rl, level, nudgel_mono_us());
+}
+
+unsigned nudgel_log_ratelimit_flush(nudgel_log_ratelimit_t *rl, nudgel_log_level_t level)
+{
+    return report_suppressed(rl, level);
 }
