@@ -64,6 +64,27 @@ const char *nudgel_log_level_name(nudgel_log_level_t level)
     return "info";
 }
 
+void nudgel_log_trace_id(const char *traceparent, char out[NUDGEL_LOG_TRACE_ID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    out[0] = '\0';
+    /* version "-" trace-id "-" parent-id "-" flags: 2 + 1 + 32 + 1 + 16 + 1 + 2 */
+    if (!traceparent || strlen(traceparent) < 55 || traceparent[2] != '-' ||
+        traceparent[35] != '-' || traceparent[52] != '-')
+        return;
+    bool nonzero = false;
+    for (int i = 0; i < NUDGEL_LOG_TRACE_ID_LEN; i++) {
+        char c = traceparent[3 + i];
+        if (!c || !strchr(hex, c))
+            return;
+        nonzero = nonzero || c != '0';
+    }
+    if (!nonzero)
+        return;
+    memcpy(out, traceparent + 3, NUDGEL_LOG_TRACE_ID_LEN);
+    out[NUDGEL_LOG_TRACE_ID_LEN] = '\0';
+}
+
 /* Appends @p s JSON-escaped; returns the new length, never past cap - 1. */
 static size_t append_escaped(char *buf, size_t len, size_t cap, const char *s)
 {

@@ -160,6 +160,27 @@ static void test_zero_lines_counts_as_one(void **state)
     assert_int_equal(lines, 1);
 }
 
+static void test_trace_id_of_a_traceparent(void **state)
+{
+    (void)state;
+    char id[NUDGEL_LOG_TRACE_ID_LEN + 1];
+    nudgel_log_trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", id);
+    assert_string_equal(id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    static const char *const bad[] = {
+        NULL,
+        "",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473x-00f067aa0ba902b7-01",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        nudgel_log_trace_id(bad[i], id);
+        assert_string_equal(id, "");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +188,7 @@ int main(void)
         cmocka_unit_test(test_flush_reports_what_was_held_back),
         cmocka_unit_test(test_below_the_threshold_nothing_is_written),
         cmocka_unit_test(test_zero_lines_counts_as_one),
+        cmocka_unit_test(test_trace_id_of_a_traceparent),
     };
     return cmocka_run_group_tests(tests, capture, release);
 }

@@ -34,6 +34,15 @@ typedef struct nudgel_log_ctx {
 
 extern nudgel_log_level_t nudgel_log_threshold;
 
+#define NUDGEL_LOG_TRACE_ID_LEN 32 /* hex digits of a W3C trace id */
+
+/**
+ * @brief The trace-id of a W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>")
+ * into @p out, for nudgel_log_ctx_t.trace_id; "" when @p traceparent (may be
+ * NULL) is not one or its trace id is all zeros.
+ */
+void nudgel_log_trace_id(const char *traceparent, char out[NUDGEL_LOG_TRACE_ID_LEN + 1]);
+
 /** @brief Sets the component name written on every line and the level threshold. */
 void nudgel_log_init(const char *component, nudgel_log_level_t threshold);
 
