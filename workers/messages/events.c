@@ -1,13 +1,15 @@
 /*
  * events.c — what the worker tells the world: status events (CloudEvents on
- * the status topic, event ids stable over redeliveries) and dead letters.
- * Each publish counts on the job (msg_t.pending) until Kafka acknowledges it
- * (on_published()); a publish that cannot even be queued marks the job so
- * its offset never moves past it.
+ * the status topic, event ids stable over redeliveries) and dead letters
+ * (logged, a few lines a second at most). Each publish holds the job through
+ * its lifecycle (nudgel/lifecycle.h) until Kafka acknowledges it; a publish
+ * that cannot even be queued marks the job so its offset never moves past
+ * it.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
 
+#include "nudgel/log.h"
 #include "nudgel/timeutil.h"
 
 #include "messages.h"
@@ -72,12 +74,7 @@ void publish_event_for(msg_t *m, const char *subject, const char *tenant, const 
     json_t *ev =
         nudgel_event_build("/nudgel/messages", type, subject, tenant, event_attempt(m),
                            nudgel_now_unix_ms(), m->traceparent[0] ? m->traceparent : NULL, data);
-    m->pending++;
-    if (nudgel_publish_event(m->w->publisher, m->w->topic_status, tenant, ev, m->traceparent, m) !=
-        NUDGEL_OK) {
-        m->pending--;
-        m->publish_failed = true;
-    }
+    nudgel_job_publish_event(&m->life, tenant, ev, m->traceparent);
 }
 
 void publish_event(msg_t *m, const char *status, json_t *data)
@@ -87,10 +84,11 @@ void publish_event(msg_t *m, const char *status, json_t *data)
 
 void publish_dlq(msg_t *m, const char *reason)
 {
-    m->pending++;
-    if (nudgel_publish_dlq(m->w->publisher, m->w->topic_dlq, nudgel_job_message(m->ref), reason,
-                           m) != NUDGEL_OK) {
-        m->pending--;
-        m->publish_failed = true;
-    }
+    const rd_kafka_message_t *km = nudgel_job_kafka(&m->life);
+    nudgel_log_ctx_t ctx = msg_log_ctx(m);
+    NUDGEL_LOG_LIMITED(&m->w->dlq_log, NUDGEL_LOG_WARN, &ctx,
+                       "dead letter to %s: the job at %s[%d]@%lld: %s", m->w->topic_dlq,
+                       rd_kafka_topic_name(km->rkt), (int)km->partition, (long long)km->offset,
+                       reason);
+    nudgel_job_publish_dlq(&m->life, reason);
 }

@@ -5,8 +5,13 @@
  * gate keeps each tenant within its in-flight cap and send rate
  * (tenant_limits.c), parking the rest in the tenant's FIFO so that others
  * sharing its partitions keep moving. leave_gates() gives both places up.
+ *
+ * A parked tenant waits for a time (its rate: a loop timer is armed for the
+ * earliest such time) or for one of its jobs to end (its in-flight cap:
+ * leave_gates() lets it be looked at again). Nothing is retried on a clock.
  */
 #define _GNU_SOURCE
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,6 +26,27 @@ static size_t recipient_key(const msg_t *m, char *key, size_t size)
 }
 
 /*
+ * Until when a tenant refused by @p verdict stays parked: its rate's next
+ * token, or until one of its jobs ends (its in-flight cap; leave_gates()),
+ * or until any job ends (the tenant table full, which its size rules out).
+ */
+static int64_t parked_until(worker_t *w, nudgel_tenant_verdict_t verdict, int64_t retry_at)
+{
+    switch (verdict) {
+    case NUDGEL_TENANT_RATE_LIMITED:
+        return retry_at;
+    case NUDGEL_TENANT_TABLE_FULL:
+        w->tenant_table_full = true;
+        return INT64_MAX;
+    case NUDGEL_TENANT_IN_FLIGHT_CAP:
+        return INT64_MAX;
+    case NUDGEL_TENANT_OK:
+        break;
+    }
+    return 0;
+}
+
+/*
  * Lets @p m go through its tenant's limits when it may, else parks it in
  * the tenant's queue (FIFO) until a job of the tenant ends or its rate
  * allows (gates_tick()).
@@ -30,7 +56,7 @@ static void tenant_gate(worker_t *w, msg_t *m)
     nudgel_keyq_entry_t *e =
         nudgel_keyq_get(w->tenant_waits, m->job.tenant_id, strlen(m->job.tenant_id), true);
     if (!e) {
-        m->publish_failed = true; /* out of memory: comes again */
+        msg_fail(m); /* out of memory: comes again */
         msg_release(m);
         return;
     }
@@ -48,20 +74,23 @@ static void tenant_gate(worker_t *w, msg_t *m)
             to_lane(w, m);
             return;
         }
-        *nudgel_keyq_not_before(e) = verdict == NUDGEL_TENANT_RATE_LIMITED ? retry_at : 0;
+        *nudgel_keyq_not_before(e) = parked_until(w, verdict, retry_at);
     }
     if (!nudgel_keyq_push(w->tenant_waits, e, m)) {
-        m->publish_failed = true;
+        msg_fail(m);
         msg_release(m);
     }
 }
 
-/* Lets the parked jobs of the tenant of @p e go while its limits allow. */
-static void tenant_admit(worker_t *w, nudgel_keyq_entry_t *e)
+/*
+ * Lets the parked jobs of the tenant of @p e go while its limits allow.
+ * @returns false when none is left (and the entry was dropped).
+ */
+static bool tenant_admit(worker_t *w, nudgel_keyq_entry_t *e)
 {
     int64_t now = nudgel_mono_us();
     if (*nudgel_keyq_not_before(e) > now)
-        return;
+        return true;
     msg_t *m;
     while ((m = nudgel_keyq_peek(e))) {
         nudgel_tenant_verdict_t verdict;
@@ -73,13 +102,13 @@ static void tenant_admit(worker_t *w, nudgel_keyq_entry_t *e)
         else if (verdict == NUDGEL_TENANT_OK)
             m->holds_tenant = true;
         if (verdict != NUDGEL_TENANT_OK) {
-            *nudgel_keyq_not_before(e) = verdict == NUDGEL_TENANT_RATE_LIMITED ? retry_at : 0;
-            return;
+            *nudgel_keyq_not_before(e) = parked_until(w, verdict, retry_at);
+            return true;
         }
         nudgel_keyq_pop(w->tenant_waits, e);
         to_lane(w, m);
     }
-    nudgel_keyq_drop_if_idle(w->tenant_waits, e);
+    return !nudgel_keyq_drop_if_idle(w->tenant_waits, e);
 }
 
 /*
@@ -88,17 +117,47 @@ static void tenant_admit(worker_t *w, nudgel_keyq_entry_t *e)
  * allows one again). Done here, not from the callbacks that free a place, so
  * no gate is ever re-entered while it is being walked.
  */
-void gates_tick(worker_t *w)
+void gates_tick(void *opaque)
 {
-    for (size_t i = 0; i < w->recipient_ready.count; i++)
-        tenant_gate(w, w->recipient_ready.items[i]);
-    w->recipient_ready.count = 0;
-    int64_t now = nudgel_mono_us();
-    for (nudgel_keyq_entry_t *e = nudgel_keyq_first_waiting(w->tenant_waits), *next; e; e = next) {
-        next = nudgel_keyq_next_waiting(e);
-        if (*nudgel_keyq_not_before(e) <= now)
-            tenant_admit(w, e);
+    worker_t *w = opaque;
+    msg_t *m;
+    while (nudgel_batchq_shift(w->recipient_ready, (void **)&m, 1) == 1)
+        tenant_gate(w, m);
+    int64_t now = nudgel_mono_us(), next = INT64_MAX;
+    for (nudgel_keyq_entry_t *e = nudgel_keyq_first_waiting(w->tenant_waits), *after; e;
+         e = after) {
+        after = nudgel_keyq_next_waiting(e);
+        if (*nudgel_keyq_not_before(e) <= now && !tenant_admit(w, e))
+            continue; /* its last job went on: the entry is gone */
+        int64_t until = *nudgel_keyq_not_before(e);
+        if (until > now && until < next)
+            next = until;
     }
+    if (next != INT64_MAX)
+        nudgel_timer_arm_by(w->gates_timer, next);
+}
+
+/* A rate-limited tenant's time came: gates_tick(), a turn hook, runs after the timers. */
+static void on_gates_timer(void *opaque)
+{
+    (void)opaque;
+}
+
+nudgel_err_t gates_open(worker_t *w, char *errstr, size_t errstr_size)
+{
+    if (!(w->gates_timer = nudgel_timer_new(w->loop, on_gates_timer, w))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NUDGEL_ERR_NO_MEMORY;
+    }
+    return NUDGEL_OK;
+}
+
+void gates_limits_changed(worker_t *w)
+{
+    for (nudgel_keyq_entry_t *e = nudgel_keyq_first_waiting(w->tenant_waits); e;
+         e = nudgel_keyq_next_waiting(e))
+        *nudgel_keyq_not_before(e) = 0;
+    kick(w);
 }
 
 /*
@@ -113,7 +172,7 @@ void recipient_gate(worker_t *w, msg_t *m)
     size_t len = recipient_key(m, key, sizeof(key));
     nudgel_keyq_entry_t *e = len ? nudgel_keyq_get(w->recipients, key, len, true) : NULL;
     if (!e) {
-        m->publish_failed = true;
+        msg_fail(m);
         msg_release(m);
         return;
     }
@@ -122,7 +181,7 @@ void recipient_gate(worker_t *w, msg_t *m)
         m->holds_recipient = true;
         tenant_gate(w, m);
     } else if (!nudgel_keyq_push(w->recipients, e, m)) {
-        m->publish_failed = true;
+        msg_fail(m);
         msg_release(m);
     }
 }
@@ -135,8 +194,14 @@ void leave_gates(worker_t *w, msg_t *m)
         nudgel_throttle_tenants_release(w->tenants, m->job.tenant_id);
         nudgel_keyq_entry_t *e =
             nudgel_keyq_get(w->tenant_waits, m->job.tenant_id, strlen(m->job.tenant_id), false);
-        if (e)
-            *nudgel_keyq_not_before(e) = 0; /* gates_tick() admits, later this turn */
+        if (e && nudgel_keyq_waiting(e)) {
+            *nudgel_keyq_not_before(e) = 0; /* gates_tick() admits */
+            kick(w);
+        }
+        if (w->tenant_table_full) {
+            w->tenant_table_full = false;
+            gates_limits_changed(w);
+        }
     }
     if (m->holds_recipient) {
         m->holds_recipient = false;
@@ -148,10 +213,11 @@ void leave_gates(worker_t *w, msg_t *m)
         msg_t *next = nudgel_keyq_pop(w->recipients, e);
         if (next) {
             next->holds_recipient = true; /* the place passes on; holders stays 1 */
-            if (!queue_push(&w->recipient_ready, next)) {
-                next->publish_failed = true;
+            if (nudgel_batchq_push(w->recipient_ready, next) != NUDGEL_OK) {
+                msg_fail(next);
                 msg_release(next);
             }
+            kick(w); /* gates_tick() takes it on */
         } else {
             *nudgel_keyq_holders(e) = 0;
             nudgel_keyq_drop_if_idle(w->recipients, e);

@@ -2,10 +2,15 @@
  * gateway_lanes.c — one lane per gateway: a token bucket at this worker's
  * fleet share of the gateway's TPS, a cap on submissions awaiting an answer,
  * and a circuit breaker whose open circuit sends jobs on along their route.
- * Jobs wait on a lane for a token; submit() sends them on curl multi and
+ * Jobs wait on a lane for a token (a loop timer is armed for the earliest
+ * next token of a lane with jobs waiting) or for an answer (the in-flight
+ * cap); submit() sends them with the HTTP client on the loop and
  * on_gateway_answer() classifies the answer into an outcome (outcomes.c).
+ * A gateway's error answers and its breaker's transitions are logged, at
+ * most a few lines a second per gateway.
  */
 #define _GNU_SOURCE
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +18,9 @@
 #include "nudgel/timeutil.h"
 
 #include "messages.h"
+
+#define ANSWERS_LOG_LINES 5 /* per gateway per second: 4xx, 5xx, transport errors */
+#define BREAKER_LOG_LINES 5 /* per gateway per second: circuit transitions */
 
 static gateway_lane_t *lane_for(worker_t *w, const nudgel_gateway_t *gw)
 {
@@ -33,9 +41,28 @@ static void enqueue_on_lane(gateway_lane_t *lane, msg_t *m)
     lane->tail = m;
 }
 
+/* Whether @p lane's circuit is open and not yet due for a probe. */
+static bool circuit_open(const gateway_lane_t *lane, int64_t now_us)
+{
+    return lane->breaker.state == NUDGEL_BREAKER_OPEN &&
+           now_us - lane->breaker.opened_at_us < lane->breaker.open_us;
+}
+
+/* Logs a change of @p lane's circuit (rate-limited per gateway). */
+static void breaker_changed(gateway_lane_t *lane, nudgel_breaker_state_t before)
+{
+    if (lane->breaker.state == before)
+        return;
+    NUDGEL_LOG_LIMITED(&lane->breaker_log, NUDGEL_LOG_WARN, NULL, "gateway %s: circuit %s (was %s)",
+                       nudgel_gateway_name(lane->gateway),
+                       nudgel_breaker_state_name(lane->breaker.state),
+                       nudgel_breaker_state_name(before));
+}
+
 /*
  * The first gateway of @p m's route, after @p after (NULL: from the start),
- * whose circuit is not open; NULL when every one is.
+ * whose circuit is not open (an open one whose time is up takes a probe);
+ * NULL when every one is.
  */
 static gateway_lane_t *next_open_lane(worker_t *w, const msg_t *m, const nudgel_gateway_t *after)
 {
@@ -43,9 +70,10 @@ static gateway_lane_t *next_open_lane(worker_t *w, const msg_t *m, const nudgel_
     if (after)
         while (i < m->route.count && m->route.gateways[i] != after)
             i++;
+    int64_t now = nudgel_mono_us();
     for (i = after ? i + 1 : 0; i < m->route.count; i++) {
         gateway_lane_t *lane = lane_for(w, m->route.gateways[i]);
-        if (lane && lane->breaker.state != NUDGEL_BREAKER_OPEN)
+        if (lane && !circuit_open(lane, now))
             return lane;
     }
     return NULL;
@@ -99,11 +127,22 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
     const char *gw = nudgel_gateway_name(m->gateway);
     gateway_lane_t *lane = lane_for(w, m->gateway);
     lane->in_flight--;
+    if (r->transport_error || r->status >= 400) {
+        nudgel_log_ctx_t ctx = msg_log_ctx(m);
+        char answer[64];
+        if (r->transport_error || r->status == 0)
+            snprintf(answer, sizeof(answer), "%s", r->timed_out ? "timed out" : "no answer");
+        else
+            snprintf(answer, sizeof(answer), "HTTP %ld", r->status);
+        NUDGEL_LOG_LIMITED(&lane->answers_log, NUDGEL_LOG_WARN, &ctx,
+                           "gateway %s: %s after %.0f ms (%s: %s)%s", gw, answer, r->total_ms,
+                           out.error_code[0] ? out.error_code : "-",
+                           out.error_message[0] ? out.error_message : r->error,
+                           out.kind == NUDGEL_GATEWAY_TRANSIENT ? "; will retry" : "");
+    }
     nudgel_breaker_state_t before = lane->breaker.state;
     nudgel_breaker_record(&lane->breaker, out.kind == NUDGEL_GATEWAY_TRANSIENT, nudgel_mono_us());
-    if (lane->breaker.state != before)
-        nudgel_log_warn("gateway %s: circuit %s", gw,
-                        nudgel_breaker_state_name(lane->breaker.state));
+    breaker_changed(lane, before);
     leave_gates(w, m);
     switch (out.kind) {
     case NUDGEL_GATEWAY_SENT:
@@ -163,18 +202,27 @@ static void submit(msg_t *m)
 /*
  * Sends what each gateway allows now (its token bucket, its in-flight cap,
  * its circuit); a job whose gateway's circuit opened while it waited moves to
- * the next gateway of its route, or to a retry tier when none is left.
+ * the next gateway of its route, or to a retry tier when none is left. A lane
+ * left waiting for a token arms the lanes' timer for it; one waiting for an
+ * answer goes on when the answer comes (this hook runs again).
  */
-void drain_lanes(worker_t *w)
+void drain_lanes(void *opaque)
 {
-    int64_t now = nudgel_mono_us();
+    worker_t *w = opaque;
+    int64_t now = nudgel_mono_us(), next = INT64_MAX;
     for (size_t i = 0; i < w->lane_count; i++) {
         gateway_lane_t *lane = &w->lanes[i];
         while (lane->head && lane->in_flight < w->gateway_max_in_flight) {
             msg_t *m = lane->head;
-            if (nudgel_throttle_bucket_tokens(lane->bucket, now) < 1)
+            if (nudgel_throttle_bucket_tokens(lane->bucket, now) < 1) {
+                int64_t due = nudgel_throttle_bucket_next_available(lane->bucket, 1, now);
+                if (due < next)
+                    next = due;
                 break;
+            }
+            nudgel_breaker_state_t before = lane->breaker.state;
             bool allowed = nudgel_breaker_allow(&lane->breaker, now);
+            breaker_changed(lane, before);
             if (allowed)
                 nudgel_throttle_bucket_try_take(lane->bucket, 1, now);
             lane->head = m->next_waiting;
@@ -184,9 +232,9 @@ void drain_lanes(worker_t *w)
                 submit(m);
                 continue;
             }
-            gateway_lane_t *next = next_open_lane(w, m, lane->gateway);
-            if (next) {
-                enqueue_on_lane(next, m);
+            gateway_lane_t *other = next_open_lane(w, m, lane->gateway);
+            if (other) {
+                enqueue_on_lane(other, m);
             } else {
                 leave_gates(w, m);
                 retry_or_give_up(m, "circuit_open",
@@ -195,6 +243,8 @@ void drain_lanes(worker_t *w)
             }
         }
     }
+    if (next != INT64_MAX)
+        nudgel_timer_arm_by(w->lanes_timer, next);
 }
 
 /*
@@ -233,14 +283,28 @@ void update_fleet_share(worker_t *w)
  * MAX_GATEWAYS), each bucket at the gateway's full TPS until the first
  * assignment (update_fleet_share()).
  */
+/* A lane's next token is due: drain_lanes(), a turn hook, runs after the timers. */
+static void on_lanes_timer(void *opaque)
+{
+    (void)opaque;
+}
+
 nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size)
 {
+    if (!(w->lanes_timer = nudgel_timer_new(w->loop, on_lanes_timer, w))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NUDGEL_ERR_NO_MEMORY;
+    }
     if (nudgel_gateway_set_load(nudgel_conf_get_str(w->conf, "messages.gateways_file"),
                                 &w->gateways, errstr, errstr_size) != NUDGEL_OK)
         return NUDGEL_ERR_CONFIG;
     for (size_t i = 0; i < nudgel_gateway_set_count(w->gateways) && i < MAX_GATEWAYS; i++) {
         gateway_lane_t *lane = &w->lanes[w->lane_count++];
         lane->gateway = nudgel_gateway_set_at(w->gateways, i);
+        lane->answers_log = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT(
+            "gateway error answers", ANSWERS_LOG_LINES, 1000);
+        lane->breaker_log = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT(
+            "gateway circuit transitions", BREAKER_LOG_LINES, 1000);
         nudgel_breaker_init(
             &lane->breaker, (uint32_t)nudgel_conf_get_int(w->conf, "messages.breaker_window"),
             (uint32_t)nudgel_conf_get_int(w->conf, "messages.breaker_min_calls"),
@@ -254,9 +318,29 @@ nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size)
     return NUDGEL_OK;
 }
 
+void gateway_lanes_reload(worker_t *w, const nudgel_conf_t *conf)
+{
+    uint32_t min_calls = (uint32_t)nudgel_conf_get_int(conf, "messages.breaker_min_calls");
+    double ratio = (double)nudgel_conf_get_int(conf, "messages.breaker_failure_percent") / 100.0;
+    int64_t open_us = nudgel_conf_get_int(conf, "messages.breaker_open_ms") * 1000;
+    for (size_t i = 0; i < w->lane_count; i++) {
+        nudgel_breaker_t *b = &w->lanes[i].breaker;
+        b->min_calls = min_calls;
+        b->failure_ratio = ratio;
+        b->open_us = open_us;
+    }
+}
+
 void gateway_lanes_close(worker_t *w)
 {
-    for (size_t i = 0; i < w->lane_count; i++)
+    for (size_t i = 0; i < w->lane_count; i++) {
         nudgel_throttle_bucket_free(w->lanes[i].bucket);
+        nudgel_log_ratelimit_flush(&w->lanes[i].answers_log, NUDGEL_LOG_WARN);
+        nudgel_log_ratelimit_flush(&w->lanes[i].breaker_log, NUDGEL_LOG_WARN);
+    }
+    w->lane_count = 0;
     nudgel_gateway_set_free(w->gateways);
+    w->gateways = NULL;
+    nudgel_timer_free(w->lanes_timer);
+    w->lanes_timer = NULL;
 }

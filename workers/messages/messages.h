@@ -2,30 +2,38 @@
  * messages.h — the messages worker's private header (nudgel-messages only):
  * its types, and the functions its stage files call across each other.
  *
- * One event loop (main.c). Each turn:
- *   1. intake.c: poll up to 256 jobs (jobs topic and retry tiers); a
- *      malformed one goes to the DLQ with a failed event, a retry not yet due
- *      is handed back;
- *   2. claims.c: claim every parsed job in one Postgres statement (templates
- *      they need loaded into the cache first: templates.c) — DESIGN §5
- *      idempotency by claim;
+ * The worker runs on the shared skeleton (nudgel/worker.h): main.c holds the
+ * configuration table, the role table and the wiring; every stage below is
+ * an fd, a timer or a turn hook of the one event loop, and nothing waits
+ * anywhere but in the loop. A job's way through the stages:
+ *   1. intake.c: the two consumers (jobs topic, retry tiers) say when there
+ *      is something to poll; jobs are polled while there is room under
+ *      messages.max_in_flight. A malformed one goes to the DLQ with a failed
+ *      event, a retry not yet due is handed back;
+ *   2. claims.c: every parsed job in hand is claimed in one statement on the
+ *      "claims" connection (DESIGN §5 idempotency by claim), once the
+ *      templates the batch needs are loaded (templates.c, on the "lookups"
+ *      connection: the batch waits for its lookups);
  *   3. prepare.c: a claimed job's expiry, body (text or template), GSM-7/UCS-2
  *      segments, route; then two gates (gates.c): one recipient's (tenant, to)
  *      jobs in order, and the tenant's in-flight cap and send rate
  *      (tenant_limits.c); then its gateway's lane (gateway_lanes.c: token
  *      bucket at the fleet share of the gateway's TPS, in-flight cap, circuit
- *      breaker with fallback along the route);
- *   4. gateway_lanes.c: HTTP submissions on curl multi; answers classified;
- *   5. outcomes.c: every outcome of the turn written in one statement
- *      (receipt + history, released claims), and only then its status event,
- *      dead letter (events.c) or retry hop; a job's offset is stored once
- *      Kafka acknowledged them all.
- * Postgres unreachable (pg_lane.c): intake pauses, jobs in hand wait in their
- * queues, reconnects back off; nothing is published before it is durable.
+ *      breaker with fallback along the route; HTTP on the loop);
+ *   4. outcomes.c: the outcomes are written in one statement on the
+ *      "outcomes" connection (receipt + history, released claims), and only
+ *      then its status event, dead letter (events.c) or retry hop go out; a
+ *      job's offset is stored once Kafka acknowledged them all (the job
+ *      lifecycle, nudgel/lifecycle.h).
+ * Postgres (postgres.c): three non-blocking connections (nudgel/pgconn.h).
+ * While one is down, intake pauses, jobs in hand wait in their queues, a
+ * statement whose fate is unknown goes back to the front of its queue;
+ * nothing is published before it is durable.
  *
  * Threading: one thread; everything below runs on the event loop. A msg_t is
- * allocated by intake_handle() and freed by msg_release() only; in between,
- * the queues, gates, lanes and callbacks that hold it borrow it.
+ * allocated by intake and freed by the lifecycle's finished callback
+ * (msg_finished()) only; in between, the queues, gates, lanes and callbacks
+ * that hold it borrow it.
  */
 #ifndef NUDGEL_MESSAGES_H
 #define NUDGEL_MESSAGES_H
@@ -36,6 +44,7 @@
 
 #include <libpq-fe.h>
 
+#include "nudgel/batchq.h"
 #include "nudgel/breaker.h"
 #include "nudgel/config.h"
 #include "nudgel/consumer.h"
@@ -44,15 +53,20 @@
 #include "nudgel/http_client.h"
 #include "nudgel/job.h"
 #include "nudgel/keyq.h"
+#include "nudgel/lifecycle.h"
+#include "nudgel/log.h"
 #include "nudgel/metrics.h"
+#include "nudgel/pgconn.h"
 #include "nudgel/publisher.h"
 #include "nudgel/receipts.h"
 #include "nudgel/sms_encoding.h"
 #include "nudgel/throttle.h"
+#include "nudgel/topics.h"
+#include "nudgel/worker.h"
 
 #define PROGRAM      "nudgel-messages"
-#define TIERS        4
 #define MAX_GATEWAYS 32
+#define TIERS_MAX    NUDGEL_RETRY_TIERS_MAX
 
 typedef struct worker worker_t;
 
@@ -80,25 +94,34 @@ typedef struct outcome {
     bool release_claim; /* we hold the claim (not so for someone else's in-progress claim) */
 } outcome_t;
 
+/* What a template job took from the cache before its claim (templates.c). */
+typedef enum template_state {
+    TPL_NONE = 0, /* not taken yet (or the job has a body) */
+    TPL_BODY,     /* tpl_text is the body */
+    TPL_ABSENT,   /* no such template */
+    TPL_FAILED,   /* the lookup failed; tpl_text is why */
+} template_state_t;
+
 /* One job from poll to done. */
 typedef struct msg {
+    nudgel_job_life_t life; /* its lifecycle: publishes held, done/defer/fatal */
     worker_t *w;
-    nudgel_consumer_t *from; /* the consumer that polled it */
-    nudgel_job_ref_t *ref;
-    int receipt_attempt; /* the receipt's attempt (claims) once claimed; 0 before */
+    struct msg *prev, *next; /* every job alive (teardown abandons what is left) */
+    int receipt_attempt;     /* the receipt's attempt (claims) once claimed; 0 before */
     nudgel_message_job_t job;
     bool parsed;
     int attempt;           /* retry hops so far (nudgel-attempt header) */
     int64_t first_seen_ms; /* nudgel-first-seen, or now */
     char traceparent[64];
+    char trace_id[NUDGEL_LOG_TRACE_ID_LEN + 1]; /* for its log lines */
+    template_state_t tpl;
+    char *tpl_text;
     char *text;
     nudgel_sms_info_t sms;
     const nudgel_gateway_t *gateway;
     nudgel_gateway_route_t route; /* the gateways it may use, primary first */
     bool holds_recipient;         /* the head of its (tenant, to) queue */
     bool holds_tenant;            /* counted in its tenant's in-flight */
-    int pending;                  /* publishes not yet acknowledged */
-    bool publish_failed;
     outcome_t *out;           /* allocated when the job's turn ends (keeps jobs in flight small) */
     struct msg *next_waiting; /* in its gateway's token queue */
 } msg_t;
@@ -110,44 +133,62 @@ typedef struct gateway_lane {
     size_t in_flight;   /* submissions awaiting an answer */
     double rate;        /* this worker's share of the gateway's TPS */
     msg_t *head, *tail; /* jobs waiting for a token */
+    nudgel_log_ratelimit_t answers_log; /* 4xx, 5xx and transport errors */
+    nudgel_log_ratelimit_t breaker_log; /* circuit transitions */
 } gateway_lane_t;
 
-/* A growable array of jobs waiting for one Postgres statement. */
-typedef struct msg_queue {
-    msg_t **items;
-    size_t count, cap;
-} msg_queue_t;
-
-/*
- * One Postgres connection driven by the event loop (non-blocking libpq): at
- * most one batched statement in flight; what arrives meanwhile waits in the
- * queue and goes with the next statement, so batches grow with the load.
- */
-typedef struct pg_lane {
-    const char *name; /* "claims", "outcomes" */
-    PGconn *conn;
-    bool busy;     /* a statement is in flight */
-    bool flushing; /* its bytes are not all sent yet */
+/* The claim statement in flight on the claims connection (claims.c). */
+typedef struct claim_batch {
     msg_t *batch[NUDGEL_RECEIPTS_BATCH_MAX];
     size_t n;
-    /* claims: phase 1 inserts the new ones; phase 2 runs the full protocol for the rest */
-    int phase;
+    int phase; /* 1 inserts the new ones; 2 runs the full protocol for the rest */
     nudgel_receipt_claim_t claims[NUDGEL_RECEIPTS_BATCH_MAX];
     bool claimed[NUDGEL_RECEIPTS_BATCH_MAX];
-    /* outcomes */
+} claim_batch_t;
+
+/* The outcome statement in flight on the outcomes connection (outcomes.c). */
+typedef struct record_batch {
+    msg_t *batch[NUDGEL_RECEIPTS_BATCH_MAX];
+    size_t n;
     nudgel_receipt_result_t results[NUDGEL_RECEIPTS_BATCH_MAX];
     nudgel_receipt_applied_t applied[NUDGEL_RECEIPTS_BATCH_MAX];
     int result_of[NUDGEL_RECEIPTS_BATCH_MAX];
     char event_ids[NUDGEL_RECEIPTS_BATCH_MAX][NUDGEL_EVENT_ID_LEN + 1];
     const char *release_ids[NUDGEL_RECEIPTS_BATCH_MAX];
     size_t nresults, nreleases;
-} pg_lane_t;
+} record_batch_t;
 
-/* A cached template body (NULL: the template does not exist). */
-typedef struct cached_template {
-    char *body;
-    int64_t loaded_us;
-} cached_template_t;
+/*
+ * One statement waiting for the lookups connection (postgres.c): a template,
+ * the tenant limits, a claim of one job. A lookup is one malloc'd block that
+ * starts with this struct; the stage that made it owns the rest.
+ */
+typedef struct lookup lookup_t;
+struct lookup {
+    lookup_t *next;
+    const char *what; /* for logs: "loading a template" */
+    /* Sends its statement on @p conn (PQsendQueryParams). An error other than
+     * NUDGEL_ERR_PG_UNREACHABLE ends the lookup: done() gets it. */
+    nudgel_err_t (*send)(worker_t *w, lookup_t *lk, PGconn *conn, char *errstr,
+                         size_t errstr_size);
+    /* Its result (@p res NULL when @p err is not NUDGEL_OK); frees @p lk.
+     * Never called with NUDGEL_ERR_PG_UNREACHABLE: a lookup whose connection
+     * was lost stays queued and is sent again once it is back. */
+    void (*done)(worker_t *w, lookup_t *lk, PGconn *conn, const PGresult *res, nudgel_err_t err,
+                 const char *errstr);
+};
+
+/* A Postgres connection of the worker and its readiness condition (postgres.c). */
+typedef struct pg_link {
+    worker_t *w;
+    const char *name; /* "claims", "outcomes", "lookups" */
+    nudgel_pgconn_t *conn;
+    nudgel_ready_cond_t *ready;
+    bool up;
+} pg_link_t;
+
+/* A cached template body (templates.c), on the cache's eviction list. */
+typedef struct cached_template cached_template_t;
 
 /* A row of nudgel.tenant_limits. */
 typedef struct tenant_limit_row {
@@ -156,104 +197,155 @@ typedef struct tenant_limit_row {
 } tenant_limit_row_t;
 
 struct worker {
-    nudgel_conf_t *conf;
+    nudgel_worker_t *rt; /* the skeleton */
+    nudgel_loop_t *loop;
+    const nudgel_conf_t *conf; /* the start-up configuration */
+    nudgel_lifecycle_t *lc;
     nudgel_consumer_t *consumer;       /* the jobs topic (group messages.group_id) */
     nudgel_consumer_t *retry_consumer; /* the retry tiers (group messages.group_id + ".retry") */
     nudgel_publisher_t *publisher;
     nudgel_http_t *http;
+    msg_t *jobs; /* every job alive */
+
+    /* intake.c */
+    bool want_poll[2];        /* [0] retry tiers, [1] jobs: a poll may find something */
+    bool draining;            /* SIGTERM: no more jobs */
+    nudgel_timer_t *at_cap;   /* at the in-flight cap: one poll every 500 ms still */
+    nudgel_ready_cond_t *kafka_ready;
+    nudgel_log_ratelimit_t malformed_log;
+
+    /* gateway_lanes.c */
     nudgel_gateway_set_t *gateways;
     gateway_lane_t lanes[MAX_GATEWAYS];
     size_t lane_count;
-    PGconn *pg;                /* blocking: templates, tenant limits, single-claim fallback */
-    pg_lane_t *claim_lane;     /* non-blocking: batched claims */
-    pg_lane_t *record_lane;    /* non-blocking: batched outcomes */
-    bool pg_down;              /* intake paused until a reconnect works */
-    int64_t pg_retry_at_us;    /* next reconnect attempt */
-    int64_t pg_backoff_ms;     /* doubles up to pg_backoff_max_ms */
-    int64_t pg_backoff_max_ms; /* messages.pg_reconnect_max_ms */
-    msg_queue_t to_claim;      /* parsed jobs waiting for the batched claim */
-    msg_queue_t to_record;     /* outcomes waiting for the batched write */
+    nudgel_timer_t *lanes_timer; /* the next token of a lane with jobs waiting */
+    int32_t total_partitions;    /* of the jobs topic */
+    int32_t shared_with;         /* assigned partitions the lane rates were computed for */
+
+    /* postgres.c */
+    pg_link_t pg_claims, pg_outcomes, pg_lookups;
+    bool pg_ok;                  /* all three up and the tenant limits read: intake may run */
+    lookup_t *lookups, *lookups_tail;
+    size_t lookup_count;
+    bool lookup_sent;            /* the head lookup is in flight */
+
+    /* claims.c */
+    nudgel_batchq_t *to_claim; /* parsed jobs waiting for the batched claim */
+    claim_batch_t *claim;
+    size_t claims_one_pending;   /* single claims (the fallback) not yet answered */
+    int64_t claim_wait_since_us; /* the head batch waits for template lookups since */
+    bool claim_recheck;          /* a template lookup ended: look at the batch again */
+
+    /* outcomes.c */
+    nudgel_batchq_t *to_record; /* outcomes waiting for the batched write */
+    record_batch_t *record;
+    nudgel_log_ratelimit_t dlq_log;
+
+    /* gates.c */
     nudgel_keyq_t *recipients; /* (tenant, to) → jobs waiting for the one ahead */
     nudgel_keyq_t *tenant_waits;
     nudgel_throttle_tenants_t *tenants;
+    nudgel_batchq_t *recipient_ready; /* jobs whose recipient's turn came: to the tenant gate */
+    nudgel_timer_t *gates_timer;      /* a rate-limited tenant's next send */
+    bool tenant_table_full;           /* a tenant waits for any job to end */
+
+    /* tenant_limits.c */
     nudgel_tenant_limits_t tenant_defaults;
-    msg_queue_t recipient_ready;       /* jobs whose recipient's turn came: to the tenant gate */
     tenant_limit_row_t *tenant_limits; /* sorted by tenant */
     size_t tenant_limit_count;
-    int64_t tenant_limits_at_us, tenant_limits_every_us;
+    int64_t tenant_limits_every_us;
+    nudgel_timer_t *limits_timer;
+    bool limits_loaded;  /* read once (or given up on with a statement error) */
+    bool limits_pending; /* a read is queued on the lookups connection */
+
+    /* templates.c */
     nudgel_keyq_t *templates; /* "tenant\0name\0locale" → cached_template_t */
+    cached_template_t *tpl_oldest, *tpl_newest;
+    size_t template_count, template_max;
     int64_t template_ttl_us;
+
+    /* settings */
     char worker_id[128];
-    char topic_jobs[256], topic_status[256], topic_dlq[256], topic_retry[TIERS][256];
+    const char *topic_jobs, *topic_status, *topic_dlq;
+    const char *topic_retry[TIERS_MAX];
+    int64_t tier_delay_ms[TIERS_MAX];
+    int tiers;
     int64_t stale_ms, validity_ms;
-    int64_t tier_delay_ms[TIERS];
     size_t max_in_flight;
     size_t gateway_max_in_flight;
     const char *callback_url;
-    nudgel_metrics_t *metrics;
+
+    /* metrics */
     nudgel_metric_t *m_outcomes, *m_in_flight, *m_submit_latency, *m_waiting, *m_pg_up, *m_pg_batch;
-    /* The job being handled right after its poll: the only one that can still be
-     * handed back to the consumer (nudgel_consumer_defer) if it cannot finish. */
-    msg_t *current;
-    int32_t total_partitions; /* of the jobs topic */
-    int32_t shared_with;      /* assigned partitions the lane rates were computed for */
-    /* A job whose outcome could not be made durable once it was no longer the
-     * newest polled: it cannot be handed back, so the process stops without
-     * storing its offset and the job is re-delivered (the claim makes that safe). */
-    bool fatal_stop;
 };
 
-/* ---- queue.c: msg_queue_t (items borrowed) ------------------------------ */
+/* ---- main.c ---------------------------------------------------------------- */
 
-/* Appends @p m; false when out of memory (the queue is unchanged). */
-bool queue_push(msg_queue_t *q, msg_t *m);
-/* Drops the first @p n items, keeping the order of the rest. */
-void queue_shift(msg_queue_t *q, size_t n);
-/* Puts @p n items back at the front, in order (they were shifted out just before). */
-void queue_unshift(msg_queue_t *q, msg_t **items, size_t n);
+/* A stage queued work for a stage whose hook may already have run this turn. */
+void kick(worker_t *w);
 
 /* ---- intake.c ------------------------------------------------------------ */
 
-/* A job just polled (@p ref from @p from): due? parseable? Then it waits for the claim. */
-void intake_handle(worker_t *w, nudgel_consumer_t *from, nudgel_job_ref_t *ref);
+/* Opens both consumers and puts them on the loop, with the at-cap timer. */
+nudgel_err_t intake_open(worker_t *w, char *errstr, size_t errstr_size);
+/* Leaves the groups (what is still in flight is re-delivered). */
+void intake_close(worker_t *w);
+/* Turn hook: polls again when room freed up; Kafka readiness; the gauges. */
+void intake_turn(void *opaque);
+/* SIGTERM: no more jobs. */
+void intake_drain(worker_t *w);
+/* Jobs polled and not yet done, from both consumers. */
+size_t intake_in_flight(const worker_t *w);
+/* Postgres unreachable (pause) or back (resume): every partition of both consumers. */
+void intake_pause(worker_t *w, bool pause);
 /* A job that cannot be taken: a failed status event and a dead letter with @p reason. */
 void reject_malformed(worker_t *w, msg_t *m, const char *reason);
 
 /* ---- claims.c ------------------------------------------------------------ */
 
-/* The claims lane: collects the statement in flight, sends the next batch. */
-void claims_pump(worker_t *w);
+/* Turn hook: sends the next batched claim when the claims connection is free. */
+void claims_pump(void *opaque);
+
+/* ---- templates.c --------------------------------------------------------- */
+
+/* Frees the cache (teardown). */
+void templates_close(worker_t *w);
+/*
+ * Gives every template job of the first @p n jobs waiting for the claim its
+ * template from the cache (fresh, or loaded since the batch began waiting),
+ * asking the lookups connection for the missing ones. @returns true when
+ * every one of them has its template; false: the batch waits.
+ */
+bool templates_take(worker_t *w, size_t n);
+/* Evicts the oldest entries beyond messages.template_cache_max. */
+void templates_trim(worker_t *w);
 
 /* ---- prepare.c ----------------------------------------------------------- */
 
 /* A claimed job: expiry, body, segments, route, then the recipient gate. */
 void prepare_and_route(worker_t *w, msg_t *m);
 
-/* ---- templates.c --------------------------------------------------------- */
-
-/* Frees a cache entry (nudgel_keyq_free_with() callback for w->templates). */
-void cached_template_free(void *p);
-/* The cache entry of @p j's template when fresh (borrowed); NULL when absent or stale. */
-cached_template_t *template_cached(worker_t *w, const nudgel_message_job_t *j);
-/* Loads @p j's template (by name and locale, else "en") into the cache. */
-nudgel_err_t template_load(worker_t *w, const nudgel_message_job_t *j, char *errstr,
-                           size_t errstr_size);
-
 /* ---- tenant_limits.c ----------------------------------------------------- */
 
-/* Reads nudgel.tenant_limits again when due (and Postgres is up). */
+/* Arms the refresh timer; the first read goes out when the lookups connection is up. */
+nudgel_err_t tenant_limits_open(worker_t *w, char *errstr, size_t errstr_size);
+/* Reads nudgel.tenant_limits now (unless a read is pending). */
 void tenant_limits_refresh(worker_t *w);
 /* @p tenant's limits (borrowed from the worker): its row, else the defaults. */
 const nudgel_tenant_limits_t *limits_of(worker_t *w, const char *tenant);
 
 /* ---- gates.c ------------------------------------------------------------- */
 
+/* Makes the gates' timer (freed in teardown). */
+nudgel_err_t gates_open(worker_t *w, char *errstr, size_t errstr_size);
 /* Into the recipient gate: the head of its (tenant, to) queue goes on, others wait. */
 void recipient_gate(worker_t *w, msg_t *m);
-/* Each turn: recipients whose turn came to their tenant's gate; parked tenants again. */
-void gates_tick(worker_t *w);
+/* Turn hook: recipients whose turn came to their tenant's gate; parked tenants again. */
+void gates_tick(void *opaque);
 /* @p m's submission is over (answered, or abandoned before it): free its places. */
 void leave_gates(worker_t *w, msg_t *m);
+/* The tenant limits changed: every parked tenant gets another look. */
+void gates_limits_changed(worker_t *w);
 
 /* ---- gateway_lanes.c ----------------------------------------------------- */
 
@@ -262,10 +354,12 @@ nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size);
 void gateway_lanes_close(worker_t *w);
 /* Onto its gateway's lane, or a retry hop when every circuit of its route is open. */
 void to_lane(worker_t *w, msg_t *m);
-/* Sends what each gateway allows now (tokens, in-flight cap, circuit). */
-void drain_lanes(worker_t *w);
+/* Turn hook: sends what each gateway allows now (tokens, in-flight cap, circuit). */
+void drain_lanes(void *opaque);
 /* Lane rates at this worker's share of the jobs topic's partitions, when it changed. */
 void update_fleet_share(worker_t *w);
+/* SIGHUP: the breakers' settings that may change live. */
+void gateway_lanes_reload(worker_t *w, const nudgel_conf_t *conf);
 
 /* ---- outcomes.c ---------------------------------------------------------- */
 
@@ -278,12 +372,24 @@ void retry_or_give_up(msg_t *m, const char *error_code, const char *error_messag
                       int64_t retry_after_ms);
 /* Another worker holds a fresh claim: come back once it could be stale. */
 void wait_for_other_claim(msg_t *m);
-/* The outcomes lane: collects the statement in flight, sends the next batch. */
-void outcomes_pump(worker_t *w);
-/* The job is finished: freed once every publish is acknowledged. */
+/* Turn hook: sends the next batch of outcomes when the outcomes connection is free. */
+void outcomes_pump(void *opaque);
+
+/* ---- jobs.c -------------------------------------------------------------- */
+
+/* A new job in the list of jobs alive (its lifecycle begun by the caller). */
+void msg_track(worker_t *w, msg_t *m);
+/* The job needs nothing more of the worker: it ends once its publishes are acknowledged. */
 void msg_release(msg_t *m);
-/* The publisher's delivery callback (opaque: the msg_t). */
-void on_published(void *opaque, nudgel_err_t err, const char *errstr, void *cb_opaque);
+/* Something of the job could not be made durable: it must come again. */
+void msg_fail(msg_t *m);
+/* The lifecycle's callbacks: a job ended (frees it); a job cannot end durably (stops). */
+void msg_finished(void *opaque, nudgel_job_life_t *life);
+void msg_fatal(void *opaque, const char *why);
+/* Teardown: lets go of every job still alive (re-delivered later), freeing each. */
+void msg_abandon_all(worker_t *w);
+/* The fields that tie a log line to @p m (borrowed from it). */
+nudgel_log_ctx_t msg_log_ctx(const msg_t *m);
 
 /* ---- events.c ------------------------------------------------------------ */
 
@@ -299,29 +405,21 @@ void publish_event_for(msg_t *m, const char *subject, const char *tenant, const 
                        json_t *data);
 /* publish_event_for() about the job itself. */
 void publish_event(msg_t *m, const char *status, json_t *data);
-/* The job's bytes to the dead-letter topic with @p reason. */
+/* The job's bytes to the dead-letter topic with @p reason (logged, rate-limited). */
 void publish_dlq(msg_t *m, const char *reason);
 
-/* ---- pg_lane.c ----------------------------------------------------------- */
+/* ---- postgres.c ---------------------------------------------------------- */
 
-/* Connects the blocking connection and both lanes; postgres_close() frees them. */
+/* Opens the three connections (they connect on the loop); postgres_close() frees them. */
 nudgel_err_t postgres_open(worker_t *w, char *errstr, size_t errstr_size);
 void postgres_close(worker_t *w);
-/* Postgres is unreachable: pause intake; jobs already in hand wait in their queues. */
-void postgres_down(worker_t *w, const char *what, const char *errstr);
-/* While down: one reconnect attempt when due (backoff up to pg_reconnect_max_ms). */
-void postgres_revive(worker_t *w);
-/* Up and connected (for /readyz). */
-bool postgres_ready(const worker_t *w);
-/* A lane's statement is in flight. */
-bool postgres_busy(const worker_t *w);
-/* The sockets of the lanes with a statement in flight (at most @p max) into @p fds. */
-size_t postgres_wait_fds(const worker_t *w, int *fds, size_t max);
-/* @p err says the connection is lost (not a statement error). */
-bool pg_unreachable(nudgel_err_t err);
-/* After a *_send(): in flight; flushing while libpq still holds unsent bytes. */
-nudgel_err_t lane_sent(pg_lane_t *l, char *errstr, size_t errstr_size);
-/* The lane's result: 1 and @p *res (the caller clears it), 0 while it runs, -1 when lost. */
-int lane_result(pg_lane_t *l, PGresult **res, char *errstr, size_t errstr_size);
+/* Intake may run: the connections are up and the tenant limits were read. */
+void postgres_update(worker_t *w);
+/* Whether a result's SQLSTATE says the server is going away (class 08, 57P01..57P03). */
+bool pg_result_unreachable(const PGresult *res);
+/* Queues @p lk (owned by the queue until its done callback) for the lookups connection. */
+void lookups_push(worker_t *w, lookup_t *lk);
+/* Turn hook: sends the head lookup when the lookups connection is free. */
+void lookups_pump(void *opaque);
 
 #endif

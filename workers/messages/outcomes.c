@@ -3,10 +3,13 @@
  * failed, rejected, expired), retry_or_give_up() (the next retry tier, or
  * failed at the end of the ladder) and wait_for_other_claim() record the
  * outcome on the job and queue it; outcomes_pump() writes every queued
- * outcome in one statement on the outcomes lane (receipts with their
- * history, released claims) and only once that is durable publishes each
- * job's status event, dead letter or retry hop. msg_release() frees a job
- * once Kafka acknowledged all its publishes, so that its offset may move.
+ * outcome in one statement on the "outcomes" connection (receipts with
+ * their history, released claims) and only once that is durable publishes
+ * each job's status event, dead letter or retry hop. The job then ends
+ * through its lifecycle (jobs.c) once Kafka acknowledged all its publishes,
+ * so that its offset may move. A statement whose connection was lost goes
+ * back to the front of the queue: it is written again once Postgres is back
+ * (the write is idempotent), and nothing is published before.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -18,15 +21,6 @@
 
 #include "messages.h"
 
-static void msg_free(msg_t *m)
-{
-    if (m->parsed)
-        nudgel_message_job_clear(&m->job);
-    free(m->text);
-    free(m->out);
-    free(m);
-}
-
 /* The job's outcome record, allocated on first use; NULL when out of memory. */
 static outcome_t *outcome_of(msg_t *m)
 {
@@ -37,36 +31,17 @@ static outcome_t *outcome_of(msg_t *m)
     return m->out;
 }
 
-/* The job is finished: its offset may move once every publish is acknowledged. */
-void msg_release(msg_t *m)
+/* Queues @p m's outcome for the next batch; out of memory, the job comes again. */
+static void to_record(msg_t *m)
 {
-    if (m->pending > 0)
+    if (nudgel_batchq_push(m->w->to_record, m) != NUDGEL_OK) {
+        nudgel_log_ctx_t ctx = msg_log_ctx(m);
+        NUDGEL_LOG_CTX(NUDGEL_LOG_ERROR, &ctx, "out of memory queueing the outcome");
+        msg_fail(m);
+        msg_release(m);
         return;
-    worker_t *w = m->w;
-    if (!m->publish_failed) {
-        nudgel_consumer_done(m->from, m->ref);
-    } else if (m == w->current) {
-        nudgel_consumer_defer(m->from, m->ref, nudgel_now_unix_ms() + 1000);
-    } else {
-        nudgel_log_error("job %s could not be finished durably; stopping so it is re-delivered",
-                         m->parsed ? m->job.id : "?");
-        w->fatal_stop = true; /* the loop stops (main.c) */
-        return;               /* the job stays unfinished: its offset never moves past it */
     }
-    msg_free(m);
-}
-
-void on_published(void *opaque, nudgel_err_t err, const char *errstr, void *cb_opaque)
-{
-    msg_t *m = opaque;
-    (void)cb_opaque;
-    if (err) {
-        /* Not acknowledged: the job must come again, so its offset stays. */
-        nudgel_log_error("publish for job %s failed: %s", m->parsed ? m->job.id : "?", errstr);
-        m->publish_failed = true;
-    }
-    m->pending--;
-    msg_release(m);
+    kick(m->w);
 }
 
 static void copy_opt(char *dst, size_t size, const char *src)
@@ -81,8 +56,7 @@ void finish(msg_t *m, nudgel_receipt_state_t state, const char *gateway,
 {
     outcome_t *o = outcome_of(m);
     if (!o) {
-        nudgel_log_error("out of memory recording the outcome of %s", m->job.id);
-        m->publish_failed = true;
+        msg_fail(m);
         msg_release(m);
         return;
     }
@@ -95,11 +69,7 @@ void finish(msg_t *m, nudgel_receipt_state_t state, const char *gateway,
     copy_opt(o->cost_amount, sizeof(o->cost_amount), cost_amount);
     copy_opt(o->currency, sizeof(o->currency), currency);
     o->dlq_reason = dlq_reason;
-    if (!queue_push(&m->w->to_record, m)) {
-        nudgel_log_error("out of memory queueing the outcome of %s", m->job.id);
-        m->publish_failed = true;
-        msg_release(m);
-    }
+    to_record(m);
 }
 
 /*
@@ -110,7 +80,7 @@ void retry_or_give_up(msg_t *m, const char *error_code, const char *error_messag
                       int64_t retry_after_ms)
 {
     worker_t *w = m->w;
-    if (m->attempt >= TIERS) {
+    if (m->attempt >= w->tiers) {
         finish(m, NUDGEL_RECEIPT_FAILED, m->gateway ? nudgel_gateway_name(m->gateway) : NULL, NULL,
                error_code, error_message, NULL, NULL, "retries exhausted");
         return;
@@ -120,7 +90,7 @@ void retry_or_give_up(msg_t *m, const char *error_code, const char *error_messag
         delay = retry_after_ms;
     outcome_t *o = outcome_of(m);
     if (!o) {
-        m->publish_failed = true;
+        msg_fail(m);
         msg_release(m);
         return;
     }
@@ -131,10 +101,7 @@ void retry_or_give_up(msg_t *m, const char *error_code, const char *error_messag
     o->release_claim = true;
     snprintf(o->error_code, sizeof(o->error_code), "%s", error_code);
     snprintf(o->error_message, sizeof(o->error_message), "%s", error_message);
-    if (!queue_push(&w->to_record, m)) {
-        m->publish_failed = true;
-        msg_release(m);
-    }
+    to_record(m);
 }
 
 /*
@@ -146,11 +113,11 @@ void retry_or_give_up(msg_t *m, const char *error_code, const char *error_messag
 void wait_for_other_claim(msg_t *m)
 {
     worker_t *w = m->w;
-    int tier = m->attempt < TIERS ? m->attempt : TIERS - 1;
+    int tier = m->attempt < w->tiers ? m->attempt : w->tiers - 1;
     int64_t delay = w->tier_delay_ms[tier] > w->stale_ms ? w->tier_delay_ms[tier] : w->stale_ms;
     outcome_t *o = outcome_of(m);
     if (!o) {
-        m->publish_failed = true;
+        msg_fail(m);
         msg_release(m);
         return;
     }
@@ -161,10 +128,7 @@ void wait_for_other_claim(msg_t *m)
     o->release_claim = false;
     snprintf(o->error_code, sizeof(o->error_code), "in_progress");
     snprintf(o->error_message, sizeof(o->error_message), "another worker holds the claim");
-    if (!queue_push(&w->to_record, m)) {
-        m->publish_failed = true;
-        msg_release(m);
-    }
+    to_record(m);
 }
 
 /* After the batch is durable: metrics, the event, a dead letter or a retry hop. */
@@ -175,13 +139,8 @@ static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
     if (o->kind == OUTCOME_RETRY) {
         char last_error[400];
         snprintf(last_error, sizeof(last_error), "%s: %s", o->error_code, o->error_message);
-        m->pending++;
-        if (nudgel_publish_retry(w->publisher, o->retry_topic, nudgel_job_message(m->ref),
-                                 o->retry_attempt, o->not_before_ms, m->first_seen_ms, last_error,
-                                 m) != NUDGEL_OK) {
-            m->pending--;
-            m->publish_failed = true;
-        }
+        nudgel_job_publish_retry(&m->life, o->retry_topic, o->retry_attempt, o->not_before_ms,
+                                 m->first_seen_ms, last_error);
         nudgel_metric_add(w->m_outcomes, o->release_claim ? "retried" : "waiting_for_claim", 1);
         msg_release(m);
         return;
@@ -190,9 +149,10 @@ static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
     if (applied && (applied->outcome == NUDGEL_RECEIPT_REFUSED ||
                     applied->outcome == NUDGEL_RECEIPT_NOT_FOUND)) {
         /* Someone else moved the receipt on (a late worker, a DLR): their event stands. */
-        nudgel_log_warn("receipt %s: %s refused (%s, now %s)", m->job.id, status,
-                        nudgel_receipt_apply_name(applied->outcome),
-                        nudgel_receipt_state_name(applied->now));
+        nudgel_log_ctx_t ctx = msg_log_ctx(m);
+        NUDGEL_LOG_CTX(NUDGEL_LOG_WARN, &ctx, "receipt %s: %s refused (%s, now %s)", m->job.id,
+                       status, nudgel_receipt_apply_name(applied->outcome),
+                       nudgel_receipt_state_name(applied->now));
         nudgel_metric_add(w->m_outcomes, "refused", 1);
     } else {
         nudgel_metric_add(w->m_outcomes, status, 1);
@@ -207,78 +167,57 @@ static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
     msg_release(m);
 }
 
-/*
- * The outcomes lane: collects the statement in flight (then publishes each
- * job's event, dead letter or retry hop), and sends the next one with every
- * queued outcome: the receipts and released claims of up to
- * NUDGEL_RECEIPTS_BATCH_MAX jobs in one statement. When Postgres is
- * unreachable the outcomes go back to the queue (and intake pauses) until it
- * is back: nothing is published before it is durable.
- */
-void outcomes_pump(worker_t *w)
+static void on_outcomes_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results,
+                             size_t n, nudgel_err_t err, const char *errstr);
+
+/* The batch back to the front of the queue, in order: written again once Postgres is back. */
+static void requeue(worker_t *w)
 {
-    pg_lane_t *l = w->record_lane;
-    char errstr[512];
-    if (l->busy) {
-        PGresult *res = NULL;
-        int st = lane_result(l, &res, errstr, sizeof(errstr));
-        if (st == 0)
-            return;
-        nudgel_err_t err = st < 0
-                               ? NUDGEL_ERR_PG_UNREACHABLE
-                               : nudgel_receipts_record_read(l->conn, res, l->results, l->nresults,
-                                                             l->applied, errstr, sizeof(errstr));
-        PQclear(res);
-        size_t n = l->n;
-        l->n = 0;
-        if (pg_unreachable(err)) {
-            queue_unshift(&w->to_record, l->batch, n);
-            postgres_down(w, "writing outcomes", errstr);
-            return;
-        }
-        if (err != NUDGEL_OK) {
-            /* A statement error (not the connection): the jobs come again, the
-             * claim makes that safe. Logged, counted, never silent. */
-            nudgel_log_error("writing %zu outcome(s): %s", n, errstr);
-            for (size_t i = 0; i < n; i++) {
-                l->batch[i]->publish_failed = true;
-                msg_release(l->batch[i]);
-            }
-        } else {
-            for (size_t i = 0; i < n; i++)
-                publish_outcome(l->batch[i],
-                                l->result_of[i] >= 0 ? &l->applied[l->result_of[i]] : NULL);
+    record_batch_t *b = w->record;
+    if (nudgel_batchq_unshift(w->to_record, (void **)b->batch, b->n) != NUDGEL_OK) {
+        for (size_t i = 0; i < b->n; i++) {
+            msg_fail(b->batch[i]);
+            msg_release(b->batch[i]);
         }
     }
-    if (l->busy || w->pg_down || w->to_record.count == 0)
-        return;
-    size_t n = w->to_record.count < NUDGEL_RECEIPTS_BATCH_MAX ? w->to_record.count
-                                                              : NUDGEL_RECEIPTS_BATCH_MAX;
-    l->nresults = l->nreleases = 0;
+    b->n = 0;
+    kick(w);
+}
+
+/*
+ * Fills the batch with the queued outcomes: the receipts and released claims
+ * of up to NUDGEL_RECEIPTS_BATCH_MAX jobs, one receipt per message id (a
+ * second outcome of the same id — a duplicate in the topic — waits for the
+ * next statement).
+ */
+static void fill_batch(worker_t *w)
+{
+    record_batch_t *b = w->record;
+    size_t waiting = nudgel_batchq_count(w->to_record);
+    size_t n = waiting < NUDGEL_RECEIPTS_BATCH_MAX ? waiting : NUDGEL_RECEIPTS_BATCH_MAX;
+    b->nresults = b->nreleases = 0;
     for (size_t i = 0; i < n; i++) {
-        msg_t *m = w->to_record.items[i];
-        /* One receipt per message id per statement: a second outcome of the
-         * same id (a duplicate in the topic) waits for the next statement. */
+        msg_t *m = nudgel_batchq_at(w->to_record, i);
         bool repeated = false;
-        for (size_t k = 0; k < l->nresults && !repeated && m->out->kind == OUTCOME_RECORD; k++)
-            repeated = strcmp(l->results[k].message_id, m->job.id) == 0;
+        for (size_t k = 0; k < b->nresults && !repeated && m->out->kind == OUTCOME_RECORD; k++)
+            repeated = strcmp(b->results[k].message_id, m->job.id) == 0;
         if (repeated) {
             n = i;
             break;
         }
-        l->result_of[i] = -1;
+        b->result_of[i] = -1;
         if (m->out->kind == OUTCOME_RETRY) {
             if (m->out->release_claim)
-                l->release_ids[l->nreleases++] = m->job.id;
+                b->release_ids[b->nreleases++] = m->job.id;
             continue;
         }
         outcome_t *o = m->out;
         char type[64];
-        size_t r = l->nresults++;
+        size_t r = b->nresults++;
         snprintf(type, sizeof(type), "ai.nudgel.message.%s", nudgel_receipt_state_name(o->state));
-        nudgel_event_id(m->job.id, type, event_attempt(m), l->event_ids[r]);
-        l->result_of[i] = (int)r;
-        l->results[r] = (nudgel_receipt_result_t){
+        nudgel_event_id(m->job.id, type, event_attempt(m), b->event_ids[r]);
+        b->result_of[i] = (int)r;
+        b->results[r] = (nudgel_receipt_result_t){
             .message_id = m->job.id,
             .status = o->state,
             .gateway = o->gateway[0] ? o->gateway : NULL,
@@ -289,29 +228,88 @@ void outcomes_pump(worker_t *w)
             .segments = m->text ? (int)m->sms.segments : -1,
             .cost_amount = o->cost_amount[0] ? o->cost_amount : NULL,
             .cost_currency = o->currency[0] ? o->currency : NULL,
-            .event_id = l->event_ids[r],
+            .event_id = b->event_ids[r],
         };
     }
-    memcpy(l->batch, w->to_record.items, n * sizeof(l->batch[0]));
-    l->n = n;
-    queue_shift(&w->to_record, n);
-    nudgel_metric_observe(w->m_pg_batch, "record", (double)n);
-    if (l->nresults == 0 && l->nreleases == 0) {
-        /* Only retries of someone else's claim: nothing to write. */
-        l->n = 0;
-        for (size_t i = 0; i < n; i++)
-            publish_outcome(l->batch[i], NULL);
+    b->n = nudgel_batchq_shift(w->to_record, (void **)b->batch, n);
+}
+
+/*
+ * A statement error (not the connection): the jobs come again, the claim
+ * makes that safe. Logged, counted, never silent.
+ */
+static void fail_batch(worker_t *w, const char *why)
+{
+    record_batch_t *b = w->record;
+    size_t n = b->n;
+    b->n = 0;
+    nudgel_log_error("writing %zu outcome(s): %s", n, why);
+    for (size_t i = 0; i < n; i++) {
+        msg_fail(b->batch[i]);
+        msg_release(b->batch[i]);
+    }
+}
+
+/* The batch is durable (or not): then each job's event, dead letter or retry hop. */
+static void on_outcomes_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results,
+                             size_t n, nudgel_err_t err, const char *errstr)
+{
+    worker_t *w = opaque;
+    record_batch_t *b = w->record;
+    char why[512];
+    snprintf(why, sizeof(why), "%s", errstr);
+    if (err == NUDGEL_OK) {
+        err = nudgel_receipts_record_read(nudgel_pgconn_conn(c), n ? results[0] : NULL,
+                                          b->results, b->nresults, b->applied, why, sizeof(why));
+        if (err == NUDGEL_ERR_PG_UNREACHABLE)
+            nudgel_pgconn_lost(c, why); /* the server is going away */
+    }
+    if (err == NUDGEL_ERR_PG_UNREACHABLE) {
+        requeue(w);
         return;
     }
-    nudgel_err_t err =
-        nudgel_receipts_record_send(l->conn, l->results, l->nresults, l->release_ids, l->nreleases,
-                                    w->worker_id, errstr, sizeof(errstr));
-    if (err == NUDGEL_OK)
-        err = lane_sent(l, errstr, sizeof(errstr));
     if (err != NUDGEL_OK) {
-        queue_unshift(&w->to_record, l->batch, n);
-        l->n = 0;
-        l->busy = false;
-        postgres_down(w, "writing outcomes", errstr);
+        fail_batch(w, why);
+        kick(w);
+        return;
     }
+    size_t count = b->n;
+    b->n = 0;
+    for (size_t i = 0; i < count; i++)
+        publish_outcome(b->batch[i], b->result_of[i] >= 0 ? &b->applied[b->result_of[i]] : NULL);
+    kick(w);
+}
+
+void outcomes_pump(void *opaque)
+{
+    worker_t *w = opaque;
+    record_batch_t *b = w->record;
+    nudgel_pgconn_t *pc = w->pg_outcomes.conn;
+    char errstr[512];
+    if (nudgel_batchq_count(w->to_record) == 0 || !pc || !nudgel_pgconn_up(pc) ||
+        nudgel_pgconn_busy(pc) || b->n > 0)
+        return;
+    fill_batch(w);
+    nudgel_metric_observe(w->m_pg_batch, "record", (double)b->n);
+    if (b->nresults == 0 && b->nreleases == 0) {
+        /* Only retries of someone else's claim: nothing to write. */
+        size_t n = b->n;
+        b->n = 0;
+        for (size_t i = 0; i < n; i++)
+            publish_outcome(b->batch[i], NULL);
+        kick(w);
+        return;
+    }
+    nudgel_err_t err = nudgel_receipts_record_send(nudgel_pgconn_conn(pc), b->results, b->nresults,
+                                                   b->release_ids, b->nreleases, w->worker_id,
+                                                   errstr, sizeof(errstr));
+    if (err == NUDGEL_OK && nudgel_pgconn_sent(pc, 0, on_outcomes_done, w) == NUDGEL_OK)
+        return;
+    if (err == NUDGEL_OK || err == NUDGEL_ERR_PG_UNREACHABLE) {
+        nudgel_pgconn_lost(pc, err == NUDGEL_OK ? "outcomes: the statement could not be sent"
+                                                : errstr);
+        requeue(w);
+        return;
+    }
+    fail_batch(w, errstr);
 }

@@ -1,6 +1,7 @@
 /*
  * prepare.c — a claimed job made ready to send: expired or not, its body
- * (the job's text, or its template rendered with its variables), its
+ * (the job's text, or its template — taken from the cache before its claim,
+ * templates.c — rendered with its variables), its
  * GSM-7/UCS-2 segments, and its route (the gateways that may send to the
  * number, primary first); then on to the gates (gates.c). A job that cannot
  * be sent ends here with its final outcome.
@@ -28,20 +29,13 @@ void prepare_and_route(worker_t *w, msg_t *m)
     }
     if (m->job.body) {
         m->text = strdup(m->job.body);
+    } else if (m->tpl == TPL_NONE || m->tpl == TPL_FAILED) {
+        /* Its lookup failed (or never ran): Postgres may answer on a later try. */
+        retry_or_give_up(m, "template_unavailable",
+                         m->tpl_text ? m->tpl_text : "the template could not be loaded", -1);
+        return;
     } else {
-        cached_template_t *t = template_cached(w, &m->job);
-        if (!t) {
-            /* Prefetched before the claim; only a tiny cache TTL gets here. */
-            nudgel_err_t err = template_load(w, &m->job, errstr, sizeof(errstr));
-            if (err != NUDGEL_OK) {
-                if (pg_unreachable(err))
-                    postgres_down(w, "loading a template", errstr);
-                retry_or_give_up(m, "template_unavailable", errstr, -1);
-                return;
-            }
-            t = template_cached(w, &m->job);
-        }
-        if (!t || !t->body) {
+        if (m->tpl == TPL_ABSENT) {
             snprintf(errstr, sizeof(errstr), "template \"%s\" (%s) does not exist for tenant %s",
                      m->job.template_name, m->job.locale ? m->job.locale : "en", m->job.tenant_id);
             finish(m, NUDGEL_RECEIPT_FAILED, NULL, NULL, "template", errstr, NULL, NULL,
@@ -50,7 +44,7 @@ void prepare_and_route(worker_t *w, msg_t *m)
         }
         json_t *empty = m->job.variables ? NULL : json_object();
         nudgel_err_t err =
-            nudgel_template_render(t->body, m->job.variables ? m->job.variables : empty, 0,
+            nudgel_template_render(m->tpl_text, m->job.variables ? m->job.variables : empty, 0,
                                    &m->text, NULL, errstr, sizeof(errstr));
         json_decref(empty);
         if (err != NUDGEL_OK) {

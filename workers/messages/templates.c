@@ -1,24 +1,43 @@
 /*
  * templates.c — the template cache: nudgel.message_templates bodies (or
- * their absence) per tenant, name and locale, read on the blocking connection
- * and kept for messages.template_cache_ms. Filled before a batch is claimed
- * (claims.c) so that preparing a job (prepare.c) rarely waits on Postgres.
+ * their absence) per tenant, name and locale, read on the "lookups"
+ * connection (postgres.c) and kept for messages.template_cache_ms, at most
+ * messages.template_cache_max of them (the least recently used goes first,
+ * when a new one comes in; one with a lookup pending is never dropped).
+ *
+ * The claims stage (claims.c) calls templates_take() for the batch it is
+ * about to send: each template job takes a copy of its template (fresh, or
+ * loaded since the batch began waiting), the missing ones are asked for,
+ * and the batch waits until every job has its own. Preparing a job
+ * (prepare.c) then uses that copy and never waits on Postgres; a job never
+ * depends on the cache keeping an entry.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nudgel/log.h"
 #include "nudgel/timeutil.h"
 
 #include "messages.h"
 
-void cached_template_free(void *p)
-{
-    cached_template_t *t = p;
-    free(t->body);
-    free(t);
-}
+#define KEY_MAX 512
+
+struct cached_template {
+    nudgel_keyq_entry_t *entry;                  /* its key in w->templates */
+    struct cached_template *older, *newer;       /* least recently used first */
+    char *body;                                  /* NULL: no such template (or failed) */
+    char *error;                                 /* the last lookup failed: why */
+    int64_t loaded_us;                           /* 0: never loaded */
+    bool loading;                                /* a lookup is queued or in flight */
+};
+
+typedef struct template_lookup {
+    lookup_t lk;
+    size_t len;
+    char key[KEY_MAX]; /* tenant \0 name \0 locale */
+} template_lookup_t;
 
 static size_t template_key(const nudgel_message_job_t *j, char *key, size_t size)
 {
@@ -27,51 +46,206 @@ static size_t template_key(const nudgel_message_job_t *j, char *key, size_t size
     return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
-/* The cache entry of @p j's template when fresh; NULL when absent or stale. */
-cached_template_t *template_cached(worker_t *w, const nudgel_message_job_t *j)
+/* ---- the eviction list ---------------------------------------------------- */
+
+static void unlink_entry(worker_t *w, cached_template_t *t)
 {
-    char key[512];
-    size_t len = template_key(j, key, sizeof(key));
-    nudgel_keyq_entry_t *e = len ? nudgel_keyq_get(w->templates, key, len, false) : NULL;
-    cached_template_t *t = e ? *nudgel_keyq_data(e) : NULL;
-    return t && nudgel_mono_us() - t->loaded_us < w->template_ttl_us ? t : NULL;
+    if (t->older)
+        t->older->newer = t->newer;
+    else
+        w->tpl_oldest = t->newer;
+    if (t->newer)
+        t->newer->older = t->older;
+    else
+        w->tpl_newest = t->older;
+    t->older = t->newer = NULL;
 }
 
-/* Loads @p j's template (by name and locale, else "en") into the cache. */
-nudgel_err_t template_load(worker_t *w, const nudgel_message_job_t *j, char *errstr,
-                           size_t errstr_size)
+static void link_newest(worker_t *w, cached_template_t *t)
 {
-    char key[512];
-    size_t len = template_key(j, key, sizeof(key));
-    if (!len) {
-        snprintf(errstr, errstr_size, "template name or locale too long");
-        return NUDGEL_ERR_INVALID_FIELD;
-    }
-    const char *params[3] = {j->tenant_id, j->template_name, j->locale ? j->locale : "en"};
-    PGresult *res =
-        PQexecParams(w->pg,
-                     "SELECT body FROM nudgel.message_templates WHERE tenant_id = $1 AND name = $2 "
-                     "AND locale IN ($3, 'en') ORDER BY (locale = $3) DESC LIMIT 1",
-                     3, NULL, params, NULL, NULL, 0);
-    nudgel_err_t err = NUDGEL_OK;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        snprintf(errstr, errstr_size, "loading template: %s", PQerrorMessage(w->pg));
-        err = PQstatus(w->pg) == CONNECTION_OK ? NUDGEL_ERR_PG : NUDGEL_ERR_PG_UNREACHABLE;
-        PQclear(res);
-        return err;
-    }
-    nudgel_keyq_entry_t *e = nudgel_keyq_get(w->templates, key, len, true);
-    cached_template_t *t = e ? *nudgel_keyq_data(e) : NULL;
-    if (e && !t && (t = calloc(1, sizeof(*t))))
-        *nudgel_keyq_data(e) = t;
-    if (!t) {
-        PQclear(res);
-        snprintf(errstr, errstr_size, "out of memory caching a template");
-        return NUDGEL_ERR_NO_MEMORY;
-    }
+    t->older = w->tpl_newest;
+    t->newer = NULL;
+    if (w->tpl_newest)
+        w->tpl_newest->newer = t;
+    else
+        w->tpl_oldest = t;
+    w->tpl_newest = t;
+}
+
+static void drop_entry(worker_t *w, cached_template_t *t)
+{
+    unlink_entry(w, t);
+    *nudgel_keyq_data(t->entry) = NULL;
+    nudgel_keyq_drop_if_idle(w->templates, t->entry);
     free(t->body);
-    t->body = PQntuples(res) > 0 ? strdup(PQgetvalue(res, 0, 0)) : NULL;
-    t->loaded_us = nudgel_mono_us();
-    PQclear(res);
-    return NUDGEL_OK;
+    free(t->error);
+    free(t);
+    w->template_count--;
+}
+
+/* Drops the least recently used entries until at most @p max are left. */
+static void trim_to(worker_t *w, size_t max)
+{
+    /* An entry with a lookup pending stays: its lookup will fill it. */
+    for (cached_template_t *t = w->tpl_oldest, *next; t && w->template_count > max; t = next) {
+        next = t->newer;
+        if (!t->loading)
+            drop_entry(w, t);
+    }
+}
+
+void templates_trim(worker_t *w)
+{
+    trim_to(w, w->template_max);
+}
+
+/* The entry of @p key, created (and the cache trimmed) when absent; NULL when out of memory. */
+static cached_template_t *entry_of(worker_t *w, const char *key, size_t len)
+{
+    nudgel_keyq_entry_t *e = nudgel_keyq_get(w->templates, key, len, true);
+    if (!e)
+        return NULL;
+    cached_template_t *t = *nudgel_keyq_data(e);
+    if (t) {
+        unlink_entry(w, t);
+        link_newest(w, t);
+        return t;
+    }
+    if (!(t = calloc(1, sizeof(*t)))) {
+        nudgel_keyq_drop_if_idle(w->templates, e);
+        return NULL;
+    }
+    /* Room first, so the new entry is never the one dropped. */
+    trim_to(w, w->template_max ? w->template_max - 1 : 0);
+    t->entry = e;
+    *nudgel_keyq_data(e) = t;
+    link_newest(w, t);
+    w->template_count++;
+    return t;
+}
+
+void templates_close(worker_t *w)
+{
+    while (w->tpl_oldest)
+        drop_entry(w, w->tpl_oldest);
+    nudgel_keyq_free(w->templates);
+    w->templates = NULL;
+}
+
+/* ---- lookups ---------------------------------------------------------------- */
+
+static nudgel_err_t template_send(worker_t *w, lookup_t *lk, PGconn *conn, char *errstr,
+                                  size_t errstr_size)
+{
+    template_lookup_t *tl = (template_lookup_t *)lk;
+    (void)w;
+    const char *tenant = tl->key;
+    const char *name = tenant + strlen(tenant) + 1;
+    const char *locale = name + strlen(name) + 1;
+    const char *params[3] = {tenant, name, locale};
+    if (PQsendQueryParams(conn,
+                          "SELECT body FROM nudgel.message_templates WHERE tenant_id = $1 AND "
+                          "name = $2 AND locale IN ($3, 'en') ORDER BY (locale = $3) DESC LIMIT 1",
+                          3, NULL, params, NULL, NULL, 0))
+        return NUDGEL_OK;
+    snprintf(errstr, errstr_size, "loading a template: %s", PQerrorMessage(conn));
+    return NUDGEL_ERR_PG_UNREACHABLE;
+}
+
+static void template_done(worker_t *w, lookup_t *lk, PGconn *conn, const PGresult *res,
+                          nudgel_err_t err, const char *errstr)
+{
+    template_lookup_t *tl = (template_lookup_t *)lk;
+    char why[512];
+    (void)conn;
+    if (err == NUDGEL_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        err = NUDGEL_ERR_PG;
+        snprintf(why, sizeof(why), "loading template: %s", PQresultErrorMessage(res));
+    } else {
+        snprintf(why, sizeof(why), "%s", errstr);
+    }
+    cached_template_t *t = entry_of(w, tl->key, tl->len);
+    if (t) {
+        t->loading = false;
+        t->loaded_us = nudgel_mono_us();
+        free(t->body);
+        free(t->error);
+        t->body = NULL;
+        t->error = NULL;
+        if (err != NUDGEL_OK) {
+            static nudgel_log_ratelimit_t failures =
+                NUDGEL_LOG_RATELIMIT_INIT("template lookup failures", 5, 10000);
+            NUDGEL_LOG_LIMITED(&failures, NUDGEL_LOG_WARN, NULL, "%s", why);
+            t->error = strdup(why);
+        } else if (PQntuples(res) > 0) {
+            t->body = strdup(PQgetvalue(res, 0, 0));
+            if (!t->body)
+                t->error = strdup("out of memory caching a template");
+        }
+    }
+    free(tl);
+    w->claim_recheck = true;
+    kick(w);
+}
+
+/* Asks for @p key's template unless a lookup is pending. @returns false when out of memory. */
+static bool request(worker_t *w, cached_template_t *t, const char *key, size_t len)
+{
+    if (t->loading)
+        return true;
+    template_lookup_t *tl = calloc(1, sizeof(*tl));
+    if (!tl)
+        return false;
+    tl->lk.what = "loading a template";
+    tl->lk.send = template_send;
+    tl->lk.done = template_done;
+    memcpy(tl->key, key, len);
+    tl->len = len;
+    t->loading = true;
+    lookups_push(w, &tl->lk);
+    return true;
+}
+
+/* The job takes a copy of what the cache has; the copy is its own from now on. */
+static void take(msg_t *m, const cached_template_t *t)
+{
+    const char *text = t->body ? t->body : t->error;
+    m->tpl = t->body ? TPL_BODY : t->error ? TPL_FAILED : TPL_ABSENT;
+    if (text && !(m->tpl_text = strdup(text)))
+        m->tpl = TPL_FAILED; /* tpl_text NULL: prepare.c says "out of memory" */
+}
+
+bool templates_take(worker_t *w, size_t n)
+{
+    int64_t now = nudgel_mono_us();
+    bool all = true;
+    for (size_t i = 0; i < n; i++) {
+        msg_t *m = nudgel_batchq_at(w->to_claim, i);
+        if (m->job.body || m->tpl != TPL_NONE)
+            continue;
+        char key[KEY_MAX];
+        size_t len = template_key(&m->job, key, sizeof(key));
+        if (!len) {
+            m->tpl = TPL_FAILED; /* tpl_text NULL */
+            continue;
+        }
+        cached_template_t *t = entry_of(w, key, len);
+        if (!t) {
+            m->tpl = TPL_FAILED;
+            continue;
+        }
+        /* Fresh: within the TTL (a failure never is), or loaded for this batch. */
+        bool loaded_for_us = t->loaded_us && t->loaded_us >= w->claim_wait_since_us;
+        bool fresh = t->loaded_us && !t->error && now - t->loaded_us < w->template_ttl_us;
+        if (!t->loading && (fresh || loaded_for_us)) {
+            take(m, t);
+            continue;
+        }
+        if (!request(w, t, key, len)) {
+            m->tpl = TPL_FAILED;
+            continue;
+        }
+        all = false;
+    }
+    return all;
 }
