@@ -152,17 +152,16 @@ static void claims_send(worker_t *w)
     for (size_t i = 0; i < b->n; i++)
         reqs[i] = (nudgel_receipt_claim_request_t){.job = &b->batch[i]->job,
                                                    .trace_id = b->batch[i]->traceparent};
-    nudgel_err_t err =
-        b->phase == 1
-            ? nudgel_receipts_claim_fresh_send(conn, reqs, b->n, w->worker_id, errstr,
-                                               sizeof(errstr))
-            : nudgel_receipts_claim_batch_send(conn, reqs, b->n, w->worker_id, w->stale_ms, errstr,
-                                               sizeof(errstr));
+    nudgel_err_t err = b->phase == 1
+                           ? nudgel_receipts_claim_fresh_send(conn, reqs, b->n, w->worker_id,
+                                                              errstr, sizeof(errstr))
+                           : nudgel_receipts_claim_batch_send(conn, reqs, b->n, w->worker_id,
+                                                              w->stale_ms, errstr, sizeof(errstr));
     if (err == NUDGEL_OK && nudgel_pgconn_sent(pc, 0, on_claims_done, w) == NUDGEL_OK)
         return;
     if (err == NUDGEL_OK || err == NUDGEL_ERR_PG_UNREACHABLE) {
-        nudgel_pgconn_lost(pc, err == NUDGEL_OK ? "claims: the statement could not be sent"
-                                                : errstr);
+        nudgel_pgconn_lost(pc,
+                           err == NUDGEL_OK ? "claims: the statement could not be sent" : errstr);
         requeue(w);
         return;
     }
@@ -181,10 +180,10 @@ static void on_claims_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *re
     if (err == NUDGEL_OK) {
         PGconn *conn = nudgel_pgconn_conn(c);
         const PGresult *res = n ? results[0] : NULL;
-        err = b->phase == 1 ? nudgel_receipts_claim_fresh_read(conn, res, b->n, b->claims,
-                                                               b->claimed, why, sizeof(why))
-                            : nudgel_receipts_claim_batch_read(conn, res, b->n, b->claims, why,
-                                                               sizeof(why));
+        err = b->phase == 1
+                  ? nudgel_receipts_claim_fresh_read(conn, res, b->n, b->claims, b->claimed, why,
+                                                     sizeof(why))
+                  : nudgel_receipts_claim_batch_read(conn, res, b->n, b->claims, why, sizeof(why));
         if (err == NUDGEL_ERR_PG_UNREACHABLE)
             nudgel_pgconn_lost(c, why); /* the server is going away */
     }

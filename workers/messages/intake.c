@@ -25,11 +25,11 @@
 
 #include "messages.h"
 
-#define AT_CAP_POLL_US  500000 /* at the in-flight cap, one poll this often still */
-#define POLL_BUDGET     256    /* jobs one consumer gives per turn */
-#define STATS_STALE_US  (15 * 1000000LL)
-#define SOURCE_RETRY    0
-#define SOURCE_JOBS     1
+#define AT_CAP_POLL_US 500000 /* at the in-flight cap, one poll this often still */
+#define POLL_BUDGET    256    /* jobs one consumer gives per turn */
+#define STATS_STALE_US (15 * 1000000LL)
+#define SOURCE_RETRY   0
+#define SOURCE_JOBS    1
 
 static nudgel_consumer_t *source(const worker_t *w, int k)
 {
@@ -267,13 +267,13 @@ nudgel_err_t intake_open(worker_t *w, char *errstr, size_t errstr_size)
     const char *group = nudgel_conf_get_str(w->conf, "messages.group_id");
     char retry_group[256];
     snprintf(retry_group, sizeof(retry_group), "%s.retry", group);
-    if (!(w->consumer =
-              nudgel_consumer_new(w->conf, group, jobs_topic, 1, errstr, errstr_size)) ||
+    if (!(w->consumer = nudgel_consumer_new(w->conf, group, jobs_topic, 1, errstr, errstr_size)) ||
         !(w->retry_consumer = nudgel_consumer_new(w->conf, retry_group, w->topic_retry,
                                                   (size_t)w->tiers, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;
     w->total_partitions = nudgel_consumer_partition_count(
-        w->consumer, w->topic_jobs, (int)nudgel_conf_get_int(w->conf, "pg.connect_timeout_s") * 1000);
+        w->consumer, w->topic_jobs,
+        (int)nudgel_conf_get_int(w->conf, "pg.connect_timeout_s") * 1000);
     w->shared_with = -1;
     if (w->total_partitions < 1) {
         snprintf(errstr, errstr_size, "%s: cannot read its partition count", w->topic_jobs);

@@ -65,8 +65,12 @@ static const nudgel_conf_entry_t messages_table[] = {
 
 /* Keys read once at start-up: a SIGHUP that changes them says so. */
 static const char *const restart_keys[] = {
-    "messages.group_id",       "messages.gateways_file", "messages.worker_id",
-    "messages.max_in_flight",  "messages.callback_url",  "messages.breaker_window",
+    "messages.group_id",
+    "messages.gateways_file",
+    "messages.worker_id",
+    "messages.max_in_flight",
+    "messages.callback_url",
+    "messages.breaker_window",
     "messages.pg_reconnect_max_ms",
 };
 
@@ -103,7 +107,8 @@ static void apply_live_settings(worker_t *w, const nudgel_conf_t *conf, const in
     w->gateway_max_in_flight = (size_t)nudgel_conf_get_int(conf, "messages.gateway_max_in_flight");
     w->template_ttl_us = nudgel_conf_get_int(conf, "messages.template_cache_ms") * 1000;
     w->template_max = (size_t)nudgel_conf_get_int(conf, "messages.template_cache_max");
-    w->tenant_limits_every_us = nudgel_conf_get_int(conf, "messages.tenant_limits_refresh_ms") * 1000;
+    w->tenant_limits_every_us =
+        nudgel_conf_get_int(conf, "messages.tenant_limits_refresh_ms") * 1000;
     int64_t tenant_rate = nudgel_conf_get_int(conf, "messages.tenant_rate_per_second");
     w->tenant_defaults = (nudgel_tenant_limits_t){
         .max_in_flight = (uint32_t)nudgel_conf_get_int(conf, "messages.tenant_max_in_flight"),
@@ -151,18 +156,18 @@ static void register_metrics(worker_t *w)
     nudgel_metrics_t *m = nudgel_worker_metrics(w->rt);
     static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
     static const double batch_sizes[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
-    w->m_outcomes = nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER,
-                                            "nudgel_messages_outcomes_total", "Jobs by outcome.",
-                                            "outcome", NULL, 0);
+    w->m_outcomes =
+        nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER, "nudgel_messages_outcomes_total",
+                                "Jobs by outcome.", "outcome", NULL, 0);
     w->m_in_flight = nudgel_metrics_register(m, NUDGEL_METRIC_GAUGE, "nudgel_messages_in_flight",
                                              "Jobs in flight.", NULL, NULL, 0);
     w->m_submit_latency = nudgel_metrics_register(
         m, NUDGEL_METRIC_HISTOGRAM, "nudgel_messages_gateway_seconds",
         "Gateway submission latency.", NULL, buckets, sizeof(buckets) / sizeof(buckets[0]));
-    w->m_pg_batch = nudgel_metrics_register(m, NUDGEL_METRIC_HISTOGRAM,
-                                            "nudgel_messages_postgres_batch_size",
-                                            "Jobs per batched Postgres statement.", "statement",
-                                            batch_sizes, sizeof(batch_sizes) / sizeof(batch_sizes[0]));
+    w->m_pg_batch =
+        nudgel_metrics_register(m, NUDGEL_METRIC_HISTOGRAM, "nudgel_messages_postgres_batch_size",
+                                "Jobs per batched Postgres statement.", "statement", batch_sizes,
+                                sizeof(batch_sizes) / sizeof(batch_sizes[0]));
     w->m_waiting = nudgel_metrics_register(
         m, NUDGEL_METRIC_GAUGE, "nudgel_messages_waiting",
         "Jobs waiting: claim, recipient (behind an earlier job to the same number), tenant "
@@ -196,7 +201,7 @@ static nudgel_err_t make_structures(worker_t *w, char *errstr, size_t errstr_siz
 /* The loop's hooks, in the order a job meets the stages within one turn. */
 static nudgel_err_t add_hooks(worker_t *w, char *errstr, size_t errstr_size)
 {
-    nudgel_loop_hook_fn *const hooks[] = {intake_turn, claims_pump,    gates_tick,
+    nudgel_loop_hook_fn *const hooks[] = {intake_turn, claims_pump,   gates_tick,
                                           drain_lanes, outcomes_pump, lookups_pump};
     for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++) {
         if (nudgel_loop_add_hook(w->loop, hooks[i], w) != NUDGEL_OK) {
@@ -219,7 +224,8 @@ static nudgel_err_t messages_setup(nudgel_worker_t *rt, void **ctx, char *errstr
     w->rt = rt;
     w->loop = nudgel_worker_loop(rt);
     w->conf = nudgel_worker_conf(rt);
-    w->malformed_log = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT("malformed jobs", 10, 1000);
+    w->malformed_log =
+        (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT("malformed jobs", 10, 1000);
     w->dlq_log = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT("dead letters", 10, 1000);
     nudgel_err_t err = read_settings(w, errstr, errstr_size);
     if (err != NUDGEL_OK)
@@ -236,8 +242,8 @@ static nudgel_err_t messages_setup(nudgel_worker_t *rt, void **ctx, char *errstr
         return NUDGEL_ERR_NO_MEMORY;
     }
     /* The lifecycle ignores the publisher's own opaque: each publish carries its job. */
-    if (!(w->publisher = nudgel_publisher_new(w->conf, nudgel_lifecycle_published, NULL, errstr,
-                                              errstr_size)))
+    if (!(w->publisher =
+              nudgel_publisher_new(w->conf, nudgel_lifecycle_published, NULL, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;
     if (nudgel_publisher_attach(w->publisher, w->loop) != NUDGEL_OK) {
         snprintf(errstr, errstr_size, "publisher: cannot go on the event loop");

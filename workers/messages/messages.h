@@ -130,9 +130,9 @@ typedef struct gateway_lane {
     const nudgel_gateway_t *gateway;
     nudgel_throttle_bucket_t *bucket;
     nudgel_breaker_t breaker;
-    size_t in_flight;   /* submissions awaiting an answer */
-    double rate;        /* this worker's share of the gateway's TPS */
-    msg_t *head, *tail; /* jobs waiting for a token */
+    size_t in_flight;                   /* submissions awaiting an answer */
+    double rate;                        /* this worker's share of the gateway's TPS */
+    msg_t *head, *tail;                 /* jobs waiting for a token */
     nudgel_log_ratelimit_t answers_log; /* 4xx, 5xx and transport errors */
     nudgel_log_ratelimit_t breaker_log; /* circuit transitions */
 } gateway_lane_t;
@@ -169,8 +169,7 @@ struct lookup {
     const char *what; /* for logs: "loading a template" */
     /* Sends its statement on @p conn (PQsendQueryParams). An error other than
      * NUDGEL_ERR_PG_UNREACHABLE ends the lookup: done() gets it. */
-    nudgel_err_t (*send)(worker_t *w, lookup_t *lk, PGconn *conn, char *errstr,
-                         size_t errstr_size);
+    nudgel_err_t (*send)(worker_t *w, lookup_t *lk, PGconn *conn, char *errstr, size_t errstr_size);
     /* Its result (@p res NULL when @p err is not NUDGEL_OK); frees @p lk.
      * Never called with NUDGEL_ERR_PG_UNREACHABLE: a lookup whose connection
      * was lost stays queued and is sent again once it is back. */
@@ -208,9 +207,9 @@ struct worker {
     msg_t *jobs; /* every job alive */
 
     /* intake.c */
-    bool want_poll[2];        /* [0] retry tiers, [1] jobs: a poll may find something */
-    bool draining;            /* SIGTERM: no more jobs */
-    nudgel_timer_t *at_cap;   /* at the in-flight cap: one poll every 500 ms still */
+    bool want_poll[2];      /* [0] retry tiers, [1] jobs: a poll may find something */
+    bool draining;          /* SIGTERM: no more jobs */
+    nudgel_timer_t *at_cap; /* at the in-flight cap: one poll every 500 ms still */
     nudgel_ready_cond_t *kafka_ready;
     nudgel_log_ratelimit_t malformed_log;
 
@@ -224,10 +223,10 @@ struct worker {
 
     /* postgres.c */
     pg_link_t pg_claims, pg_outcomes, pg_lookups;
-    bool pg_ok;                  /* all three up and the tenant limits read: intake may run */
+    bool pg_ok; /* all three up and the tenant limits read: intake may run */
     lookup_t *lookups, *lookups_tail;
     size_t lookup_count;
-    bool lookup_sent;            /* the head lookup is in flight */
+    bool lookup_sent; /* the head lookup is in flight */
 
     /* claims.c */
     nudgel_batchq_t *to_claim; /* parsed jobs waiting for the batched claim */

@@ -167,8 +167,8 @@ static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
     msg_release(m);
 }
 
-static void on_outcomes_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results,
-                             size_t n, nudgel_err_t err, const char *errstr);
+static void on_outcomes_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, size_t n,
+                             nudgel_err_t err, const char *errstr);
 
 /* The batch back to the front of the queue, in order: written again once Postgres is back. */
 static void requeue(worker_t *w)
@@ -251,16 +251,16 @@ static void fail_batch(worker_t *w, const char *why)
 }
 
 /* The batch is durable (or not): then each job's event, dead letter or retry hop. */
-static void on_outcomes_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results,
-                             size_t n, nudgel_err_t err, const char *errstr)
+static void on_outcomes_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, size_t n,
+                             nudgel_err_t err, const char *errstr)
 {
     worker_t *w = opaque;
     record_batch_t *b = w->record;
     char why[512];
     snprintf(why, sizeof(why), "%s", errstr);
     if (err == NUDGEL_OK) {
-        err = nudgel_receipts_record_read(nudgel_pgconn_conn(c), n ? results[0] : NULL,
-                                          b->results, b->nresults, b->applied, why, sizeof(why));
+        err = nudgel_receipts_record_read(nudgel_pgconn_conn(c), n ? results[0] : NULL, b->results,
+                                          b->nresults, b->applied, why, sizeof(why));
         if (err == NUDGEL_ERR_PG_UNREACHABLE)
             nudgel_pgconn_lost(c, why); /* the server is going away */
     }
@@ -300,14 +300,14 @@ void outcomes_pump(void *opaque)
         kick(w);
         return;
     }
-    nudgel_err_t err = nudgel_receipts_record_send(nudgel_pgconn_conn(pc), b->results, b->nresults,
-                                                   b->release_ids, b->nreleases, w->worker_id,
-                                                   errstr, sizeof(errstr));
+    nudgel_err_t err =
+        nudgel_receipts_record_send(nudgel_pgconn_conn(pc), b->results, b->nresults, b->release_ids,
+                                    b->nreleases, w->worker_id, errstr, sizeof(errstr));
     if (err == NUDGEL_OK && nudgel_pgconn_sent(pc, 0, on_outcomes_done, w) == NUDGEL_OK)
         return;
     if (err == NUDGEL_OK || err == NUDGEL_ERR_PG_UNREACHABLE) {
-        nudgel_pgconn_lost(pc, err == NUDGEL_OK ? "outcomes: the statement could not be sent"
-                                                : errstr);
+        nudgel_pgconn_lost(pc,
+                           err == NUDGEL_OK ? "outcomes: the statement could not be sent" : errstr);
         requeue(w);
         return;
     }

@@ -148,7 +148,7 @@ static void on_state(void *opaque, nudgel_pgconn_t *c, bool up)
     else
         nudgel_ready_fail(link->ready, "connection lost; reconnecting");
     postgres_update(w); /* the lookups one is ready once the tenant limits were read */
-    kick(w); /* the stages send what waited for the connection */
+    kick(w);            /* the stages send what waited for the connection */
 }
 
 static nudgel_err_t link_open(worker_t *w, pg_link_t *link, const char *name, char *errstr,

@@ -25,12 +25,12 @@
 #define KEY_MAX 512
 
 struct cached_template {
-    nudgel_keyq_entry_t *entry;                  /* its key in w->templates */
-    struct cached_template *older, *newer;       /* least recently used first */
-    char *body;                                  /* NULL: no such template (or failed) */
-    char *error;                                 /* the last lookup failed: why */
-    int64_t loaded_us;                           /* 0: never loaded */
-    bool loading;                                /* a lookup is queued or in flight */
+    nudgel_keyq_entry_t *entry;            /* its key in w->templates */
+    struct cached_template *older, *newer; /* least recently used first */
+    char *body;                            /* NULL: no such template (or failed) */
+    char *error;                           /* the last lookup failed: why */
+    int64_t loaded_us;                     /* 0: never loaded */
+    bool loading;                          /* a lookup is queued or in flight */
 };
 
 typedef struct template_lookup {
