@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nudgel/kafka_ready.h"
 #include "nudgel/timeutil.h"
 
 #include "messages.h"
@@ -146,41 +147,16 @@ static void poll_source(worker_t *w, int k, int max, bool at_cap)
     }
 }
 
-/* One consumer's health as readiness: brokers up, group joined and settled. */
-static bool kafka_ok(const nudgel_consumer_t *c, const char *name, int64_t now_us, char *why,
-                     size_t why_size)
-{
-    nudgel_kafka_health_t h;
-    nudgel_consumer_health(c, &h);
-    if (!h.stats_at_us)
-        snprintf(why, why_size, "%s consumer: no statistics from librdkafka yet", name);
-    else if (now_us - h.stats_at_us > STATS_STALE_US)
-        snprintf(why, why_size, "%s consumer: no statistics for %lld s", name,
-                 (long long)((now_us - h.stats_at_us) / 1000000));
-    else if (h.all_brokers_down || h.brokers_up == 0)
-        snprintf(why, why_size, "%s consumer: no broker up", name);
-    else if (!h.group_up)
-        snprintf(why, why_size, "%s consumer: group coordinator not reached (state %s)", name,
-                 h.group_state[0] ? h.group_state : "unknown");
-    else if (!h.group_steady)
-        snprintf(why, why_size, "%s consumer: joining its group (%s)", name,
-                 h.join_state[0] ? h.join_state : "unknown");
-    else
-        return true;
-    return false;
-}
-
 /* After polls: the assignment may have changed, and new statistics arrived. */
 static void after_polls(worker_t *w)
 {
-    char why[NUDGEL_READY_REASON_MAX];
-    int64_t now_us = nudgel_mono_us();
+    static const char *const names[2] = {"jobs", "retry tiers"};
+    nudgel_kafka_health_t jobs, tiers;
+    const nudgel_kafka_health_t *health[2] = {&jobs, &tiers};
     update_fleet_share(w);
-    if (kafka_ok(w->consumer, "jobs", now_us, why, sizeof(why)) &&
-        kafka_ok(w->retry_consumer, "retry tiers", now_us, why, sizeof(why)))
-        nudgel_ready_ok(w->kafka_ready);
-    else
-        nudgel_ready_fail(w->kafka_ready, "%s", why);
+    nudgel_consumer_health(w->consumer, &jobs);
+    nudgel_consumer_health(w->retry_consumer, &tiers);
+    nudgel_kafka_ready_set(w->kafka_ready, health, names, 2, nudgel_mono_us());
     if (!w->want_poll[SOURCE_RETRY] && !w->want_poll[SOURCE_JOBS])
         return;
     if (room(w))
