@@ -178,11 +178,14 @@ static void on_at_cap(void *opaque)
 void intake_turn(void *opaque)
 {
     worker_t *w = opaque;
-    if ((w->want_poll[SOURCE_RETRY] || w->want_poll[SOURCE_JOBS]) && room(w)) {
+    bool want = w->want_poll[SOURCE_RETRY] || w->want_poll[SOURCE_JOBS];
+    if (want && room(w)) {
         for (int k = 0; k < 2; k++)
             if (w->want_poll[k])
                 poll_source(w, k, POLL_BUDGET, false);
         after_polls(w);
+    } else if (want && !nudgel_timer_armed(w->at_cap, NULL)) {
+        nudgel_timer_arm_in(w->at_cap, AT_CAP_POLL_US);
     }
     nudgel_metric_set(w->m_in_flight, NULL, (double)intake_in_flight(w));
     nudgel_metric_set(w->m_waiting, "claim", (double)nudgel_batchq_count(w->to_claim));
@@ -196,16 +199,12 @@ static void on_retry_ready(void *opaque)
 {
     worker_t *w = opaque;
     w->want_poll[SOURCE_RETRY] = true;
-    if (!room(w) && !nudgel_timer_armed(w->at_cap, NULL))
-        nudgel_timer_arm_in(w->at_cap, AT_CAP_POLL_US);
 }
 
 static void on_jobs_ready(void *opaque)
 {
     worker_t *w = opaque;
     w->want_poll[SOURCE_JOBS] = true;
-    if (!room(w) && !nudgel_timer_armed(w->at_cap, NULL))
-        nudgel_timer_arm_in(w->at_cap, AT_CAP_POLL_US);
 }
 
 void intake_pause(worker_t *w, bool pause)
@@ -223,7 +222,6 @@ void intake_pause(worker_t *w, bool pause)
 
 void intake_drain(worker_t *w)
 {
-    w->draining = true;
     nudgel_consumer_pause(w->consumer, NUDGEL_PAUSE_SHUTDOWN);
     nudgel_consumer_pause(w->retry_consumer, NUDGEL_PAUSE_SHUTDOWN);
 }

@@ -231,9 +231,11 @@ static nudgel_err_t messages_setup(nudgel_worker_t *rt, void **ctx, char *errstr
     if (err != NUDGEL_OK)
         return err;
     register_metrics(w);
+    /* Postgres before the consumers: a start-up without it ends before they join. */
     if ((err = make_structures(w, errstr, errstr_size)) != NUDGEL_OK ||
         (err = gates_open(w, errstr, errstr_size)) != NUDGEL_OK ||
         (err = gateway_lanes_open(w, errstr, errstr_size)) != NUDGEL_OK ||
+        (err = postgres_open(w, errstr, errstr_size)) != NUDGEL_OK ||
         (err = intake_open(w, errstr, errstr_size)) != NUDGEL_OK)
         return err;
     if (!(w->http = nudgel_http_new(256, errstr, errstr_size)) ||
@@ -261,8 +263,7 @@ static nudgel_err_t messages_setup(nudgel_worker_t *rt, void **ctx, char *errstr
         snprintf(errstr, errstr_size, "out of memory");
         return NUDGEL_ERR_NO_MEMORY;
     }
-    if ((err = postgres_open(w, errstr, errstr_size)) != NUDGEL_OK ||
-        (err = tenant_limits_open(w, errstr, errstr_size)) != NUDGEL_OK)
+    if ((err = tenant_limits_open(w, errstr, errstr_size)) != NUDGEL_OK)
         return err;
     return add_hooks(w, errstr, errstr_size);
 }

@@ -208,7 +208,6 @@ struct worker {
 
     /* intake.c */
     bool want_poll[2];      /* [0] retry tiers, [1] jobs: a poll may find something */
-    bool draining;          /* SIGTERM: no more jobs */
     nudgel_timer_t *at_cap; /* at the in-flight cap: one poll every 500 ms still */
     nudgel_ready_cond_t *kafka_ready;
     nudgel_log_ratelimit_t malformed_log;
