@@ -82,10 +82,10 @@ void publish_event(msg_t *m, const char *status, json_t *data)
     publish_event_for(m, m->job.id, m->job.tenant_id, status, data);
 }
 
-void publish_dlq(msg_t *m, const char *reason)
+void publish_dlq(msg_t *m, const char *reason, const nudgel_log_ctx_t *log_ctx)
 {
     const rd_kafka_message_t *km = nudgel_job_kafka(&m->life);
-    nudgel_log_ctx_t ctx = msg_log_ctx(m);
+    nudgel_log_ctx_t ctx = log_ctx ? *log_ctx : msg_log_ctx(m);
     NUDGEL_LOG_LIMITED(&m->w->dlq_log, NUDGEL_LOG_WARN, &ctx,
                        "dead letter to %s: the job at %s[%d]@%lld: %s", m->w->topic_dlq,
                        rd_kafka_topic_name(km->rkt), (int)km->partition, (long long)km->offset,

@@ -72,7 +72,7 @@ void reject_malformed(worker_t *w, msg_t *m, const char *reason)
                              "tenant_id", tenant, "status", "failed", "error", "code", "malformed",
                              "message", reason, "permanent", 1, "attempt", m->attempt + 1);
     publish_event_for(m, subject, tenant, "failed", data);
-    publish_dlq(m, reason);
+    publish_dlq(m, reason, &ctx);
 }
 
 /* A job just polled: due? ours? parseable? Then it waits for the batched claim. */

@@ -403,8 +403,9 @@ void publish_event_for(msg_t *m, const char *subject, const char *tenant, const 
                        json_t *data);
 /* publish_event_for() about the job itself. */
 void publish_event(msg_t *m, const char *status, json_t *data);
-/* The job's bytes to the dead-letter topic with @p reason (logged, rate-limited). */
-void publish_dlq(msg_t *m, const char *reason);
+/* The job's bytes to the dead-letter topic with @p reason (logged, rate-limited, with
+ * @p log_ctx, or the job's own fields when NULL). */
+void publish_dlq(msg_t *m, const char *reason, const nudgel_log_ctx_t *log_ctx);
 
 /* ---- postgres.c ---------------------------------------------------------- */
 

@@ -163,7 +163,7 @@ static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
                                  o->error_message, permanent, o->cost_amount, o->currency));
     }
     if (o->dlq_reason)
-        publish_dlq(m, o->dlq_reason);
+        publish_dlq(m, o->dlq_reason, NULL);
     msg_release(m);
 }
 
