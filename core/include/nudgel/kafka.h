@@ -24,6 +24,25 @@ rd_kafka_conf_t *nudgel_kafka_conf_new(const nudgel_conf_t *conf, char *errstr, 
 void nudgel_kafka_conf_set_logger(rd_kafka_conf_t *kconf);
 
 /**
+ * @brief For a handle whose main queue is polled: errors go to @p cb (NULL:
+ * one that calls nudgel_kafka_log_error()), and librdkafka's own log line
+ * for a broker failure is dropped, since the error op carrying the same
+ * text reaches @p cb: each error is logged once, by the error callback.
+ * Other log lines stay. @p cb runs inside the poll that serves the error
+ * op, on the polling thread, and should end in nudgel_kafka_log_error().
+ */
+void nudgel_kafka_conf_set_error_cb(rd_kafka_conf_t *kconf,
+                                    void (*cb)(rd_kafka_t *rk, int err, const char *reason,
+                                               void *opaque));
+
+/**
+ * @brief Logs one error reported by librdkafka's error callback, once: an
+ * error line for fatal errors (with the original error) and for every
+ * broker down, a warning for what librdkafka retries by itself.
+ */
+void nudgel_kafka_log_error(rd_kafka_t *rk, int err, const char *reason);
+
+/**
  * @brief Waits up to @p timeout_ms for broker metadata.
  * @returns NUDGEL_OK or NUDGEL_ERR_KAFKA_UNREACHABLE with a reason.
  */
