@@ -238,17 +238,18 @@ nudgel_err_t nudgel_publisher_attach(nudgel_publisher_t *p, nudgel_loop_t *loop)
     p->loop = loop;
     p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     p->queue = rd_kafka_queue_get_main(p->rk);
-    nudgel_err_t err = p->wake_fd < 0 || !p->queue
-                           ? NUDGEL_ERR_IO
-                           : nudgel_loop_watch(loop, p->wake_fd, NUDGEL_LOOP_READ, on_wake, p);
+    nudgel_err_t err = NUDGEL_ERR_IO;
+    if (p->wake_fd >= 0 && p->queue)
+        err = nudgel_loop_watch(loop, p->wake_fd, NUDGEL_LOOP_READ, on_wake, p);
     if (err != NUDGEL_OK) {
         nudgel_log_error("publisher: cannot go on the event loop: %s", nudgel_strerror(err));
         detach(p);
         return err;
     }
     rd_kafka_queue_io_event_enable(p->queue, p->wake_fd, &one, sizeof(one));
-    /* Reports queued before now wrote no wake-up: serve them at once. */
-    rd_kafka_poll(p->rk, 0);
+    /* Reports queued before now wrote no wake-up: serve them on the next
+     * turn (not here, so no callback runs inside this call). */
+    eventfd_write(p->wake_fd, 1);
     return NUDGEL_OK;
 }
 
