@@ -50,8 +50,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 /* As log_cb, without the broker-failure lines whose error op the error
  * callback logs (rd_kafka_broker_set_error() emits both, with one text).
  * Debug-level FAIL lines have no error op and stay. */
-static void log_cb_errors_served(const rd_kafka_t *rk, int level, const char *fac,
-                                 const char *buf)
+static void log_cb_errors_served(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     if (level < SYSLOG_DEBUG && strcmp(fac, "FAIL") == 0)
         return;

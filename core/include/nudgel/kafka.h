@@ -1,5 +1,7 @@
 /*
- * nudgel/kafka.h — librdkafka helpers shared by producers and workers.
+ * nudgel/kafka.h — librdkafka helpers shared by producers and workers:
+ * configuration from the fleet's, logging (librdkafka's lines through
+ * nudgel_log, each error once), partitioning, headers, error mapping.
  */
 #ifndef NUDGEL_KAFKA_H
 #define NUDGEL_KAFKA_H

@@ -255,16 +255,13 @@ static void on_revoke(nudgel_consumer_t *c, rd_kafka_topic_partition_list_t *par
                     unfinished, nudgel_consumer_assigned(c));
 }
 
-/* Statistics, served inside a poll: the consumer's health. librdkafka frees @p json. */
+/* Statistics, served inside a poll: kept for nudgel_consumer_health(). */
 static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 {
     nudgel_consumer_t *c = opaque;
-    char errstr[256];
     (void)rk;
-    if (nudgel_kafka_monitor_stats(c->monitor, json, json_len, nudgel_mono_us(), errstr,
-                                   sizeof(errstr)) != NUDGEL_OK)
-        nudgel_log_warn("consumer %s", errstr);
-    return 0;
+    nudgel_kafka_monitor_keep_stats(c->monitor, json, json_len, nudgel_mono_us());
+    return 1; /* the monitor keeps json and parses it when health is asked for */
 }
 
 /* Errors of the handle, served inside a poll: logged here once (see kafka.h). */
@@ -686,9 +683,10 @@ nudgel_err_t nudgel_consumer_attach(nudgel_consumer_t *c, nudgel_loop_t *loop,
     c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     c->queue = rd_kafka_queue_get_consumer(c->rk);
     c->timer = nudgel_timer_new(loop, on_timer, c);
-    nudgel_err_t err = c->wake_fd < 0 || !c->queue ? NUDGEL_ERR_IO
-                       : !c->timer                 ? NUDGEL_ERR_NO_MEMORY
-                                 : nudgel_loop_watch(loop, c->wake_fd, NUDGEL_LOOP_READ, on_wake, c);
+    nudgel_err_t err = NUDGEL_ERR_IO;
+    if (c->wake_fd >= 0 && c->queue)
+        err = c->timer ? nudgel_loop_watch(loop, c->wake_fd, NUDGEL_LOOP_READ, on_wake, c)
+                       : NUDGEL_ERR_NO_MEMORY;
     if (err != NUDGEL_OK) {
         nudgel_log_error("consumer: cannot go on the event loop: %s", nudgel_strerror(err));
         detach(c);

@@ -291,11 +291,24 @@ static void on_socket(void *opaque, int fd, unsigned events)
     drain_finished(h);
 }
 
+/*
+ * curl's timeout fired. curl reports a timeout in whole milliseconds,
+ * truncated (7.88: Curl_timediff), so the timer can fire a fraction of a
+ * millisecond before curl's own deadline; curl then finds nothing due, its
+ * next deadline is unchanged and it does not call the timer callback again
+ * (it only reports changes). Left disarmed, the transfer would wait for
+ * socket activity that may never come: ask curl for its timeout instead
+ * (at least 1 ms while a deadline is pending, so no busy loop).
+ */
 static void on_timeout(void *opaque)
 {
     nudgel_http_t *h = opaque;
     int running = 0;
+    long timeout_ms = -1;
     curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    if (!nudgel_timer_armed(h->timer, NULL) &&
+        curl_multi_timeout(h->multi, &timeout_ms) == CURLM_OK && timeout_ms >= 0)
+        nudgel_timer_arm_in(h->timer, (int64_t)timeout_ms * 1000);
     drain_finished(h);
 }
 

@@ -1,11 +1,12 @@
 /*
  * kafka_health.c — see nudgel/kafka_health.h.
  *
- * The statistics document is parsed whole with jansson once per interval
- * (a few kilobytes for a worker's handful of partitions). The lags are
- * rebuilt on each document into an array the monitor owns, with the topic
- * names copied once per topic, so a snapshot's pointers stay valid until
- * the next document.
+ * librdkafka hands over each statistics document (the callback returns 1)
+ * and the monitor keeps the latest, unparsed: it is parsed whole with
+ * jansson only when a snapshot is asked for, so an idle worker whose
+ * health nobody reads pays nothing per interval. The lags are rebuilt on
+ * each parse into an array the monitor owns, with the topic names copied
+ * once per topic, so a snapshot's pointers stay valid until the next one.
  */
 #define _GNU_SOURCE
 #include "nudgel/kafka_health.h"
@@ -16,11 +17,16 @@
 
 #include <jansson.h>
 
+#include "nudgel/log.h"
+
 struct nudgel_kafka_monitor {
     nudgel_kafka_health_t health; /* lags point into the arrays below */
     nudgel_partition_lag_t *lags;
     char **topics; /* one copy per topic of the last document */
     size_t topic_count;
+    char *pending; /* the latest document, not parsed yet (librdkafka's memory) */
+    size_t pending_len;
+    int64_t pending_at_us;
 };
 
 nudgel_kafka_monitor_t *nudgel_kafka_monitor_new(void)
@@ -44,6 +50,7 @@ void nudgel_kafka_monitor_free(nudgel_kafka_monitor_t *m)
     if (!m)
         return;
     free_lags(m->lags, m->topics, m->topic_count);
+    rd_kafka_mem_free(NULL, m->pending);
     free(m);
 }
 
@@ -179,11 +186,20 @@ nudgel_err_t nudgel_kafka_monitor_stats(nudgel_kafka_monitor_t *m, const char *j
     if (json_is_object(cgrp))
         read_group(cgrp, h);
     read_lags(m, json_object_get(root, "topics"));
-    if (h->brokers_up > 0)
+    if (h->brokers_up > 0 && now_us >= h->all_brokers_down_at_us)
         h->all_brokers_down = false;
     h->stats_at_us = now_us;
     json_decref(root);
     return NUDGEL_OK;
+}
+
+void nudgel_kafka_monitor_keep_stats(nudgel_kafka_monitor_t *m, char *json, size_t len,
+                                     int64_t now_us)
+{
+    rd_kafka_mem_free(NULL, m->pending);
+    m->pending = json;
+    m->pending_len = len;
+    m->pending_at_us = now_us;
 }
 
 void nudgel_kafka_monitor_error(nudgel_kafka_monitor_t *m, int err, int64_t now_us)
@@ -194,7 +210,15 @@ void nudgel_kafka_monitor_error(nudgel_kafka_monitor_t *m, int err, int64_t now_
     m->health.all_brokers_down_at_us = now_us;
 }
 
-void nudgel_kafka_monitor_get(const nudgel_kafka_monitor_t *m, nudgel_kafka_health_t *out)
+void nudgel_kafka_monitor_get(nudgel_kafka_monitor_t *m, nudgel_kafka_health_t *out)
 {
+    if (m->pending) {
+        char errstr[256];
+        if (nudgel_kafka_monitor_stats(m, m->pending, m->pending_len, m->pending_at_us, errstr,
+                                       sizeof(errstr)) != NUDGEL_OK)
+            nudgel_log_warn("kafka %s", errstr);
+        rd_kafka_mem_free(NULL, m->pending);
+        m->pending = NULL;
+    }
     *out = m->health;
 }

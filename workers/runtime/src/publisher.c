@@ -45,12 +45,9 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 {
     nudgel_publisher_t *p = opaque;
-    char errstr[256];
     (void)rk;
-    if (nudgel_kafka_monitor_stats(p->monitor, json, json_len, nudgel_mono_us(), errstr,
-                                   sizeof(errstr)) != NUDGEL_OK)
-        nudgel_log_warn("publisher %s", errstr);
-    return 0; /* librdkafka frees json */
+    nudgel_kafka_monitor_keep_stats(p->monitor, json, json_len, nudgel_mono_us());
+    return 1; /* the monitor keeps json and parses it when health is asked for */
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -241,17 +238,18 @@ nudgel_err_t nudgel_publisher_attach(nudgel_publisher_t *p, nudgel_loop_t *loop)
     p->loop = loop;
     p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     p->queue = rd_kafka_queue_get_main(p->rk);
-    nudgel_err_t err = p->wake_fd < 0 || !p->queue
-                           ? NUDGEL_ERR_IO
-                           : nudgel_loop_watch(loop, p->wake_fd, NUDGEL_LOOP_READ, on_wake, p);
+    nudgel_err_t err = NUDGEL_ERR_IO;
+    if (p->wake_fd >= 0 && p->queue)
+        err = nudgel_loop_watch(loop, p->wake_fd, NUDGEL_LOOP_READ, on_wake, p);
     if (err != NUDGEL_OK) {
         nudgel_log_error("publisher: cannot go on the event loop: %s", nudgel_strerror(err));
         detach(p);
         return err;
     }
     rd_kafka_queue_io_event_enable(p->queue, p->wake_fd, &one, sizeof(one));
-    /* Reports queued before now wrote no wake-up: serve them at once. */
-    rd_kafka_poll(p->rk, 0);
+    /* Reports queued before now wrote no wake-up: serve them on the next
+     * turn (not here, so no callback runs inside this call). */
+    eventfd_write(p->wake_fd, 1);
     return NUDGEL_OK;
 }
 

@@ -172,8 +172,8 @@ int main(int argc, char **argv)
     size_t set_count = 0;
     unsigned seed = 1;
     bool abandon = false;
-    static driver_t d = {.max_hold = 64, .stuck_partition = -1, .stuck_offset = -1,
-                         .idle_ms = 3000};
+    static driver_t d = {
+        .max_hold = 64, .stuck_partition = -1, .stuck_offset = -1, .idle_ms = 3000};
     nudgel_conf_t *conf = nudgel_conf_new(PROGRAM, tables);
     char errstr[512];
 
@@ -244,8 +244,9 @@ int main(int argc, char **argv)
         nudgel_consumer_done(d.c, d.held[--d.held_count]);
     exit_code = 0;
 out:
+    /* The stuck job is finished on a clean exit only: a kill leaves it unfinished. */
     if (d.stuck_job && !abandon)
-        nudgel_consumer_done(d.c, d.stuck_job); /* on a clean exit only: a kill leaves it unfinished */
+        nudgel_consumer_done(d.c, d.stuck_job);
     nudgel_consumer_close(d.c);
     nudgel_timer_free(d.idle);
     nudgel_loop_free(d.loop);

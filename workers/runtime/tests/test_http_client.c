@@ -289,8 +289,8 @@ static void test_loop_total_timeout(void **state)
     assert_int_equal(nudgel_http_submit(l.h, &r, done, &res), NUDGEL_OK);
     int turns = turn_until(&l, &res, 1);
     int64_t took_ms = (nudgel_mono_us() - start) / 1000;
-    print_message("total timeout of 300 ms: answered after %lld ms, %d turns\n",
-                  (long long)took_ms, turns);
+    print_message("total timeout of 300 ms: answered after %lld ms, %d turns\n", (long long)took_ms,
+                  turns);
     assert_true(res.timed_out);
     assert_int_equal(res.status[0], 0);
     assert_true(took_ms >= 290 && took_ms < 1500); /* curl's timer, not a 10 s poll */

@@ -71,11 +71,12 @@ nudgel_job_ref_t *nudgel_consumer_poll(nudgel_consumer_t *c, int timeout_ms);
  * no room for more jobs).
  *
  * The wake-up contract is librdkafka's (rd_kafka_q_io_event() in
- * src/rdkafka_queue.h): one wake-up is written when the queue goes from
- * empty to non-empty, and no more until the next poll. A role that stops
- * polling while messages are still queued (it has no room) therefore gets
- * no new wake-up for them: it must poll again by itself when room frees up
- * (a job done, a pause lifted), not wait for on_ready. on_ready also runs
+ * src/rdkafka_queue.h): a wake-up is written only when the queue goes from
+ * empty to non-empty, and at most one until the next poll. A role that
+ * stops polling while messages are still queued (it has no room) therefore
+ * gets no new wake-up for them, nor for what arrives behind them: it must
+ * poll again by itself when room frees up (a job done, a pause lifted),
+ * until NULL, not wait for on_ready. on_ready also runs
  * without a wake-up: right after attaching, when a deferred partition is
  * due, when a poll stopped on its budget of dropped messages, and as a
  * keepalive (a third of max.poll.interval.ms) if nothing was polled that
@@ -92,8 +93,9 @@ nudgel_err_t nudgel_consumer_attach(nudgel_consumer_t *c, nudgel_loop_t *loop,
 /**
  * @brief The consumer's health from its last statistics and errors (see
  * nudgel/kafka_health.h): brokers up, group and join state, assignment
- * size, per-partition lag and their total. The lags are borrowed until the
- * next nudgel_consumer_poll(). Loop thread.
+ * size, per-partition lag and their total. The statistics are parsed here,
+ * not when they arrive. The lags are borrowed until the next call or
+ * nudgel_consumer_close(). Loop thread.
  */
 void nudgel_consumer_health(const nudgel_consumer_t *c, nudgel_kafka_health_t *out);
 
@@ -158,10 +160,9 @@ int32_t nudgel_consumer_partition_count(nudgel_consumer_t *c, const char *topic,
 
 /**
  * @brief Leaves the loop if attached, leaves the group: commits stored
- * offsets, closes and frees. Jobs
- * still in flight are abandoned (they will be re-delivered) and freed: their
- * refs are invalid afterwards. Finish them first for a clean drain. NULL is a
- * no-op.
+ * offsets, closes and frees. Jobs still in flight are abandoned (they will
+ * be re-delivered) and freed: their refs are invalid afterwards. Finish
+ * them first for a clean drain. NULL is a no-op.
  */
 void nudgel_consumer_close(nudgel_consumer_t *c);
 
