@@ -345,13 +345,15 @@ static void on_lookup_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *re
     }
     PGresult *res = err == NUDGEL_OK && n > 0 ? results[0] : NULL;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        nudgel_log_error("reading the endpoints of %zu tenant(s) (first %s): %s", T->batch_count,
-                         T->batch_count ? T->batch[0]->id : "-",
-                         res ? PQresultErrorMessage(res)
-                             : (errstr && *errstr ? errstr : nudgel_strerror(err)));
+        const char *why = !res ? (errstr && *errstr ? errstr : nudgel_strerror(err))
+                          : *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
+                                                       : PQresStatus(PQresultStatus(res));
         nudgel_metric_add(d->m_lookups, "failed", 1);
-        batch_requeue(T);
         retry_later(d);
+        nudgel_log_error("reading the endpoints of %zu tenant(s) (first %s): %s; again in %lld ms",
+                         T->batch_count, T->batch_count ? T->batch[0]->id : "-", why,
+                         (long long)T->retry_us / 1000);
+        batch_requeue(T);
         return;
     }
     nudgel_metric_add(d->m_lookups, "ok", 1);
