@@ -90,7 +90,6 @@ typedef struct dispatch_event {
     dispatch_endpoints_t *endpoints;
     size_t next_endpoint;
     size_t made;
-    bool fanning_out; /* between intake's hold and fan-out's unhold */
     /* In at most one queue at a time: its tenant's waiters, or the fan-out backlog. */
     struct dispatch_event *queue_next;
     /* Every event alive, to let go of at teardown. */

@@ -431,7 +431,6 @@ void endpoints_submit(dispatcher_t *d, dispatch_event_t *ev)
     if (!t) {
         nudgel_log_ctx_t ctx = intake_log_ctx(ev);
         NUDGEL_LOG_CTX(NUDGEL_LOG_ERROR, &ctx, "out of memory for the tenant cache");
-        ev->fanning_out = false;
         nudgel_job_unhold(&ev->life, NUDGEL_ERR_NO_MEMORY); /* fetched again, or a stop */
         return;
     }

@@ -118,7 +118,6 @@ static void finish(dispatcher_t *d, dispatch_event_t *ev, bool failed)
     ev->doc = NULL;
     ev->data = NULL;
     ev->time_text = NULL;
-    ev->fanning_out = false;
     nudgel_job_unhold(&ev->life, failed ? NUDGEL_ERR_KAFKA : NUDGEL_OK);
 }
 

@@ -27,6 +27,7 @@
 #define TYPE_PREFIX_LEN    (sizeof(TYPE_PREFIX) - 1)
 #define WEBHOOK_PREFIX     "ai.nudgel.webhook."
 #define DEFER_NO_MEMORY_MS 1000
+#define POLL_BUDGET        512 /* events one pump takes before the loop turns again */
 
 typedef enum verdict {
     VERDICT_DISPATCH, /* ours: find its endpoints */
@@ -191,7 +192,6 @@ static void handle(dispatcher_t *d, nudgel_job_ref_t *ref)
         break;
     case VERDICT_DISPATCH:
         nudgel_job_hold(&ev->life); /* until fan-out has made every job */
-        ev->fanning_out = true;
         endpoints_submit(d, ev);
         break;
     }
@@ -220,12 +220,20 @@ static void kafka_readiness(dispatcher_t *d)
  * cap it pauses every partition and still polls once, so that rebalances,
  * statistics and the group's max.poll.interval.ms are served while events
  * wait (a paused consumer returns nothing new; what it still returns is
- * handled, a bounded overshoot).
+ * handled, a bounded overshoot). At most POLL_BUDGET events per call: a long
+ * run of events that end at once (skipped ones) must not keep the loop from
+ * acknowledgements and lookups; the next turn goes on.
  */
 static void pump(dispatcher_t *d)
 {
     d->pump_wanted = false;
-    for (bool once = true;; once = false) {
+    for (int n = 0;; n++) {
+        bool once = n == 0;
+        if (n == POLL_BUDGET) {
+            d->pump_wanted = true;
+            nudgel_loop_again(d->loop);
+            break;
+        }
         if (d->live_count >= d->max_in_flight) {
             if (!d->full) {
                 d->full = true;

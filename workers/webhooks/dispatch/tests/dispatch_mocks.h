@@ -8,7 +8,7 @@
 
 #include "../dispatch.h"
 
-#define MAX_POLLED 64
+#define MAX_POLLED 1024
 #define MAX_JOBS   64
 
 typedef struct fake_ref {

@@ -12,7 +12,8 @@
  * at a time, tenants batched; a failed statement retried after a back-off, a
  * lost connection pausing intake until it is back; the cache capped (LRU,
  * tenants in use kept); a full producer queue parking fan-out in order and
- * pausing intake until room comes back; skips and the DLQ; the in-flight cap.
+ * pausing intake until room comes back; skips and the DLQ; the in-flight cap;
+ * the poll budget of one loop turn.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -472,6 +473,20 @@ static void test_in_flight_cap(void **state)
     assert_int_equal(polled, 6);
 }
 
+static void test_poll_budget(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 600; i++)
+        event("a", "w", "ai.nudgel.webhook.delivered"); /* each done at once */
+    intake_on_ready(d);
+    assert_int_equal(polled, 512); /* then the loop turns */
+    assert_true(d->pump_wanted);
+    intake_turn(d);
+    assert_int_equal(polled, 600);
+    assert_int_equal(done_count, 600);
+    assert_false(d->pump_wanted);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +502,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_ack_of_earlier_event_is_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_and_dead_letter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_in_flight_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poll_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
