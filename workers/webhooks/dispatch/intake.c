@@ -198,21 +198,12 @@ static void handle(dispatcher_t *d, nudgel_job_ref_t *ref)
     nudgel_lifecycle_polled_end(d->lc);
 }
 
-/* "kafka": brokers up and the group joined (partitions, or none after a completed join). */
+/* "kafka": the runtime's one rule (brokers up, group joined). */
 static void kafka_readiness(dispatcher_t *d)
 {
     nudgel_kafka_health_t h;
     nudgel_consumer_health(d->consumer, &h);
-    if (!h.stats_at_us)
-        nudgel_ready_fail(d->ready_kafka, "no statistics from the consumer yet");
-    else if (h.all_brokers_down || h.brokers_up == 0)
-        nudgel_ready_fail(d->ready_kafka, "no broker up (%d known)", h.brokers_known);
-    else if (!h.group_up)
-        nudgel_ready_fail(d->ready_kafka, "consumer group not joined (state %s)", h.group_state);
-    else if (h.assigned == 0 && !h.group_steady)
-        nudgel_ready_fail(d->ready_kafka, "joining the consumer group (%s)", h.join_state);
-    else
-        nudgel_ready_ok(d->ready_kafka);
+    nudgel_kafka_health_readiness(&h, d->ready_kafka);
 }
 
 /*
