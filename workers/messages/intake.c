@@ -13,15 +13,15 @@
  * that said "ready" is polled until it has nothing more; at the cap it is
  * not, and it is polled again as soon as a job ends (the turn hook), and
  * once every 500 ms meanwhile, one job at a time, which serves rebalances
- * as before. The Kafka readiness condition follows the consumers' health
- * after each round of polls (statistics arrive inside polls).
+ * as before. The Kafka readiness conditions ("kafka" for the jobs topic,
+ * "kafka:retry" for the retry tiers) follow the consumers' health after each
+ * round of polls (statistics arrive inside polls), by the runtime's one rule.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "nudgel/kafka_ready.h"
 #include "nudgel/timeutil.h"
 
 #include "messages.h"
@@ -150,13 +150,12 @@ static void poll_source(worker_t *w, int k, int max, bool at_cap)
 /* After polls: the assignment may have changed, and new statistics arrived. */
 static void after_polls(worker_t *w)
 {
-    static const char *const names[2] = {"jobs", "retry tiers"};
-    nudgel_kafka_health_t jobs, tiers;
-    const nudgel_kafka_health_t *health[2] = {&jobs, &tiers};
+    nudgel_kafka_health_t h;
     update_fleet_share(w);
-    nudgel_consumer_health(w->consumer, &jobs);
-    nudgel_consumer_health(w->retry_consumer, &tiers);
-    nudgel_kafka_ready_set(w->kafka_ready, health, names, 2, nudgel_mono_us());
+    nudgel_consumer_health(w->consumer, &h);
+    nudgel_kafka_health_readiness(&h, w->kafka_ready);
+    nudgel_consumer_health(w->retry_consumer, &h);
+    nudgel_kafka_health_readiness(&h, w->kafka_retry_ready);
     if (!w->want_poll[SOURCE_RETRY] && !w->want_poll[SOURCE_JOBS])
         return;
     if (room(w))
@@ -254,8 +253,9 @@ nudgel_err_t intake_open(worker_t *w, char *errstr, size_t errstr_size)
         return NUDGEL_ERR_KAFKA_UNREACHABLE;
     }
     intake_pause(w, true);
-    w->kafka_ready =
-        nudgel_readiness_add(nudgel_worker_readiness(w->rt), "kafka", "group not joined yet");
+    nudgel_readiness_t *ready = nudgel_worker_readiness(w->rt);
+    w->kafka_ready = nudgel_readiness_add(ready, "kafka", "group not joined yet");
+    w->kafka_retry_ready = nudgel_readiness_add(ready, "kafka:retry", "group not joined yet");
     if (!(w->at_cap = nudgel_timer_new(w->loop, on_at_cap, w)) ||
         nudgel_consumer_attach(w->retry_consumer, w->loop, on_retry_ready, w) != NUDGEL_OK ||
         nudgel_consumer_attach(w->consumer, w->loop, on_jobs_ready, w) != NUDGEL_OK) {

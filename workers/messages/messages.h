@@ -207,9 +207,10 @@ struct worker {
     msg_t *jobs; /* every job alive */
 
     /* intake.c */
-    bool want_poll[2];      /* [0] retry tiers, [1] jobs: a poll may find something */
-    nudgel_timer_t *at_cap; /* at the in-flight cap: one poll every 500 ms still */
-    nudgel_ready_cond_t *kafka_ready;
+    bool want_poll[2];                /* [0] retry tiers, [1] jobs: a poll may find something */
+    nudgel_timer_t *at_cap;           /* at the in-flight cap: one poll every 500 ms still */
+    nudgel_ready_cond_t *kafka_ready; /* the jobs consumer */
+    nudgel_ready_cond_t *kafka_retry_ready; /* the retry tiers' consumer */
     nudgel_log_ratelimit_t malformed_log;
 
     /* gateway_lanes.c */

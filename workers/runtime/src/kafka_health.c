@@ -11,6 +11,8 @@
 #define _GNU_SOURCE
 #include "nudgel/kafka_health.h"
 
+#include "nudgel/readiness.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,4 +223,18 @@ void nudgel_kafka_monitor_get(nudgel_kafka_monitor_t *m, nudgel_kafka_health_t *
         m->pending = NULL;
     }
     *out = m->health;
+}
+
+void nudgel_kafka_health_readiness(const nudgel_kafka_health_t *h, struct nudgel_ready_cond *cond)
+{
+    if (!h->stats_at_us)
+        nudgel_ready_fail(cond, "no statistics from the consumer yet");
+    else if (h->all_brokers_down || h->brokers_up == 0)
+        nudgel_ready_fail(cond, "no broker up (%d known)", h->brokers_known);
+    else if (!h->group_up)
+        nudgel_ready_fail(cond, "consumer group not joined (state %s)", h->group_state);
+    else if (h->assigned == 0 && !h->group_steady)
+        nudgel_ready_fail(cond, "joining the consumer group (%s)", h->join_state);
+    else
+        nudgel_ready_ok(cond);
 }

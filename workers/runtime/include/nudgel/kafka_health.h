@@ -109,4 +109,15 @@ void nudgel_kafka_monitor_error(nudgel_kafka_monitor_t *m, int err, int64_t now_
  */
 void nudgel_kafka_monitor_get(nudgel_kafka_monitor_t *m, nudgel_kafka_health_t *out);
 
+struct nudgel_ready_cond;
+
+/**
+ * @brief The one readiness rule for a consumer, for every role (DESIGN §8):
+ * sets @p cond ok when statistics have come, a broker is up and the group
+ * is joined with its partitions assigned (or none after a completed join:
+ * more members than partitions, idle by design); else not ok with the
+ * reason. Loop thread (the condition itself is thread-safe).
+ */
+void nudgel_kafka_health_readiness(const nudgel_kafka_health_t *h, struct nudgel_ready_cond *cond);
+
 #endif
