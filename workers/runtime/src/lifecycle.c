@@ -21,7 +21,7 @@
 /* The topic name of @p km ("?" for a message without one, as in tests). */
 static const char *topic_of(const rd_kafka_message_t *km)
 {
-    return km->rkt ? topic_of(km) : "?";
+    return km->rkt ? rd_kafka_topic_name(km->rkt) : "?";
 }
 
 struct nudgel_lifecycle {
