@@ -75,8 +75,10 @@ void lanes_drain(worker_t *w)
     while (*link) {
         endpoint_t *ep = *link;
         if (!ep->loaded || ep->load_queued) {
-            if (!ep->load_queued)
+            if (!ep->load_queued) {
                 lookups_load(w, ep); /* queueing it failed before */
+                nudgel_loop_again(w->loop);
+            }
             link = &ep->next_active;
             continue; /* its row is coming */
         }
