@@ -14,15 +14,39 @@ static bool is_final(const char *status)
            strcmp(status, "exhausted") == 0 || strcmp(status, "cancelled") == 0;
 }
 
-/* The statement's error on one line (libpq's span several). */
+/* @p text on one line: libpq's messages span several, with tabs. */
+static void one_line(char *text)
+{
+    size_t o = 0;
+    bool space = false;
+    for (size_t i = 0; text[i]; i++) {
+        bool blank = text[i] == '\n' || text[i] == '\r' || text[i] == '\t' || text[i] == ' ';
+        if (blank) {
+            space = o > 0;
+            continue;
+        }
+        if (space)
+            text[o++] = ' ';
+        space = false;
+        text[o++] = text[i];
+    }
+    text[o] = '\0';
+}
+
+/* "what: libpq's last error", on one line. */
+static void conn_error(const char *what, PGconn *pg, char *errstr, size_t errstr_size)
+{
+    snprintf(errstr, errstr_size, "%s: %s", what, PQerrorMessage(pg));
+    one_line(errstr);
+}
+
+/* The statement's error on one line. */
 static void result_error(const char *what, const PGresult *res, char *errstr, size_t errstr_size)
 {
     const char *m = res ? PQresultErrorMessage(res) : "";
-    int n = snprintf(errstr, errstr_size, "%s: %s", what,
-                     !m || !*m ? (res ? PQresStatus(PQresultStatus(res)) : "no result") : m);
-    for (size_t i = 0; n > 0 && i < errstr_size && errstr[i]; i++)
-        if (errstr[i] == '\n' || errstr[i] == '\t')
-            errstr[i] = ' ';
+    snprintf(errstr, errstr_size, "%s: %s", what,
+             !m || !*m ? (res ? PQresStatus(PQresultStatus(res)) : "no result") : m);
+    one_line(errstr);
 }
 
 /* Queues @p sql with the JSON text of @p rows as its one parameter. */
@@ -38,7 +62,7 @@ static nudgel_err_t send_json(PGconn *pg, const char *what, const char *sql, jso
     int ok = PQsendQueryParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
     free(text);
     if (!ok) {
-        snprintf(errstr, errstr_size, "%s: %s", what, PQerrorMessage(pg));
+        conn_error(what, pg, errstr, errstr_size);
         return NUDGEL_ERR_PG_UNREACHABLE;
     }
     return NUDGEL_OK;
@@ -196,7 +220,7 @@ nudgel_err_t wh_db_flush_send(PGconn *pg, bool with_payload, json_t *attempts, j
     memset(call, 0, sizeof(*call));
     call->disable_at = -1;
     if (!PQenterPipelineMode(pg)) {
-        snprintf(errstr, errstr_size, "entering pipeline mode: %s", PQerrorMessage(pg));
+        conn_error("entering pipeline mode", pg, errstr, errstr_size);
         return NUDGEL_ERR_PG_UNREACHABLE;
     }
     insert_sql(sql, sizeof(sql), with_payload);
@@ -220,7 +244,7 @@ nudgel_err_t wh_db_flush_send(PGconn *pg, bool with_payload, json_t *attempts, j
         ok = pipe_json(pg, call, "disabling failing endpoints", sql, failed, errstr, errstr_size);
     }
     if (ok && !PQpipelineSync(pg)) {
-        snprintf(errstr, errstr_size, "pipeline sync: %s", PQerrorMessage(pg));
+        conn_error("pipeline sync", pg, errstr, errstr_size);
         ok = false;
     }
     return ok ? NUDGEL_OK : NUDGEL_ERR_PG_UNREACHABLE;
@@ -342,7 +366,7 @@ nudgel_err_t wh_db_endpoint_disable_send(PGconn *pg, const char *endpoint_id, co
                            "disabled_reason = $2, disabled_at = now(), updated_at = now() "
                            "WHERE endpoint_id = $1::uuid AND (enabled OR disabled_reason = $2)",
                            2, NULL, params, NULL, NULL, 0)) {
-        snprintf(errstr, errstr_size, "disabling endpoint %s: %s", endpoint_id, PQerrorMessage(pg));
+        conn_error("disabling an endpoint", pg, errstr, errstr_size);
         return NUDGEL_ERR_PG_UNREACHABLE;
     }
     return NUDGEL_OK;
