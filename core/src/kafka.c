@@ -1,5 +1,13 @@
 /*
  * kafka.c — librdkafka configuration, logging and partitioning helpers.
+ *
+ * Errors are logged once. librdkafka reports a broker failure twice: a log
+ * line (facility "FAIL", from the broker thread) and an error op on the
+ * main queue, which reaches the error callback (or, without one, a second
+ * log line, facility "ERROR") when the application polls. Handles whose
+ * main queue is served (the workers' consumer and publisher) take the
+ * error callback's line and drop the FAIL twin; other handles keep
+ * librdkafka's lines, since nothing may ever poll their error ops.
  */
 #define _GNU_SOURCE
 #include "nudgel/kafka.h"
@@ -27,6 +35,8 @@ static int apply_prop(const char *prop, const char *value, void *opaque)
     return 0;
 }
 
+#define SYSLOG_DEBUG 7
+
 /* librdkafka syslog levels (0 emerg .. 7 debug) onto ours. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -37,9 +47,53 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     NUDGEL_LOG_CTX(ours, NULL, "librdkafka %s %s: %s", rk ? rd_kafka_name(rk) : "", fac, buf);
 }
 
+/* As log_cb, without the broker-failure lines whose error op the error
+ * callback logs (rd_kafka_broker_set_error() emits both, with one text).
+ * Debug-level FAIL lines have no error op and stay. */
+static void log_cb_errors_served(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    if (level < SYSLOG_DEBUG && strcmp(fac, "FAIL") == 0)
+        return;
+    log_cb(rk, level, fac, buf);
+}
+
 void nudgel_kafka_conf_set_logger(rd_kafka_conf_t *kconf)
 {
     rd_kafka_conf_set_log_cb(kconf, log_cb);
+}
+
+void nudgel_kafka_log_error(rd_kafka_t *rk, int err, const char *reason)
+{
+    char fatal[512];
+    nudgel_log_level_t level = NUDGEL_LOG_WARN;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        /* The reason names the original error; ask for it once here. */
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+        NUDGEL_LOG_CTX(NUDGEL_LOG_ERROR, NULL, "librdkafka %s fatal error: %s: %s",
+                       rd_kafka_name(rk), rd_kafka_err2name(orig), orig ? fatal : reason);
+        return;
+    }
+    /* A broker connection failing is retried by librdkafka (a warning);
+     * every broker down, or an error that will not heal, is an error. */
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+        nudgel_err_class(nudgel_kafka_err((rd_kafka_resp_err_t)err)) != NUDGEL_ERRCLASS_RETRIABLE)
+        level = NUDGEL_LOG_ERROR;
+    NUDGEL_LOG_CTX(level, NULL, "librdkafka %s error %s: %s", rd_kafka_name(rk),
+                   rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)opaque;
+    nudgel_kafka_log_error(rk, err, reason);
+}
+
+void nudgel_kafka_conf_set_error_cb(rd_kafka_conf_t *kconf,
+                                    void (*cb)(rd_kafka_t *rk, int err, const char *reason,
+                                               void *opaque))
+{
+    rd_kafka_conf_set_error_cb(kconf, cb ? cb : error_cb);
+    rd_kafka_conf_set_log_cb(kconf, log_cb_errors_served);
 }
 
 rd_kafka_conf_t *nudgel_kafka_conf_new(const nudgel_conf_t *conf, char *errstr, size_t errstr_size)

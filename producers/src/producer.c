@@ -1,14 +1,23 @@
 /*
  * producer.c — libnudgel: validate, encode and append jobs to Kafka.
+ *
+ * For an event loop, nudgel_producer_event_fd() hands out the read end of a
+ * non-blocking pipe whose write end librdkafka's main queue writes to when it
+ * goes from empty to non-empty (rd_kafka_queue_io_event_enable);
+ * nudgel_producer_poll() empties the pipe before it serves the queue, so a
+ * report queued meanwhile leaves a wake-up of its own.
  */
 #define _GNU_SOURCE
 #include "nudgel/producer.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -43,6 +52,7 @@ struct nudgel_producer_conf {
     char default_country[3];
     size_t max_job_bytes;
     int message_timeout_ms;
+    int queue_full_wait_ms; /* -1: message_timeout_ms */
     nudgel_delivery_cb_t *cb;
     void *cb_opaque;
     char messages_topic[250];
@@ -54,6 +64,9 @@ struct nudgel_producer {
     rd_kafka_topic_t *messages, *webhooks;
     nudgel_producer_conf_t *conf;
     pthread_mutex_t lock;
+    /* nudgel_producer_event_fd(): the main queue's wake-up pipe, once made. */
+    rd_kafka_queue_t *main_queue;
+    int event_fds[2]; /* read end, write end; -1 until made */
 };
 
 nudgel_producer_conf_t *nudgel_producer_conf_new(void)
@@ -65,6 +78,7 @@ nudgel_producer_conf_t *nudgel_producer_conf_new(void)
     conf->kconf = rd_kafka_conf_new();
     conf->max_job_bytes = NUDGEL_JOB_MAX_BYTES_DEFAULT;
     conf->message_timeout_ms = 30000;
+    conf->queue_full_wait_ms = -1;
     snprintf(conf->messages_topic, sizeof(conf->messages_topic), "%s", NUDGEL_TOPIC_MESSAGES);
     snprintf(conf->webhooks_topic, sizeof(conf->webhooks_topic), "%s", NUDGEL_TOPIC_WEBHOOKS);
     /* Throughput defaults; callers may override any of these. */
@@ -128,11 +142,12 @@ nudgel_err_t nudgel_producer_conf_set(nudgel_producer_conf_t *conf, const char *
         snprintf(dest, cap, "%s", value);
         return NUDGEL_OK;
     }
-    if (strcmp(name, "max_job_bytes") == 0 || strcmp(name, "message_timeout_ms") == 0) {
+    if (strcmp(name, "max_job_bytes") == 0 || strcmp(name, "message_timeout_ms") == 0 ||
+        strcmp(name, "queue_full_wait_ms") == 0) {
         char *end;
         long v = strtol(value, &end, 10);
-        bool bytes = name[0] == 'm' && name[1] == 'a';
-        long lo = bytes ? 1024 : 1000, hi = bytes ? 1048576 : 600000;
+        bool bytes = name[0] == 'm' && name[1] == 'a', wait = name[0] == 'q';
+        long lo = bytes ? 1024 : wait ? 0 : 1000, hi = bytes ? 1048576 : 600000;
         if (*end || end == value || v < lo || v > hi) {
             snprintf(errstr, errstr_size, "%s: expected an integer in [%ld, %ld], got \"%.32s\"",
                      name, lo, hi, value);
@@ -140,6 +155,8 @@ nudgel_err_t nudgel_producer_conf_set(nudgel_producer_conf_t *conf, const char *
         }
         if (bytes)
             conf->max_job_bytes = (size_t)v;
+        else if (wait)
+            conf->queue_full_wait_ms = (int)v;
         else
             conf->message_timeout_ms = (int)v;
         return NUDGEL_OK;
@@ -231,6 +248,7 @@ nudgel_producer_t *nudgel_producer_new(nudgel_producer_conf_t *conf, char *errst
         return NULL;
     }
     pthread_mutex_init(&p->lock, NULL);
+    p->event_fds[0] = p->event_fds[1] = -1;
     snprintf(timeout, sizeof(timeout), "%d", conf->message_timeout_ms);
     static const char *const contract[][2] = {
         {"acks", "all"},
@@ -303,8 +321,9 @@ static bool traceparent_valid(const char *tp)
 
 /*
  * Produces already-encoded bytes. Takes ownership of @p value (freed by
- * librdkafka or here on failure). Waits for queue space up to the message
- * timeout, serving callbacks meanwhile.
+ * librdkafka or here on failure). Waits for queue space up to
+ * queue_full_wait_ms (by default the message timeout), serving callbacks
+ * meanwhile; with 0, a full queue fails at once.
  */
 static nudgel_err_t produce(nudgel_producer_t *p, rd_kafka_topic_t *rkt, const char *schema,
                             const char *tenant, const char *idempotency_key, char *value,
@@ -328,9 +347,11 @@ static nudgel_err_t produce(nudgel_producer_t *p, rd_kafka_topic_t *rkt, const c
             RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END);
         if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR)
             return NUDGEL_OK;
+        int wait_ms = p->conf->queue_full_wait_ms >= 0 ? p->conf->queue_full_wait_ms
+                                                       : p->conf->message_timeout_ms;
         if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL && !deadline)
-            deadline = nudgel_mono_us() + (int64_t)p->conf->message_timeout_ms * 1000;
-        if (kerr != RD_KAFKA_RESP_ERR__QUEUE_FULL || nudgel_mono_us() > deadline) {
+            deadline = nudgel_mono_us() + (int64_t)wait_ms * 1000;
+        if (kerr != RD_KAFKA_RESP_ERR__QUEUE_FULL || wait_ms == 0 || nudgel_mono_us() > deadline) {
             rd_kafka_headers_destroy(hdrs);
             free(value); /* ctx lives in value's tail */
             if (result) {
@@ -470,9 +491,60 @@ nudgel_err_t nudgel_enqueue_webhook_sync(nudgel_producer_t *p, const char *json,
     return enqueue_sync(p, JOB_WEBHOOK, json, len, opts, result, timeout_ms);
 }
 
+/* Empties the wake-up pipe (what it holds is only a count of wake-ups). */
+static void event_fd_clear(nudgel_producer_t *p)
+{
+    char sink[64];
+    while (read(p->event_fds[0], sink, sizeof(sink)) > 0)
+        ;
+}
+
 int nudgel_producer_poll(nudgel_producer_t *p, int timeout_ms)
 {
+    if (p->event_fds[0] >= 0)
+        event_fd_clear(p);
     return rd_kafka_poll(p->rk, timeout_ms);
+}
+
+int nudgel_producer_event_fd(nudgel_producer_t *p)
+{
+    static const char one = 1; /* librdkafka copies the payload */
+    if (!p) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (p->event_fds[0] >= 0)
+        return p->event_fds[0];
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    /* Both ends non-blocking: librdkafka's write must never block its thread,
+     * and a full pipe already says "wake up". */
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(fds[i], F_GETFL);
+        if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) != 0 ||
+            fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0) {
+            int saved = errno;
+            close(fds[0]);
+            close(fds[1]);
+            errno = saved;
+            return -1;
+        }
+    }
+    if (!(p->main_queue = rd_kafka_queue_get_main(p->rk))) {
+        close(fds[0]);
+        close(fds[1]);
+        errno = ENOMEM;
+        return -1;
+    }
+    p->event_fds[0] = fds[0];
+    p->event_fds[1] = fds[1];
+    rd_kafka_queue_io_event_enable(p->main_queue, fds[1], &one, sizeof(one));
+    /* Reports queued before now wrote no wake-up: make the first poll come
+     * (an empty pipe cannot refuse one byte). */
+    ssize_t n = write(fds[1], &one, sizeof(one));
+    (void)n;
+    return fds[0];
 }
 
 nudgel_err_t nudgel_producer_flush(nudgel_producer_t *p, int timeout_ms)
@@ -490,6 +562,12 @@ void nudgel_producer_destroy(nudgel_producer_t *p)
 {
     if (!p)
         return;
+    if (p->main_queue) {
+        rd_kafka_queue_io_event_enable(p->main_queue, -1, NULL, 0);
+        rd_kafka_queue_destroy(p->main_queue);
+        close(p->event_fds[0]);
+        close(p->event_fds[1]);
+    }
     rd_kafka_flush(p->rk, p->conf->message_timeout_ms);
     rd_kafka_topic_destroy(p->messages);
     rd_kafka_topic_destroy(p->webhooks);

@@ -8,8 +8,10 @@ group share the partitions without losing anything.
 """
 import json
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -163,3 +165,72 @@ def test_retry_tier_head_waits_until_due(bootstrap, topics_ready, topic, run_id)
     # Deferred, not busy-waiting on one job: all came soon after they were due.
     assert max(r["at"] for r in records) - due < 5000
     assert time.time() - started < 30
+
+
+def cpu_seconds(pid, threads=None):
+    """CPU time of a process (all its threads, or those listed), in seconds: utime +
+    stime of /proc/<pid>/stat, refined with the per-thread schedstat run times (in ns)
+    where the kernel has them, since 5 s of clock ticks (10 ms each) could not tell
+    0.6% from 1%."""
+    try:
+        total = 0
+        for task in threads or os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/{f'task/{threads[0]}/' if threads else ''}stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_consumer_sleeps_and_reports_health(bootstrap, topics_ready, topic, run_id):
+    """An idle worker costs under 1% of a core: the driver runs on the event loop and
+    sleeps until librdkafka has something (statistics every second included), with no
+    short polls; its loop thread next to nothing, the rest is librdkafka's own threads.
+    Its health comes from librdkafka's statistics. The default commit interval here (a
+    worker's), not the other tests' 200 ms, whose commits alone cost librdkafka ~0.3%."""
+    produce(bootstrap, topic, 50)
+    proc = subprocess.Popen(driver(topic, f"i-{run_id}", "--idle-ms", "600000",
+                                   "--set", "kafka.auto.commit.interval.ms=5000"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True)
+        reader.start()
+        seen, assigned, out = 0, False, []
+        deadline = time.monotonic() + 60
+        while not (assigned and seen == 50):
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            out.append(line)
+            seen += line.startswith("{")
+            assigned |= line.strip() == f"assigned {PARTITIONS}"
+        time.sleep(2)  # the jobs' commits and the first statistics settle
+        main = [str(proc.pid)]  # the loop's thread
+        before, before_main = cpu_seconds(proc.pid), cpu_seconds(proc.pid, main)
+        started = time.monotonic()
+        time.sleep(5)
+        elapsed = time.monotonic() - started
+        used = (cpu_seconds(proc.pid) - before) / elapsed
+        used_main = (cpu_seconds(proc.pid, main) - before_main) / elapsed
+        print(f"idle consumer: {used:.2%} of a core, its loop thread {used_main:.3%}")
+        assert used < 0.01, f"an idle consumer used {used:.2%} of a core"
+        assert used_main < 0.002, f"the idle loop thread used {used_main:.3%} of a core"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err
+    while not lines.empty():
+        out.append(lines.get())
+    health = json.loads(next(l for l in out if l.startswith("health "))[7:])
+    print(f"health at exit: {health}")
+    assert health["brokers_up"] >= 1
+    assert health["group_up"] and health["steady"]
+    assert health["assigned"] == PARTITIONS
+    assert health["lag_total"] == 0  # everything was consumed
+    assert 1 <= health["lags"] <= PARTITIONS  # partitions with a committed offset
+    assert 0 <= health["stats_age_ms"] < 3000

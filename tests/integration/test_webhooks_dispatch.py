@@ -10,9 +10,13 @@ yields the same webhook-id, delivered once.
 """
 import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 
 from conftest import SOURCE_DIR, binary, headers_of, kcat_consume, load_schema
@@ -106,3 +110,83 @@ def test_status_event_to_delivery_filtered_by_type(bootstrap, pg_dsn, topics_rea
                           f"'{eps['exact'][0]}' LIMIT 1").strip()
     payload = json.loads(body)
     assert payload["type"] == "message.sent" and payload["data"]["tenant_id"] == tenant
+
+
+def metric(port, name):
+    """The value of an unlabelled series on the worker's /metrics (0 when absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def pg_client_port(pid, pg_port):
+    """The local port of the process's TCP connection to Postgres (its first one)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if f[9] in inodes and int(f[2].split(":")[1], 16) == pg_port:
+            return int(f[1].split(":")[1], 16)
+    return None
+
+
+def test_endpoint_cache_capped_and_lookups_survive_a_lost_connection(bootstrap, pg_dsn,
+                                                                    topics_ready, run_id):
+    """dispatch.endpoint_cache_max=1 with four tenants interleaved: every event still makes its
+    tenant's jobs (evicted lists are read again), and after the dispatcher's own Postgres
+    backend is terminated it reconnects (a new connection) and dispatches what comes next."""
+    ns = f"wc{run_id}."
+    tenants = [f"wc{run_id}t{k}" for k in range(4)]
+    h.make_topics(binary, ns)
+    eps = dict(zip(tenants, h.add_endpoints(pg_dsn, [dict(tenant=t, url=f"http://127.0.0.1:9/{t}")
+                                                     for t in tenants])))
+    status_topic = f"{ns}nudgel.delivery-status.v1"
+    webhooks_topic = f"{ns}nudgel.webhooks.v1"
+
+    def jobs_by_tenant():
+        out = {}
+        for rec in kcat_consume(bootstrap, webhooks_topic):
+            job = json.loads(rec["payload"])
+            assert job["endpoint_id"] == eps[job["tenant_id"]][0]
+            out.setdefault(job["tenant_id"], set()).add(job["id"])
+        return out
+
+    dispatcher = h.start_dispatcher(binary, ns, "dispatch.endpoint_cache_max=1", "log.level=info")
+    try:
+        h.wait_until(lambda: re.search(r"metrics on port (\d+)", dispatcher.text()), 30,
+                     "the metrics port", dispatcher)
+        port = int(re.search(r"metrics on port (\d+)", dispatcher.text()).group(1))
+        for i in range(5):
+            for t in tenants:
+                produce(bootstrap, status_topic, t, [status_event(t, i)])
+        h.wait_until(lambda: sum(len(v) for v in jobs_by_tenant().values()) >= 20, 60,
+                     "20 jobs", dispatcher)
+        assert {t: len(v) for t, v in jobs_by_tenant().items()} == {t: 5 for t in tenants}
+        assert metric(port, "nudgel_dispatch_endpoint_cache_evictions_total") >= 3
+
+        pg_port = (urllib.parse.urlparse(pg_dsn).port if "://" in pg_dsn
+                   else int(re.search(r"port=(\d+)", pg_dsn).group(1)))
+        client = pg_client_port(dispatcher.proc.pid, pg_port)
+        assert client, "no Postgres connection found"
+        h.psql(pg_dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       f"WHERE client_port = {client} AND application_name = 'nudgel-dispatch'")
+        h.wait_until(lambda: dispatcher.text().count("lookups: Postgres connection up") >= 2, 30,
+                     "a new lookups connection", dispatcher)
+        assert "lookups: Postgres connection lost" in dispatcher.text()
+        time.sleep(0.6)  # every cached list is stale now: the next events read them again
+        for t in tenants:
+            produce(bootstrap, status_topic, t, [status_event(t, 50)])
+        h.wait_until(lambda: sum(len(v) for v in jobs_by_tenant().values()) >= 24, 60,
+                     "4 more jobs after the reconnect", dispatcher)
+    finally:
+        code = dispatcher.terminate()
+    assert code == 0, dispatcher.text()[-3000:]
+    assert {t: len(v) for t, v in jobs_by_tenant().items()} == {t: 6 for t in tenants}

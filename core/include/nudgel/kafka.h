@@ -1,5 +1,7 @@
 /*
- * nudgel/kafka.h — librdkafka helpers shared by producers and workers.
+ * nudgel/kafka.h — librdkafka helpers shared by producers and workers:
+ * configuration from the fleet's, logging (librdkafka's lines through
+ * nudgel_log, each error once), partitioning, headers, error mapping.
  */
 #ifndef NUDGEL_KAFKA_H
 #define NUDGEL_KAFKA_H
@@ -22,6 +24,25 @@ rd_kafka_conf_t *nudgel_kafka_conf_new(const nudgel_conf_t *conf, char *errstr, 
 
 /** @brief Routes librdkafka's log lines through nudgel_log (set on @p kconf). */
 void nudgel_kafka_conf_set_logger(rd_kafka_conf_t *kconf);
+
+/**
+ * @brief For a handle whose main queue is polled: errors go to @p cb (NULL:
+ * one that calls nudgel_kafka_log_error()), and librdkafka's own log line
+ * for a broker failure is dropped, since the error op carrying the same
+ * text reaches @p cb: each error is logged once, by the error callback.
+ * Other log lines stay. @p cb runs inside the poll that serves the error
+ * op, on the polling thread, and should end in nudgel_kafka_log_error().
+ */
+void nudgel_kafka_conf_set_error_cb(rd_kafka_conf_t *kconf,
+                                    void (*cb)(rd_kafka_t *rk, int err, const char *reason,
+                                               void *opaque));
+
+/**
+ * @brief Logs one error reported by librdkafka's error callback, once: an
+ * error line for fatal errors (with the original error) and for every
+ * broker down, a warning for what librdkafka retries by itself.
+ */
+void nudgel_kafka_log_error(rd_kafka_t *rk, int err, const char *reason);
 
 /**
  * @brief Waits up to @p timeout_ms for broker metadata.

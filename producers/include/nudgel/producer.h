@@ -11,6 +11,10 @@
  * its outcome arrives in the delivery callback, served by
  * nudgel_producer_poll() / nudgel_producer_flush().
  * Synchronous use: nudgel_enqueue_message_sync() returns the outcome.
+ * On an event loop (epoll, poll, libuv, ...): watch nudgel_producer_event_fd()
+ * for reads and call nudgel_producer_poll(p, 0) when it is readable, so
+ * delivery callbacks are served when they are due instead of on a clock; set
+ * "queue_full_wait_ms" to 0 so that an enqueue never waits inside the loop.
  *
  * Thread safety: enqueue functions may be called from several threads;
  * callbacks run in the thread that calls poll or flush.
@@ -73,7 +77,10 @@ nudgel_producer_conf_t *nudgel_producer_conf_new(void);
  * "default_country" (ISO alpha-2 hint for national numbers), "max_job_bytes"
  * (default 65536), "message_timeout_ms" (default 30000), "messages_topic" and
  * "webhooks_topic" (the contract's topics by default; override only for
- * benchmarks or an isolated namespace). Anything else is a
+ * benchmarks or an isolated namespace), "queue_full_wait_ms" (how long an
+ * enqueue waits for room when the local queue is full, serving delivery
+ * callbacks meanwhile; 0 to 600000, default message_timeout_ms; 0 returns
+ * NUDGEL_ERR_QUEUE_FULL at once, for callers on an event loop). Anything else is a
  * librdkafka producer property. acks=all, enable.idempotence=true and
  * partitioner=murmur2_random are fixed by the contract and cannot be changed.
  * @returns NUDGEL_OK or NUDGEL_ERR_CONFIG with "name: problem" in @p errstr.
@@ -105,8 +112,9 @@ nudgel_err_t nudgel_producer_check(nudgel_producer_t *p, int timeout_ms, char *e
  * @brief Validates and queues a message job (bytes of one JSON object).
  * @returns NUDGEL_OK when queued; NUDGEL_ERR_INVALID_JSON, _INVALID_FIELD or
  * _TOO_LARGE (permanent: @p result->error names the field); NUDGEL_ERR_QUEUE_FULL
- * when the local queue stayed full for message_timeout_ms (retriable).
- * @p result may be NULL.
+ * when the local queue stayed full for queue_full_wait_ms (retriable; by
+ * default message_timeout_ms, during which delivery callbacks may run inside
+ * this call). @p result may be NULL.
  */
 nudgel_err_t nudgel_enqueue_message(nudgel_producer_t *p, const char *json, size_t len,
                                     const nudgel_enqueue_opts_t *opts,
@@ -126,8 +134,28 @@ nudgel_err_t nudgel_enqueue_webhook_sync(nudgel_producer_t *p, const char *json,
                                          const nudgel_enqueue_opts_t *opts,
                                          nudgel_enqueue_result_t *result, int timeout_ms);
 
-/** @brief Serves delivery callbacks for up to @p timeout_ms. @returns callbacks served. */
+/**
+ * @brief Serves delivery callbacks for up to @p timeout_ms (0: those already
+ * due, without waiting). Also clears nudgel_producer_event_fd(). @returns
+ * callbacks served.
+ */
 int nudgel_producer_poll(nudgel_producer_t *p, int timeout_ms);
+
+/**
+ * @brief A file descriptor for an event loop: it becomes readable when
+ * delivery callbacks (or librdkafka errors and statistics) wait to be served.
+ * Watch it for reads (level-triggered) and answer with
+ * nudgel_producer_poll(p, 0), which empties it before serving; a wake-up
+ * that finds nothing to serve is harmless. librdkafka writes to it when its
+ * queue goes from empty to non-empty, and not again until the next poll:
+ * an event loop must not skip a poll after a wake-up. Made on the first call
+ * (later calls return the same fd); callbacks already due then are served by
+ * the next poll. Owned by the producer: do not read or close it;
+ * nudgel_producer_destroy() closes it (unwatch it first). Linux and the BSDs
+ * (a non-blocking pipe). Call it from the thread that polls.
+ * @returns the fd, or -1 (errno set) when it cannot be made.
+ */
+int nudgel_producer_event_fd(nudgel_producer_t *p);
 
 /** @brief Waits until every queued job is acknowledged or failed. */
 nudgel_err_t nudgel_producer_flush(nudgel_producer_t *p, int timeout_ms);

@@ -1,5 +1,13 @@
 /*
  * http_client.c — see nudgel/http_client.h.
+ *
+ * Two drivers for one multi handle. Polled: curl_multi_perform() and
+ * curl_multi_poll(). On a loop: curl tells us which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION) and when to call back (CURLMOPT_TIMERFUNCTION);
+ * the loop's fd and timer callbacks call curl_multi_socket_action(), then
+ * run the done callbacks of what finished. curl's callbacks only record
+ * (watch, unwatch, arm): curl_multi_socket_action() is never entered from
+ * inside curl, and done callbacks run after it returned, so they may submit.
  */
 #define _GNU_SOURCE
 #include "nudgel/http_client.h"
@@ -11,6 +19,8 @@
 #include <strings.h>
 
 #include <curl/curl.h>
+
+#include "nudgel/log.h"
 
 #define DEFAULT_CONNECT_MS   5000
 #define DEFAULT_TOTAL_MS     15000
@@ -38,6 +48,11 @@ struct nudgel_http {
     CURLM *multi;
     size_t in_flight;
     transfer_t *transfers; /* libcurl 7.88 cannot list a multi's handles */
+    /* On a loop (nudgel_http_attach), else loop is NULL. */
+    nudgel_loop_t *loop;
+    nudgel_timer_t *timer; /* curl's timeout */
+    int *socks;            /* sockets watched for curl, unwatched on destroy */
+    size_t sock_count, sock_cap;
 };
 
 static void list_remove(nudgel_http_t *h, transfer_t *t)
@@ -195,6 +210,8 @@ nomem:
     return NUDGEL_ERR_NO_MEMORY;
 }
 
+static int drain_finished(nudgel_http_t *h);
+
 static void finish(nudgel_http_t *h, CURLMsg *msg)
 {
     transfer_t *t = NULL;
@@ -223,6 +240,20 @@ static void finish(nudgel_http_t *h, CURLMsg *msg)
     transfer_free(t);
 }
 
+/* Runs the done callbacks of finished transfers. @returns how many. */
+static int drain_finished(nudgel_http_t *h)
+{
+    int finished = 0, left;
+    CURLMsg *msg;
+    while ((msg = curl_multi_info_read(h->multi, &left))) {
+        if (msg->msg == CURLMSG_DONE) {
+            finish(h, msg);
+            finished++;
+        }
+    }
+    return finished;
+}
+
 int nudgel_http_poll(nudgel_http_t *h, int timeout_ms)
 {
     return nudgel_http_poll_fds(h, timeout_ms, NULL, 0);
@@ -230,9 +261,12 @@ int nudgel_http_poll(nudgel_http_t *h, int timeout_ms)
 
 int nudgel_http_poll_fds(nudgel_http_t *h, int timeout_ms, const int *fds, size_t nfds)
 {
-    int running = 0, finished = 0, left;
-    CURLMsg *msg;
+    int running = 0;
     struct curl_waitfd extra[8];
+    if (h->loop) {
+        nudgel_log_error("http: polled while on an event loop; the loop drives it");
+        return 0;
+    }
     if (nfds > sizeof(extra) / sizeof(extra[0]))
         nfds = sizeof(extra) / sizeof(extra[0]);
     for (size_t i = 0; i < nfds; i++)
@@ -242,13 +276,112 @@ int nudgel_http_poll_fds(nudgel_http_t *h, int timeout_ms, const int *fds, size_
         curl_multi_poll(h->multi, nfds ? extra : NULL, (unsigned)nfds, timeout_ms, NULL);
         curl_multi_perform(h->multi, &running);
     }
-    while ((msg = curl_multi_info_read(h->multi, &left))) {
-        if (msg->msg == CURLMSG_DONE) {
-            finish(h, msg);
-            finished++;
+    return drain_finished(h);
+}
+
+/* ---- on the loop ---------------------------------------------------------- */
+
+static void on_socket(void *opaque, int fd, unsigned events)
+{
+    nudgel_http_t *h = opaque;
+    int running = 0;
+    int mask = ((events & NUDGEL_LOOP_READ) ? CURL_CSELECT_IN : 0) |
+               ((events & NUDGEL_LOOP_WRITE) ? CURL_CSELECT_OUT : 0);
+    curl_multi_socket_action(h->multi, fd, mask, &running);
+    drain_finished(h);
+}
+
+/*
+ * curl's timeout fired. curl reports a timeout in whole milliseconds,
+ * truncated (7.88: Curl_timediff), so the timer can fire a fraction of a
+ * millisecond before curl's own deadline; curl then finds nothing due, its
+ * next deadline is unchanged and it does not call the timer callback again
+ * (it only reports changes). Left disarmed, the transfer would wait for
+ * socket activity that may never come: ask curl for its timeout instead
+ * (at least 1 ms while a deadline is pending, so no busy loop).
+ */
+static void on_timeout(void *opaque)
+{
+    nudgel_http_t *h = opaque;
+    int running = 0;
+    long timeout_ms = -1;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    if (!nudgel_timer_armed(h->timer, NULL) &&
+        curl_multi_timeout(h->multi, &timeout_ms) == CURLM_OK && timeout_ms >= 0)
+        nudgel_timer_arm_in(h->timer, (int64_t)timeout_ms * 1000);
+    drain_finished(h);
+}
+
+static void forget_socket(nudgel_http_t *h, int fd)
+{
+    for (size_t i = 0; i < h->sock_count; i++) {
+        if (h->socks[i] == fd) {
+            h->socks[i] = h->socks[--h->sock_count];
+            return;
         }
     }
-    return finished;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: watch @p s as curl asks (runs inside curl). */
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    nudgel_http_t *h = userp;
+    (void)easy;
+    (void)socketp;
+    if (what == CURL_POLL_REMOVE) {
+        nudgel_loop_unwatch(h->loop, s);
+        forget_socket(h, s);
+        return 0;
+    }
+    unsigned events = ((what & CURL_POLL_IN) ? NUDGEL_LOOP_READ : 0u) |
+                      ((what & CURL_POLL_OUT) ? NUDGEL_LOOP_WRITE : 0u);
+    bool known = false;
+    for (size_t i = 0; i < h->sock_count && !known; i++)
+        known = h->socks[i] == s;
+    if (!known) {
+        if (h->sock_count == h->sock_cap) {
+            size_t cap = h->sock_cap ? h->sock_cap * 2 : 16;
+            int *socks = realloc(h->socks, cap * sizeof(socks[0]));
+            if (!socks)
+                return -1; /* curl fails the transfers on this socket */
+            h->socks = socks;
+            h->sock_cap = cap;
+        }
+        h->socks[h->sock_count++] = s;
+    }
+    if (nudgel_loop_watch(h->loop, s, events, on_socket, h) != NUDGEL_OK) {
+        nudgel_log_error("http: cannot watch socket %d", (int)s);
+        forget_socket(h, s);
+        return -1;
+    }
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: arm (or disarm, -1) the loop timer; 0 means "as
+ * soon as possible", which is the next turn, outside curl. */
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    nudgel_http_t *h = userp;
+    (void)multi;
+    if (timeout_ms < 0)
+        nudgel_timer_disarm(h->timer);
+    else
+        nudgel_timer_arm_in(h->timer, (int64_t)timeout_ms * 1000);
+    return 0;
+}
+
+nudgel_err_t nudgel_http_attach(nudgel_http_t *h, nudgel_loop_t *loop)
+{
+    if (!h || !loop || h->loop || h->in_flight)
+        return NUDGEL_ERR_INVALID_ARG;
+    if (!(h->timer = nudgel_timer_new(loop, on_timeout, h)))
+        return NUDGEL_ERR_NO_MEMORY;
+    h->loop = loop;
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    return NUDGEL_OK;
 }
 
 size_t nudgel_http_in_flight(const nudgel_http_t *h)
@@ -260,6 +393,17 @@ void nudgel_http_destroy(nudgel_http_t *h)
 {
     if (!h)
         return;
+    if (h->loop) {
+        /* Off the loop before curl closes anything: its sockets are still
+         * open here, so their watches go cleanly, and curl's callbacks during
+         * the teardown below find nothing to do. */
+        curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, NULL);
+        for (size_t i = 0; i < h->sock_count; i++)
+            nudgel_loop_unwatch(h->loop, h->socks[i]);
+        nudgel_timer_free(h->timer);
+        free(h->socks);
+    }
     while (h->transfers) {
         transfer_t *t = h->transfers;
         curl_multi_remove_handle(h->multi, t->easy);

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "nudgel/lifecycle.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,19 @@ void nudgel_job_release(nudgel_job_life_t *job)
         return; /* it stays unfinished: its offset never moves past it */
     }
     job_end(job);
+}
+
+void nudgel_job_hold(nudgel_job_life_t *job)
+{
+    job->pending++;
+}
+
+void nudgel_job_unhold(nudgel_job_life_t *job, nudgel_err_t err)
+{
+    if (err != NUDGEL_OK)
+        job->failed = true;
+    job->pending--;
+    nudgel_job_release(job);
 }
 
 void nudgel_job_abandon(nudgel_job_life_t *job)
@@ -240,4 +254,16 @@ void nudgel_job_header_int(const rd_kafka_message_t *km, const char *name, int64
     long long v = strtoll(text, &end, 10);
     if (end != text && *end == '\0')
         *out = v;
+}
+
+void nudgel_job_trace_id(const char *traceparent, char out[33])
+{
+    out[0] = '\0';
+    if (!traceparent || strlen(traceparent) < 55 || traceparent[2] != '-' || traceparent[35] != '-')
+        return;
+    for (int i = 3; i < 35; i++)
+        if (!isxdigit((unsigned char)traceparent[i]))
+            return;
+    memcpy(out, traceparent + 3, 32);
+    out[32] = '\0';
 }

@@ -1,16 +1,24 @@
 /*
  * publisher.c — see nudgel/publisher.h.
+ *
+ * On a loop, librdkafka writes to an eventfd when the producer's main queue
+ * (delivery reports, statistics, errors) goes from empty to non-empty; the
+ * loop then serves the whole queue with rd_kafka_poll(rk, 0).
  */
 #define _GNU_SOURCE
 #include "nudgel/publisher.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "nudgel/kafka.h"
 #include "nudgel/log.h"
+#include "nudgel/timeutil.h"
 #include "nudgel/topics.h"
 
 #define HEADER_VALUE_MAX 1024 /* longest header value we write (last error, reason) */
@@ -19,6 +27,11 @@ struct nudgel_publisher {
     rd_kafka_t *rk;
     nudgel_publish_cb_t *cb;
     void *cb_opaque;
+    nudgel_kafka_monitor_t *monitor; /* statistics and errors */
+    /* On a loop (nudgel_publisher_attach), else loop is NULL. */
+    nudgel_loop_t *loop;
+    rd_kafka_queue_t *queue; /* the main queue, holding the IO event */
+    int wake_fd;
 };
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -27,6 +40,21 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     (void)rk;
     p->cb(m->_private, nudgel_kafka_err(m->err), m->err ? rd_kafka_err2str(m->err) : "",
           p->cb_opaque);
+}
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    nudgel_publisher_t *p = opaque;
+    (void)rk;
+    nudgel_kafka_monitor_keep_stats(p->monitor, json, json_len, nudgel_mono_us());
+    return 1; /* the monitor keeps json and parses it when health is asked for */
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    nudgel_publisher_t *p = opaque;
+    nudgel_kafka_monitor_error(p->monitor, err, nudgel_mono_us());
+    nudgel_kafka_log_error(rk, err, reason);
 }
 
 nudgel_publisher_t *nudgel_publisher_new(const nudgel_conf_t *conf, nudgel_publish_cb_t *cb,
@@ -46,7 +74,13 @@ nudgel_publisher_t *nudgel_publisher_new(const nudgel_conf_t *conf, nudgel_publi
     }
     p->cb = cb;
     p->cb_opaque = cb_opaque;
-    if (!(kconf = nudgel_kafka_conf_new(conf, errstr, errstr_size)))
+    p->wake_fd = -1;
+    if (!(p->monitor = nudgel_kafka_monitor_new())) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto fail;
+    }
+    if (!(kconf = nudgel_kafka_conf_new(conf, errstr, errstr_size)) ||
+        nudgel_kafka_monitor_conf(kconf, conf, errstr, errstr_size) != NUDGEL_OK)
         goto fail;
     for (size_t i = 0; i < sizeof(contract) / sizeof(contract[0]); i++) {
         if (rd_kafka_conf_set(kconf, contract[i][0], contract[i][1], inner, sizeof(inner)) !=
@@ -56,6 +90,8 @@ nudgel_publisher_t *nudgel_publisher_new(const nudgel_conf_t *conf, nudgel_publi
         }
     }
     rd_kafka_conf_set_dr_msg_cb(kconf, dr_msg_cb);
+    rd_kafka_conf_set_stats_cb(kconf, stats_cb);
+    nudgel_kafka_conf_set_error_cb(kconf, error_cb);
     rd_kafka_conf_set_opaque(kconf, p);
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, inner, sizeof(inner));
     if (!p->rk) {
@@ -66,6 +102,7 @@ nudgel_publisher_t *nudgel_publisher_new(const nudgel_conf_t *conf, nudgel_publi
 fail:
     if (kconf && !p->rk)
         rd_kafka_conf_destroy(kconf);
+    nudgel_kafka_monitor_free(p->monitor);
     free(p);
     return NULL;
 }
@@ -164,12 +201,72 @@ int nudgel_publisher_in_flight(nudgel_publisher_t *p)
     return rd_kafka_outq_len(p->rk);
 }
 
+/* The main queue's eventfd is readable: clear it, then serve everything
+ * queued (a report enqueued meanwhile writes a wake-up of its own). */
+static void on_wake(void *opaque, int fd, unsigned events)
+{
+    nudgel_publisher_t *p = opaque;
+    uint64_t count;
+    (void)events;
+    if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+        nudgel_log_warn("publisher: reading its wake-up fd: %s", strerror(errno));
+    rd_kafka_poll(p->rk, 0);
+}
+
+static void detach(nudgel_publisher_t *p)
+{
+    if (!p->loop)
+        return;
+    if (p->queue) {
+        rd_kafka_queue_io_event_enable(p->queue, -1, NULL, 0);
+        rd_kafka_queue_destroy(p->queue);
+    }
+    if (p->wake_fd >= 0) {
+        nudgel_loop_unwatch(p->loop, p->wake_fd);
+        close(p->wake_fd);
+    }
+    p->queue = NULL;
+    p->wake_fd = -1;
+    p->loop = NULL;
+}
+
+nudgel_err_t nudgel_publisher_attach(nudgel_publisher_t *p, nudgel_loop_t *loop)
+{
+    static const uint64_t one = 1; /* an eventfd takes 8-byte writes; librdkafka copies it */
+    if (!p || !loop || p->loop)
+        return NUDGEL_ERR_INVALID_ARG;
+    p->loop = loop;
+    p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    p->queue = rd_kafka_queue_get_main(p->rk);
+    nudgel_err_t err = NUDGEL_ERR_IO;
+    if (p->wake_fd >= 0 && p->queue)
+        err = nudgel_loop_watch(loop, p->wake_fd, NUDGEL_LOOP_READ, on_wake, p);
+    if (err != NUDGEL_OK) {
+        nudgel_log_error("publisher: cannot go on the event loop: %s", nudgel_strerror(err));
+        detach(p);
+        return err;
+    }
+    rd_kafka_queue_io_event_enable(p->queue, p->wake_fd, &one, sizeof(one));
+    /* Reports queued before now wrote no wake-up: serve them on the next
+     * turn (not here, so no callback runs inside this call). */
+    eventfd_write(p->wake_fd, 1);
+    return NUDGEL_OK;
+}
+
+void nudgel_publisher_health(const nudgel_publisher_t *p, nudgel_kafka_health_t *out)
+{
+    nudgel_kafka_monitor_get(p->monitor, out);
+    out->outq_len = rd_kafka_outq_len(p->rk);
+}
+
 void nudgel_publisher_destroy(nudgel_publisher_t *p, int timeout_ms)
 {
     if (!p)
         return;
+    detach(p);
     if (rd_kafka_flush(p->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
         nudgel_log_warn("%d publish(es) unacknowledged at shutdown", rd_kafka_outq_len(p->rk));
     rd_kafka_destroy(p->rk);
+    nudgel_kafka_monitor_free(p->monitor);
     free(p);
 }

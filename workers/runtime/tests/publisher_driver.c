@@ -6,6 +6,10 @@
  * for {"route":"dlq"}; a job's offset is stored only when every publish of
  * it was acknowledged (the worker's rule). Malformed jobs go to --dlq with
  * their reason. Exits after --idle-ms with nothing in flight.
+ *
+ * Both run on the event loop like a worker's: the consumer's on_ready
+ * callback polls and publishes, the publisher's delivery reports (and so
+ * the offsets stored) are served by the loop, and the idle exit is a timer.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -32,6 +36,13 @@ typedef struct pending {
 
 typedef struct run {
     nudgel_consumer_t *consumer;
+    nudgel_publisher_t *pub;
+    const char *status, *retry, *dlq;
+    nudgel_loop_t *loop;
+    nudgel_timer_t *idle;
+    long idle_ms;
+    int64_t last_activity;
+    bool done;
     long acked, failed;
 } run_t;
 
@@ -67,6 +78,61 @@ static json_t *queued_event(const nudgel_message_job_t *job, int64_t now_ms)
                               job->tenant_id, 0, now_ms, NULL, data);
 }
 
+/* One job: a status event, plus a retry hop or a dead letter when its
+ * metadata routes it so; malformed jobs go to the DLQ with their reason. */
+static void publish(run_t *run, nudgel_job_ref_t *ref)
+{
+    const rd_kafka_message_t *m = nudgel_job_message(ref);
+    pending_t *pending = calloc(1, sizeof(*pending));
+    nudgel_message_job_t job;
+    nudgel_field_error_t ferr;
+    nudgel_job_parse_opts_t popts = {.normalise_to = true};
+    pending->job = ref;
+    pending->outstanding = 1;
+    if (nudgel_message_job_parse(m->payload, m->len, &popts, &job, &ferr) != NUDGEL_OK) {
+        char reason[400];
+        snprintf(reason, sizeof(reason), "%s: %s", ferr.field, ferr.reason);
+        nudgel_publish_dlq(run->pub, run->dlq, m, reason, pending);
+        return;
+    }
+    const char *route = json_string_value(json_object_get(job.metadata, "route"));
+    char traceparent[64];
+    nudgel_message_header(m, NUDGEL_HDR_TRACEPARENT, traceparent, sizeof(traceparent));
+    pending->outstanding += route ? 1 : 0;
+    nudgel_publish_event(run->pub, run->status, job.tenant_id,
+                         queued_event(&job, job.created_at_ms), traceparent, pending);
+    if (route && strcmp(route, "retry") == 0)
+        nudgel_publish_retry(run->pub, run->retry, m, 1, job.created_at_ms + 5000,
+                             job.created_at_ms, "HTTP 503 from gateway", pending);
+    else if (route)
+        nudgel_publish_dlq(run->pub, run->dlq, m, "routed to the DLQ by the test", pending);
+    nudgel_message_job_clear(&job);
+}
+
+static void on_ready(void *opaque)
+{
+    run_t *run = opaque;
+    nudgel_job_ref_t *ref;
+    while ((ref = nudgel_consumer_poll(run->consumer, 0))) {
+        run->last_activity = nudgel_mono_us();
+        publish(run, ref);
+    }
+}
+
+/* Done after --idle-ms assigned with nothing polled and nothing in flight. */
+static void on_idle_check(void *opaque)
+{
+    run_t *run = opaque;
+    int64_t now = nudgel_mono_us();
+    if (!nudgel_consumer_assigned(run->consumer) || nudgel_consumer_in_flight(run->consumer))
+        run->last_activity = now;
+    if (now - run->last_activity > run->idle_ms * 1000) {
+        run->done = true;
+        return;
+    }
+    nudgel_timer_arm_at(run->idle, run->last_activity + run->idle_ms * 1000 + 1000);
+}
+
 int main(int argc, char **argv)
 {
     static const nudgel_conf_entry_t *const tables[] = {nudgel_conf_common, nudgel_consumer_conf,
@@ -77,14 +143,12 @@ int main(int argc, char **argv)
         {"group", required_argument, NULL, 'g'}, {"idle-ms", required_argument, NULL, 'i'},
         {"set", required_argument, NULL, 'S'},   {NULL, 0, NULL, 0},
     };
-    const char *jobs = NULL, *status = NULL, *retry = NULL, *dlq = NULL, *group = "pub-test";
-    long idle_ms = 3000;
+    const char *jobs = NULL, *group = "pub-test";
     char *sets[16];
     size_t set_count = 0;
     int opt, exit_code = 2;
     char errstr[512];
-    run_t run = {0};
-    nudgel_publisher_t *pub = NULL;
+    run_t run = {.idle_ms = 3000};
     nudgel_conf_t *conf = nudgel_conf_new(PROGRAM, tables);
 
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -93,19 +157,19 @@ int main(int argc, char **argv)
             jobs = optarg;
             break;
         case 's':
-            status = optarg;
+            run.status = optarg;
             break;
         case 'r':
-            retry = optarg;
+            run.retry = optarg;
             break;
         case 'd':
-            dlq = optarg;
+            run.dlq = optarg;
             break;
         case 'g':
             group = optarg;
             break;
         case 'i':
-            idle_ms = atol(optarg);
+            run.idle_ms = atol(optarg);
             break;
         case 'S':
             if (set_count < 16)
@@ -115,60 +179,35 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    if (!jobs || !status || !retry || !dlq ||
+    if (!jobs || !run.status || !run.retry || !run.dlq ||
         nudgel_conf_startup(conf, PROGRAM, NULL, sets, set_count, false, false) !=
             NUDGEL_CONF_STARTUP_RUN)
         goto out;
     run.consumer = nudgel_consumer_new(conf, group, &jobs, 1, errstr, sizeof(errstr));
-    pub = run.consumer ? nudgel_publisher_new(conf, on_published, &run, errstr, sizeof(errstr))
-                       : NULL;
-    if (!pub) {
+    run.pub = run.consumer ? nudgel_publisher_new(conf, on_published, &run, errstr, sizeof(errstr))
+                           : NULL;
+    if (!run.pub) {
         fprintf(stderr, "%s: %s\n", PROGRAM, errstr);
         goto out;
     }
-    int64_t last_activity = nudgel_mono_us();
-    for (;;) {
-        nudgel_job_ref_t *ref = nudgel_consumer_poll(run.consumer, 50);
-        nudgel_publisher_poll(pub, 0);
-        if (!nudgel_consumer_assigned(run.consumer) || ref ||
-            nudgel_consumer_in_flight(run.consumer))
-            last_activity = nudgel_mono_us();
-        if (!ref) {
-            if (nudgel_mono_us() - last_activity > idle_ms * 1000)
-                break;
-            continue;
-        }
-        const rd_kafka_message_t *m = nudgel_job_message(ref);
-        pending_t *pending = calloc(1, sizeof(*pending));
-        nudgel_message_job_t job;
-        nudgel_field_error_t ferr;
-        nudgel_job_parse_opts_t popts = {.normalise_to = true};
-        pending->job = ref;
-        pending->outstanding = 1;
-        if (nudgel_message_job_parse(m->payload, m->len, &popts, &job, &ferr) != NUDGEL_OK) {
-            char reason[400];
-            snprintf(reason, sizeof(reason), "%s: %s", ferr.field, ferr.reason);
-            nudgel_publish_dlq(pub, dlq, m, reason, pending);
-            continue;
-        }
-        const char *route = json_string_value(json_object_get(job.metadata, "route"));
-        char traceparent[64];
-        nudgel_message_header(m, NUDGEL_HDR_TRACEPARENT, traceparent, sizeof(traceparent));
-        pending->outstanding += route ? 1 : 0;
-        nudgel_publish_event(pub, status, job.tenant_id, queued_event(&job, job.created_at_ms),
-                             traceparent, pending);
-        if (route && strcmp(route, "retry") == 0)
-            nudgel_publish_retry(pub, retry, m, 1, job.created_at_ms + 5000, job.created_at_ms,
-                                 "HTTP 503 from gateway", pending);
-        else if (route)
-            nudgel_publish_dlq(pub, dlq, m, "routed to the DLQ by the test", pending);
-        nudgel_message_job_clear(&job);
+    if (!(run.loop = nudgel_loop_new(errstr, sizeof(errstr))) ||
+        !(run.idle = nudgel_timer_new(run.loop, on_idle_check, &run)) ||
+        nudgel_consumer_attach(run.consumer, run.loop, on_ready, &run) != NUDGEL_OK ||
+        nudgel_publisher_attach(run.pub, run.loop) != NUDGEL_OK) {
+        fprintf(stderr, "%s: cannot set up the event loop\n", PROGRAM);
+        goto out;
     }
+    run.last_activity = nudgel_mono_us();
+    nudgel_timer_arm_in(run.idle, run.idle_ms * 1000);
+    while (!run.done)
+        nudgel_loop_turn(run.loop, -1);
     printf("{\"acked\":%ld,\"failed\":%ld}\n", run.acked, run.failed);
     exit_code = run.failed ? 1 : 0;
 out:
-    nudgel_publisher_destroy(pub, 10000);
+    nudgel_publisher_destroy(run.pub, 10000);
     nudgel_consumer_close(run.consumer);
+    nudgel_timer_free(run.idle);
+    nudgel_loop_free(run.loop);
     nudgel_conf_destroy(conf);
     if (exit_code == 2)
         fprintf(stderr,

@@ -2,7 +2,11 @@
  * test_http_client.c — the multi client against a libmicrohttpd server on
  * loopback in the same process: many requests in flight at once, status,
  * body cap, Retry-After, redirects not followed, timeouts, refused
- * connections, and destroy with transfers in flight.
+ * connections, and destroy with transfers in flight; then the same client
+ * driven by the event loop alone: 200 requests at once, a total timeout
+ * against a server that never answers, callbacks that submit, destroy with
+ * transfers in flight, and a loop that only turns on events (no short
+ * polls).
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -11,12 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <microhttpd.h>
 
 #include "nudgel/http_client.h"
+#include "nudgel/loop.h"
 #include "nudgel/timeutil.h"
 
 static char big_body[100000];
@@ -42,6 +50,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     struct MHD_Response *resp;
     if (strcmp(url, "/slow") == 0)
         usleep(300000);
+    if (strcmp(url, "/d200") == 0)
+        usleep(200000);
     if (strcmp(url, "/busy") == 0)
         status = MHD_HTTP_TOO_MANY_REQUESTS;
     if (strcmp(url, "/redirect") == 0)
@@ -191,12 +201,187 @@ static void test_timeouts_and_refusals(void **state)
     assert_int_equal(slow.count, 1);
 }
 
+/* ---- on the event loop ---------------------------------------------------- */
+
+typedef struct looped {
+    nudgel_loop_t *loop;
+    nudgel_http_t *h;
+} looped_t;
+
+static looped_t on_loop(long max_host_connections)
+{
+    char errstr[128];
+    looped_t l = {nudgel_loop_new(errstr, sizeof(errstr)),
+                  nudgel_http_new(max_host_connections, errstr, sizeof(errstr))};
+    assert_non_null(l.loop);
+    assert_non_null(l.h);
+    assert_int_equal(nudgel_http_attach(l.h, l.loop), NUDGEL_OK);
+    assert_int_equal(nudgel_http_attach(l.h, l.loop), NUDGEL_ERR_INVALID_ARG);
+    return l;
+}
+
+static void off_loop(looped_t *l)
+{
+    nudgel_http_destroy(l->h);
+    nudgel_loop_free(l->loop);
+}
+
+/* Turns the loop (never nudgel_http_poll) until @p res has @p want answers
+ * or 10 s pass. @returns the turns taken. */
+static int turn_until(looped_t *l, const result_t *res, int want)
+{
+    int turns = 0;
+    int64_t deadline = nudgel_mono_us() + 10 * 1000000LL;
+    while (res->count < want && nudgel_mono_us() < deadline) {
+        nudgel_loop_turn(l->loop, -1);
+        turns++;
+    }
+    assert_int_equal(res->count, want);
+    return turns;
+}
+
+static void test_loop_many_at_once(void **state)
+{
+    (void)state;
+    looped_t l = on_loop(64);
+    result_t res = {0};
+    int64_t start = nudgel_mono_us();
+    for (int i = 0; i < 200; i++) {
+        nudgel_http_request_t r = request("/d200");
+        assert_int_equal(nudgel_http_submit(l.h, &r, done, &res), NUDGEL_OK);
+    }
+    turn_until(&l, &res, 200);
+    /* 200 requests of 200 ms on 64 connections: about four rounds, not 200. */
+    assert_true(nudgel_mono_us() - start < 5 * 1000000LL);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(res.status[i % 256], 200);
+    assert_false(res.transport_error);
+    assert_int_equal(nudgel_http_in_flight(l.h), 0);
+    assert_int_equal(nudgel_http_poll(l.h, 0), 0); /* refused once attached */
+    off_loop(&l);
+}
+
+/* A listening socket nobody accepts on: connections complete in the
+ * kernel's backlog, requests are never answered. */
+static int silent_server(int *port_out)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    *port_out = ntohs(addr.sin_port);
+    return fd;
+}
+
+static void test_loop_total_timeout(void **state)
+{
+    (void)state;
+    looped_t l = on_loop(8);
+    result_t res = {0};
+    int silent_port, fd = silent_server(&silent_port);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/never", silent_port);
+    nudgel_http_request_t r = {.method = "GET", .url = url, .total_timeout_ms = 300};
+    int64_t start = nudgel_mono_us();
+    assert_int_equal(nudgel_http_submit(l.h, &r, done, &res), NUDGEL_OK);
+    int turns = turn_until(&l, &res, 1);
+    int64_t took_ms = (nudgel_mono_us() - start) / 1000;
+    print_message("total timeout of 300 ms: answered after %lld ms, %d turns\n", (long long)took_ms,
+                  turns);
+    assert_true(res.timed_out);
+    assert_int_equal(res.status[0], 0);
+    assert_true(took_ms >= 290 && took_ms < 1500); /* curl's timer, not a 10 s poll */
+    assert_true(turns < 50);
+    off_loop(&l);
+    close(fd);
+}
+
+/* One request of 200 ms: the loop sleeps between events instead of polling
+ * every millisecond, so it turns a handful of times, not ~200. */
+static void test_loop_idle_between_events(void **state)
+{
+    (void)state;
+    looped_t l = on_loop(8);
+    result_t res = {0};
+    nudgel_http_request_t r = request("/d200");
+    int64_t start = nudgel_mono_us();
+    assert_int_equal(nudgel_http_submit(l.h, &r, done, &res), NUDGEL_OK);
+    uint64_t before = nudgel_loop_turns(l.loop);
+    turn_until(&l, &res, 1);
+    uint64_t turns = nudgel_loop_turns(l.loop) - before;
+    print_message("one 200 ms request: %llu turns\n", (unsigned long long)turns);
+    assert_int_equal(res.status[0], 200);
+    assert_true(nudgel_mono_us() - start >= 200000);
+    assert_true(turns < 50);
+    off_loop(&l);
+}
+
+typedef struct chain {
+    looped_t *l;
+    result_t res;
+    int left;
+} chain_t;
+
+/* A done callback submitting the next request: no re-entry into curl. */
+static void chain_done(void *opaque, const nudgel_http_response_t *r)
+{
+    chain_t *c = opaque;
+    done(&c->res, r);
+    if (c->left-- > 0) {
+        nudgel_http_request_t next = request("/");
+        assert_int_equal(nudgel_http_submit(c->l->h, &next, chain_done, c), NUDGEL_OK);
+    }
+}
+
+static void test_loop_submit_from_callback(void **state)
+{
+    (void)state;
+    looped_t l = on_loop(8);
+    chain_t chain = {.l = &l, .left = 9};
+    nudgel_http_request_t r = request("/");
+    assert_int_equal(nudgel_http_submit(l.h, &r, chain_done, &chain), NUDGEL_OK);
+    turn_until(&l, &chain.res, 10);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(chain.res.status[i], 200);
+    off_loop(&l);
+}
+
+static void test_loop_destroy_in_flight(void **state)
+{
+    (void)state;
+    char errstr[128];
+    nudgel_loop_t *loop = nudgel_loop_new(errstr, sizeof(errstr));
+    nudgel_http_t *h = nudgel_http_new(8, errstr, sizeof(errstr));
+    result_t res = {0};
+    assert_int_equal(nudgel_http_attach(h, loop), NUDGEL_OK);
+    for (int i = 0; i < 4; i++) {
+        nudgel_http_request_t r = request("/slow");
+        assert_int_equal(nudgel_http_submit(h, &r, done, &res), NUDGEL_OK);
+    }
+    for (int i = 0; i < 5; i++)
+        nudgel_loop_turn(loop, 20000); /* connected and waiting */
+    nudgel_http_destroy(h);
+    /* Nothing of the client is left on the loop: no callback (ASan would see
+     * one run on freed memory), nothing armed, an empty turn. */
+    assert_int_equal(nudgel_loop_turn(loop, 50000), 0);
+    assert_int_equal(res.count, 0);
+    nudgel_loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_in_flight),
         cmocka_unit_test(test_statuses_and_headers),
         cmocka_unit_test(test_timeouts_and_refusals),
+        cmocka_unit_test(test_loop_many_at_once),
+        cmocka_unit_test(test_loop_total_timeout),
+        cmocka_unit_test(test_loop_idle_between_events),
+        cmocka_unit_test(test_loop_submit_from_callback),
+        cmocka_unit_test(test_loop_destroy_in_flight),
     };
     return cmocka_run_group_tests(tests, start_server, stop_server);
 }

@@ -3,7 +3,9 @@
  * at link time (-Wl,--wrap): done once every publish is acknowledged;
  * deferred when a publish fails for the job just polled; a fatal stop (and
  * no done) when it fails for a job polled earlier; a publish refused at
- * once counts as a failure; the envelope check; derived ids.
+ * once counts as a failure; holds (a job held across turns, or for a
+ * publish of another producer, ends only after its last unhold, whatever
+ * the order of acks); the envelope check; derived ids; trace ids.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -204,6 +206,68 @@ static void test_failure_of_earlier_job_is_fatal(void **state)
     nudgel_lifecycle_free(lc);
 }
 
+static void test_hold_keeps_job_until_unhold(void **state)
+{
+    (void)state;
+    nudgel_lifecycle_t *lc = lifecycle();
+    role_job_t j = {0};
+    nudgel_job_begin(lc, &j.life, NULL, NULL);
+    nudgel_job_hold(&j.life); /* waiting for a lookup */
+    nudgel_lifecycle_polled_end(lc);
+    nudgel_job_release(&j.life);
+    assert_int_equal(finished_calls, 0);
+    nudgel_job_hold(&j.life); /* two jobs of another producer */
+    nudgel_job_hold(&j.life);
+    nudgel_job_unhold(&j.life, NUDGEL_OK); /* one acknowledged before the lookup's end */
+    nudgel_job_unhold(&j.life, NUDGEL_OK); /* the lookup's hold */
+    assert_int_equal(finished_calls, 0);
+    nudgel_job_unhold(&j.life, NUDGEL_OK); /* the last ack */
+    assert_int_equal(done_calls, 1);
+    assert_int_equal(finished_calls, 1);
+    nudgel_lifecycle_free(lc);
+}
+
+static void test_failed_hold(void **state)
+{
+    (void)state;
+    nudgel_lifecycle_t *lc = lifecycle();
+    role_job_t a = {0}, b = {0};
+    /* The current job: handed back. */
+    nudgel_job_begin(lc, &a.life, NULL, NULL);
+    nudgel_job_hold(&a.life);
+    nudgel_job_unhold(&a.life, NUDGEL_ERR_KAFKA);
+    assert_int_equal(defer_calls, 1);
+    assert_int_equal(finished_calls, 1);
+    /* An earlier one: fatal, and its offset stays. */
+    nudgel_job_begin(lc, &b.life, NULL, NULL);
+    nudgel_job_hold(&b.life);
+    nudgel_job_hold(&b.life);
+    nudgel_lifecycle_polled_end(lc);
+    nudgel_job_unhold(&b.life, NUDGEL_ERR_TIMED_OUT);
+    assert_int_equal(fatal_calls, 0);
+    nudgel_job_unhold(&b.life, NUDGEL_OK);
+    assert_int_equal(fatal_calls, 1);
+    assert_int_equal(done_calls, 0);
+    nudgel_job_abandon(&b.life);
+    assert_int_equal(finished_calls, 2);
+    nudgel_lifecycle_free(lc);
+}
+
+static void test_trace_id(void **state)
+{
+    (void)state;
+    char out[33];
+    nudgel_job_trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", out);
+    assert_string_equal(out, "4bf92f3577b34da6a3ce929d0e0e4736");
+    static const char *const bad[] = {NULL, "", "00-4bf92f3577b34da6a3ce929d0e0e4736",
+                                      "not a traceparent at all, but long enough",
+                                      "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        nudgel_job_trace_id(bad[i], out);
+        assert_string_equal(out, "");
+    }
+}
+
 static void test_envelope(void **state)
 {
     (void)state;
@@ -259,6 +323,9 @@ int main(void)
         cmocka_unit_test(test_done_after_every_ack),
         cmocka_unit_test(test_failure_of_current_defers),
         cmocka_unit_test(test_failure_of_earlier_job_is_fatal),
+        cmocka_unit_test(test_hold_keeps_job_until_unhold),
+        cmocka_unit_test(test_failed_hold),
+        cmocka_unit_test(test_trace_id),
         cmocka_unit_test(test_envelope),
         cmocka_unit_test(test_derived_ids),
     };

@@ -202,8 +202,8 @@ static nudgel_err_t kafka_open(worker_t *w, const nudgel_conf_t *conf, char *err
         snprintf(errstr, errstr_size, "publisher: cannot go on the loop: %s", nudgel_strerror(err));
         return err;
     }
-    w->ready_kafka =
-        nudgel_readiness_add(nudgel_worker_readiness(w->nw), "kafka", "no consumer statistics yet");
+    w->ready_kafka = nudgel_readiness_add(nudgel_worker_readiness(w->nw), "kafka",
+                                          "no statistics from the consumer yet");
     if (!(w->consumer = nudgel_consumer_new(conf, nudgel_conf_get_str(conf, "webhooks.group_id"),
                                             subscribed, count, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;

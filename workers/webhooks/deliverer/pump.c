@@ -8,16 +8,14 @@
  * after the event it waits for (a result, an answer, a timer), which ends
  * a later turn and runs this hook again.
  *
- * It also keeps the "kafka" readiness condition and the gauges current.
+ * It also keeps the "kafka" readiness condition (the runtime's rule,
+ * nudgel_kafka_health_readiness()) and the gauges current.
  */
 #include <stdio.h>
 
 #include "deliverer.h"
 
-/*
- * "kafka" from the consumer's statistics: a broker up, the group's
- * coordinator known and the join settled. A settled join that assigned no
- * partition is fine: more deliverers than partitions, idle by design.
+/* "kafka" by the runtime's one rule, when the consumer's statistics or errors said something new.
  */
 static void kafka_ready(worker_t *w)
 {
@@ -27,18 +25,7 @@ static void kafka_ready(worker_t *w)
         return;
     w->kafka_stats_us = h.stats_at_us;
     w->kafka_down_seen = h.all_brokers_down;
-    if (h.stats_at_us == 0)
-        nudgel_ready_fail(w->ready_kafka, "no consumer statistics yet");
-    else if (h.all_brokers_down || h.brokers_up == 0)
-        nudgel_ready_fail(w->ready_kafka, "no Kafka broker up (%d known)", h.brokers_known);
-    else if (!h.group_up)
-        nudgel_ready_fail(w->ready_kafka, "consumer group coordinator not known (%s)",
-                          h.group_state[0] ? h.group_state : "no state");
-    else if (!h.group_steady)
-        nudgel_ready_fail(w->ready_kafka, "joining the consumer group (%s)",
-                          h.join_state[0] ? h.join_state : "no state");
-    else
-        nudgel_ready_ok(w->ready_kafka);
+    nudgel_kafka_health_readiness(&h, w->ready_kafka);
 }
 
 void pump(void *opaque)

@@ -17,6 +17,13 @@
  *   jobs of a revoked partition still finish, but their completion no
  *   longer moves an offset (the new owner re-delivers them).
  *
+ * On the event loop (nudgel_consumer_attach()), the consumer is polled when
+ * there is something to poll, never on a clock: librdkafka writes a wake-up
+ * to an fd the loop watches when its queue goes from empty to non-empty,
+ * and the role then polls with nudgel_consumer_poll(c, 0) until it returns
+ * NULL. Rebalances, statistics (nudgel_consumer_health()) and errors are
+ * served inside those polls, on the loop's thread.
+ *
  * Threads: one event loop owns a consumer; nothing here is thread-safe.
  */
 #ifndef NUDGEL_CONSUMER_H
@@ -30,6 +37,8 @@
 
 #include "nudgel/config.h"
 #include "nudgel/error.h"
+#include "nudgel/kafka_health.h"
+#include "nudgel/loop.h"
 
 typedef struct nudgel_consumer nudgel_consumer_t;
 typedef struct nudgel_job_ref nudgel_job_ref_t;
@@ -47,11 +56,48 @@ nudgel_consumer_t *nudgel_consumer_new(const nudgel_conf_t *conf, const char *gr
                                        size_t errstr_size);
 
 /**
- * @brief Waits up to @p timeout_ms for the next job. Rebalances are handled
- * inside. @returns a job the caller owns until nudgel_consumer_done(), or
- * NULL when none arrived (or an error was logged).
+ * @brief Waits up to @p timeout_ms for the next job. Rebalances, statistics
+ * and errors are served inside; messages it drops (consumer errors, which
+ * it logs, and messages of partitions revoked or paused meanwhile) do not
+ * end the call. @returns a job the caller owns until nudgel_consumer_done(),
+ * or NULL when librdkafka had nothing more to give within @p timeout_ms.
  */
 nudgel_job_ref_t *nudgel_consumer_poll(nudgel_consumer_t *c, int timeout_ms);
+
+/**
+ * @brief Puts @p c on @p loop: from now on @p on_ready(@p opaque) runs on the
+ * loop's thread when there is something to poll, and the role answers by
+ * calling nudgel_consumer_poll(c, 0) until it returns NULL (or until it has
+ * no room for more jobs).
+ *
+ * The wake-up contract is librdkafka's (rd_kafka_q_io_event() in
+ * src/rdkafka_queue.h): a wake-up is written only when the queue goes from
+ * empty to non-empty, and at most one until the next poll. A role that
+ * stops polling while messages are still queued (it has no room) therefore
+ * gets no new wake-up for them, nor for what arrives behind them: it must
+ * poll again by itself when room frees up (a job done, a pause lifted),
+ * until NULL, not wait for on_ready. on_ready also runs
+ * without a wake-up: right after attaching, when a deferred partition is
+ * due, when a poll stopped on its budget of dropped messages, and as a
+ * keepalive (a third of max.poll.interval.ms) if nothing was polled that
+ * long; a poll that finds nothing is cheap. Statistics (every second by
+ * default) keep waking a quiet consumer, which keeps it in its group.
+ *
+ * The loop must outlive the consumer; nudgel_consumer_close() leaves the
+ * loop. @returns NUDGEL_OK, NUDGEL_ERR_INVALID_ARG (already attached, NULL
+ * arguments), NUDGEL_ERR_IO or NUDGEL_ERR_NO_MEMORY.
+ */
+nudgel_err_t nudgel_consumer_attach(nudgel_consumer_t *c, nudgel_loop_t *loop,
+                                    void (*on_ready)(void *opaque), void *opaque);
+
+/**
+ * @brief The consumer's health from its last statistics and errors (see
+ * nudgel/kafka_health.h): brokers up, group and join state, assignment
+ * size, per-partition lag and their total. The statistics are parsed here,
+ * not when they arrive. The lags are borrowed until the next call or
+ * nudgel_consumer_close(). Loop thread.
+ */
+void nudgel_consumer_health(const nudgel_consumer_t *c, nudgel_kafka_health_t *out);
 
 /** @brief The Kafka message of a job (borrowed, valid until done). */
 const rd_kafka_message_t *nudgel_job_message(const nudgel_job_ref_t *job);
@@ -113,10 +159,10 @@ int32_t nudgel_consumer_assigned_of(const nudgel_consumer_t *c, const char *topi
 int32_t nudgel_consumer_partition_count(nudgel_consumer_t *c, const char *topic, int timeout_ms);
 
 /**
- * @brief Leaves the group: commits stored offsets, closes and frees. Jobs
- * still in flight are abandoned (they will be re-delivered) and freed: their
- * refs are invalid afterwards. Finish them first for a clean drain. NULL is a
- * no-op.
+ * @brief Leaves the loop if attached, leaves the group: commits stored
+ * offsets, closes and frees. Jobs still in flight are abandoned (they will
+ * be re-delivered) and freed: their refs are invalid afterwards. Finish
+ * them first for a clean drain. NULL is a no-op.
  */
 void nudgel_consumer_close(nudgel_consumer_t *c);
 

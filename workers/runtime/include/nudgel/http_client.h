@@ -5,8 +5,14 @@
  * followed, response bodies read up to a hard cap.
  *
  * A request is described once (nudgel_http_request_t, copied on submit) and
- * its response comes back in a callback run inside nudgel_http_poll(), which
- * a worker's event loop calls between Kafka polls.
+ * its response comes back in a callback. Two ways to drive a client:
+ * - on the worker's event loop (nudgel_http_attach()): curl's sockets are
+ *   watched by the loop and curl's next timeout is a loop timer, so the
+ *   client costs nothing while it waits; callbacks run from the loop's fd
+ *   and timer callbacks;
+ * - polled (code not on the loop yet): nudgel_http_poll() or
+ *   nudgel_http_poll_fds(), callbacks run inside them.
+ * A client uses one or the other, never both.
  *
  * Threads: one event loop owns a client.
  */
@@ -17,6 +23,7 @@
 #include <stddef.h>
 
 #include "nudgel/error.h"
+#include "nudgel/loop.h"
 
 #define NUDGEL_HTTP_MAX_HEADERS 16
 
@@ -48,7 +55,10 @@ typedef struct nudgel_http_response {
     int curl_code; /* libcurl's CURLcode of the transfer (0 when a response arrived) */
 } nudgel_http_response_t;
 
-/** Runs once per request with everything borrowed for the call only. */
+/**
+ * Runs once per request with everything borrowed for the call only. It may
+ * submit new requests; it must not destroy the client.
+ */
 typedef void(nudgel_http_done_fn)(void *opaque, const nudgel_http_response_t *response);
 
 /**
@@ -66,8 +76,22 @@ nudgel_err_t nudgel_http_submit(nudgel_http_t *h, const nudgel_http_request_t *r
                                 nudgel_http_done_fn *done, void *opaque);
 
 /**
+ * @brief Puts @p h on @p loop, for good: from then on curl's sockets are
+ * watched by the loop (CURLMOPT_SOCKETFUNCTION), curl's timeout is a loop
+ * timer (CURLMOPT_TIMERFUNCTION), both calling curl_multi_socket_action(),
+ * and done callbacks run from those loop callbacks. Nothing runs while no
+ * socket is ready and no timeout is due (the connect and total timeouts of
+ * each request are curl timeouts). Call it before the first submit. The
+ * loop must outlive the client; nudgel_http_destroy() unwatches everything.
+ * @returns NUDGEL_OK, NUDGEL_ERR_INVALID_ARG (already attached, transfers
+ * in flight, NULL arguments) or NUDGEL_ERR_NO_MEMORY.
+ */
+nudgel_err_t nudgel_http_attach(nudgel_http_t *h, nudgel_loop_t *loop);
+
+/**
  * @brief Moves transfers forward, waiting up to @p timeout_ms for activity,
  * and runs the callbacks of finished ones. @returns how many finished.
+ * Not for an attached client (it logs an error and returns 0).
  */
 int nudgel_http_poll(nudgel_http_t *h, int timeout_ms);
 
@@ -82,7 +106,11 @@ int nudgel_http_poll_fds(nudgel_http_t *h, int timeout_ms, const int *fds, size_
 /** @brief Requests submitted and not yet finished. */
 size_t nudgel_http_in_flight(const nudgel_http_t *h);
 
-/** @brief Aborts what is in flight (no callbacks) and frees. NULL is a no-op. */
+/**
+ * @brief Aborts what is in flight (no callbacks), unwatches the client's
+ * sockets and disarms its timer if attached, and frees. NULL is a no-op.
+ * Not from inside a done callback.
+ */
 void nudgel_http_destroy(nudgel_http_t *h);
 
 #endif

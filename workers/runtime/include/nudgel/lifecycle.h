@@ -15,6 +15,11 @@
  *     offset and the job is re-delivered (the claims make that safe).
  * Then the role's `finished` callback frees the role's job.
  *
+ * Work the lifecycle does not publish itself holds the job the same way:
+ * nudgel_job_hold() while the job waits across loop turns (a lookup) or for
+ * a publish made with another producer (libnudgel's jobs, acknowledged in
+ * that producer's own callback), nudgel_job_unhold() when it is over.
+ *
  * Malformed input is everyone's problem, handled once here: the envelope
  * check (the contract headers against the job's own fields) and the ids a
  * failed event needs when a job has no usable id of its own (derived from
@@ -97,6 +102,22 @@ void nudgel_job_publish_dlq(nudgel_job_life_t *job, const char *reason);
 void nudgel_job_publish_retry(nudgel_job_life_t *job, const char *topic, int attempt,
                               int64_t not_before_ms, int64_t first_seen_ms, const char *last_error);
 
+/**
+ * @brief Holds @p job open for work of the role's own: the job does not end
+ * (done, defer or fatal) before the matching nudgel_job_unhold(), even when
+ * every publish is acknowledged meanwhile. Holds count like publishes.
+ */
+void nudgel_job_hold(nudgel_job_life_t *job);
+
+/**
+ * @brief Ends one nudgel_job_hold() of @p job: @p err other than NUDGEL_OK
+ * means what it stood for could not be made durable (the job is marked
+ * failed, as by nudgel_job_fail()). Then as nudgel_job_release(): the job
+ * ends when nothing else is pending, and the role's job may be freed before
+ * this returns.
+ */
+void nudgel_job_unhold(nudgel_job_life_t *job, nudgel_err_t err);
+
 /** @brief Something of @p job could not be made durable: it must come again. */
 void nudgel_job_fail(nudgel_job_life_t *job);
 
@@ -135,6 +156,13 @@ bool nudgel_job_envelope_ok(const rd_kafka_message_t *km, const char *schema, co
  */
 void nudgel_job_derived_ids(const rd_kafka_message_t *km, const json_t *doc, char subject[37],
                             char tenant[65]);
+
+/**
+ * @brief The trace-id part of a W3C @p traceparent ("00-<32 hex>-<16 hex>-<2
+ * hex>") into @p out, for the trace_id of log lines (nudgel_log_ctx_t);
+ * "" when @p traceparent is NULL or not of that shape.
+ */
+void nudgel_job_trace_id(const char *traceparent, char out[33]);
 
 /** @brief Reads an integer header of @p km into @p *out (unchanged when absent or not a number). */
 void nudgel_job_header_int(const rd_kafka_message_t *km, const char *name, int64_t *out);

@@ -14,7 +14,13 @@
  * dead letters keep the job's headers and add nudgel-dlq-reason and
  * nudgel-origin (topic/partition/offset).
  *
- * Threads: one event loop; callbacks run inside nudgel_publisher_poll().
+ * On the event loop (nudgel_publisher_attach()), delivery reports are
+ * served when librdkafka has some: it writes a wake-up to an fd the loop
+ * watches and the loop serves the whole main queue, so publish callbacks,
+ * statistics (nudgel_publisher_health()) and errors run from the loop.
+ *
+ * Threads: one event loop; callbacks run inside nudgel_publisher_poll(), or
+ * from the loop once attached.
  */
 #ifndef NUDGEL_PUBLISHER_H
 #define NUDGEL_PUBLISHER_H
@@ -28,6 +34,8 @@
 #include "nudgel/config.h"
 #include "nudgel/error.h"
 #include "nudgel/kafka.h" /* nudgel_message_header(), kept for callers */
+#include "nudgel/kafka_health.h"
+#include "nudgel/loop.h"
 
 typedef struct nudgel_publisher nudgel_publisher_t;
 
@@ -61,13 +69,38 @@ nudgel_err_t nudgel_publish_retry(nudgel_publisher_t *p, const char *topic,
 nudgel_err_t nudgel_publish_dlq(nudgel_publisher_t *p, const char *topic,
                                 const rd_kafka_message_t *job, const char *reason, void *opaque);
 
-/** @brief Serves callbacks for up to @p timeout_ms. @returns how many ran. */
+/**
+ * @brief Serves callbacks for up to @p timeout_ms. @returns how many ran.
+ * Still allowed once attached (it serves the same queue), but not needed.
+ */
 int nudgel_publisher_poll(nudgel_publisher_t *p, int timeout_ms);
+
+/**
+ * @brief Puts @p p on @p loop: whenever librdkafka queues a delivery report
+ * (or statistics, an error) on the producer's main queue, the loop serves
+ * the queue (rd_kafka_poll(rk, 0)), so publish callbacks run from the
+ * loop's fd callbacks, on its thread. librdkafka writes one wake-up when
+ * the queue goes from empty to non-empty; each serve empties it. The loop
+ * must outlive the publisher; nudgel_publisher_destroy() leaves it.
+ * @returns NUDGEL_OK, NUDGEL_ERR_INVALID_ARG (already attached, NULL
+ * arguments), NUDGEL_ERR_IO or NUDGEL_ERR_NO_MEMORY.
+ */
+nudgel_err_t nudgel_publisher_attach(nudgel_publisher_t *p, nudgel_loop_t *loop);
+
+/**
+ * @brief The producer's health (nudgel/kafka_health.h): brokers up from the
+ * last statistics, all_brokers_down from the error callback, and outq_len
+ * (rd_kafka_outq_len(), read now). Loop thread.
+ */
+void nudgel_publisher_health(const nudgel_publisher_t *p, nudgel_kafka_health_t *out);
 
 /** @brief Publishes not yet acknowledged. */
 int nudgel_publisher_in_flight(nudgel_publisher_t *p);
 
-/** @brief Waits up to @p timeout_ms for every publish, then frees. NULL is a no-op. */
+/**
+ * @brief Leaves the loop if attached, waits up to @p timeout_ms for every
+ * publish (callbacks run inside), then frees. NULL is a no-op.
+ */
 void nudgel_publisher_destroy(nudgel_publisher_t *p, int timeout_ms);
 
 #endif
