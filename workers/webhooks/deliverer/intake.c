@@ -21,17 +21,6 @@ static bool room(const worker_t *w)
     return nudgel_batchq_count(w->claimq) < CLAIM_BATCH_MAX;
 }
 
-/* "00-<trace-id>-<parent-id>-<flags>": the trace-id, or "" when the header is not one. */
-static void trace_id_of(const char *traceparent, char out[33])
-{
-    out[0] = '\0';
-    if (strlen(traceparent) >= 55 && traceparent[2] == '-' && traceparent[35] == '-' &&
-        strspn(traceparent + 3, "0123456789abcdef") >= 32) {
-        memcpy(out, traceparent + 3, 32);
-        out[32] = '\0';
-    }
-}
-
 /*
  * A malformed job: a dead letter with the reason and a failed event built
  * from whatever of the job is usable (ids derived from its position else).
@@ -88,7 +77,7 @@ static wjob_t *job_new(worker_t *w, nudgel_job_ref_t *ref, int64_t now_ms)
     nudgel_job_header_int(km, NUDGEL_HDR_FIRST_SEEN, &j->first_seen_ms);
     j->header_attempts = attempts > 0 && attempts < 1000 ? (int)attempts : 0;
     nudgel_message_header(km, NUDGEL_HDR_TRACEPARENT, j->traceparent, sizeof(j->traceparent));
-    trace_id_of(j->traceparent, j->trace_id);
+    nudgel_job_trace_id(j->traceparent, j->trace_id);
     return j;
 }
 
