@@ -1,8 +1,10 @@
 /*
- * attempts.c — one HTTP attempt: the SSRF verdict of the target (cached per
- * host, pinned), the Standard Webhooks signature over the exact body bytes,
- * the POST on curl multi, and the answer classified into the job's outcome
- * (retry schedule, permanent failure, 410 disabling the endpoint).
+ * attempts.c — one HTTP attempt: the SSRF verdict of the target (guard.c),
+ * the Standard Webhooks signature over the exact body bytes, the POST on
+ * curl multi (on the loop: the answer comes from a loop callback), and the
+ * answer classified into the job's outcome (retry schedule, permanent
+ * failure, 410 disabling the endpoint on the lookups connection first).
+ * Endpoint 4xx/5xx answers are logged, rate-limited.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -65,19 +67,19 @@ static uint64_t random_u64(void)
  * A failed attempt (or a refusal before sending): retried on the schedule,
  * or exhausted after the last attempt; permanent failures end at once.
  */
-static void attempt_failed(wjob_t *j, nudgel_outcome_kind_t kind, int64_t not_before_ms)
+void attempt_failed(wjob_t *j, nudgel_outcome_kind_t kind, int64_t not_before_ms)
 {
     worker_t *w = j->w;
     if (kind == NUDGEL_OUTCOME_PERMANENT || kind == NUDGEL_OUTCOME_DISABLE_ENDPOINT) {
         j->end = END_FAILED;
         j->delivery_status = "failed";
         j->permanent = true;
-    } else if (nudgel_retry_schedule_is_last(&w->schedule, (unsigned)j->attempt)) {
+    } else if (nudgel_retry_schedule_is_last(&w->s.schedule, (unsigned)j->attempt)) {
         j->end = END_EXHAUSTED;
         j->delivery_status = "exhausted";
     } else {
         int64_t delay =
-            nudgel_retry_schedule_delay_ms(&w->schedule, (unsigned)j->attempt, random_u64());
+            nudgel_retry_schedule_delay_ms(&w->s.schedule, (unsigned)j->attempt, random_u64());
         int64_t at = nudgel_now_unix_ms() + (delay > 0 ? delay : 0);
         if (kind == NUDGEL_OUTCOME_BACKOFF && not_before_ms > at)
             at = not_before_ms;
@@ -103,7 +105,7 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
         .http_status = r->transport_error ? 0 : r->status,
         .retry_after = r->retry_after,
         .now_ms = nudgel_now_unix_ms(),
-        .max_retry_after_ms = w->max_retry_after_ms,
+        .max_retry_after_ms = w->s.max_retry_after_ms,
     };
     if (r->transport_error && ar.transport == NUDGEL_TRANSPORT_OK)
         ar.transport = NUDGEL_TRANSPORT_ERROR;
@@ -118,69 +120,28 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
             snprintf(j->error_message, sizeof(j->error_message), "HTTP %ld", r->status);
     }
     nudgel_metric_add(w->m_attempts, out.error_class ? out.error_class : "delivered", 1);
+    if (!r->transport_error && r->status >= 400)
+        job_log_limited(j, &w->log_answers, NUDGEL_LOG_WARN,
+                        "endpoint %s answered HTTP %ld to delivery %s (attempt %d)", ep->id,
+                        r->status, j->job.id, j->attempt);
     switch (out.kind) {
     case NUDGEL_OUTCOME_DELIVERED:
         j->end = END_DELIVERED;
         j->delivery_status = "delivered";
         outcome_add(j);
         break;
-    case NUDGEL_OUTCOME_DISABLE_ENDPOINT: {
-        char errstr[512];
-        bool changed = false;
+    case NUDGEL_OUTCOME_DISABLE_ENDPOINT:
         snprintf(j->disabled_reason, sizeof(j->disabled_reason),
                  "the endpoint answered 410 Gone (delivery %s, attempt %d)", j->job.id, j->attempt);
-        ep->enabled = false;
-        nudgel_err_t derr = wh_db_endpoint_disable(w->pg, ep->id, j->disabled_reason, &changed,
-                                                   errstr, sizeof(errstr));
-        if (derr != NUDGEL_OK) {
-            /* Not recorded: the job comes again after a restart; the cached flag holds meanwhile.
-             */
-            nudgel_log_error("%s", errstr);
-            if (derr == NUDGEL_ERR_PG_UNREACHABLE)
-                postgres_down(w, errstr);
-            j->publish_failed = true;
-        }
-        j->endpoint_disabled_now = changed;
-        if (changed)
-            nudgel_log_warn("endpoint %s disabled: %s", ep->id, j->disabled_reason);
-        attempt_failed(j, out.kind, 0);
+        ep->enabled = false; /* at once for the jobs behind it; the row follows */
+        lookups_disable(w, j);
         break;
-    }
     case NUDGEL_OUTCOME_RETRY:
     case NUDGEL_OUTCOME_BACKOFF:
     case NUDGEL_OUTCOME_PERMANENT:
         attempt_failed(j, out.kind, out.not_before_ms);
         break;
     }
-}
-
-/* The SSRF verdict for @p url, from the per-host cache or vetted now. */
-static const vetted_t *vet(worker_t *w, const char *url)
-{
-    const char *start = strstr(url, "://");
-    start = start ? start + 3 : url;
-    size_t alen = strcspn(start, "/?#");
-    char key[512];
-    snprintf(key, sizeof(key), "%.*s", (int)((size_t)(start - url) + alen), url);
-    uint32_t b = hash_str(key) % HASH_BUCKETS;
-    vetted_t *v = w->vetted[b];
-    while (v && strcmp(v->authority, key) != 0)
-        v = v->next;
-    if (v && nudgel_mono_us() - v->vetted_us < w->ssrf_cache_us)
-        return v;
-    if (!v) {
-        if (!(v = calloc(1, sizeof(*v))) || !(v->authority = strdup(key))) {
-            free(v);
-            return NULL;
-        }
-        v->next = w->vetted[b];
-        w->vetted[b] = v;
-    }
-    v->err = nudgel_ssrf_vet_url(w->ssrf, url, &v->verdict);
-    v->vetted_us = nudgel_mono_us();
-    if (v->err == NUDGEL_ERR_IO) /* a failed lookup is not cached for long */
-        v->vetted_us -= w->ssrf_cache_us > 1000000 ? w->ssrf_cache_us - 1000000 : 0;
-    return v;
 }
 
 /* Signs and sends @p j to its endpoint, or ends it when it cannot be sent. */
@@ -208,7 +169,7 @@ void submit(worker_t *w, wjob_t *j)
         outcome_add(j);
         return;
     }
-    const vetted_t *v = vet(w, ep->url);
+    const vetted_t *v = guard_vet(w, ep->url);
     if (!v || v->err != NUDGEL_OK) {
         j->record_attempt = true;
         if (v && v->err == NUDGEL_ERR_IO) {
@@ -248,9 +209,9 @@ void submit(worker_t *w, wjob_t *j)
                     h_sig},
         .body = body,
         .body_len = body_len,
-        .connect_timeout_ms = w->connect_ms,
-        .total_timeout_ms = w->total_ms,
-        .max_response_bytes = w->max_response,
+        .connect_timeout_ms = w->s.connect_ms,
+        .total_timeout_ms = w->s.total_ms,
+        .max_response_bytes = w->s.max_response,
         .resolve = v->verdict.resolve[0] ? v->verdict.resolve : NULL,
     };
     if (j->traceparent[0]) {

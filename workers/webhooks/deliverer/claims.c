@@ -1,29 +1,32 @@
 /*
  * claims.c — batched claims: the jobs polled meanwhile go to
- * webhook_deliveries in one statement on the claim lane, and what the table
- * says of each decides its way (its endpoint's lane, or ended at once:
- * already final, another delivery of the same event, endpoint gone).
+ * webhook_deliveries in one statement on the "claims" connection, and what
+ * the table says of each decides its way (its endpoint's lane, or ended at
+ * once: already final, another delivery of the same event). A claim that
+ * does not come back (connection lost, statement failed) puts its batch back
+ * at the front of the queue; it goes again once the connection is back.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "deliverer.h"
-#include "nudgel/log.h"
 #include "nudgel/timeutil.h"
 
 /* What the claim said of each job of @p batch: to its endpoint's lane, or ended at once. */
 static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, size_t n)
 {
-    nudgel_err_t err;
     for (size_t i = 0; i < n; i++) {
         wjob_t *j = batch[i];
         const wh_claim_t *c = &claims[i];
         int made = c->attempts > j->header_attempts ? c->attempts : j->header_attempts;
         j->attempt = made + 1;
         if (c->duplicate) {
-            nudgel_log_info("webhook job %s: event %s already has another delivery to endpoint "
-                            "%s; skipped",
-                            j->job.id, j->job.event_id, j->job.endpoint_id);
+            nudgel_log_ctx_t ctx;
+            job_log_ctx(j, &ctx);
+            NUDGEL_LOG_CTX(NUDGEL_LOG_INFO, &ctx,
+                           "webhook job %s: event %s already has another delivery to endpoint "
+                           "%s; skipped",
+                           j->job.id, j->job.event_id, j->job.endpoint_id);
             j->end = END_NONE;
             job_publish(j);
             continue;
@@ -53,89 +56,95 @@ static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, 
             job_release(j);
             continue;
         }
-        endpoint_t *ep = endpoint_get(w, j->job.endpoint_id, &err);
+        endpoint_t *ep = endpoint_get(w, j->job.endpoint_id);
         if (!ep) {
-            /* Postgres went away between the claim and here: the job comes again later. */
-            j->publish_failed = true;
+            job_fail(j); /* out of memory: the job comes again */
             job_release(j);
             continue;
         }
-        j->ep = ep;
-        if (ep->queued >= w->queue_max) {
+        endpoint_hold(ep, j);
+        if (ep->queued >= w->s.queue_max) {
             j->end = END_REQUEUE;
             outcome_add(j);
             continue;
         }
-        lane_push(w, ep, j);
+        lane_push(w, ep, j); /* waits there while the endpoint's row loads */
     }
 }
 
-/* Puts a claim batch that did not come back at the front of the waiting claims. */
+/* Puts @p n jobs that were not claimed back at the front of the queue, in order. */
 static void claims_unshift(worker_t *w, wjob_t **batch, size_t n)
 {
-    memmove(w->claims + n, w->claims, w->claim_count * sizeof(w->claims[0]));
-    memcpy(w->claims, batch, n * sizeof(batch[0]));
-    w->claim_count += n;
+    if (n && nudgel_batchq_unshift(w->claimq, (void *const *)batch, n) != NUDGEL_OK)
+        nudgel_worker_fatal(w->nw, "out of memory putting %zu claim(s) back", n);
+}
+
+/* The claim came back (or not): each job on its way, or the batch back in the queue. */
+static void claims_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, size_t n,
+                        nudgel_err_t err, const char *errstr)
+{
+    worker_t *w = opaque;
+    char why[600];
+    size_t count = w->claim_sent_n;
+    w->claim_sent_n = 0;
+    nudgel_metric_observe(w->m_claim_s, NULL, (double)nudgel_pgconn_last_rtt_us(c) / 1e6);
+    if (err == NUDGEL_OK)
+        err = wh_db_claim_read(n ? results[0] : NULL, w->claim_rows, count, why, sizeof(why));
+    else
+        snprintf(why, sizeof(why), "%s", errstr);
+    if (err != NUDGEL_OK) {
+        claims_unshift(w, w->claim_sent, count);
+        /* A statement that failed on a live connection is retried on a new one after the
+         * back-off (the loss policy's); a lost one is reconnecting already. */
+        nudgel_pgconn_lost(c, why);
+        return;
+    }
+    claims_apply(w, w->claim_sent, w->claim_rows, count);
 }
 
 /*
- * The claim lane: the statement in flight when its result has come (each
- * job to its lane, or ended at once: already final, duplicate, endpoint
- * gone), then the jobs polled meanwhile in one statement. Postgres trouble
- * puts the batch back in front and pauses intake until a reconnect works.
+ * Sends the next claim when the connection is free: the jobs polled
+ * meanwhile, up to CLAIM_BATCH_MAX, in one statement.
  */
 void claims_pump(worker_t *w)
 {
-    char errstr[512];
-    wh_lane_t *l = &w->claim_lane;
-    if (l->busy) {
-        PGresult *res = NULL;
-        int st = lane_result(l, &res, errstr, sizeof(errstr));
-        if (st == 0)
-            return;
-        size_t n = w->claim_sent_n;
-        nudgel_err_t err =
-            st < 0 ? NUDGEL_ERR_PG_UNREACHABLE
-                   : wh_db_claim_read(l->conn, res, w->claim_rows, n, errstr, sizeof(errstr));
-        PQclear(res);
-        nudgel_metric_observe(w->m_claim_s, NULL, (double)(nudgel_mono_us() - l->sent_us) / 1e6);
-        w->claim_sent_n = 0;
-        if (err != NUDGEL_OK) {
-            claims_unshift(w, w->claim_sent, n);
-            postgres_down(w, errstr);
-            return;
-        }
-        claims_apply(w, w->claim_sent, w->claim_rows, n);
-    }
+    char errstr[600];
+    nudgel_pgconn_t *c = w->pg_claims;
     /*
      * Jobs already waiting in lanes are plenty: the polled ones wait here,
      * claimed later, rather than overflow a lane that is merely behind (an
      * overflow goes to the first retry tier; it is meant for a saturated
      * endpoint, which fills its own lane long before this bound).
      */
-    if (l->busy || !w->pg_ok || w->claim_count == 0 || w->lane_waiting >= w->max_in_flight / 2)
+    if (w->claim_sent_n || nudgel_batchq_count(w->claimq) == 0 || !postgres_usable(c) ||
+        w->lane_waiting >= w->s.max_in_flight / 2)
         return;
-    size_t n = w->claim_count < CLAIM_BATCH_MAX ? w->claim_count : CLAIM_BATCH_MAX;
+    size_t n = nudgel_batchq_shift(w->claimq, (void **)w->claim_sent, CLAIM_BATCH_MAX);
     json_t *rows = json_array();
-    for (size_t i = 0; i < n; i++) {
-        const nudgel_webhook_job_t *jb = &w->claims[i]->job;
-        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I}", "delivery_id", jb->id,
-                                              "endpoint_id", jb->endpoint_id, "event_id",
-                                              jb->event_id, "n", (json_int_t)(i + 1)));
+    for (size_t i = 0; rows && i < n; i++) {
+        const nudgel_webhook_job_t *jb = &w->claim_sent[i]->job;
+        if (json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I}", "delivery_id", jb->id,
+                                                  "endpoint_id", jb->endpoint_id, "event_id",
+                                                  jb->event_id, "n", (json_int_t)(i + 1))) != 0) {
+            json_decref(rows);
+            rows = NULL;
+        }
     }
-    memcpy(w->claim_sent, w->claims, n * sizeof(w->claims[0]));
-    w->claim_sent_n = n;
-    w->claim_count -= n;
-    memmove(w->claims, w->claims + n, w->claim_count * sizeof(w->claims[0]));
-    nudgel_err_t err = wh_db_claim_send(l->conn, w->with_payload, rows, errstr, sizeof(errstr));
+    nudgel_err_t err = rows ? wh_db_claim_send(nudgel_pgconn_conn(c), w->with_payload, rows, errstr,
+                                               sizeof(errstr))
+                            : NUDGEL_ERR_NO_MEMORY;
     json_decref(rows);
-    if (err == NUDGEL_OK)
-        err = lane_sent(l, errstr, sizeof(errstr));
-    if (err != NUDGEL_OK) {
-        l->broken = true;
-        l->busy = false;
-        w->claim_sent_n = 0;
-        claims_unshift(w, w->claim_sent, n);
-        postgres_down(w, errstr);
+    if (err == NUDGEL_ERR_NO_MEMORY) {
+        claims_unshift(w, w->claim_sent, n); /* tried again next turn */
+        return;
     }
+    if (err == NUDGEL_OK && (err = nudgel_pgconn_sent(c, 0, claims_done, w)) != NUDGEL_OK)
+        snprintf(errstr, sizeof(errstr), "claiming deliveries: not handed over (%s)",
+                 nudgel_strerror(err));
+    if (err != NUDGEL_OK) {
+        claims_unshift(w, w->claim_sent, n);
+        nudgel_pgconn_lost(c, errstr);
+        return;
+    }
+    w->claim_sent_n = n;
 }

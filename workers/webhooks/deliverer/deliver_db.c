@@ -8,17 +8,64 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nudgel/log.h"
-
-nudgel_err_t wh_db_err(PGconn *pg)
-{
-    return PQstatus(pg) == CONNECTION_OK ? NUDGEL_ERR_PG : NUDGEL_ERR_PG_UNREACHABLE;
-}
-
 static bool is_final(const char *status)
 {
     return strcmp(status, "delivered") == 0 || strcmp(status, "failed") == 0 ||
            strcmp(status, "exhausted") == 0 || strcmp(status, "cancelled") == 0;
+}
+
+/* @p text on one line: libpq's messages span several, with tabs. */
+static void one_line(char *text)
+{
+    size_t o = 0;
+    bool space = false;
+    for (size_t i = 0; text[i]; i++) {
+        bool blank = text[i] == '\n' || text[i] == '\r' || text[i] == '\t' || text[i] == ' ';
+        if (blank) {
+            space = o > 0;
+            continue;
+        }
+        if (space)
+            text[o++] = ' ';
+        space = false;
+        text[o++] = text[i];
+    }
+    text[o] = '\0';
+}
+
+/* "what: libpq's last error", on one line. */
+static void conn_error(const char *what, PGconn *pg, char *errstr, size_t errstr_size)
+{
+    snprintf(errstr, errstr_size, "%s: %s", what, PQerrorMessage(pg));
+    one_line(errstr);
+}
+
+/* The statement's error on one line. */
+static void result_error(const char *what, const PGresult *res, char *errstr, size_t errstr_size)
+{
+    const char *m = res ? PQresultErrorMessage(res) : "";
+    snprintf(errstr, errstr_size, "%s: %s", what,
+             !m || !*m ? (res ? PQresStatus(PQresultStatus(res)) : "no result") : m);
+    one_line(errstr);
+}
+
+/* Queues @p sql with the JSON text of @p rows as its one parameter. */
+static nudgel_err_t send_json(PGconn *pg, const char *what, const char *sql, json_t *rows,
+                              char *errstr, size_t errstr_size)
+{
+    char *text = json_dumps(rows, JSON_COMPACT);
+    if (!text) {
+        snprintf(errstr, errstr_size, "%s: out of memory", what);
+        return NUDGEL_ERR_NO_MEMORY;
+    }
+    const char *params[1] = {text};
+    int ok = PQsendQueryParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
+    free(text);
+    if (!ok) {
+        conn_error(what, pg, errstr, errstr_size);
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    }
+    return NUDGEL_OK;
 }
 
 bool wh_db_has_payload_column(PGconn *pg)
@@ -35,7 +82,7 @@ bool wh_db_has_payload_column(PGconn *pg)
  * A read: the rows that exist for the batch's deliveries, and other
  * deliveries of the same event to the same endpoint. Two joins, not one with
  * OR: each uses its index (an OR join would scan). The row itself is written
- * with the first outcome (wh_db_flush), one write instead of two.
+ * with the first outcome (the flush), one write instead of two.
  */
 static void claim_sql(char *sql, size_t size, bool with_payload)
 {
@@ -50,13 +97,20 @@ static void claim_sql(char *sql, size_t size, bool with_payload)
              with_payload ? " AND d.replay_of IS NULL" : "");
 }
 
-nudgel_err_t wh_db_claim_read(PGconn *pg, const PGresult *res, wh_claim_t *out, size_t count,
-                              char *errstr, size_t errstr_size)
+nudgel_err_t wh_db_claim_send(PGconn *pg, bool with_payload, json_t *jobs, char *errstr,
+                              size_t errstr_size)
+{
+    char sql[1400];
+    claim_sql(sql, sizeof(sql), with_payload);
+    return send_json(pg, "claiming deliveries", sql, jobs, errstr, errstr_size);
+}
+
+nudgel_err_t wh_db_claim_read(const PGresult *res, wh_claim_t *out, size_t count, char *errstr,
+                              size_t errstr_size)
 {
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        snprintf(errstr, errstr_size, "claiming deliveries: %s",
-                 res ? PQresultErrorMessage(res) : PQerrorMessage(pg));
-        return wh_db_err(pg);
+        result_error("claiming deliveries", res, errstr, errstr_size);
+        return NUDGEL_ERR_PG;
     }
     for (size_t i = 0; i < count; i++) {
         memset(&out[i], 0, sizeof(out[i]));
@@ -79,69 +133,7 @@ nudgel_err_t wh_db_claim_read(PGconn *pg, const PGresult *res, wh_claim_t *out, 
     return NUDGEL_OK;
 }
 
-nudgel_err_t wh_db_claim_send(PGconn *pg, bool with_payload, json_t *jobs, char *errstr,
-                              size_t errstr_size)
-{
-    char sql[1400];
-    claim_sql(sql, sizeof(sql), with_payload);
-    char *text = json_dumps(jobs, JSON_COMPACT);
-    if (!text)
-        return NUDGEL_ERR_NO_MEMORY;
-    const char *params[1] = {text};
-    int ok = PQsendQueryParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
-    free(text);
-    if (!ok) {
-        snprintf(errstr, errstr_size, "claiming deliveries: %s", PQerrorMessage(pg));
-        return NUDGEL_ERR_PG_UNREACHABLE;
-    }
-    return NUDGEL_OK;
-}
-
-/*
- * A read: the rows that exist for the batch's deliveries, and other
- * deliveries of the same event to the same endpoint. Two joins, not one with
- * OR: each uses its index (an OR join would scan). The row itself is written
- * with the first outcome (wh_db_flush), one write instead of two.
- */
-nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t *out, size_t count,
-                         char *errstr, size_t errstr_size)
-{
-    char sql[1400];
-    claim_sql(sql, sizeof(sql), with_payload);
-    char *text = json_dumps(jobs, JSON_COMPACT);
-    if (!text)
-        return NUDGEL_ERR_NO_MEMORY;
-    const char *params[1] = {text};
-    PGresult *res = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
-    free(text);
-    nudgel_err_t err = wh_db_claim_read(pg, res, out, count, errstr, errstr_size);
-    PQclear(res);
-    return err;
-}
-
-static nudgel_err_t exec_json(PGconn *pg, const char *what, const char *sql, json_t *rows,
-                              PGresult **result, char *errstr, size_t errstr_size)
-{
-    char *text = json_dumps(rows, JSON_COMPACT);
-    if (!text)
-        return NUDGEL_ERR_NO_MEMORY;
-    const char *params[1] = {text};
-    PGresult *res = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
-    free(text);
-    ExecStatusType st = PQresultStatus(res);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        snprintf(errstr, errstr_size, "%s: %s", what, PQerrorMessage(pg));
-        PQclear(res);
-        return wh_db_err(pg);
-    }
-    if (result)
-        *result = res;
-    else
-        PQclear(res);
-    return NUDGEL_OK;
-}
-
-/* The flush's statements (wh_db_flush, wh_db_flush_send). */
+/* The flush's statements (wh_db_flush_send). */
 static const char update_sql[] =
     "UPDATE nudgel.webhook_deliveries d SET status = u.status, attempts = "
     "GREATEST(d.attempts, u.attempts), last_status_code = u.last_status_code, last_error = "
@@ -202,101 +194,23 @@ static void disable_sql(char *sql, size_t size, int64_t failing_window_ms)
              (long long)failing_window_ms, (long long)failing_window_ms);
 }
 
-nudgel_err_t wh_db_flush(PGconn *pg, bool with_payload, json_t *attempts, json_t *deliveries,
-                         json_t *succeeded, json_t *failed, int64_t failing_window_ms,
-                         json_t **disabled, char *errstr, size_t errstr_size)
-{
-    char sql[3072];
-    nudgel_err_t err;
-    PGresult *res = NULL;
-    *disabled = json_array();
-    res = PQexec(pg, "BEGIN");
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        snprintf(errstr, errstr_size, "begin: %s", PQerrorMessage(pg));
-        PQclear(res);
-        return wh_db_err(pg);
-    }
-    PQclear(res);
-    res = NULL;
-    /*
-     * The delivery rows first (the attempts reference them): updated when they
-     * exist (never moved back from a final status), else created with this
-     * first outcome; a row that would be a second delivery of an (endpoint,
-     * event) is not created (ON CONFLICT DO NOTHING covers that index too).
-     */
-    insert_sql(sql, sizeof(sql), with_payload);
-    if (json_array_size(deliveries) &&
-        ((err = exec_json(pg, "updating deliveries", update_sql, deliveries, NULL, errstr,
-                          errstr_size)) != NUDGEL_OK ||
-         (err = exec_json(pg, "recording deliveries", sql, deliveries, NULL, errstr,
-                          errstr_size)) != NUDGEL_OK))
-        goto fail;
-    if (json_array_size(attempts) &&
-        (err = exec_json(pg, "recording attempts", attempts_sql, attempts, NULL, errstr,
-                         errstr_size)) != NUDGEL_OK)
-        goto fail;
-    /* Failures first, successes last: an endpoint with both in one batch is not failing. */
-    if (json_array_size(failed) &&
-        (err = exec_json(pg, "marking failing endpoints", failing_sql, failed, NULL, errstr,
-                         errstr_size)) != NUDGEL_OK)
-        goto fail;
-    if (json_array_size(succeeded) &&
-        (err = exec_json(pg, "marking succeeding endpoints", succeeding_sql, succeeded, NULL,
-                         errstr, errstr_size)) != NUDGEL_OK)
-        goto fail;
-    if (json_array_size(failed)) {
-        disable_sql(sql, sizeof(sql), failing_window_ms);
-        if ((err = exec_json(pg, "disabling failing endpoints", sql, failed, &res, errstr,
-                             errstr_size)) != NUDGEL_OK)
-            goto fail;
-        for (int r = 0; r < PQntuples(res); r++)
-            json_array_append_new(*disabled,
-                                  json_pack("{s:s, s:s, s:s}", "endpoint_id", PQgetvalue(res, r, 0),
-                                            "tenant_id", PQgetvalue(res, r, 1), "reason",
-                                            PQgetvalue(res, r, 2)));
-        PQclear(res);
-        res = NULL;
-    }
-    res = PQexec(pg, "COMMIT");
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        snprintf(errstr, errstr_size, "commit: %s", PQerrorMessage(pg));
-        err = wh_db_err(pg);
-        PQclear(res);
-        json_array_clear(*disabled);
-        return err;
-    }
-    PQclear(res);
-    return NUDGEL_OK;
-fail:
-    PQclear(PQexec(pg, "ROLLBACK"));
-    json_array_clear(*disabled);
-    return err;
-}
-
 /* Queues one statement of the pipeline. */
 static bool pipe_json(PGconn *pg, wh_flush_call_t *call, const char *what, const char *sql,
                       json_t *rows, char *errstr, size_t errstr_size)
 {
-    char *text = json_dumps(rows, JSON_COMPACT);
-    if (!text) {
-        snprintf(errstr, errstr_size, "%s: out of memory", what);
+    if (send_json(pg, what, sql, rows, errstr, errstr_size) != NUDGEL_OK)
         return false;
-    }
-    const char *params[1] = {text};
-    int ok = PQsendQueryParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
-    free(text);
-    if (!ok) {
-        snprintf(errstr, errstr_size, "%s: %s", what, PQerrorMessage(pg));
-        return false;
-    }
     call->what[call->sent++] = what;
     return true;
 }
 
 /*
- * The same statements as wh_db_flush(), in the same order, in one pipeline:
- * without BEGIN/COMMIT they form one implicit transaction up to the sync,
- * rolled back as a whole when one of them fails.
+ * The delivery rows first (the attempts reference them): updated when they
+ * exist (never moved back from a final status), else created with this
+ * first outcome; a row that would be a second delivery of an (endpoint,
+ * event) is not created (ON CONFLICT DO NOTHING covers that index too).
+ * Without BEGIN/COMMIT the statements form one implicit transaction up to
+ * the sync, rolled back as a whole when one of them fails.
  */
 nudgel_err_t wh_db_flush_send(PGconn *pg, bool with_payload, json_t *attempts, json_t *deliveries,
                               json_t *succeeded, json_t *failed, int64_t failing_window_ms,
@@ -306,7 +220,7 @@ nudgel_err_t wh_db_flush_send(PGconn *pg, bool with_payload, json_t *attempts, j
     memset(call, 0, sizeof(*call));
     call->disable_at = -1;
     if (!PQenterPipelineMode(pg)) {
-        snprintf(errstr, errstr_size, "entering pipeline mode: %s", PQerrorMessage(pg));
+        conn_error("entering pipeline mode", pg, errstr, errstr_size);
         return NUDGEL_ERR_PG_UNREACHABLE;
     }
     insert_sql(sql, sizeof(sql), with_payload);
@@ -330,105 +244,105 @@ nudgel_err_t wh_db_flush_send(PGconn *pg, bool with_payload, json_t *attempts, j
         ok = pipe_json(pg, call, "disabling failing endpoints", sql, failed, errstr, errstr_size);
     }
     if (ok && !PQpipelineSync(pg)) {
-        snprintf(errstr, errstr_size, "pipeline sync: %s", PQerrorMessage(pg));
+        conn_error("pipeline sync", pg, errstr, errstr_size);
         ok = false;
     }
-    if (!ok)
-        return NUDGEL_ERR_PG_UNREACHABLE;
-    call->err = NUDGEL_OK;
-    call->disabled = json_array();
-    return NUDGEL_OK;
+    return ok ? NUDGEL_OK : NUDGEL_ERR_PG_UNREACHABLE;
 }
 
-int wh_db_flush_poll(PGconn *pg, wh_flush_call_t *call)
+nudgel_err_t wh_db_flush_read(const wh_flush_call_t *call, PGresult *const *results, size_t n,
+                              json_t **disabled, char *errstr, size_t errstr_size)
 {
-    if (!PQconsumeInput(pg))
-        return -1;
-    while (!PQisBusy(pg)) {
-        PGresult *res = PQgetResult(pg);
-        if (!res) {
-            if (call->last_null)
-                break; /* nothing more yet */
-            call->last_null = true;
-            continue; /* the end of one statement's results */
-        }
-        call->last_null = false;
-        ExecStatusType st = PQresultStatus(res);
-        if (st == PGRES_PIPELINE_SYNC) {
-            PQclear(res);
-            if (call->got < call->sent && call->err == NUDGEL_OK) {
-                snprintf(call->errstr, sizeof(call->errstr), "flush: %d of %d results", call->got,
-                         call->sent);
-                call->err = NUDGEL_ERR_PG;
-            }
-            if (call->err != NUDGEL_OK)
-                json_array_clear(call->disabled);
-            PQexitPipelineMode(pg);
-            return 1;
-        }
-        int k = call->got++;
-        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-            if (k == call->disable_at)
-                for (int r = 0; r < PQntuples(res); r++)
-                    json_array_append_new(call->disabled,
-                                          json_pack("{s:s, s:s, s:s}", "endpoint_id",
-                                                    PQgetvalue(res, r, 0), "tenant_id",
-                                                    PQgetvalue(res, r, 1), "reason",
-                                                    PQgetvalue(res, r, 2)));
-        } else if (call->err == NUDGEL_OK) {
-            snprintf(call->errstr, sizeof(call->errstr), "%s: %s",
-                     k < call->sent && k >= 0 ? call->what[k] : "flush",
-                     st == PGRES_PIPELINE_ABORTED ? "pipeline aborted" : PQresultErrorMessage(res));
-            call->err = wh_db_err(pg);
-        }
-        PQclear(res);
+    json_t *out = json_array();
+    int k = 0;
+    bool synced = false;
+    *disabled = NULL;
+    if (!out) {
+        snprintf(errstr, errstr_size, "flush: out of memory");
+        return NUDGEL_ERR_PG;
     }
-    return PQstatus(pg) == CONNECTION_OK ? 0 : -1;
+    for (size_t i = 0; i < n && !synced; i++) {
+        ExecStatusType st = PQresultStatus(results[i]);
+        if (st == PGRES_PIPELINE_SYNC) {
+            synced = true;
+            continue;
+        }
+        const char *what = k < call->sent ? call->what[k] : "flush";
+        if (st == PGRES_PIPELINE_ABORTED) {
+            snprintf(errstr, errstr_size, "%s: pipeline aborted", what);
+            goto fail;
+        }
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            result_error(what, results[i], errstr, errstr_size);
+            goto fail;
+        }
+        if (k == call->disable_at)
+            for (int r = 0; r < PQntuples(results[i]); r++)
+                json_array_append_new(out, json_pack("{s:s, s:s, s:s}", "endpoint_id",
+                                                     PQgetvalue(results[i], r, 0), "tenant_id",
+                                                     PQgetvalue(results[i], r, 1), "reason",
+                                                     PQgetvalue(results[i], r, 2)));
+        k++;
+    }
+    if (!synced || k != call->sent) {
+        snprintf(errstr, errstr_size, "flush: %d of %d results", k, call->sent);
+        goto fail;
+    }
+    *disabled = out;
+    return NUDGEL_OK;
+fail:
+    json_decref(out);
+    return NUDGEL_ERR_PG;
 }
 
-nudgel_err_t wh_db_endpoint_load(PGconn *pg, const char *endpoint_id, wh_endpoint_row_t *row,
-                                 char *errstr, size_t errstr_size)
+/* ---- endpoints ----------------------------------------------------------- */
+
+nudgel_err_t wh_db_endpoints_send(PGconn *pg, json_t *ids, char *errstr, size_t errstr_size)
 {
-    const char *params[1] = {endpoint_id};
-    memset(row, 0, sizeof(*row));
-    PGresult *res = PQexecParams(
-        pg,
-        "SELECT tenant_id, url, enabled, COALESCE(rate_limit_per_second, 0)::float8, "
-        "COALESCE(max_concurrency, 0), secret_ciphertext, secret_key_id, "
+    return send_json(
+        pg, "reading endpoint rows",
+        "SELECT endpoint_id::text, tenant_id, url, enabled, "
+        "COALESCE(rate_limit_per_second, 0)::float8, COALESCE(max_concurrency, 0), "
+        "secret_ciphertext, secret_key_id, "
         "CASE WHEN previous_secret_expires_at > now() THEN previous_secret_ciphertext END, "
         "COALESCE(previous_secret_key_id, ''), "
         "COALESCE((extract(epoch FROM previous_secret_expires_at) * 1000)::bigint, 0) "
-        "FROM nudgel.webhook_endpoints WHERE endpoint_id = $1::uuid",
-        1, NULL, params, NULL, NULL, 0);
-    nudgel_err_t err = NUDGEL_OK;
+        "FROM nudgel.webhook_endpoints WHERE endpoint_id IN "
+        "(SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb))",
+        ids, errstr, errstr_size);
+}
+
+int wh_db_endpoints_count(const PGresult *res, char *errstr, size_t errstr_size)
+{
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        snprintf(errstr, errstr_size, "loading endpoint %s: %s", endpoint_id, PQerrorMessage(pg));
-        err = wh_db_err(pg);
-        goto out;
+        result_error("reading endpoint rows", res, errstr, errstr_size);
+        return -1;
     }
-    if (PQntuples(res) == 0)
-        goto out;
-    row->found = true;
-    snprintf(row->tenant_id, sizeof(row->tenant_id), "%s", PQgetvalue(res, 0, 0));
-    row->url = strdup(PQgetvalue(res, 0, 1));
-    row->enabled = PQgetvalue(res, 0, 2)[0] == 't';
-    row->rate_per_second = atof(PQgetvalue(res, 0, 3));
-    row->max_concurrency = atoi(PQgetvalue(res, 0, 4));
-    row->secret = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 5), &row->secret_len);
-    snprintf(row->secret_key_id, sizeof(row->secret_key_id), "%s", PQgetvalue(res, 0, 6));
-    if (!PQgetisnull(res, 0, 7)) {
+    return PQntuples(res);
+}
+
+nudgel_err_t wh_db_endpoint_row(const PGresult *res, int r, wh_endpoint_row_t *row)
+{
+    memset(row, 0, sizeof(*row));
+    snprintf(row->endpoint_id, sizeof(row->endpoint_id), "%s", PQgetvalue(res, r, 0));
+    snprintf(row->tenant_id, sizeof(row->tenant_id), "%s", PQgetvalue(res, r, 1));
+    row->url = strdup(PQgetvalue(res, r, 2));
+    row->enabled = PQgetvalue(res, r, 3)[0] == 't';
+    row->rate_per_second = atof(PQgetvalue(res, r, 4));
+    row->max_concurrency = atoi(PQgetvalue(res, r, 5));
+    row->secret = PQunescapeBytea((const unsigned char *)PQgetvalue(res, r, 6), &row->secret_len);
+    snprintf(row->secret_key_id, sizeof(row->secret_key_id), "%s", PQgetvalue(res, r, 7));
+    if (!PQgetisnull(res, r, 8)) {
         row->previous =
-            PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 7), &row->previous_len);
-        snprintf(row->previous_key_id, sizeof(row->previous_key_id), "%s", PQgetvalue(res, 0, 8));
-        row->previous_expires_ms = atoll(PQgetvalue(res, 0, 9));
+            PQunescapeBytea((const unsigned char *)PQgetvalue(res, r, 8), &row->previous_len);
+        snprintf(row->previous_key_id, sizeof(row->previous_key_id), "%s", PQgetvalue(res, r, 9));
+        row->previous_expires_ms = atoll(PQgetvalue(res, r, 10));
     }
     if (!row->url || !row->secret) {
         wh_endpoint_row_clear(row);
-        err = NUDGEL_ERR_NO_MEMORY;
+        return NUDGEL_ERR_NO_MEMORY;
     }
-out:
-    PQclear(res);
-    return err;
+    return NUDGEL_OK;
 }
 
 void wh_endpoint_row_clear(wh_endpoint_row_t *row)
@@ -441,23 +355,31 @@ void wh_endpoint_row_clear(wh_endpoint_row_t *row)
     memset(row, 0, sizeof(*row));
 }
 
-nudgel_err_t wh_db_endpoint_disable(PGconn *pg, const char *endpoint_id, const char *reason,
-                                    bool *changed, char *errstr, size_t errstr_size)
+nudgel_err_t wh_db_endpoint_disable_send(PGconn *pg, const char *endpoint_id, const char *reason,
+                                         char *errstr, size_t errstr_size)
 {
     const char *params[2] = {endpoint_id, reason};
-    PGresult *res = PQexecParams(pg,
-                                 "UPDATE nudgel.webhook_endpoints SET enabled = false, "
-                                 "disabled_reason = $2, disabled_at = now(), updated_at = now() "
-                                 "WHERE endpoint_id = $1::uuid AND enabled",
-                                 2, NULL, params, NULL, NULL, 0);
-    nudgel_err_t err = NUDGEL_OK;
+    /* "OR disabled_reason = $2": the reason names the delivery and attempt, so a
+     * disable sent again after a loss still reports the change it made. */
+    if (!PQsendQueryParams(pg,
+                           "UPDATE nudgel.webhook_endpoints SET enabled = false, "
+                           "disabled_reason = $2, disabled_at = now(), updated_at = now() "
+                           "WHERE endpoint_id = $1::uuid AND (enabled OR disabled_reason = $2)",
+                           2, NULL, params, NULL, NULL, 0)) {
+        conn_error("disabling an endpoint", pg, errstr, errstr_size);
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    }
+    return NUDGEL_OK;
+}
+
+nudgel_err_t wh_db_endpoint_disable_read(const PGresult *res, bool *changed, char *errstr,
+                                         size_t errstr_size)
+{
     *changed = false;
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        snprintf(errstr, errstr_size, "disabling endpoint %s: %s", endpoint_id, PQerrorMessage(pg));
-        err = wh_db_err(pg);
-    } else {
-        *changed = atoi(PQcmdTuples(res)) > 0;
+        result_error("disabling an endpoint", res, errstr, errstr_size);
+        return NUDGEL_ERR_PG;
     }
-    PQclear(res);
-    return err;
+    *changed = atoi(PQcmdTuples((PGresult *)res)) > 0;
+    return NUDGEL_OK;
 }

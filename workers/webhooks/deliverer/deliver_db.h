@@ -3,9 +3,14 @@
  *
  * Rows travel as one JSON array parameter per statement (jsonb_to_recordset),
  * so a batch of any size is one round trip and nothing is spliced into SQL.
- * Claims and flushes come in send/read halves for a non-blocking connection
- * (one statement, or one pipeline, in flight per connection); the blocking
- * versions remain for the rest.
+ * Every statement comes in two halves for a non-blocking connection
+ * (nudgel/pgconn.h): *_send() queues it on an idle connection (the caller
+ * then hands it over with nudgel_pgconn_sent()), *_read() reads the results
+ * the done callback got. A *_send() failure means the connection must be
+ * replaced (nudgel_pgconn_lost()); a *_read() failure is the statement's
+ * own error (NUDGEL_ERR_PG) on a connection that is still fine. The one
+ * blocking call left, wh_db_has_payload_column(), runs once at start-up,
+ * before the loop turns.
  */
 #ifndef NUDGEL_DELIVER_DB_H
 #define NUDGEL_DELIVER_DB_H
@@ -31,71 +36,63 @@ typedef struct wh_claim {
 } wh_claim_t;
 
 /**
- * @brief Reads what the deliveries table holds for each job of @p jobs
- * (array of {delivery_id, endpoint_id, event_id, n}, n = 1-based position)
- * into @p out (same order, @p count entries): its own row, or another
- * delivery of the same event to the same endpoint. @p with_payload: the
- * table has migration 003 (payload, replay_of). @returns NUDGEL_OK,
- * NUDGEL_ERR_PG or NUDGEL_ERR_PG_UNREACHABLE with the reason.
+ * @brief Sends the claim of @p jobs (array of {delivery_id, endpoint_id,
+ * event_id, n}, n = 1-based position; borrowed): what the deliveries table
+ * holds for each, its own row or another delivery of the same event to the
+ * same endpoint. @p with_payload: the table has migration 003 (payload,
+ * replay_of). @returns NUDGEL_OK, NUDGEL_ERR_NO_MEMORY or
+ * NUDGEL_ERR_PG_UNREACHABLE with the reason.
  */
-nudgel_err_t wh_db_claim(PGconn *pg, bool with_payload, json_t *jobs, wh_claim_t *out, size_t count,
-                         char *errstr, size_t errstr_size);
-
-/** @brief wh_db_claim()'s statement, sent (PQsendQueryParams); the caller flushes. */
 nudgel_err_t wh_db_claim_send(PGconn *pg, bool with_payload, json_t *jobs, char *errstr,
                               size_t errstr_size);
 
-/** @brief wh_db_claim()'s result @p res read into @p out (@p count entries). */
-nudgel_err_t wh_db_claim_read(PGconn *pg, const PGresult *res, wh_claim_t *out, size_t count,
-                              char *errstr, size_t errstr_size);
-
 /**
- * @brief One transaction: delivery rows upserted on delivery_id (array of
- * {delivery_id, tenant_id, endpoint_id, event_type, event_id, status,
- * attempts, last_status_code|null, last_error|null, next_attempt_ms|null,
- * final, payload}; payload kept when @p with_payload), attempt rows (array of
- * {delivery_id, attempt, status_code|null, latency_ms, error_class|null,
- * error_message|null, response_snippet|null}), endpoints that succeeded and that failed (arrays of
- * ids). Endpoints failing without a success for longer than @p failing_window_ms are disabled;
- * their ids and tenants come back in @p *disabled (a new array of
- * {endpoint_id, tenant_id, reason}; the caller decrefs). Final rows are never
- * moved back. @returns NUDGEL_OK, NUDGEL_ERR_PG or NUDGEL_ERR_PG_UNREACHABLE.
+ * @brief The claim's result @p res (borrowed; NULL when none came) read into
+ * @p out (@p count entries, in the order of the jobs sent).
+ * @returns NUDGEL_OK or NUDGEL_ERR_PG with the reason.
  */
-nudgel_err_t wh_db_flush(PGconn *pg, bool with_payload, json_t *attempts, json_t *deliveries,
-                         json_t *succeeded, json_t *failed, int64_t failing_window_ms,
-                         json_t **disabled, char *errstr, size_t errstr_size);
+nudgel_err_t wh_db_claim_read(const PGresult *res, wh_claim_t *out, size_t count, char *errstr,
+                              size_t errstr_size);
 
-/** A wh_db_flush() sent as one pipeline (one implicit transaction up to its sync). */
+/** The statements of one flush pipeline, to read its results. */
 typedef struct wh_flush_call {
     int sent;       /* statements in the pipeline */
-    int got;        /* their results read so far */
     int disable_at; /* index of the statement disabling endpoints; -1: none */
     const char *what[8];
-    bool last_null;   /* the previous PQgetResult() was NULL */
-    nudgel_err_t err; /* the first statement error */
-    char errstr[512];
-    json_t *disabled; /* as wh_db_flush()'s, once done without error; the caller decrefs */
 } wh_flush_call_t;
 
 /**
- * @brief wh_db_flush()'s statements sent in pipeline mode on @p pg (idle,
- * non-blocking), then a sync; the caller flushes. On error the connection
- * must be replaced.
+ * @brief One transaction, sent as a pipeline ended by one sync (the caller
+ * hands it over with syncs = 1): delivery rows upserted on delivery_id
+ * (array of {delivery_id, tenant_id, endpoint_id, event_type, event_id,
+ * status, attempts, last_status_code|null, last_error|null,
+ * next_attempt_ms|null, final, payload}; payload kept when @p with_payload),
+ * attempt rows (array of {delivery_id, attempt, status_code|null,
+ * latency_ms, error_class|null, error_message|null, response_snippet|null}),
+ * endpoints that succeeded and that failed (arrays of ids). Endpoints
+ * failing without a success for longer than @p failing_window_ms are
+ * disabled. Final rows are never moved back. Every statement is idempotent,
+ * so a flush whose fate is unknown may be sent again. Arrays are borrowed.
+ * @returns NUDGEL_OK (@p call filled), or NUDGEL_ERR_PG_UNREACHABLE with the
+ * reason (the connection must be replaced: it is in pipeline mode).
  */
 nudgel_err_t wh_db_flush_send(PGconn *pg, bool with_payload, json_t *attempts, json_t *deliveries,
                               json_t *succeeded, json_t *failed, int64_t failing_window_ms,
                               wh_flush_call_t *call, char *errstr, size_t errstr_size);
 
 /**
- * @brief Reads what has arrived of a wh_db_flush_send(): 1 when all of it
- * has (@p call->err, @p call->disabled; pipeline mode left), 0 while it
- * runs, -1 when the connection is lost (the transaction's fate unknown).
+ * @brief The results of a wh_db_flush_send() pipeline (@p results, @p n as
+ * the done callback got them, borrowed). @returns NUDGEL_OK and @p *disabled
+ * (a new array of {endpoint_id, tenant_id, reason}: endpoints this flush
+ * disabled; the caller decrefs), or NUDGEL_ERR_PG with the first statement's
+ * error (the transaction was rolled back; @p *disabled is NULL).
  */
-int wh_db_flush_poll(PGconn *pg, wh_flush_call_t *call);
+nudgel_err_t wh_db_flush_read(const wh_flush_call_t *call, PGresult *const *results, size_t n,
+                              json_t **disabled, char *errstr, size_t errstr_size);
 
 /** An endpoint row, secrets still sealed. */
 typedef struct wh_endpoint_row {
-    bool found;
+    char endpoint_id[40];
     char tenant_id[72];
     char *url; /* malloc'd */
     bool enabled;
@@ -110,23 +107,49 @@ typedef struct wh_endpoint_row {
     int64_t previous_expires_ms;
 } wh_endpoint_row_t;
 
-/** @brief Reads endpoint @p endpoint_id. Free with wh_endpoint_row_clear(). */
-nudgel_err_t wh_db_endpoint_load(PGconn *pg, const char *endpoint_id, wh_endpoint_row_t *row,
-                                 char *errstr, size_t errstr_size);
+/**
+ * @brief Sends the read of the endpoints @p ids (array of endpoint id
+ * strings; borrowed). @returns NUDGEL_OK, NUDGEL_ERR_NO_MEMORY or
+ * NUDGEL_ERR_PG_UNREACHABLE with the reason.
+ */
+nudgel_err_t wh_db_endpoints_send(PGconn *pg, json_t *ids, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Whether @p res (borrowed; NULL when none came) is the endpoints'
+ * rows. @returns the number of rows (an endpoint without a row does not
+ * exist), or -1 with the statement's error in @p errstr.
+ */
+int wh_db_endpoints_count(const PGresult *res, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Row @p r of @p res into @p row (free with wh_endpoint_row_clear()).
+ * @returns NUDGEL_OK or NUDGEL_ERR_NO_MEMORY.
+ */
+nudgel_err_t wh_db_endpoint_row(const PGresult *res, int r, wh_endpoint_row_t *row);
+
+/** @brief Frees what @p row holds and zeroes it. */
 void wh_endpoint_row_clear(wh_endpoint_row_t *row);
 
 /**
- * @brief Disables an endpoint with @p reason (no-op when already disabled).
- * @p *changed tells whether this call disabled it.
+ * @brief Sends the disabling of endpoint @p endpoint_id with @p reason
+ * (borrowed). Idempotent for one reason: sent again after a loss it still
+ * reports the change it made the first time. @returns as wh_db_endpoints_send().
  */
-nudgel_err_t wh_db_endpoint_disable(PGconn *pg, const char *endpoint_id, const char *reason,
-                                    bool *changed, char *errstr, size_t errstr_size);
+nudgel_err_t wh_db_endpoint_disable_send(PGconn *pg, const char *endpoint_id, const char *reason,
+                                         char *errstr, size_t errstr_size);
 
-/** @brief Whether webhook_deliveries has the payload column (migration 003). */
+/**
+ * @brief The disabling's result @p res: @p *changed tells whether it disabled
+ * the endpoint (false: it was disabled already, for another reason).
+ * @returns NUDGEL_OK or NUDGEL_ERR_PG with the reason.
+ */
+nudgel_err_t wh_db_endpoint_disable_read(const PGresult *res, bool *changed, char *errstr,
+                                         size_t errstr_size);
+
+/**
+ * @brief Whether webhook_deliveries has the payload column (migration 003).
+ * Blocking: for the start-up only, before the loop turns.
+ */
 bool wh_db_has_payload_column(PGconn *pg);
-
-/** @brief NUDGEL_ERR_PG or NUDGEL_ERR_PG_UNREACHABLE by the connection's state. */
-nudgel_err_t wh_db_err(PGconn *pg);
 
 #endif

@@ -2,35 +2,44 @@
  * deliverer.h — nudgel-webhooks, the webhook deliverer: its types and the
  * functions its stage files share (private to workers/webhooks/deliverer/).
  *
- * One event loop (main.c); a job's path, stage by stage:
+ * A role on the worker skeleton (nudgel/worker.h): main.c holds its
+ * configuration, its role table and the wiring; everything runs on the one
+ * event loop, moved by fd callbacks (Kafka, curl, libpq sockets), timers
+ * and one turn hook (pump.c). A job's path, stage by stage:
  *
- *   Kafka consumer (nudgel.webhooks.v1 + its six retry tiers)
- *     → intake.c: parse (malformed: dead letter + failed event)
- *     → claims.c: claim in webhook_deliveries, a batch per poll (final: send
- *       nothing, re-emit its event; another delivery of the same event: skip)
- *     → endpoints.c: endpoint (cached: URL, secrets opened with the keyring,
- *       limits), then the endpoint's lane: at most max_concurrency requests
- *       in flight and rate_limit_per_second; jobs over that wait in the
- *       lane's bounded queue, beyond it they go to the first retry tier — a
- *       slow endpoint never holds back the others
- *     → attempts.c: SSRF guard (vetted resolutions cached per host, pinned
- *       with CURLOPT_RESOLVE), sign the exact body bytes (Standard Webhooks;
- *       both signatures while a rotated-out secret lives) → POST on curl
- *       multi → classify
- *     → flush.c: attempt row + delivery row (batched, one transaction)
+ *   Kafka consumer (nudgel.webhooks.v1 + its retry tiers), on the loop
+ *     → intake.c: due? envelope and parse (malformed: dead letter + failed
+ *       event), then the claim queue
+ *     → claims.c: claim in webhook_deliveries, a batch per statement on the
+ *       "claims" connection (final: send nothing, re-emit its event; another
+ *       delivery of the same event: skip)
+ *     → endpoints.c: the endpoint (cached, capped, secrets opened with the
+ *       keyring), its row read on the "lookups" connection (lookups.c) while
+ *       its jobs wait in its lane
+ *     → lanes.c: the endpoint's lane: at most max_concurrency requests in
+ *       flight and rate_limit_per_second (a timer for the next token); jobs
+ *       over that wait in the lane's bounded queue, beyond it they go to the
+ *       first retry tier — a slow endpoint never holds back the others
+ *     → guard.c: the SSRF verdict of the target host (cached, capped, pinned)
+ *     → attempts.c: sign the exact body bytes (Standard Webhooks; both
+ *       signatures while a rotated-out secret lives) → POST on curl multi →
+ *       classify (a 410 disables the endpoint on the "lookups" connection)
+ *     → flush.c: attempt row + delivery row, batched, one transaction on the
+ *       "outcomes" connection
  *     → events.c: status event, retry hop or dead letter
- *     → jobs.c: the job's offset is stored once Kafka acknowledged all of
- *       them.
+ *     → jobs.c: the job's life (nudgel/lifecycle.h): its offset is stored
+ *       once Kafka acknowledged all of them; its log context.
  *
- * pg_lane.c owns the two non-blocking Postgres connections (claims, flushes)
- * and what happens while Postgres is away (intake paused, reconnects with
- * back-off); deliver_db.c holds the SQL.
+ * postgres.c owns the three connections' state: one down pauses intake and
+ * fails its readiness condition, nothing in hand is lost (each stage puts
+ * its batch back), all up resumes; deliver_db.c holds the SQL.
  *
  * Retries: attempt n fails → the schedule's n-th delay (±jitter), or later
- * when Retry-After says so, on the retry tier whose fixed delay fits it;
- * the tier's consumer pauses the partition until the head is due. The
- * attempt number is max(the job's nudgel-attempt header, attempts recorded)
- * + 1, so a job re-delivered after a crash never reuses an attempt number.
+ * when Retry-After says so, on the retry tier whose fixed delay fits it
+ * (nudgel_topics_retry_tiers("webhooks")); the tier's consumer pauses the
+ * partition until the head is due. The attempt number is max(the job's
+ * nudgel-attempt header, attempts recorded) + 1, so a job re-delivered after
+ * a crash never reuses an attempt number.
  *
  * Threading: everything runs on the loop's thread; nothing here locks.
  */
@@ -42,33 +51,41 @@
 #include <stdint.h>
 
 #include <jansson.h>
-#include <libpq-fe.h>
 
 #include "deliver_db.h"
+#include "nudgel/batchq.h"
 #include "nudgel/config.h"
 #include "nudgel/consumer.h"
 #include "nudgel/http_client.h"
 #include "nudgel/job.h"
+#include "nudgel/lifecycle.h"
+#include "nudgel/log.h"
 #include "nudgel/metrics.h"
+#include "nudgel/pgconn.h"
 #include "nudgel/publisher.h"
+#include "nudgel/readiness.h"
+#include "nudgel/topics.h"
 #include "nudgel/uuid.h"
+#include "nudgel/webhooks/outcome.h"
 #include "nudgel/webhooks/retry_schedule.h"
 #include "nudgel/webhooks/secretbox.h"
 #include "nudgel/webhooks/signature.h"
 #include "nudgel/webhooks/ssrf.h"
+#include "nudgel/worker.h"
 
-#define PROGRAM         "nudgel-webhooks"
-#define TIERS           6
-#define CLAIM_BATCH_MAX 512
-#define HASH_BUCKETS    4096
+#define PROGRAM          "nudgel-webhooks"
+#define CLAIM_BATCH_MAX  512 /* jobs in one claim statement; the claim queue holds as many */
+#define LOOKUP_BATCH_MAX 256 /* endpoint rows read by one statement */
+#define HASH_BUCKETS     4096
 
 typedef struct worker worker_t;
 typedef struct endpoint endpoint_t;
 
 typedef enum job_stage {
     STAGE_CLAIM,   /* waiting for the batch claim */
-    STAGE_LANE,    /* waiting in its endpoint's lane */
+    STAGE_LANE,    /* waiting in its endpoint's lane (its row may be loading) */
     STAGE_HTTP,    /* request in flight */
+    STAGE_DISABLE, /* its 410 disables the endpoint (lookups) */
     STAGE_FLUSH,   /* outcome waiting to be written */
     STAGE_PUBLISH, /* publishes waiting for acknowledgements */
 } job_stage_t;
@@ -86,8 +103,8 @@ typedef enum job_end {
 
 /* One job from poll to done. */
 typedef struct wjob {
+    nudgel_job_life_t life; /* first: the lifecycle hands back &j->life */
     worker_t *w;
-    nudgel_job_ref_t *ref;
     nudgel_webhook_job_t job;
     bool parsed;
     job_stage_t stage;
@@ -95,7 +112,10 @@ typedef struct wjob {
     int attempt;           /* number of the attempt this job makes (1-based) */
     int64_t first_seen_ms; /* nudgel-first-seen, or now */
     char traceparent[64];
-    endpoint_t *ep;
+    char trace_id[33];                    /* the traceparent's trace-id, for logs; "" when none */
+    char log_id[NUDGEL_UUID_STR_LEN + 1]; /* job id for logs (derived when malformed) */
+    char log_tenant[72];                  /* tenant for logs (derived when malformed) */
+    endpoint_t *ep;                       /* holds a reference (ep->refs) */
     /* outcome */
     job_end_t end;
     const char *delivery_status; /* row status after the outcome */
@@ -109,12 +129,9 @@ typedef struct wjob {
     bool record_attempt;
     int latency_ms;
     char *snippet;
-    /* publishing */
-    int pending;
-    bool publish_failed;
     struct wjob *next_in_lane;
     struct wjob *prev_all, *next_all; /* every job alive, to free at exit */
-    struct wjob *next_by_id;          /* the worker's jobs by delivery id */
+    struct wjob *next_by_id;          /* the worker's jobs by (endpoint, event) */
     bool indexed;
 } wjob_t;
 
@@ -122,6 +139,7 @@ typedef struct wjob {
 struct endpoint {
     char id[NUDGEL_UUID_STR_LEN + 1];
     bool loaded, found, enabled;
+    bool load_queued; /* its row is queued or being read on the lookups connection */
     char tenant_id[72];
     char *url;
     nudgel_wh_key_t keys[2]; /* current, then the rotated-out one while it lives */
@@ -132,6 +150,7 @@ struct endpoint {
     int64_t loaded_us;
     int64_t success_noted_us; /* last success written to the row (at most once a second) */
     int64_t failure_noted_us; /* last failure in a flush (dedupes a batch's failures) */
+    size_t refs;              /* jobs pointing at it: not evicted while > 0 */
     /* lane */
     size_t max_concurrency;
     double rate; /* requests per second; 0 = no limit */
@@ -142,7 +161,8 @@ struct endpoint {
     size_t queued;
     bool active; /* on the worker's list of lanes with queued jobs */
     endpoint_t *next_active;
-    endpoint_t *next; /* hash chain */
+    endpoint_t *next;                /* hash chain */
+    endpoint_t *lru_prev, *lru_next; /* the cache's use order (head: most recent) */
 };
 
 /* A vetted host (scheme://authority), reused for ssrf_cache_ms. */
@@ -151,59 +171,96 @@ typedef struct vetted {
     nudgel_err_t err;
     nudgel_ssrf_verdict_t verdict;
     int64_t vetted_us;
-    struct vetted *next;
+    struct vetted *next;                /* hash chain */
+    struct vetted *lru_prev, *lru_next; /* use order (head: most recent) */
 } vetted_t;
 
-/* A non-blocking Postgres connection with at most one statement (or pipeline) in flight. */
-typedef struct wh_lane {
-    const char *name;
-    PGconn *conn;
-    bool busy;     /* a statement is in flight */
-    bool flushing; /* its bytes are not all sent yet */
-    bool broken;   /* lost or left mid-statement: replaced at the next reconnect */
-    int64_t sent_us;
-} wh_lane_t;
-
-struct worker {
-    nudgel_conf_t *conf;
-    nudgel_consumer_t *consumer;
-    nudgel_publisher_t *publisher;
-    nudgel_http_t *http;
-    nudgel_secretbox_t *box;
-    nudgel_ssrf_policy_t *ssrf;
-    PGconn *pg;             /* blocking: endpoint rows, the payload column check */
-    wh_lane_t claim_lane;   /* non-blocking: batched claims */
-    wh_lane_t flush_lane;   /* non-blocking: batched outcomes (one pipeline) */
-    bool pg_ok;             /* false: intake paused until a reconnect works */
-    int64_t pg_retry_at_us; /* next reconnect attempt */
-    int64_t pg_backoff_ms;  /* doubles up to PG_BACKOFF_MAX_MS */
-    bool with_payload;
-    char topic_jobs[256], topic_status[256], topic_dlq[256], topic_retry[TIERS][256];
+/* What can change on SIGHUP (main.c reads it from a configuration). */
+typedef struct settings {
     nudgel_retry_schedule_t schedule;
     long connect_ms, total_ms;
     size_t max_response, queue_max, max_in_flight, default_concurrency, flush_max;
+    size_t endpoint_cache_max, ssrf_cache_max;
     double default_rate;
     int64_t endpoint_cache_us, ssrf_cache_us, failing_window_ms, max_retry_after_ms, flush_us;
-    endpoint_t *endpoints[HASH_BUCKETS];
-    vetted_t *vetted[HASH_BUCKETS];
-    endpoint_t *active; /* lanes with queued jobs */
-    wjob_t
-        *claims[2 * CLAIM_BATCH_MAX]; /* polled, waiting for the claim (a lost batch comes back) */
-    size_t claim_count;
+} settings_t;
+
+/* A rate-limited kind of log line: at most LOG_LIMIT_PER_S a second, the rest counted. */
+typedef struct log_limit {
+    int64_t window_us;
+    unsigned lines;
+    unsigned suppressed;
+} log_limit_t;
+
+#define LOG_LIMIT_PER_S 5
+
+struct worker {
+    nudgel_worker_t *nw;
+    nudgel_loop_t *loop;
+    settings_t s;
+    nudgel_consumer_t *consumer;
+    nudgel_publisher_t *publisher;
+    nudgel_lifecycle_t *lifecycle;
+    nudgel_http_t *http;
+    nudgel_secretbox_t *box;
+    nudgel_ssrf_policy_t *ssrf;
+    bool with_payload;
+    bool draining, tearing_down;
+    const char *topic_retry[NUDGEL_RETRY_TIERS_MAX]; /* owned by the skeleton */
+    int64_t tier_delay_ms[NUDGEL_RETRY_TIERS_MAX];
+    size_t tiers;
+
+    /* Postgres (postgres.c): one connection per stage; a bit per connection down. */
+    nudgel_pgconn_t *pg_claims, *pg_outcomes, *pg_lookups;
+    nudgel_ready_cond_t *ready_claims, *ready_outcomes, *ready_lookups, *ready_kafka;
+    unsigned pg_down;
+    bool pg_was_up;         /* every connection has been up once (the start-up is not an outage) */
+    int64_t kafka_stats_us; /* the consumer statistics "kafka" was last set from */
+    bool kafka_down_seen;
+
+    /* intake.c */
+    bool intake_again;     /* poll without a wake-up (room freed, a pause lifted) */
+    bool in_flight_paused; /* NUDGEL_PAUSE_IN_FLIGHT is on */
+
+    /* claims.c */
+    nudgel_batchq_t *claimq;             /* polled, waiting for the claim */
     wjob_t *claim_sent[CLAIM_BATCH_MAX]; /* the claim in flight */
     size_t claim_sent_n;
     wh_claim_t claim_rows[CLAIM_BATCH_MAX];
-    wjob_t **flush_sent; /* the flush in flight */
+
+    /* endpoints.c, lookups.c */
+    endpoint_t *endpoints[HASH_BUCKETS];
+    endpoint_t *lru_head, *lru_tail;
+    size_t endpoint_count;
+    nudgel_batchq_t *loadq;    /* endpoints whose row is to be read */
+    nudgel_batchq_t *disableq; /* jobs whose 410 is to disable their endpoint */
+    endpoint_t *load_sent[LOOKUP_BATCH_MAX];
+    size_t load_sent_n;
+    wjob_t *disable_sent;
+
+    /* lanes.c */
+    endpoint_t *active; /* lanes with queued jobs */
+    size_t lane_waiting;
+    nudgel_timer_t *lane_timer; /* the next token of a rate-limited lane */
+
+    /* guard.c */
+    vetted_t *vetted[HASH_BUCKETS];
+    vetted_t *vet_head, *vet_tail;
+    size_t vetted_count;
+
+    /* flush.c */
+    nudgel_batchq_t *outcomes; /* jobs waiting for the flush */
+    wjob_t **flush_sent;       /* the flush in flight */
     size_t flush_sent_n;
     wh_flush_call_t flush_call;
-    wjob_t **outcomes; /* jobs waiting for the flush */
-    size_t outcome_count, outcome_cap;
     int64_t last_flush_us;
+    nudgel_timer_t *flush_timer;
+
+    /* jobs.c */
     wjob_t *all;
     wjob_t *by_id[HASH_BUCKETS]; /* jobs in flight by (endpoint, event): each sent once */
-    wjob_t *current;             /* the job just polled: the only one that may be handed back */
-    size_t lane_waiting;
-    nudgel_metrics_t *metrics;
+    log_limit_t log_answers, log_dead;
+
     nudgel_metric_t *m_outcomes, *m_attempts, *m_latency, *m_in_flight, *m_queued, *m_claim_s,
         *m_flush_s;
 };
@@ -216,19 +273,32 @@ static inline uint32_t hash_str(const char *s)
     return h;
 }
 
-/* main.c */
-/* Something cannot be made durable: stop the loop, exit 1 (jobs are re-delivered). */
-void request_fatal_stop(void);
+/* main.c — reads what SIGHUP may change. */
+nudgel_err_t settings_read(const nudgel_conf_t *conf, settings_t *s, char *errstr,
+                           size_t errstr_size);
 
-/* jobs.c — the jobs in flight by (endpoint, event), a job's end */
+/* pump.c — the turn hook: what each stage can do now; Kafka readiness, gauges. */
+void pump(void *opaque);
+
+/* postgres.c — the three connections, their readiness, intake paused while one is down. */
+nudgel_err_t postgres_open(worker_t *w, const nudgel_conf_t *conf, char *errstr,
+                           size_t errstr_size);
+void postgres_close(worker_t *w);
+bool postgres_usable(nudgel_pgconn_t *c); /* up and idle: a statement may be sent */
+
+/* jobs.c — a job's life, the index by (endpoint, event), its log context */
 bool index_holds(worker_t *w, wjob_t *j);
 void index_remove(worker_t *w, wjob_t *j);
 void job_release(wjob_t *j);
-void on_published(void *opaque, nudgel_err_t err, const char *errstr, void *cb_opaque);
+void job_fail(wjob_t *j);
+void job_finished(void *opaque, nudgel_job_life_t *life); /* the lifecycle's `finished` */
 void abandon_jobs(worker_t *w);
+void job_log_ctx(const wjob_t *j, nudgel_log_ctx_t *ctx);
+/* A line about @p j of a noisy kind: at most LOG_LIMIT_PER_S a second, then a count. */
+void job_log_limited(const wjob_t *j, log_limit_t *l, nudgel_log_level_t level, const char *fmt,
+                     ...) __attribute__((format(printf, 4, 5)));
 
 /* events.c — status events, retry hops, dead letters */
-extern const char *const tier_suffix[TIERS];
 void publish_event(wjob_t *j, const char *type_suffix, const char *status, int attempt,
                    long status_code, const char *error_code, const char *error_message,
                    bool permanent, const char *disabled_reason, const char *delivery_id,
@@ -237,32 +307,45 @@ void job_event(wjob_t *j, const char *type_suffix, const char *status);
 void publish_dlq(wjob_t *j, const char *reason);
 void job_publish(wjob_t *j);
 
-/* flush.c — the outcome batch */
-void outcome_add(wjob_t *j);
-void outcomes_pump(worker_t *w, bool draining);
-
-/* pg_lane.c — Postgres lanes, outages */
-void postgres_down(worker_t *w, const char *errstr);
-void postgres_revive(worker_t *w);
-PGconn *lane_connect(worker_t *w, char *errstr, size_t errstr_size);
-nudgel_err_t lane_sent(wh_lane_t *l, char *errstr, size_t errstr_size);
-int lane_push_bytes(wh_lane_t *l);
-int lane_result(wh_lane_t *l, PGresult **res, char *errstr, size_t errstr_size);
-size_t lane_fds(worker_t *w, int *fds);
-
-/* endpoints.c — endpoint rows and lanes */
-void endpoint_forget_secrets(endpoint_t *ep);
-endpoint_t *endpoint_get(worker_t *w, const char *id, nudgel_err_t *err);
-void lane_push(worker_t *w, endpoint_t *ep, wjob_t *j);
-void drain_lanes(worker_t *w);
-
-/* attempts.c — one HTTP attempt */
-void submit(worker_t *w, wjob_t *j);
-
-/* intake.c — a job just polled */
-void handle(worker_t *w, nudgel_job_ref_t *ref);
+/* intake.c — jobs just polled */
+void intake_ready(void *opaque); /* the consumer's on_ready */
+void intake_poll(worker_t *w);
+void intake_gate(worker_t *w); /* the in-flight cap */
 
 /* claims.c — batched claims */
 void claims_pump(worker_t *w);
+
+/* endpoints.c — the endpoint cache */
+endpoint_t *endpoint_get(worker_t *w, const char *id);
+endpoint_t *endpoint_find(worker_t *w, const char *id);
+void endpoint_hold(endpoint_t *ep, wjob_t *j);
+void endpoint_drop(worker_t *w, wjob_t *j);
+void endpoint_apply_row(worker_t *w, endpoint_t *ep, const wh_endpoint_row_t *row);
+void endpoint_not_found(endpoint_t *ep);
+void endpoints_free(worker_t *w);
+
+/* lookups.c — endpoint rows and 410 disables on the lookups connection */
+void lookups_load(worker_t *w, endpoint_t *ep);
+void lookups_disable(worker_t *w, wjob_t *j);
+void lookups_pump(worker_t *w);
+void lookups_down(worker_t *w);
+
+/* lanes.c — each endpoint's queue, concurrency and rate */
+void lane_push(worker_t *w, endpoint_t *ep, wjob_t *j);
+void lanes_drain(worker_t *w);
+void lanes_timer(void *opaque);
+
+/* guard.c — SSRF verdicts per host */
+const vetted_t *guard_vet(worker_t *w, const char *url);
+void guard_free(worker_t *w);
+
+/* attempts.c — one HTTP attempt */
+void submit(worker_t *w, wjob_t *j);
+void attempt_failed(wjob_t *j, nudgel_outcome_kind_t kind, int64_t not_before_ms);
+
+/* flush.c — the outcome batch */
+void outcome_add(wjob_t *j);
+void flush_maybe(worker_t *w);
+void flush_timer(void *opaque);
 
 #endif

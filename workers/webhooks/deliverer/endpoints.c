@@ -1,24 +1,147 @@
 /*
- * endpoints.c — registered endpoints and their lanes: each row cached for
- * endpoint_cache_ms with its signing secrets opened with the keyring; each
- * endpoint's lane holds the jobs waiting for it and lets them go within its
- * concurrency and token-bucket rate (a slow endpoint never holds back the
- * others).
+ * endpoints.c — the cache of registered endpoints: each row trusted for
+ * webhooks.endpoint_cache_ms, its signing secrets opened with the keyring
+ * and wiped when the row is replaced or the endpoint leaves the cache. At
+ * most webhooks.endpoint_cache_max endpoints are kept: the least recently
+ * used one that nothing holds (no job, no row being read) goes first.
+ *
+ * Rows are read on the lookups connection (lookups.c), never here: a
+ * missing or stale row is queued, and the endpoint's lane (lanes.c) holds
+ * its jobs until it has come. A stale row is not refreshed while the
+ * lookups connection is down: the row we had serves meanwhile.
  */
+#define _GNU_SOURCE /* explicit_bzero */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "deliverer.h"
-#include "nudgel/log.h"
 #include "nudgel/timeutil.h"
 
-void endpoint_forget_secrets(endpoint_t *ep)
+#define EVICT_SCAN_MAX 64 /* endpoints looked at from the old end for one to evict */
+
+static void forget_secrets(endpoint_t *ep)
 {
     for (size_t i = 0; i < 2; i++)
         nudgel_wh_key_cleanse(&ep->keys[i]);
     ep->key_count = 0;
 }
+
+/* ---- the cache ------------------------------------------------------------ */
+
+static void lru_unlink(worker_t *w, endpoint_t *ep)
+{
+    if (ep->lru_prev)
+        ep->lru_prev->lru_next = ep->lru_next;
+    else
+        w->lru_head = ep->lru_next;
+    if (ep->lru_next)
+        ep->lru_next->lru_prev = ep->lru_prev;
+    else
+        w->lru_tail = ep->lru_prev;
+    ep->lru_prev = ep->lru_next = NULL;
+}
+
+static void lru_front(worker_t *w, endpoint_t *ep)
+{
+    if (w->lru_head == ep)
+        return;
+    if (ep->lru_prev || ep->lru_next || w->lru_tail == ep)
+        lru_unlink(w, ep);
+    ep->lru_next = w->lru_head;
+    if (w->lru_head)
+        w->lru_head->lru_prev = ep;
+    w->lru_head = ep;
+    if (!w->lru_tail)
+        w->lru_tail = ep;
+}
+
+/* Takes @p ep out of the cache: its secrets wiped, its memory freed. */
+static void endpoint_free(worker_t *w, endpoint_t *ep)
+{
+    endpoint_t **link = &w->endpoints[hash_str(ep->id) % HASH_BUCKETS];
+    while (*link && *link != ep)
+        link = &(*link)->next;
+    if (*link)
+        *link = ep->next;
+    lru_unlink(w, ep);
+    forget_secrets(ep);
+    free(ep->url);
+    explicit_bzero(ep, sizeof(*ep));
+    free(ep);
+    w->endpoint_count--;
+}
+
+/* Makes room for one more endpoint: the oldest ones nothing holds go. */
+static void evict(worker_t *w)
+{
+    endpoint_t *ep = w->lru_tail;
+    for (int steps = 0;
+         ep && w->endpoint_count >= w->s.endpoint_cache_max && steps < EVICT_SCAN_MAX; steps++) {
+        endpoint_t *newer = ep->lru_prev;
+        if (ep->refs == 0 && !ep->load_queued && !ep->active)
+            endpoint_free(w, ep);
+        ep = newer;
+    }
+}
+
+endpoint_t *endpoint_find(worker_t *w, const char *id)
+{
+    endpoint_t *ep = w->endpoints[hash_str(id) % HASH_BUCKETS];
+    while (ep && strcmp(ep->id, id) != 0)
+        ep = ep->next;
+    return ep;
+}
+
+/*
+ * The endpoint @p id, created when missing; its row queued for reading when
+ * it has none or a stale one. NULL when out of memory.
+ */
+endpoint_t *endpoint_get(worker_t *w, const char *id)
+{
+    endpoint_t *ep = endpoint_find(w, id);
+    if (!ep) {
+        evict(w);
+        if (!(ep = calloc(1, sizeof(*ep))))
+            return NULL;
+        snprintf(ep->id, sizeof(ep->id), "%s", id);
+        uint32_t b = hash_str(id) % HASH_BUCKETS;
+        ep->next = w->endpoints[b];
+        w->endpoints[b] = ep;
+        w->endpoint_count++;
+    }
+    lru_front(w, ep);
+    bool stale = !ep->loaded || nudgel_mono_us() - ep->loaded_us >= w->s.endpoint_cache_us;
+    if (stale && !ep->load_queued && (!ep->loaded || nudgel_pgconn_up(w->pg_lookups)))
+        lookups_load(w, ep);
+    if (ep->key_count == 2 && ep->previous_expires_ms <= nudgel_now_unix_ms()) {
+        nudgel_wh_key_cleanse(&ep->keys[1]);
+        ep->key_count = 1;
+    }
+    return ep;
+}
+
+void endpoint_hold(endpoint_t *ep, wjob_t *j)
+{
+    j->ep = ep;
+    ep->refs++;
+}
+
+void endpoint_drop(worker_t *w, wjob_t *j)
+{
+    (void)w;
+    if (j->ep)
+        j->ep->refs--;
+    j->ep = NULL;
+}
+
+void endpoints_free(worker_t *w)
+{
+    while (w->lru_head)
+        endpoint_free(w, w->lru_head);
+}
+
+/* ---- rows ----------------------------------------------------------------- */
 
 /* Opens a sealed secret and decodes it into @p key. */
 static nudgel_err_t open_secret(worker_t *w, const char *key_id, const unsigned char *sealed,
@@ -36,154 +159,51 @@ static nudgel_err_t open_secret(worker_t *w, const char *key_id, const unsigned 
     return err;
 }
 
-/* Reads @p ep's row again. @returns NUDGEL_OK or a Postgres error. */
-static nudgel_err_t endpoint_load(worker_t *w, endpoint_t *ep)
+/* The row says the endpoint does not exist (any more). */
+void endpoint_not_found(endpoint_t *ep)
 {
-    wh_endpoint_row_t row;
-    char errstr[512];
-    nudgel_err_t err = wh_db_endpoint_load(w->pg, ep->id, &row, errstr, sizeof(errstr));
-    if (err != NUDGEL_OK) {
-        if (err == NUDGEL_ERR_PG_UNREACHABLE)
-            postgres_down(w, errstr); /* logged there once; reconnects with the lanes */
-        else
-            nudgel_log_error("%s", errstr);
-        return err;
-    }
-    endpoint_forget_secrets(ep);
+    forget_secrets(ep);
     free(ep->url);
     ep->url = NULL;
     ep->loaded = true;
     ep->loaded_us = nudgel_mono_us();
-    ep->found = row.found;
+    ep->found = false;
     ep->secret_broken = false;
-    if (!row.found) {
-        wh_endpoint_row_clear(&row);
-        return NUDGEL_OK;
-    }
-    snprintf(ep->tenant_id, sizeof(ep->tenant_id), "%s", row.tenant_id);
-    ep->url = row.url;
-    row.url = NULL;
-    ep->enabled = row.enabled;
+}
+
+/* @p ep from its row just read: URL, limits, secrets opened (the old ones wiped). */
+void endpoint_apply_row(worker_t *w, endpoint_t *ep, const wh_endpoint_row_t *row)
+{
+    char errstr[512];
+    endpoint_not_found(ep);
+    ep->found = true;
+    snprintf(ep->tenant_id, sizeof(ep->tenant_id), "%s", row->tenant_id);
+    ep->url = strdup(row->url);
+    ep->enabled = row->enabled;
     ep->max_concurrency =
-        row.max_concurrency > 0 ? (size_t)row.max_concurrency : w->default_concurrency;
-    double rate = row.rate_per_second > 0 ? row.rate_per_second : w->default_rate;
+        row->max_concurrency > 0 ? (size_t)row->max_concurrency : w->s.default_concurrency;
+    double rate = row->rate_per_second > 0 ? row->rate_per_second : w->s.default_rate;
     if (rate != ep->rate) {
         ep->rate = rate;
         ep->tokens = rate > 1 ? rate : 1;
         ep->tokens_us = nudgel_mono_us();
     }
-    if (open_secret(w, row.secret_key_id, row.secret, row.secret_len, &ep->keys[0], errstr,
+    if (!ep->url) {
+        ep->secret_broken = true; /* retried, not cancelled */
+        snprintf(ep->secret_error, sizeof(ep->secret_error), "out of memory reading the row");
+        return;
+    }
+    if (open_secret(w, row->secret_key_id, row->secret, row->secret_len, &ep->keys[0], errstr,
                     sizeof(errstr)) != NUDGEL_OK) {
         ep->secret_broken = true;
         snprintf(ep->secret_error, sizeof(ep->secret_error), "signing secret: %s", errstr);
         nudgel_log_error("endpoint %s: %s", ep->id, ep->secret_error);
-    } else {
-        ep->key_count = 1;
-        if (row.previous && open_secret(w, row.previous_key_id, row.previous, row.previous_len,
-                                        &ep->keys[1], errstr, sizeof(errstr)) == NUDGEL_OK) {
-            ep->key_count = 2;
-            ep->previous_expires_ms = row.previous_expires_ms;
-        }
+        return;
     }
-    wh_endpoint_row_clear(&row);
-    return NUDGEL_OK;
-}
-
-/* The endpoint @p id, (re)loaded when missing or stale. NULL with *err on Postgres trouble. */
-endpoint_t *endpoint_get(worker_t *w, const char *id, nudgel_err_t *err)
-{
-    uint32_t b = hash_str(id) % HASH_BUCKETS;
-    endpoint_t *ep = w->endpoints[b];
-    *err = NUDGEL_OK;
-    while (ep && strcmp(ep->id, id) != 0)
-        ep = ep->next;
-    if (!ep) {
-        if (!(ep = calloc(1, sizeof(*ep)))) {
-            *err = NUDGEL_ERR_NO_MEMORY;
-            return NULL;
-        }
-        snprintf(ep->id, sizeof(ep->id), "%s", id);
-        ep->next = w->endpoints[b];
-        w->endpoints[b] = ep;
-    }
-    if (!ep->loaded || nudgel_mono_us() - ep->loaded_us >= w->endpoint_cache_us) {
-        if ((*err = endpoint_load(w, ep)) != NUDGEL_OK && !ep->loaded)
-            return NULL;
-        *err = NUDGEL_OK; /* a failed refresh keeps the row we had */
-    }
-    if (ep->key_count == 2 && ep->previous_expires_ms <= nudgel_now_unix_ms()) {
-        nudgel_wh_key_cleanse(&ep->keys[1]);
-        ep->key_count = 1;
-    }
-    return ep;
-}
-
-/* ---- lanes --------------------------------------------------------------- */
-
-void lane_push(worker_t *w, endpoint_t *ep, wjob_t *j)
-{
-    j->stage = STAGE_LANE;
-    j->ep = ep;
-    j->next_in_lane = NULL;
-    if (ep->tail)
-        ep->tail->next_in_lane = j;
-    else
-        ep->head = j;
-    ep->tail = j;
-    ep->queued++;
-    w->lane_waiting++;
-    if (!ep->active) {
-        ep->active = true;
-        ep->next_active = w->active;
-        w->active = ep;
-    }
-}
-
-static wjob_t *lane_pop(worker_t *w, endpoint_t *ep)
-{
-    wjob_t *j = ep->head;
-    if (!j)
-        return NULL;
-    ep->head = j->next_in_lane;
-    if (!ep->head)
-        ep->tail = NULL;
-    ep->queued--;
-    w->lane_waiting--;
-    return j;
-}
-
-/* Refills @p ep's token bucket; true when a request may start now. */
-static bool lane_may_send(endpoint_t *ep, int64_t now_us)
-{
-    if (ep->in_flight >= ep->max_concurrency)
-        return false;
-    if (ep->rate <= 0)
-        return true;
-    double burst = ep->rate > 1 ? ep->rate : 1;
-    ep->tokens += (double)(now_us - ep->tokens_us) / 1e6 * ep->rate;
-    ep->tokens_us = now_us;
-    if (ep->tokens > burst)
-        ep->tokens = burst;
-    if (ep->tokens < 1)
-        return false;
-    ep->tokens -= 1;
-    return true;
-}
-
-/* Starts what each lane allows now; drops lanes left empty from the active list. */
-void drain_lanes(worker_t *w)
-{
-    int64_t now = nudgel_mono_us();
-    endpoint_t **link = &w->active;
-    while (*link) {
-        endpoint_t *ep = *link;
-        while (ep->head && (!ep->enabled || !ep->found || lane_may_send(ep, now)))
-            submit(w, lane_pop(w, ep));
-        if (!ep->head) {
-            ep->active = false;
-            *link = ep->next_active;
-        } else {
-            link = &ep->next_active;
-        }
+    ep->key_count = 1;
+    if (row->previous && open_secret(w, row->previous_key_id, row->previous, row->previous_len,
+                                     &ep->keys[1], errstr, sizeof(errstr)) == NUDGEL_OK) {
+        ep->key_count = 2;
+        ep->previous_expires_ms = row->previous_expires_ms;
     }
 }

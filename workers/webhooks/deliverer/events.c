@@ -1,8 +1,9 @@
 /*
  * events.c — what a job publishes once its outcome is durable: webhook
  * status events (ai.nudgel.webhook.*), the retry hop on the tier whose delay
- * fits, and dead letters; each publish is counted on the job until Kafka
- * acknowledges it (jobs.c).
+ * fits (the tiers come from the topic contract,
+ * nudgel_topics_retry_tiers("webhooks")), and dead letters; each publish
+ * holds the job until Kafka acknowledges it (nudgel/lifecycle.h).
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,28 +14,23 @@
 
 #define EVENT_SOURCE "/nudgel/webhooks"
 
-/* The contract's retry-tier topics and their fixed delays (core/src/topics.c). */
-const char *const tier_suffix[TIERS] = {"5s", "5m", "30m", "2h", "5h", "10h"};
-static const int64_t tier_delay_ms[TIERS] = {5000, 300000, 1800000, 7200000, 18000000, 36000000};
-
 /*
  * A webhook status event for @p j: @p type_suffix "delivered", "failed",
  * "exhausted" or "endpoint_disabled". Fields the job lacks (a malformed one)
- * come from @p fallback_* arguments.
+ * come from the delivery_id .. event_id arguments.
  */
 void publish_event(wjob_t *j, const char *type_suffix, const char *status, int attempt,
                    long status_code, const char *error_code, const char *error_message,
                    bool permanent, const char *disabled_reason, const char *delivery_id,
                    const char *tenant_id, const char *event_type, const char *event_id)
 {
-    worker_t *w = j->w;
     char type[64];
     snprintf(type, sizeof(type), "ai.nudgel.webhook.%s", type_suffix);
     json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "delivery_id", delivery_id,
                              "tenant_id", tenant_id, "event_type", event_type, "event_id", event_id,
                              "status", status, "attempt", attempt);
     if (!data) {
-        j->publish_failed = true;
+        job_fail(j);
         return;
     }
     const char *endpoint_id = j->parsed ? j->job.endpoint_id : NULL;
@@ -53,19 +49,12 @@ void publish_event(wjob_t *j, const char *type_suffix, const char *status, int a
         json_object_set_new(data, "url", json_string(url));
     if (disabled_reason)
         json_object_set_new(data, "disabled_reason", json_string(disabled_reason));
-    json_t *ev =
-        nudgel_event_build(EVENT_SOURCE, type, delivery_id, tenant_id, attempt,
-                           nudgel_now_unix_ms(), j->traceparent[0] ? j->traceparent : NULL, data);
-    if (!ev) {
-        j->publish_failed = true;
-        return;
-    }
-    j->pending++;
-    if (nudgel_publish_event(w->publisher, w->topic_status, tenant_id, ev,
-                             j->traceparent[0] ? j->traceparent : NULL, j) != NUDGEL_OK) {
-        j->pending--;
-        j->publish_failed = true;
-    }
+    const char *tp = j->traceparent[0] ? j->traceparent : NULL;
+    /* NULL (out of memory) marks the job failed inside. */
+    nudgel_job_publish_event(&j->life, tenant_id,
+                             nudgel_event_build(EVENT_SOURCE, type, delivery_id, tenant_id, attempt,
+                                                nudgel_now_unix_ms(), tp, data),
+                             tp);
 }
 
 void job_event(wjob_t *j, const char *type_suffix, const char *status)
@@ -76,22 +65,20 @@ void job_event(wjob_t *j, const char *type_suffix, const char *status)
                   j->job.event_type, j->job.event_id);
 }
 
+/* A dead letter, and a line saying so (rate-limited: a bad batch may dead-letter thousands). */
 void publish_dlq(wjob_t *j, const char *reason)
 {
-    j->pending++;
-    if (nudgel_publish_dlq(j->w->publisher, j->w->topic_dlq, nudgel_job_message(j->ref), reason,
-                           j) != NUDGEL_OK) {
-        j->pending--;
-        j->publish_failed = true;
-    }
+    worker_t *w = j->w;
+    job_log_limited(j, &w->log_dead, NUDGEL_LOG_WARN, "webhook job dead-lettered: %s", reason);
+    nudgel_job_publish_dlq(&j->life, reason);
 }
 
 /* The retry tier whose fixed delay is the largest not above @p delay_ms. */
-static int tier_for(int64_t delay_ms)
+static size_t tier_for(const worker_t *w, int64_t delay_ms)
 {
-    int t = 0;
-    for (int i = 1; i < TIERS; i++)
-        if (tier_delay_ms[i] <= delay_ms)
+    size_t t = 0;
+    for (size_t i = 1; i < w->tiers; i++)
+        if (w->tier_delay_ms[i] <= delay_ms)
             t = i;
     return t;
 }
@@ -101,13 +88,8 @@ static void publish_retry(wjob_t *j, int attempts_made, int64_t not_before_ms,
 {
     worker_t *w = j->w;
     int64_t delay = not_before_ms - nudgel_now_unix_ms();
-    j->pending++;
-    if (nudgel_publish_retry(w->publisher, w->topic_retry[tier_for(delay)],
-                             nudgel_job_message(j->ref), attempts_made, not_before_ms,
-                             j->first_seen_ms, last_error, j) != NUDGEL_OK) {
-        j->pending--;
-        j->publish_failed = true;
-    }
+    nudgel_job_publish_retry(&j->life, w->topic_retry[tier_for(w, delay)], attempts_made,
+                             not_before_ms, j->first_seen_ms, last_error);
 }
 
 /* Publishes what the job's (now durable) outcome calls for, then releases it. */
@@ -137,7 +119,8 @@ void job_publish(wjob_t *j)
         break;
     case END_REQUEUE:
         publish_retry(j, j->header_attempts,
-                      nudgel_now_unix_ms() + (w->schedule.count ? w->schedule.delays_ms[0] : 5000),
+                      nudgel_now_unix_ms() +
+                          (w->s.schedule.count ? w->s.schedule.delays_ms[0] : 5000),
                       "endpoint_saturated: its queue is full");
         break;
     case END_MALFORMED:

@@ -1,34 +1,29 @@
 /*
  * flush.c — the outcome batch: jobs whose attempt has ended wait here, and
  * are written (attempt rows, delivery rows, endpoint health) as one
- * transaction on the flush lane at most every flush_interval_ms or once
- * flush_max_rows have gathered; each job is published (events.c) only once
- * its rows are durable.
+ * transaction — one pipeline — on the "outcomes" connection, at most every
+ * webhooks.flush_interval_ms (a timer armed when the first outcome waits),
+ * at once when webhooks.flush_max_rows have gathered or while draining. Each
+ * job is published (events.c) only once its rows are durable. A flush that
+ * does not come back puts its batch back at the front (every statement is
+ * idempotent, so a flush whose fate is unknown is simply sent again).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "deliverer.h"
-#include "nudgel/log.h"
 #include "nudgel/timeutil.h"
 
 void outcome_add(wjob_t *j)
 {
     worker_t *w = j->w;
     j->stage = STAGE_FLUSH;
-    if (w->outcome_count == w->outcome_cap) {
-        size_t cap = w->outcome_cap ? w->outcome_cap * 2 : 256;
-        wjob_t **grown = realloc(w->outcomes, cap * sizeof(*grown));
-        if (!grown) {
-            nudgel_log_error("out of memory queueing an outcome; stopping");
-            request_fatal_stop();
-            return;
-        }
-        w->outcomes = grown;
-        w->outcome_cap = cap;
+    if (nudgel_batchq_push(w->outcomes, j) != NUDGEL_OK) {
+        nudgel_worker_fatal(w->nw, "out of memory queueing an outcome");
+        return; /* the job stays on w->all: abandoned at exit, delivered again */
     }
-    w->outcomes[w->outcome_count++] = j;
+    flush_maybe(w);
 }
 
 static json_t *nullable_str(const char *s)
@@ -39,20 +34,8 @@ static json_t *nullable_str(const char *s)
 /* Puts a batch that did not become durable back at the front of the outcomes. */
 static void outcomes_unshift(worker_t *w, wjob_t **batch, size_t n)
 {
-    size_t need = w->outcome_count + n;
-    if (need > w->outcome_cap) {
-        wjob_t **grown = realloc(w->outcomes, need * sizeof(*grown));
-        if (!grown) {
-            nudgel_log_error("out of memory requeueing outcomes; stopping");
-            request_fatal_stop();
-            return; /* the jobs stay on w->all: abandoned at exit, delivered again */
-        }
-        w->outcomes = grown;
-        w->outcome_cap = need;
-    }
-    memmove(w->outcomes + n, w->outcomes, w->outcome_count * sizeof(*w->outcomes));
-    memcpy(w->outcomes, batch, n * sizeof(*batch));
-    w->outcome_count = need;
+    if (nudgel_batchq_unshift(w->outcomes, (void *const *)batch, n) != NUDGEL_OK)
+        nudgel_worker_fatal(w->nw, "out of memory putting %zu outcome(s) back", n);
 }
 
 /* The flush came back: on success, the endpoints it disabled, then each job published. */
@@ -64,12 +47,12 @@ static void flush_done(worker_t *w, wjob_t **batch, size_t n, json_t *disabled)
     json_array_foreach(disabled, di, d)
     {
         const char *eid = json_string_value(json_object_get(d, "endpoint_id"));
-        uint32_t b = hash_str(eid) % HASH_BUCKETS;
-        for (endpoint_t *ep = w->endpoints[b]; ep; ep = ep->next)
-            if (strcmp(ep->id, eid) == 0)
-                ep->enabled = false;
-        nudgel_log_warn("endpoint %s disabled: %s", eid,
-                        json_string_value(json_object_get(d, "reason")));
+        endpoint_t *ep = eid ? endpoint_find(w, eid) : NULL;
+        if (ep)
+            ep->enabled = false;
+        nudgel_log_ctx_t ctx = {.tenant = json_string_value(json_object_get(d, "tenant_id"))};
+        NUDGEL_LOG_CTX(NUDGEL_LOG_WARN, &ctx, "endpoint %s disabled: %s", eid,
+                       json_string_value(json_object_get(d, "reason")));
         for (size_t i = 0; i < n; i++) {
             wjob_t *j = batch[i];
             if (j->parsed && j->job.endpoint_id && strcmp(j->job.endpoint_id, eid) == 0 &&
@@ -90,23 +73,11 @@ static void flush_done(worker_t *w, wjob_t **batch, size_t n, json_t *disabled)
     }
 }
 
-/*
- * Sends the batch of outcomes as one transaction (a pipeline on the flush
- * lane); each job is published once it is durable (outcomes_pump). What
- * ends meanwhile waits for the next flush. Postgres trouble puts the batch
- * back (jobs stay in flight) and pauses intake until a reconnect works.
- */
-static void flush_start(worker_t *w)
+/* The flush's rows of @p batch into the four arrays (new references). @returns false when out of
+ * memory. */
+static bool flush_rows(worker_t *w, wjob_t **batch, size_t n, json_t **attempts_out,
+                       json_t **deliveries_out, json_t **ok_out, json_t **bad_out)
 {
-    char errstr[512];
-    wh_lane_t *l = &w->flush_lane;
-    w->last_flush_us = nudgel_mono_us();
-    if (w->outcome_count == 0)
-        return;
-    wjob_t **batch = w->outcomes;
-    size_t n = w->outcome_count;
-    w->outcomes = NULL;
-    w->outcome_count = w->outcome_cap = 0;
     json_t *attempts = json_array(), *deliveries = json_array(), *ok = json_array(),
            *bad = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -154,78 +125,110 @@ static void flush_start(worker_t *w)
             json_object_set(row, "payload", j->job.payload);
         json_array_append_new(deliveries, row);
     }
-    nudgel_err_t err = NUDGEL_OK;
-    bool empty = !json_array_size(attempts) && !json_array_size(deliveries) &&
-                 !json_array_size(ok) && !json_array_size(bad);
-    if (!empty)
-        err = wh_db_flush_send(l->conn, w->with_payload, attempts, deliveries, ok, bad,
-                               w->failing_window_ms, &w->flush_call, errstr, sizeof(errstr));
+    *attempts_out = attempts;
+    *deliveries_out = deliveries;
+    *ok_out = ok;
+    *bad_out = bad;
+    return attempts && deliveries && ok && bad;
+}
+
+static void flush_sent_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, size_t n,
+                            nudgel_err_t err, const char *errstr)
+{
+    worker_t *w = opaque;
+    char why[600];
+    json_t *disabled = NULL;
+    wjob_t **batch = w->flush_sent;
+    size_t count = w->flush_sent_n;
+    w->flush_sent = NULL;
+    w->flush_sent_n = 0;
+    nudgel_metric_observe(w->m_flush_s, NULL, (double)nudgel_pgconn_last_rtt_us(c) / 1e6);
+    if (err == NUDGEL_OK)
+        err = wh_db_flush_read(&w->flush_call, results, n, &disabled, why, sizeof(why));
+    else
+        snprintf(why, sizeof(why), "%s", errstr);
+    if (err != NUDGEL_OK) {
+        outcomes_unshift(w, batch, count);
+        free(batch);
+        /* A statement that failed (rolled back) goes again on a new connection after the
+         * back-off; a lost one is reconnecting already. */
+        nudgel_pgconn_lost(c, why);
+        return;
+    }
+    flush_done(w, batch, count, disabled);
+    free(batch);
+    flush_maybe(w);
+}
+
+/*
+ * Sends every outcome waiting as one transaction; each job is published
+ * once it is durable (flush_sent_done). What ends meanwhile waits for the
+ * next flush.
+ */
+static void flush_start(worker_t *w)
+{
+    char errstr[600];
+    nudgel_pgconn_t *c = w->pg_outcomes;
+    size_t n = nudgel_batchq_count(w->outcomes);
+    wjob_t **batch = malloc(n * sizeof(*batch));
+    json_t *attempts = NULL, *deliveries = NULL, *ok = NULL, *bad = NULL;
+    nudgel_err_t err;
+    if (!batch)
+        return; /* tried again at the next outcome or timer */
+    nudgel_batchq_shift(w->outcomes, (void **)batch, n);
+    w->last_flush_us = nudgel_mono_us();
+    nudgel_timer_disarm(w->flush_timer);
+    if (!flush_rows(w, batch, n, &attempts, &deliveries, &ok, &bad)) {
+        snprintf(errstr, sizeof(errstr), "writing outcomes: out of memory");
+        goto put_back;
+    }
+    if (!json_array_size(attempts) && !json_array_size(deliveries) && !json_array_size(ok) &&
+        !json_array_size(bad)) {
+        flush_done(w, batch, n, json_array()); /* nothing to write (requeues, skips) */
+        free(batch);
+        goto out;
+    }
+    err = wh_db_flush_send(nudgel_pgconn_conn(c), w->with_payload, attempts, deliveries, ok, bad,
+                           w->s.failing_window_ms, &w->flush_call, errstr, sizeof(errstr));
+    if (err == NUDGEL_OK && (err = nudgel_pgconn_sent(c, 1, flush_sent_done, w)) != NUDGEL_OK)
+        snprintf(errstr, sizeof(errstr), "writing outcomes: not handed over (%s)",
+                 nudgel_strerror(err));
+    if (err != NUDGEL_OK) {
+        nudgel_pgconn_lost(c, errstr); /* in pipeline mode: replaced */
+        goto put_back;
+    }
+    w->flush_sent = batch;
+    w->flush_sent_n = n;
+    goto out;
+put_back:
+    outcomes_unshift(w, batch, n);
+    free(batch);
+out:
     json_decref(attempts);
     json_decref(deliveries);
     json_decref(ok);
     json_decref(bad);
-    if (empty) {
-        flush_done(w, batch, n, json_array());
-        free(batch);
-        return;
-    }
-    if (err == NUDGEL_OK)
-        err = lane_sent(l, errstr, sizeof(errstr));
-    if (err != NUDGEL_OK) {
-        l->broken = true;
-        json_decref(w->flush_call.disabled);
-        w->flush_call.disabled = NULL;
-        outcomes_unshift(w, batch, n);
-        free(batch);
-        postgres_down(w, errstr);
-        return;
-    }
-    w->flush_sent = batch;
-    w->flush_sent_n = n;
 }
 
-/* The flush lane: its result when it has come, then the next flush when due. */
-void outcomes_pump(worker_t *w, bool draining)
+/*
+ * The next flush: now when the batch is full, the interval since the last
+ * one has passed or the worker drains; else the timer is armed for when
+ * the interval ends. Nothing while a flush is in flight (its end calls
+ * here) or the connection is down (its return calls here).
+ */
+void flush_maybe(worker_t *w)
 {
-    wh_lane_t *l = &w->flush_lane;
-    if (l->busy) {
-        int st = lane_push_bytes(l);
-        if (st == 1)
-            return;
-        if (st == 0)
-            st = wh_db_flush_poll(l->conn, &w->flush_call);
-        else
-            st = -1;
-        if (st == 0)
-            return;
-        l->busy = false;
-        nudgel_metric_observe(w->m_flush_s, NULL, (double)(nudgel_mono_us() - l->sent_us) / 1e6);
-        wjob_t **batch = w->flush_sent;
-        size_t n = w->flush_sent_n;
-        w->flush_sent = NULL;
-        w->flush_sent_n = 0;
-        json_t *disabled = w->flush_call.disabled;
-        w->flush_call.disabled = NULL;
-        if (st < 0 || w->flush_call.err != NUDGEL_OK) {
-            char errstr[700];
-            if (st < 0) {
-                l->broken = true;
-                snprintf(errstr, sizeof(errstr), "writing outcomes: %s", PQerrorMessage(l->conn));
-            } else {
-                snprintf(errstr, sizeof(errstr), "%s", w->flush_call.errstr);
-            }
-            json_decref(disabled);
-            outcomes_unshift(w, batch, n);
-            free(batch);
-            postgres_down(w, errstr);
-            return;
-        }
-        flush_done(w, batch, n, disabled);
-        free(batch);
-    }
-    if (l->busy || !w->pg_ok)
+    size_t n = nudgel_batchq_count(w->outcomes);
+    if (n == 0 || w->flush_sent || !postgres_usable(w->pg_outcomes))
         return;
-    if (w->outcome_count >= w->flush_max || nudgel_mono_us() - w->last_flush_us >= w->flush_us ||
-        (draining && w->outcome_count))
+    int64_t due = w->last_flush_us + w->s.flush_us;
+    if (n >= w->s.flush_max || w->draining || nudgel_mono_us() >= due)
         flush_start(w);
+    else
+        nudgel_timer_arm_by(w->flush_timer, due);
+}
+
+void flush_timer(void *opaque)
+{
+    flush_maybe(opaque);
 }

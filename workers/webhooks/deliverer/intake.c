@@ -1,26 +1,24 @@
 /*
- * intake.c — a job just polled: deferred until its not-before, parsed (a
- * malformed one ends at once: dead letter + failed event), skipped when the
- * same delivery is already in flight here, else queued for the next claim.
+ * intake.c — jobs from the consumer on the loop: polled when the consumer
+ * says there is something (its on_ready) and by ourselves when room frees
+ * up (the wake-up contract of nudgel/consumer.h); each job deferred until
+ * its not-before, checked (envelope, parse; a malformed one ends at once:
+ * dead letter + failed event), skipped when the same delivery is already in
+ * flight here, else queued for the next claim. The in-flight cap pauses
+ * every partition above webhooks.max_in_flight and resumes below half.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "deliverer.h"
 #include "nudgel/kafka.h"
-#include "nudgel/log.h"
 #include "nudgel/timeutil.h"
-#include "nudgel/topics.h"
 
-static void header_int(const rd_kafka_message_t *msg, const char *name, int64_t *out)
+/* The claim queue has room for one more job. */
+static bool room(const worker_t *w)
 {
-    char text[32];
-    nudgel_message_header(msg, name, text, sizeof(text));
-    if (text[0])
-        *out = atoll(text);
+    return nudgel_batchq_count(w->claimq) < CLAIM_BATCH_MAX;
 }
 
 /*
@@ -29,41 +27,23 @@ static void header_int(const rd_kafka_message_t *msg, const char *name, int64_t 
  */
 static void malformed(worker_t *w, wjob_t *j, const char *reason)
 {
-    const rd_kafka_message_t *km = nudgel_job_message(j->ref);
-    char delivery_id[NUDGEL_UUID_STR_LEN + 1], event_id[64], tenant[72], event_type[140];
-    nudgel_log_warn("malformed webhook job at %s[%d]@%lld: %s", rd_kafka_topic_name(km->rkt),
-                    km->partition, (long long)km->offset, reason);
+    const rd_kafka_message_t *km = nudgel_job_kafka(&j->life);
+    char delivery_id[NUDGEL_UUID_STR_LEN + 1], tenant[65], event_id[64], event_type[140];
+    json_t *doc = json_loadb(km->payload ? km->payload : "", km->len, 0, NULL);
+    const char *et = json_string_value(json_object_get(doc, "event_type"));
+    const char *eid = json_string_value(json_object_get(doc, "event_id"));
+
+    nudgel_job_derived_ids(km, doc, delivery_id, tenant);
+    snprintf(j->log_id, sizeof(j->log_id), "%s", delivery_id);
+    snprintf(j->log_tenant, sizeof(j->log_tenant), "%s", tenant);
+    job_log_limited(j, &w->log_dead, NUDGEL_LOG_WARN,
+                    "malformed webhook job at %s[%d]@%lld: %s; dead-lettered",
+                    rd_kafka_topic_name(km->rkt), km->partition, (long long)km->offset, reason);
     nudgel_metric_add(w->m_outcomes, "malformed", 1);
     j->end = END_MALFORMED;
     j->stage = STAGE_PUBLISH;
-    publish_dlq(j, reason);
+    nudgel_job_publish_dlq(&j->life, reason);
 
-    json_t *doc = json_loadb(km->payload ? km->payload : "", km->len, 0, NULL);
-    const char *id = json_string_value(json_object_get(doc, "id"));
-    const char *tid = json_string_value(json_object_get(doc, "tenant_id"));
-    const char *et = json_string_value(json_object_get(doc, "event_type"));
-    const char *eid = json_string_value(json_object_get(doc, "event_id"));
-    uint8_t u[16];
-    if (id && strlen(id) == NUDGEL_UUID_STR_LEN && nudgel_uuid_parse(id, u) == 0) {
-        nudgel_uuid_format(u, delivery_id);
-    } else {
-        char origin[300];
-        unsigned char h[32];
-        unsigned int hl = 0;
-        int n = snprintf(origin, sizeof(origin), "%s/%d/%lld", rd_kafka_topic_name(km->rkt),
-                         km->partition, (long long)km->offset);
-        EVP_Digest(origin, (size_t)n, h, &hl, EVP_sha256(), NULL);
-        memcpy(u, h, 16);
-        u[6] = (uint8_t)((u[6] & 0x0f) | 0x80);
-        u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
-        nudgel_uuid_format(u, delivery_id);
-    }
-    char key_tenant[72];
-    nudgel_message_header(km, NUDGEL_HDR_TENANT, key_tenant, sizeof(key_tenant));
-    snprintf(tenant, sizeof(tenant), "%s",
-             tid && nudgel_tenant_id_valid(tid)   ? tid
-             : nudgel_tenant_id_valid(key_tenant) ? key_tenant
-                                                  : "unknown");
     bool et_ok = et && strlen(et) < sizeof(event_type) && strchr(et, '.') && et[0] >= 'a' &&
                  et[0] <= 'z' && strspn(et, "abcdefghijklmnopqrstuvwxyz0123456789_.") == strlen(et);
     snprintf(event_type, sizeof(event_type), "%s", et_ok ? et : "webhook.malformed");
@@ -78,43 +58,64 @@ static void malformed(worker_t *w, wjob_t *j, const char *reason)
     job_release(j);
 }
 
-/* Takes a job just polled: due? parseable? then into the claim batch. */
-void handle(worker_t *w, nudgel_job_ref_t *ref)
+/* A new job for @p ref, on the lifecycle and the list of jobs alive; NULL when out of memory. */
+static wjob_t *job_new(worker_t *w, nudgel_job_ref_t *ref, int64_t now_ms)
 {
     const rd_kafka_message_t *km = nudgel_job_message(ref);
-    int64_t now = nudgel_now_unix_ms(), not_before = 0, attempts = 0;
-    header_int(km, NUDGEL_HDR_NOT_BEFORE, &not_before);
-    if (not_before > now) {
-        nudgel_consumer_defer(w->consumer, ref, not_before);
-        return;
-    }
+    int64_t attempts = 0;
     wjob_t *j = calloc(1, sizeof(*j));
-    if (!j) {
-        nudgel_consumer_defer(w->consumer, ref, now + 1000);
-        return;
-    }
+    if (!j)
+        return NULL;
     j->w = w;
-    j->ref = ref;
-    j->first_seen_ms = now;
+    nudgel_job_begin(w->lifecycle, &j->life, w->consumer, ref);
+    j->first_seen_ms = now_ms;
     j->next_all = w->all;
     if (w->all)
         w->all->prev_all = j;
     w->all = j;
-    w->current = j;
-    header_int(km, NUDGEL_HDR_ATTEMPT, &attempts);
-    header_int(km, NUDGEL_HDR_FIRST_SEEN, &j->first_seen_ms);
+    nudgel_job_header_int(km, NUDGEL_HDR_ATTEMPT, &attempts);
+    nudgel_job_header_int(km, NUDGEL_HDR_FIRST_SEEN, &j->first_seen_ms);
     j->header_attempts = attempts > 0 && attempts < 1000 ? (int)attempts : 0;
     nudgel_message_header(km, NUDGEL_HDR_TRACEPARENT, j->traceparent, sizeof(j->traceparent));
+    nudgel_job_trace_id(j->traceparent, j->trace_id);
+    return j;
+}
 
+/* Takes a job just polled: due? well-formed? then into the claim queue. */
+static void handle(worker_t *w, nudgel_job_ref_t *ref)
+{
+    const rd_kafka_message_t *km = nudgel_job_message(ref);
+    int64_t now = nudgel_now_unix_ms(), not_before = 0;
+    char reason[400];
+    nudgel_job_header_int(km, NUDGEL_HDR_NOT_BEFORE, &not_before);
+    if (not_before > now) {
+        nudgel_consumer_defer(w->consumer, ref, not_before);
+        return;
+    }
+    wjob_t *j = job_new(w, ref, now);
+    if (!j) {
+        nudgel_consumer_defer(w->consumer, ref, now + 1000);
+        return;
+    }
+    if (!nudgel_job_envelope_ok(km, NUDGEL_SCHEMA_WEBHOOK_JOB_V1, NULL, reason, sizeof(reason))) {
+        malformed(w, j, reason);
+        return;
+    }
     nudgel_field_error_t ferr;
     nudgel_job_parse_opts_t popts = {0};
     if (nudgel_webhook_job_parse(km->payload, km->len, &popts, &j->job, &ferr) != NUDGEL_OK) {
-        char reason[400];
         snprintf(reason, sizeof(reason), "%s: %s", ferr.field, ferr.reason);
         malformed(w, j, reason);
         return;
     }
     j->parsed = true;
+    snprintf(j->log_id, sizeof(j->log_id), "%s", j->job.id);
+    snprintf(j->log_tenant, sizeof(j->log_tenant), "%s", j->job.tenant_id);
+    if (!nudgel_job_envelope_ok(km, NUDGEL_SCHEMA_WEBHOOK_JOB_V1, j->job.tenant_id, reason,
+                                sizeof(reason))) {
+        malformed(w, j, reason);
+        return;
+    }
     if (!j->job.endpoint_id) {
         /* A one-off url job has no signing secret: it cannot be delivered as Standard Webhooks. */
         malformed(w, j,
@@ -124,13 +125,57 @@ void handle(worker_t *w, nudgel_job_ref_t *ref)
     }
     if (index_holds(w, j)) {
         /* The same delivery is already in flight here (a re-delivered copy): that one ends it. */
-        nudgel_log_info("webhook job %s: event %s to endpoint %s is already in flight here; "
-                        "skipped",
-                        j->job.id, j->job.event_id, j->job.endpoint_id);
+        nudgel_log_ctx_t ctx;
+        job_log_ctx(j, &ctx);
+        NUDGEL_LOG_CTX(NUDGEL_LOG_INFO, &ctx,
+                       "webhook job %s: event %s to endpoint %s is already in flight here; "
+                       "skipped",
+                       j->job.id, j->job.event_id, j->job.endpoint_id);
         j->end = END_NONE;
         job_publish(j);
         return;
     }
     j->stage = STAGE_CLAIM;
-    w->claims[w->claim_count++] = j;
+    if (nudgel_batchq_push(w->claimq, j) != NUDGEL_OK) {
+        job_fail(j); /* out of memory: handed back, fetched again */
+        job_release(j);
+    }
+}
+
+/*
+ * Pauses every partition while the jobs in flight reach max_in_flight and
+ * resumes below half of it; a resume needs a poll of our own (no wake-up
+ * comes for what is already queued).
+ */
+void intake_gate(worker_t *w)
+{
+    size_t in_flight = nudgel_consumer_in_flight(w->consumer);
+    if (!w->in_flight_paused && in_flight >= w->s.max_in_flight) {
+        w->in_flight_paused = true;
+        nudgel_consumer_pause(w->consumer, NUDGEL_PAUSE_IN_FLIGHT);
+    } else if (w->in_flight_paused && in_flight < w->s.max_in_flight / 2) {
+        w->in_flight_paused = false;
+        nudgel_consumer_resume(w->consumer, NUDGEL_PAUSE_IN_FLIGHT);
+        w->intake_again = true;
+    }
+}
+
+/* Polls until the consumer has nothing more or the claim queue is full (then we poll again). */
+void intake_poll(worker_t *w)
+{
+    w->intake_again = false;
+    while (room(w)) {
+        nudgel_job_ref_t *ref = nudgel_consumer_poll(w->consumer, 0);
+        if (!ref)
+            return;
+        handle(w, ref);
+        nudgel_lifecycle_polled_end(w->lifecycle);
+        intake_gate(w);
+    }
+    w->intake_again = true; /* what is left in librdkafka's queue writes no new wake-up */
+}
+
+void intake_ready(void *opaque)
+{
+    intake_poll(opaque);
 }

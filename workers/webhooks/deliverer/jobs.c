@@ -1,14 +1,17 @@
 /*
- * jobs.c — a job's life in this process: the index of the jobs in flight by
+ * jobs.c — a job's life in this process, on the one lifecycle every role
+ * shares (nudgel/lifecycle.h): the index of the jobs in flight by
  * (endpoint, event), its end once every publish of it is acknowledged (its
- * offset stored, or a stop when it cannot be finished durably), and the jobs
- * abandoned at exit.
+ * offset stored, handed back, or a fatal stop when it cannot be finished
+ * durably), the jobs abandoned at exit, and what its log lines carry
+ * (tenant, job id, trace id) with the rate limit of the noisy kinds.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "deliverer.h"
-#include "nudgel/log.h"
 #include "nudgel/timeutil.h"
 
 /*
@@ -45,11 +48,14 @@ void index_remove(worker_t *w, wjob_t *j)
     j->indexed = false;
 }
 
-static void job_free(wjob_t *j)
+/* The lifecycle's `finished`: the job has ended (done, handed back or abandoned). */
+void job_finished(void *opaque, nudgel_job_life_t *life)
 {
-    worker_t *w = j->w;
+    worker_t *w = opaque;
+    wjob_t *j = (wjob_t *)life; /* life is the first member */
     if (j->indexed)
         index_remove(w, j);
+    endpoint_drop(w, j);
     if (j->prev_all)
         j->prev_all->next_all = j->next_all;
     else
@@ -62,37 +68,16 @@ static void job_free(wjob_t *j)
     free(j);
 }
 
-/* The job is finished once every publish of it is acknowledged. */
+/* The job needs nothing more of the role: it ends once its publishes are acknowledged. */
 void job_release(wjob_t *j)
 {
-    if (j->pending > 0)
-        return;
-    worker_t *w = j->w;
-    if (!j->publish_failed) {
-        nudgel_consumer_done(w->consumer, j->ref);
-    } else if (j == w->current) {
-        nudgel_consumer_defer(w->consumer, j->ref, nudgel_now_unix_ms() + 1000);
-    } else {
-        nudgel_log_error("webhook job %s could not be finished durably; stopping so it is "
-                         "re-delivered",
-                         j->parsed ? j->job.id : "?");
-        request_fatal_stop();
-        return; /* its offset never moves past it */
-    }
-    job_free(j);
+    nudgel_job_release(&j->life);
 }
 
-void on_published(void *opaque, nudgel_err_t err, const char *errstr, void *cb_opaque)
+/* Something of @p j could not be made durable: it must come again. */
+void job_fail(wjob_t *j)
 {
-    wjob_t *j = opaque;
-    (void)cb_opaque;
-    if (err) {
-        nudgel_log_error("publish for webhook job %s failed: %s", j->parsed ? j->job.id : "?",
-                         errstr);
-        j->publish_failed = true;
-    }
-    j->pending--;
-    job_release(j);
+    nudgel_job_fail(&j->life);
 }
 
 /* Jobs left after the drain: abandoned (re-delivered later), their memory freed. */
@@ -100,11 +85,53 @@ void abandon_jobs(worker_t *w)
 {
     size_t n = 0;
     while (w->all) {
-        if (w->all->ref)
-            nudgel_consumer_abandon(w->consumer, w->all->ref);
-        job_free(w->all);
+        nudgel_job_abandon(&w->all->life);
         n++;
     }
     if (n)
         nudgel_log_warn("%zu job(s) unfinished at exit; they will be delivered again", n);
+}
+
+void job_log_ctx(const wjob_t *j, nudgel_log_ctx_t *ctx)
+{
+    ctx->tenant = j->log_tenant[0] ? j->log_tenant : NULL;
+    ctx->job_id = j->log_id[0] ? j->log_id : NULL;
+    ctx->trace_id = j->trace_id[0] ? j->trace_id : NULL;
+}
+
+static bool log_allow(log_limit_t *l, unsigned *suppressed)
+{
+    int64_t now = nudgel_mono_us();
+    *suppressed = 0;
+    if (now - l->window_us >= 1000000) {
+        *suppressed = l->suppressed;
+        l->window_us = now;
+        l->lines = 0;
+        l->suppressed = 0;
+    }
+    if (l->lines >= LOG_LIMIT_PER_S) {
+        l->suppressed++;
+        return false;
+    }
+    l->lines++;
+    return true;
+}
+
+void job_log_limited(const wjob_t *j, log_limit_t *l, nudgel_log_level_t level, const char *fmt,
+                     ...)
+{
+    unsigned suppressed;
+    if (level < nudgel_log_threshold || !log_allow(l, &suppressed))
+        return;
+    char text[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    nudgel_log_ctx_t ctx;
+    job_log_ctx(j, &ctx);
+    if (suppressed)
+        NUDGEL_LOG_CTX(level, &ctx, "%s (%u similar line(s) suppressed)", text, suppressed);
+    else
+        NUDGEL_LOG_CTX(level, &ctx, "%s", text);
 }

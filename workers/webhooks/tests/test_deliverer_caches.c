@@ -1,0 +1,142 @@
+/*
+ * test_deliverer_caches.c — the deliverer's two capped caches
+ * (deliverer/endpoints.c, deliverer/guard.c): the endpoint cache drops the
+ * least recently used endpoint nothing holds (never one a job holds or whose
+ * row is being read) and may exceed its cap only while nothing can go; the
+ * SSRF verdicts are reused per host and the least recently used host goes
+ * first. lookups_load() is replaced here: it only notes the request.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "deliverer.h"
+
+static int loads;
+
+/* The lookups stage, replaced: the row is "being read" until the test says otherwise. */
+void lookups_load(worker_t *w, endpoint_t *ep)
+{
+    (void)w;
+    loads++;
+    ep->load_queued = true;
+}
+
+/* The row has come: the endpoint does not exist (enough for the cache). */
+static void row_came(endpoint_t *ep)
+{
+    endpoint_not_found(ep);
+    ep->load_queued = false;
+}
+
+static worker_t *worker_new(size_t endpoints_max, size_t hosts_max)
+{
+    worker_t *w = calloc(1, sizeof(*w));
+    assert_non_null(w);
+    w->s.endpoint_cache_max = endpoints_max;
+    w->s.endpoint_cache_us = 3600LL * 1000000;
+    w->s.ssrf_cache_max = hosts_max;
+    w->s.ssrf_cache_us = 3600LL * 1000000;
+    return w;
+}
+
+static const char *id(int i)
+{
+    static char ids[8][40];
+    snprintf(ids[i], sizeof(ids[i]), "%08d-0000-4000-8000-000000000000", i);
+    return ids[i];
+}
+
+static void test_endpoint_cache_evicts_what_nothing_holds(void **state)
+{
+    (void)state;
+    worker_t *w = worker_new(3, 10);
+    wjob_t job = {0};
+    endpoint_t *a = endpoint_get(w, id(0)), *b = endpoint_get(w, id(1)),
+               *c = endpoint_get(w, id(2));
+    assert_int_equal(loads, 3);
+    assert_ptr_equal(endpoint_get(w, id(0)), a); /* cached, and now the most recent */
+    assert_int_equal(loads, 3);                  /* its row is being read: not asked twice */
+    row_came(a);
+    row_came(b);
+    endpoint_hold(b, &job); /* a job holds b; c's row is being read */
+    endpoint_get(w, id(0));
+    /* Use order, oldest first: b, c, a. b is held, c loading: a goes for d. */
+    endpoint_t *d = endpoint_get(w, id(3));
+    assert_int_equal(w->endpoint_count, 3);
+    assert_null(endpoint_find(w, id(0)));
+    assert_ptr_equal(endpoint_find(w, id(1)), b);
+    assert_ptr_equal(endpoint_find(w, id(2)), c);
+    assert_ptr_equal(endpoint_find(w, id(3)), d);
+    /* Nothing can go (held, loading, loading): the cache exceeds its cap for e. */
+    endpoint_get(w, id(4));
+    assert_int_equal(w->endpoint_count, 4);
+    /* Let go of b and finish every read: the two oldest go for f. */
+    endpoint_drop(w, &job);
+    assert_null(job.ep);
+    assert_int_equal(b->refs, 0);
+    row_came(c);
+    row_came(d);
+    row_came(endpoint_find(w, id(4)));
+    endpoint_get(w, id(5));
+    assert_int_equal(w->endpoint_count, 3);
+    assert_null(endpoint_find(w, id(1)));
+    assert_null(endpoint_find(w, id(2)));
+    assert_non_null(endpoint_find(w, id(3)));
+    /* A fresh row is not read again. */
+    int before = loads;
+    endpoint_get(w, id(3));
+    assert_int_equal(loads, before);
+    endpoints_free(w);
+    assert_int_equal(w->endpoint_count, 0);
+    free(w);
+}
+
+static void test_ssrf_cache_keeps_the_recent_hosts(void **state)
+{
+    (void)state;
+    worker_t *w = worker_new(10, 2);
+    char errstr[256];
+    assert_int_equal(nudgel_ssrf_policy_new(true, "127.0.0.0/8", &w->ssrf, errstr, sizeof(errstr)),
+                     NUDGEL_OK);
+    const vetted_t *one = guard_vet(w, "http://127.0.0.1:8080/a");
+    assert_non_null(one);
+    assert_int_equal(one->err, NUDGEL_OK);
+    assert_true(one->verdict.allowed);
+    const vetted_t *two = guard_vet(w, "http://127.0.0.2:8080/a");
+    int64_t vetted_us = one->vetted_us;
+    /* Another path on the same host: the same verdict, not vetted again; now the most recent. */
+    assert_ptr_equal(guard_vet(w, "http://127.0.0.1:8080/b?x=1"), one);
+    assert_int_equal(one->vetted_us, vetted_us);
+    assert_non_null(two);
+    /* A third host: the least recently used (127.0.0.2) goes. */
+    const vetted_t *three = guard_vet(w, "http://127.0.0.3:8080/");
+    assert_non_null(three);
+    assert_int_equal(w->vetted_count, 2);
+    assert_ptr_equal(w->vet_head, three);
+    assert_ptr_equal(w->vet_tail, one);
+    /* Refused hosts are cached too (a literal address outside the allow-list). */
+    const vetted_t *refused = guard_vet(w, "http://10.1.2.3/");
+    assert_non_null(refused);
+    assert_int_not_equal(refused->err, NUDGEL_OK);
+    assert_int_equal(w->vetted_count, 2);
+    guard_free(w);
+    assert_int_equal(w->vetted_count, 0);
+    nudgel_ssrf_policy_destroy(w->ssrf);
+    free(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_endpoint_cache_evicts_what_nothing_holds),
+        cmocka_unit_test(test_ssrf_cache_keeps_the_recent_hosts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
