@@ -1,85 +1,42 @@
 /*
- * consumer.c — see nudgel/consumer.h.
+ * consumer.c — the Kafka consumer (see nudgel/consumer.h).
  *
- * On a loop, librdkafka writes to an eventfd when the consumer queue (the
- * main queue is forwarded to it) goes from empty to non-empty; one timer
- * covers what no wake-up announces: the due time of a deferred partition,
- * a poll that stopped on its discard budget with the queue not empty, and a
- * keepalive so that a quiet consumer is polled within max.poll.interval.ms
- * even with statistics off.
+ * Owns the librdkafka consumer handle and its settings (the contract ones
+ * and our defaults), the state of every partition ever assigned (its
+ * offset tracker, its window, its pauses, a deferred head's due time), the
+ * rebalance callback (a partition starts unpaused on assign; what is stored
+ * is committed before a revocation), the jobs polled and not yet finished,
+ * and the storing of each partition's contiguous offset as jobs finish. The
+ * handle's statistics and errors go to a kafka_health monitor, read back by
+ * nudgel_consumer_health().
+ *
+ * Its life on the event loop (the wake-up eventfd, the due/keepalive timer,
+ * on_ready) is in consumer_loop.c; both share the state declared in
+ * consumer_internal.h.
+ *
+ * Threads: one event loop (or one thread) owns a consumer; nothing here is
+ * thread-safe.
  */
 #define _GNU_SOURCE
 #include "nudgel/consumer.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
+#include "consumer_internal.h"
 #include "nudgel/kafka.h"
 #include "nudgel/log.h"
 #include "nudgel/offsets.h"
 #include "nudgel/timeutil.h"
 
-#define MAX_PARTITIONS   4096 /* hard cap of partition states one consumer keeps */
-#define DISCARD_MAX      1024 /* messages one poll drops (errors, revoked, window full) at most */
-#define KEEPALIVE_MIN_US (1000 * 1000LL)
+#define DISCARD_MAX 1024 /* messages one poll drops (errors, revoked, window full) at most */
 
 const nudgel_conf_entry_t nudgel_consumer_conf[] = {
     {"consumer.window", NUDGEL_CONF_INT, "5000", 1, 100000, NULL, 0,
      "Jobs of one partition in flight at most; a full window pauses the partition (and a "
      "pause drops what librdkafka prefetched, so keep it above a worker's own in-flight cap)."},
     {NULL, NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0, NULL},
-};
-
-/*
- * One per partition ever assigned, kept until the consumer closes so that a
- * job of a revoked partition can still point at it; generation tells the
- * job whether its partition was revoked since it was polled.
- */
-typedef struct part_state {
-    char *topic;
-    int32_t partition;
-    nudgel_offsets_t *offsets;
-    uint64_t generation;
-    bool assigned;
-    bool window_paused;     /* paused because its window is full */
-    int64_t deferred_until; /* wall-clock ms a deferred head is due; 0 when none */
-    bool paused;            /* what librdkafka was last told */
-} part_state_t;
-
-struct nudgel_job_ref {
-    rd_kafka_message_t *msg;
-    part_state_t *part;
-    uint64_t generation;
-    struct nudgel_job_ref *prev, *next; /* the consumer's live jobs */
-};
-
-struct nudgel_consumer {
-    rd_kafka_t *rk;
-    part_state_t *parts[MAX_PARTITIONS];
-    size_t part_count;
-    size_t window;
-    size_t in_flight;
-    unsigned pause_reasons;
-    /* Jobs polled and not yet done or deferred. Each holds a librdkafka
-     * message, and rd_kafka_destroy() waits for every message to be destroyed:
-     * close releases the ones a stopping worker abandoned. */
-    nudgel_job_ref_t *live;
-    nudgel_kafka_monitor_t *monitor; /* statistics and errors, for nudgel_consumer_health() */
-    int64_t last_poll_us;
-    uint64_t polls;
-    /* On a loop (nudgel_consumer_attach), else loop is NULL. */
-    nudgel_loop_t *loop;
-    rd_kafka_queue_t *queue; /* the consumer queue, holding the IO event */
-    int wake_fd;             /* eventfd librdkafka writes to */
-    nudgel_timer_t *timer;   /* deferred due times, leftovers, keepalive */
-    int64_t keepalive_us;
-    bool more; /* the last poll stopped on its budget with messages left */
-    void (*on_ready)(void *opaque);
-    void *ready_opaque;
 };
 
 static void job_link(nudgel_consumer_t *c, nudgel_job_ref_t *job)
@@ -391,8 +348,6 @@ static void resume_due(nudgel_consumer_t *c)
     }
 }
 
-static void schedule(nudgel_consumer_t *c);
-
 void nudgel_consumer_defer(nudgel_consumer_t *c, nudgel_job_ref_t *job, int64_t resume_at_ms)
 {
     part_state_t *p = job->part;
@@ -418,7 +373,7 @@ void nudgel_consumer_defer(nudgel_consumer_t *c, nudgel_job_ref_t *job, int64_t 
     rd_kafka_message_destroy(job->msg);
     free(job);
     if (c->loop)
-        schedule(c);
+        consumer_schedule(c);
 }
 
 /*
@@ -499,7 +454,7 @@ nudgel_job_ref_t *nudgel_consumer_poll(nudgel_consumer_t *c, int timeout_ms)
         job = take(c, msg);
     }
     if (c->loop)
-        schedule(c);
+        consumer_schedule(c);
     return job;
 }
 
@@ -584,122 +539,6 @@ int32_t nudgel_consumer_partition_count(nudgel_consumer_t *c, const char *topic,
     return count;
 }
 
-/* ---- on the loop --------------------------------------------------------- */
-
-/*
- * Arms the timer for the earliest of: now (the last poll left messages),
- * the first deferred partition's due time, the keepalive. Runs after each
- * poll and defer, so it must stay cheap: one pass over the partitions
- * (resume_due() makes the same pass) and one heap update.
- */
-static void schedule(nudgel_consumer_t *c)
-{
-    int64_t now_us = nudgel_mono_us();
-    int64_t due_us = c->more ? now_us : c->last_poll_us + c->keepalive_us;
-    int64_t now_ms = 0;
-    for (size_t i = 0; i < c->part_count && !c->more; i++) {
-        part_state_t *p = c->parts[i];
-        if (!p->deferred_until)
-            continue;
-        if (!now_ms)
-            now_ms = nudgel_now_unix_ms();
-        /* Wall-clock due time onto the monotonic clock; +1 ms so that the
-         * poll it causes finds the partition due (resume_due() uses <=). */
-        int64_t at = now_us + (p->deferred_until - now_ms + 1) * 1000;
-        if (at < due_us)
-            due_us = at;
-    }
-    int64_t armed_us;
-    if (!nudgel_timer_armed(c->timer, &armed_us) || armed_us != due_us)
-        nudgel_timer_arm_at(c->timer, due_us);
-}
-
-static void on_timer(void *opaque)
-{
-    nudgel_consumer_t *c = opaque;
-    uint64_t polls = c->polls;
-    c->on_ready(c->ready_opaque);
-    /* A role that did not poll (no room) polls later by itself, and that
-     * poll re-schedules; meanwhile only the keepalive, never a busy timer. */
-    if (c->polls == polls)
-        nudgel_timer_arm_in(c->timer, c->keepalive_us);
-}
-
-/* The queue's eventfd is readable: clear it first, so a message enqueued
- * while the role polls writes a wake-up of its own, then let the role poll. */
-static void on_wake(void *opaque, int fd, unsigned events)
-{
-    nudgel_consumer_t *c = opaque;
-    uint64_t count;
-    (void)events;
-    if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-        nudgel_log_warn("consumer: reading its wake-up fd: %s", strerror(errno));
-    c->on_ready(c->ready_opaque);
-}
-
-/* A third of max.poll.interval.ms, at least a second. */
-static int64_t keepalive_us(nudgel_consumer_t *c)
-{
-    char value[32];
-    size_t size = sizeof(value);
-    int64_t ms = 300000;
-    if (rd_kafka_conf_get(rd_kafka_conf(c->rk), "max.poll.interval.ms", value, &size) ==
-        RD_KAFKA_CONF_OK)
-        ms = atoll(value);
-    int64_t us = ms * 1000 / 3;
-    return us > KEEPALIVE_MIN_US ? us : KEEPALIVE_MIN_US;
-}
-
-static void detach(nudgel_consumer_t *c)
-{
-    if (!c->loop)
-        return;
-    if (c->queue) {
-        rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
-        rd_kafka_queue_destroy(c->queue);
-    }
-    if (c->wake_fd >= 0) {
-        nudgel_loop_unwatch(c->loop, c->wake_fd);
-        close(c->wake_fd);
-    }
-    nudgel_timer_free(c->timer);
-    c->queue = NULL;
-    c->wake_fd = -1;
-    c->timer = NULL;
-    c->loop = NULL;
-}
-
-nudgel_err_t nudgel_consumer_attach(nudgel_consumer_t *c, nudgel_loop_t *loop,
-                                    void (*on_ready)(void *opaque), void *opaque)
-{
-    /* librdkafka copies the payload; an eventfd takes 8-byte writes. */
-    static const uint64_t one = 1;
-    if (!c || !loop || !on_ready || c->loop)
-        return NUDGEL_ERR_INVALID_ARG;
-    c->on_ready = on_ready;
-    c->ready_opaque = opaque;
-    c->keepalive_us = keepalive_us(c);
-    c->loop = loop;
-    c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    c->queue = rd_kafka_queue_get_consumer(c->rk);
-    c->timer = nudgel_timer_new(loop, on_timer, c);
-    nudgel_err_t err = NUDGEL_ERR_IO;
-    if (c->wake_fd >= 0 && c->queue)
-        err = c->timer ? nudgel_loop_watch(loop, c->wake_fd, NUDGEL_LOOP_READ, on_wake, c)
-                       : NUDGEL_ERR_NO_MEMORY;
-    if (err != NUDGEL_OK) {
-        nudgel_log_error("consumer: cannot go on the event loop: %s", nudgel_strerror(err));
-        detach(c);
-        return err;
-    }
-    /* rd_kafka_poll_set_consumer() forwarded the main queue here: this is
-     * the destination queue, where the IO event must be enabled. */
-    rd_kafka_queue_io_event_enable(c->queue, c->wake_fd, &one, sizeof(one));
-    /* What is queued already wrote no wake-up: have the role poll next turn. */
-    nudgel_timer_arm_at(c->timer, nudgel_mono_us());
-    return NUDGEL_OK;
-}
-
 void nudgel_consumer_health(const nudgel_consumer_t *c, nudgel_kafka_health_t *out)
 {
     nudgel_kafka_monitor_get(c->monitor, out);
@@ -709,7 +548,7 @@ void nudgel_consumer_close(nudgel_consumer_t *c)
 {
     if (!c)
         return;
-    detach(c);
+    consumer_detach(c);
     rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         nudgel_log_warn("final commit: %s", rd_kafka_err2str(err));
