@@ -91,7 +91,10 @@ nudgel_producer_conf_t *nudgel_producer_conf_new(void)
     };
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
         rd_kafka_conf_set(conf->kconf, defaults[i][0], defaults[i][1], errstr, sizeof(errstr));
-    nudgel_kafka_conf_set_logger(conf->kconf);
+    /* The caller polls (delivery reports need it), so errors reach the error
+     * callback as ops on the polled queue: each is logged once, not also as
+     * librdkafka's own FAIL line. */
+    nudgel_kafka_conf_set_error_cb(conf->kconf, NULL);
     return conf;
 }
 
