@@ -1,8 +1,8 @@
 /*
  * nudgel/pg.h — libpq helpers, and the one place libpq's SQLSTATE codes
  * become a nudgel_err_t (nudgel_pg_sqlstate_err(), nudgel_pg_result_err()):
- * no other file reads PG_DIAG_SQLSTATE or compares error text to classify a
- * failed statement.
+ * no library or role reads PG_DIAG_SQLSTATE elsewhere, nor compares error
+ * text to classify a failed statement.
  */
 #ifndef NUDGEL_PG_H
 #define NUDGEL_PG_H
