@@ -1,6 +1,10 @@
 /*
  * pg.c — libpq helpers. The DSN is a secret: errors quote libpq's message,
  * which names host and port but never the password, and never the DSN.
+ *
+ * It also owns the classification of failed statements: the SQLSTATE a
+ * result carries is read here, once, into a nudgel_err_t; callers decide
+ * reconnect or fail by that code, never by libpq's text.
  */
 #include "nudgel/pg.h"
 
@@ -50,8 +54,38 @@ nudgel_err_t nudgel_pg_exec(PGconn *conn, const char *sql, char *errstr, size_t 
     nudgel_err_t err = NUDGEL_OK;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         copy_pg_message(PQerrorMessage(conn), errstr, errstr_size);
-        err = PQstatus(conn) == CONNECTION_OK ? NUDGEL_ERR_PG : NUDGEL_ERR_PG_UNREACHABLE;
+        err = nudgel_pg_result_err(conn, res);
+        if (err == NUDGEL_OK) /* a COPY or an empty query: not what was asked */
+            err = NUDGEL_ERR_PG;
     }
     PQclear(res);
     return err;
+}
+
+nudgel_err_t nudgel_pg_sqlstate_err(const char *sqlstate)
+{
+    /* Class 08: connection_exception and its subclasses. */
+    static const char *const going_away[] = {"57P01", "57P02", "57P03"};
+    if (!sqlstate || strlen(sqlstate) != 5)
+        return NUDGEL_ERR_PG;
+    if (sqlstate[0] == '0' && sqlstate[1] == '8')
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    for (size_t i = 0; i < sizeof(going_away) / sizeof(going_away[0]); i++)
+        if (memcmp(sqlstate, going_away[i], 5) == 0)
+            return NUDGEL_ERR_PG_UNREACHABLE;
+    return NUDGEL_ERR_PG;
+}
+
+nudgel_err_t nudgel_pg_result_err(const PGconn *conn, const PGresult *res)
+{
+    if (!res)
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    /* Not a switch: libpq adds codes over versions (-Wswitch-enum would break the build). */
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_SINGLE_TUPLE ||
+        st == PGRES_PIPELINE_SYNC || st == PGRES_EMPTY_QUERY)
+        return NUDGEL_OK;
+    if (conn && PQstatus(conn) != CONNECTION_OK)
+        return NUDGEL_ERR_PG_UNREACHABLE;
+    return nudgel_pg_sqlstate_err(PQresultErrorField(res, PG_DIAG_SQLSTATE));
 }

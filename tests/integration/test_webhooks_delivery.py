@@ -258,3 +258,51 @@ def test_429_waits_for_retry_after(env):
     rec = list(sink.path_ledger(f"/busy{run}")["ids"].values())[0]
     # The schedule says 300 ms; Retry-After says 2 s, and wins.
     assert rec["last_ms"] - rec["first_ms"] >= 1900, rec
+
+
+def test_a_job_again_after_its_end_sends_nothing_and_repeats_its_event(env):
+    """A job that comes again once its delivery ended (a re-delivery after a crash): the
+    claim reads the row's stored status (parsed into the deliverer's enum where the row is
+    read), nothing is sent, and the same final event is published again from the row."""
+    tenant, sink, dsn, run = f"wa{env['run']}", env["sink"], env["dsn"], env["run"]
+    ok_path, bad_path = f"/again{run}", f"/refuses{run}"
+    (ok_eid, ok_secret), (bad_eid, bad_secret), (off_eid, _) = h.add_endpoints(
+        dsn, [dict(tenant=tenant, url=sink.url(ok_path)),
+              dict(tenant=tenant, url=sink.url(bad_path)),
+              dict(tenant=tenant, url=sink.url(f"/off{run}"))])
+    h.psql(dsn, f"UPDATE nudgel.webhook_endpoints SET enabled = false WHERE endpoint_id = "
+                f"'{off_eid}'")
+    sink.configure(ok_path, secrets=[ok_secret])
+    sink.configure(bad_path, secrets=[bad_secret], status=400)
+    jobs = [h.webhook_job(tenant, ok_eid, 1, run), h.webhook_job(tenant, bad_eid, 2, run),
+            h.webhook_job(tenant, off_eid, 3, run)]
+    h.enqueue(binary, env["ns"], jobs)
+    wait_final(env, tenant, 3)
+    statuses = h.psql(dsn, "SELECT event_id, status FROM nudgel.webhook_deliveries WHERE "
+                           f"tenant_id = '{tenant}' ORDER BY 1")
+    assert [s.split("|")[1] for s in statuses.splitlines()] == ["delivered", "exhausted",
+                                                                 "cancelled"]
+    requests = {p: sink.path_ledger(p, summary=True)["requests"] for p in (ok_path, bad_path)}
+    assert requests == {ok_path: 1, bad_path: 4}
+    first = events_of(env, tenant, at_least=3)
+    h.enqueue(binary, env["ns"], jobs)  # the same jobs, the same delivery ids
+    evs = events_of(env, tenant, at_least=6)
+
+    def seen(e):
+        err = e["data"]["error"]
+        return (e["type"], e["data"]["status"], e["data"]["attempt"], e["data"]["status_code"],
+                err and (err["code"], err["message"]))
+    by_event = {}
+    for e in evs:
+        by_event.setdefault(e["data"]["event_id"], []).append(seen(e))
+    assert sorted(by_event[f"evt_{run}_{i}"][0] for i in (1, 2, 3)) == sorted(
+        seen(e) for e in first)
+    for i in (1, 2, 3):
+        a, b = by_event[f"evt_{run}_{i}"]
+        assert a == b, (i, a, b)
+    assert by_event[f"evt_{run}_1"][0][:2] == ("ai.nudgel.webhook.delivered", "delivered")
+    assert by_event[f"evt_{run}_2"][0] == ("ai.nudgel.webhook.exhausted", "exhausted", 4, 400,
+                                           ("http_4xx", "HTTP 400"))
+    assert by_event[f"evt_{run}_3"][0][:2] == ("ai.nudgel.webhook.failed", "cancelled")
+    assert by_event[f"evt_{run}_3"][0][4][0] == "endpoint_disabled"
+    assert {p: sink.path_ledger(p, summary=True)["requests"] for p in requests} == requests

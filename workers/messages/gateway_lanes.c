@@ -12,7 +12,6 @@
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "nudgel/log.h"
 #include "nudgel/timeutil.h"
@@ -108,6 +107,24 @@ void to_lane(worker_t *w, msg_t *m)
                      until_a_circuit_half_opens(w, m));
 }
 
+/*
+ * The receipt state a final gateway outcome leaves: the one mapping of the
+ * carriers' nudgel_gateway_receipt_t onto nudgel_receipt_state_t.
+ */
+static nudgel_receipt_state_t receipt_state_of(nudgel_gateway_receipt_t r)
+{
+    switch (r) {
+    case NUDGEL_GATEWAY_RECEIPT_SENT:
+        return NUDGEL_RECEIPT_SENT;
+    case NUDGEL_GATEWAY_RECEIPT_REJECTED:
+        return NUDGEL_RECEIPT_REJECTED;
+    case NUDGEL_GATEWAY_RECEIPT_FAILED:
+    case NUDGEL_GATEWAY_RECEIPT_NONE: /* TRANSIENT: never asked, it ends no job */
+        return NUDGEL_RECEIPT_FAILED;
+    }
+    return NUDGEL_RECEIPT_FAILED;
+}
+
 static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
 {
     msg_t *m = opaque;
@@ -146,14 +163,12 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
     leave_gates(w, m);
     switch (out.kind) {
     case NUDGEL_GATEWAY_SENT:
-        finish(m, NUDGEL_RECEIPT_SENT, gw, out.message_id, NULL, NULL,
+        finish(m, receipt_state_of(out.receipt), gw, out.message_id, NULL, NULL,
                out.has_cost ? out.cost_amount : NULL, out.has_cost ? out.currency : NULL, NULL);
         break;
     case NUDGEL_GATEWAY_PERMANENT:
-        finish(m,
-               strcmp(out.receipt_status, "rejected") == 0 ? NUDGEL_RECEIPT_REJECTED
-                                                           : NUDGEL_RECEIPT_FAILED,
-               gw, NULL, out.error_code, out.error_message, NULL, NULL, NULL);
+        finish(m, receipt_state_of(out.receipt), gw, NULL, out.error_code, out.error_message, NULL,
+               NULL, NULL);
         break;
     case NUDGEL_GATEWAY_TRANSIENT:
         if (out.maybe_accepted)

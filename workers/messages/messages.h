@@ -415,8 +415,6 @@ nudgel_err_t postgres_open(worker_t *w, char *errstr, size_t errstr_size);
 void postgres_close(worker_t *w);
 /* Intake may run: the connections are up and the tenant limits were read. */
 void postgres_update(worker_t *w);
-/* Whether a result's SQLSTATE says the server is going away (class 08, 57P01..57P03). */
-bool pg_result_unreachable(const PGresult *res);
 /* Queues @p lk (owned by the queue until its done callback) for the lookups connection. */
 void lookups_push(worker_t *w, lookup_t *lk);
 /* Turn hook: sends the head lookup when the lookups connection is free. */

@@ -26,13 +26,6 @@
 
 #define BACKOFF_MIN_MS 250
 
-bool pg_result_unreachable(const PGresult *res)
-{
-    const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    return sqlstate && (strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
-                        strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0);
-}
-
 /* ---- the lookups queue ---------------------------------------------------- */
 
 static void on_lookup_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, size_t n,
@@ -93,7 +86,8 @@ static void on_lookup_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *re
     worker_t *w = opaque;
     const PGresult *res = n ? results[0] : NULL;
     w->lookup_sent = false;
-    if (err == NUDGEL_OK && (!res || pg_result_unreachable(res))) {
+    /* No result, or a SQLSTATE saying the server is going away (nudgel/pg.h's one mapping). */
+    if (err == NUDGEL_OK && nudgel_pg_result_err(NULL, res) == NUDGEL_ERR_PG_UNREACHABLE) {
         char why[512];
         snprintf(why, sizeof(why), "%s: %s", w->lookups->what,
                  res ? PQresultErrorMessage(res) : "no result");

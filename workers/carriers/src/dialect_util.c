@@ -404,20 +404,20 @@ void dialect_error(nudgel_gateway_outcome_t *o, const char *code, const char *fm
 void dialect_sent(nudgel_gateway_outcome_t *o, const char *message_id)
 {
     o->kind = NUDGEL_GATEWAY_SENT;
-    o->receipt_status = "sent";
+    o->receipt = NUDGEL_GATEWAY_RECEIPT_SENT;
     copy_str(o->message_id, sizeof(o->message_id), message_id);
 }
 
 void dialect_permanent(nudgel_gateway_outcome_t *o, bool rejected)
 {
     o->kind = NUDGEL_GATEWAY_PERMANENT;
-    o->receipt_status = rejected ? "rejected" : "failed";
+    o->receipt = rejected ? NUDGEL_GATEWAY_RECEIPT_REJECTED : NUDGEL_GATEWAY_RECEIPT_FAILED;
 }
 
 void dialect_transient(nudgel_gateway_outcome_t *o)
 {
     o->kind = NUDGEL_GATEWAY_TRANSIENT;
-    o->receipt_status = NULL;
+    o->receipt = NUDGEL_GATEWAY_RECEIPT_NONE;
 }
 
 void dialect_unreadable(nudgel_gateway_outcome_t *o, const char *what)

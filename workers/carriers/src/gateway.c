@@ -36,6 +36,21 @@ const char *nudgel_gateway_dialect_name(nudgel_gateway_dialect_t d)
     return ops ? ops->name : "unknown";
 }
 
+const char *nudgel_gateway_receipt_name(nudgel_gateway_receipt_t r)
+{
+    switch (r) {
+    case NUDGEL_GATEWAY_RECEIPT_NONE:
+        return "none";
+    case NUDGEL_GATEWAY_RECEIPT_SENT:
+        return "sent";
+    case NUDGEL_GATEWAY_RECEIPT_REJECTED:
+        return "rejected";
+    case NUDGEL_GATEWAY_RECEIPT_FAILED:
+        return "failed";
+    }
+    return "unknown";
+}
+
 /* ---- the set ---------------------------------------------------------- */
 
 static void gateway_clear(nudgel_gateway_t *g)

@@ -285,9 +285,9 @@ static void test_classify_table(void **state)
                         o.error_message);
         assert_int_equal(o.kind, c->kind);
         if (c->receipt)
-            assert_string_equal(o.receipt_status, c->receipt);
+            assert_string_equal(nudgel_gateway_receipt_name(o.receipt), c->receipt);
         else
-            assert_null(o.receipt_status);
+            assert_int_equal(o.receipt, NUDGEL_GATEWAY_RECEIPT_NONE);
         if (c->kind == SENT) {
             assert_string_equal(o.message_id, c->id_or_code);
             assert_string_equal(o.error_code, "");

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nudgel/pg.h"
 #include "nudgel/uuid.h"
 
 /* Sets errstr from libpq's message on one line; never quotes the DSN. */
@@ -28,26 +29,20 @@ void receipts_set_err(char *errstr, size_t errstr_size, const char *what, const 
 }
 
 /*
- * Classifies a failed statement: a lost connection, a connection-level
- * SQLSTATE (class 08) or a server shutting down (57P01..57P03) is
- * NUDGEL_ERR_PG_UNREACHABLE; anything else NUDGEL_ERR_PG.
+ * Classifies a failed statement by the fleet's one mapping
+ * (nudgel_pg_result_err(): a lost connection, no result, SQLSTATE class 08
+ * or 57P01..57P03 → NUDGEL_ERR_PG_UNREACHABLE); a result that succeeded but
+ * is not what was expected is NUDGEL_ERR_PG.
  */
 nudgel_err_t receipts_pg_fail(PGconn *conn, const PGresult *res, const char *what, char *errstr,
                               size_t errstr_size)
 {
-    const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *message = res ? PQresultErrorMessage(res) : NULL;
     if (!message || !*message)
         message = PQerrorMessage(conn);
     receipts_set_err(errstr, errstr_size, what, message);
-    if (PQstatus(conn) != CONNECTION_OK)
-        return NUDGEL_ERR_PG_UNREACHABLE;
-    if (!sqlstate)
-        return res ? NUDGEL_ERR_PG : NUDGEL_ERR_PG_UNREACHABLE;
-    if (strncmp(sqlstate, "08", 2) == 0 || strcmp(sqlstate, "57P01") == 0 ||
-        strcmp(sqlstate, "57P02") == 0 || strcmp(sqlstate, "57P03") == 0)
-        return NUDGEL_ERR_PG_UNREACHABLE;
-    return NUDGEL_ERR_PG;
+    nudgel_err_t err = nudgel_pg_result_err(conn, res);
+    return err == NUDGEL_OK ? NUDGEL_ERR_PG : err;
 }
 
 void receipts_copy_field(char *dst, size_t dst_size, const PGresult *res, int row, int col)

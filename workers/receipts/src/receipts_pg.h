@@ -20,8 +20,9 @@
 void receipts_set_err(char *errstr, size_t errstr_size, const char *what, const char *message);
 
 /**
- * Classifies a failed statement (@p res may be NULL when it could not be
- * sent) and sets @p errstr. @returns NUDGEL_ERR_PG_UNREACHABLE or NUDGEL_ERR_PG.
+ * Classifies a failed statement with nudgel_pg_result_err() (@p res may be
+ * NULL when it could not be sent) and sets @p errstr.
+ * @returns NUDGEL_ERR_PG_UNREACHABLE or NUDGEL_ERR_PG.
  */
 nudgel_err_t receipts_pg_fail(PGconn *conn, const PGresult *res, const char *what, char *errstr,
                               size_t errstr_size);

@@ -72,11 +72,11 @@ void attempt_failed(wjob_t *j, nudgel_outcome_kind_t kind, int64_t not_before_ms
     worker_t *w = j->w;
     if (kind == NUDGEL_OUTCOME_PERMANENT || kind == NUDGEL_OUTCOME_DISABLE_ENDPOINT) {
         j->end = END_FAILED;
-        j->delivery_status = "failed";
+        j->delivery_status = WH_DELIVERY_FAILED;
         j->permanent = true;
     } else if (nudgel_retry_schedule_is_last(&w->s.schedule, (unsigned)j->attempt)) {
         j->end = END_EXHAUSTED;
-        j->delivery_status = "exhausted";
+        j->delivery_status = WH_DELIVERY_EXHAUSTED;
     } else {
         int64_t delay =
             nudgel_retry_schedule_delay_ms(&w->s.schedule, (unsigned)j->attempt, random_u64());
@@ -84,7 +84,7 @@ void attempt_failed(wjob_t *j, nudgel_outcome_kind_t kind, int64_t not_before_ms
         if (kind == NUDGEL_OUTCOME_BACKOFF && not_before_ms > at)
             at = not_before_ms;
         j->end = END_RETRY;
-        j->delivery_status = "delivering";
+        j->delivery_status = WH_DELIVERY_DELIVERING;
         j->next_attempt_ms = at;
     }
     outcome_add(j);
@@ -127,7 +127,7 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
     switch (out.kind) {
     case NUDGEL_OUTCOME_DELIVERED:
         j->end = END_DELIVERED;
-        j->delivery_status = "delivered";
+        j->delivery_status = WH_DELIVERY_DELIVERED;
         outcome_add(j);
         break;
     case NUDGEL_OUTCOME_DISABLE_ENDPOINT:
@@ -165,7 +165,7 @@ void submit(worker_t *w, wjob_t *j)
         }
         j->end = END_FAILED;
         j->permanent = true;
-        j->delivery_status = "cancelled";
+        j->delivery_status = WH_DELIVERY_CANCELLED;
         outcome_add(j);
         return;
     }

@@ -7,10 +7,26 @@
  * at the front of the queue; it goes again once the connection is back.
  */
 #include <stdio.h>
-#include <string.h>
 
 #include "deliverer.h"
 #include "nudgel/timeutil.h"
+
+/* The event a delivery that ended in @p s published: its type's suffix. */
+static const char *final_event_type(wh_delivery_status_t s)
+{
+    switch (s) {
+    case WH_DELIVERY_DELIVERED:
+        return "delivered";
+    case WH_DELIVERY_EXHAUSTED:
+        return "exhausted";
+    case WH_DELIVERY_FAILED:
+    case WH_DELIVERY_CANCELLED:
+    case WH_DELIVERY_PENDING: /* not final: never asked */
+    case WH_DELIVERY_DELIVERING:
+        return "failed";
+    }
+    return "failed";
+}
 
 /* What the claim said of each job of @p batch: to its endpoint's lane, or ended at once. */
 static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, size_t n)
@@ -35,23 +51,14 @@ static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, 
             /* Ended before (a re-delivery): send nothing; its final event again, same id. */
             j->attempt = c->attempts > 0 ? c->attempts : 1;
             j->status_code = c->last_status_code;
-            const char *colon = strstr(c->last_error, ": ");
-            if (colon) {
-                snprintf(j->error_class, sizeof(j->error_class), "%.*s",
-                         (int)(colon - c->last_error), c->last_error);
-                snprintf(j->error_message, sizeof(j->error_message), "%s", colon + 2);
+            if (c->error_class[0]) {
+                snprintf(j->error_class, sizeof(j->error_class), "%s", c->error_class);
+                snprintf(j->error_message, sizeof(j->error_message), "%s", c->error_message);
             }
-            j->delivery_status = strcmp(c->status, "delivered") == 0   ? "delivered"
-                                 : strcmp(c->status, "exhausted") == 0 ? "exhausted"
-                                 : strcmp(c->status, "cancelled") == 0 ? "cancelled"
-                                                                       : "failed";
+            j->delivery_status = c->status; /* final: delivered, failed, exhausted, cancelled */
             j->permanent = true;
             j->stage = STAGE_PUBLISH;
-            job_event(j,
-                      strcmp(c->status, "delivered") == 0   ? "delivered"
-                      : strcmp(c->status, "exhausted") == 0 ? "exhausted"
-                                                            : "failed",
-                      j->delivery_status);
+            job_event(j, final_event_type(c->status), j->delivery_status);
             nudgel_metric_add(w->m_outcomes, "replayed", 1);
             job_release(j);
             continue;

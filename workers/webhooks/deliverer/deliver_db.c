@@ -1,5 +1,8 @@
 /*
- * deliver_db.c — see deliver_db.h.
+ * deliver_db.c — see deliver_db.h. The boundary of the deliveries table:
+ * a row's status text becomes a wh_delivery_status_t here (and its name is
+ * written from the enum), its last_error is split here, so nothing past the
+ * read compares stored text.
  */
 #define _GNU_SOURCE
 #include "deliver_db.h"
@@ -8,10 +11,61 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_final(const char *status)
+const char *wh_delivery_status_name(wh_delivery_status_t s)
 {
-    return strcmp(status, "delivered") == 0 || strcmp(status, "failed") == 0 ||
-           strcmp(status, "exhausted") == 0 || strcmp(status, "cancelled") == 0;
+    switch (s) {
+    case WH_DELIVERY_PENDING:
+        return "pending";
+    case WH_DELIVERY_DELIVERING:
+        return "delivering";
+    case WH_DELIVERY_DELIVERED:
+        return "delivered";
+    case WH_DELIVERY_FAILED:
+        return "failed";
+    case WH_DELIVERY_EXHAUSTED:
+        return "exhausted";
+    case WH_DELIVERY_CANCELLED:
+        return "cancelled";
+    }
+    return "unknown";
+}
+
+bool wh_delivery_status_is_final(wh_delivery_status_t s)
+{
+    switch (s) {
+    case WH_DELIVERY_PENDING:
+    case WH_DELIVERY_DELIVERING:
+        return false;
+    case WH_DELIVERY_DELIVERED:
+    case WH_DELIVERY_FAILED:
+    case WH_DELIVERY_EXHAUSTED:
+    case WH_DELIVERY_CANCELLED:
+        return true;
+    }
+    return false;
+}
+
+/* A stored status into the enum: the one place its text is read. */
+static bool status_parse(const char *text, wh_delivery_status_t *out)
+{
+    for (int s = WH_DELIVERY_PENDING; s <= WH_DELIVERY_CANCELLED; s++) {
+        if (strcmp(text, wh_delivery_status_name((wh_delivery_status_t)s)) == 0) {
+            *out = (wh_delivery_status_t)s;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A stored last_error, "class: message" (flush.c writes it so), into its two parts. */
+static void last_error_split(const char *text, wh_claim_t *c)
+{
+    const char *colon = strstr(text, ": ");
+    c->error_class[0] = c->error_message[0] = '\0';
+    if (!colon)
+        return;
+    snprintf(c->error_class, sizeof(c->error_class), "%.*s", (int)(colon - text), text);
+    snprintf(c->error_message, sizeof(c->error_message), "%s", colon + 2);
 }
 
 /* @p text on one line: libpq's messages span several, with tabs. */
@@ -122,12 +176,17 @@ nudgel_err_t wh_db_claim_read(const PGresult *res, wh_claim_t *out, size_t count
             continue;
         wh_claim_t *c = &out[n - 1];
         bool own = PQgetvalue(res, r, 1)[0] == 't';
-        snprintf(c->status, sizeof(c->status), "%s", PQgetvalue(res, r, 2));
+        if (!status_parse(PQgetvalue(res, r, 2), &c->status)) {
+            snprintf(errstr, errstr_size,
+                     "claiming deliveries: stored status \"%.32s\" is not a delivery status",
+                     PQgetvalue(res, r, 2));
+            return NUDGEL_ERR_PG;
+        }
         c->attempts = atoi(PQgetvalue(res, r, 3));
         c->last_status_code = PQgetisnull(res, r, 4) ? 0 : atoi(PQgetvalue(res, r, 4));
-        snprintf(c->last_error, sizeof(c->last_error), "%s", PQgetvalue(res, r, 5));
+        last_error_split(PQgetvalue(res, r, 5), c);
         c->duplicate = !own;
-        c->final = own && is_final(c->status);
+        c->final = own && wh_delivery_status_is_final(c->status);
         c->fresh = own && !c->final;
     }
     return NUDGEL_OK;

@@ -24,15 +24,39 @@
 
 #include "nudgel/error.h"
 
+/**
+ * A delivery's status: webhook_deliveries.status (the CHECK of
+ * 001_core.sql) and the "status" of the webhook events. Stored text is
+ * parsed into it once, where a row is read (wh_db_claim_read()); the
+ * deliverer decides by the enum, and writes and publishes its name.
+ */
+typedef enum wh_delivery_status {
+    WH_DELIVERY_PENDING = 0,
+    WH_DELIVERY_DELIVERING, /* attempts go on (a retry is scheduled) */
+    WH_DELIVERY_DELIVERED,  /* final */
+    WH_DELIVERY_FAILED,     /* final: a permanent failure */
+    WH_DELIVERY_EXHAUSTED,  /* final: the last attempt failed */
+    WH_DELIVERY_CANCELLED,  /* final: the endpoint is gone or disabled */
+} wh_delivery_status_t;
+
+/** @brief The status's name as stored and published ("delivered"). @returns a static string. */
+const char *wh_delivery_status_name(wh_delivery_status_t s);
+
+/** @brief Whether no attempt follows @p s: delivered, failed, exhausted, cancelled. */
+bool wh_delivery_status_is_final(wh_delivery_status_t s);
+
 /** What the deliveries table says of one claimed job. */
 typedef struct wh_claim {
-    bool fresh;      /* the row was created now, or exists and is not final */
-    bool final;      /* the delivery already ended: send nothing */
-    bool duplicate;  /* another delivery of the same (endpoint, event) exists */
-    char status[16]; /* the row's status when it existed */
-    int attempts;    /* attempts recorded so far */
+    bool fresh;                  /* the row was created now, or exists and is not final */
+    bool final;                  /* the delivery already ended: send nothing */
+    bool duplicate;              /* another delivery of the same (endpoint, event) exists */
+    wh_delivery_status_t status; /* the row's status when it existed */
+    int attempts;                /* attempts recorded so far */
     int last_status_code;
-    char last_error[256];
+    /* The row's last_error ("class: message", as the flush writes it), split
+     * at the first ": "; both "" when it has none. */
+    char error_class[32];
+    char error_message[256];
 } wh_claim_t;
 
 /**
@@ -48,8 +72,10 @@ nudgel_err_t wh_db_claim_send(PGconn *pg, bool with_payload, json_t *jobs, char 
 
 /**
  * @brief The claim's result @p res (borrowed; NULL when none came) read into
- * @p out (@p count entries, in the order of the jobs sent).
- * @returns NUDGEL_OK or NUDGEL_ERR_PG with the reason.
+ * @p out (@p count entries, in the order of the jobs sent): each row's status
+ * parsed into wh_delivery_status_t, its last_error split into class and
+ * message. @returns NUDGEL_OK, or NUDGEL_ERR_PG with the reason (the
+ * statement failed, or a stored status is not one of the enum's).
  */
 nudgel_err_t wh_db_claim_read(const PGresult *res, wh_claim_t *out, size_t count, char *errstr,
                               size_t errstr_size);

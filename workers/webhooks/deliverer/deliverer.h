@@ -118,7 +118,7 @@ typedef struct wjob {
     endpoint_t *ep;                       /* holds a reference (ep->refs) */
     /* outcome */
     job_end_t end;
-    const char *delivery_status; /* row status after the outcome */
+    wh_delivery_status_t delivery_status; /* row status after the outcome */
     long status_code;
     char error_class[32];
     char error_message[640];
@@ -303,7 +303,7 @@ void publish_event(wjob_t *j, const char *type_suffix, const char *status, int a
                    long status_code, const char *error_code, const char *error_message,
                    bool permanent, const char *disabled_reason, const char *delivery_id,
                    const char *tenant_id, const char *event_type, const char *event_id);
-void job_event(wjob_t *j, const char *type_suffix, const char *status);
+void job_event(wjob_t *j, const char *type_suffix, wh_delivery_status_t status);
 void publish_dlq(wjob_t *j, const char *reason);
 void job_publish(wjob_t *j);
 

@@ -57,9 +57,9 @@ void publish_event(wjob_t *j, const char *type_suffix, const char *status, int a
                              tp);
 }
 
-void job_event(wjob_t *j, const char *type_suffix, const char *status)
+void job_event(wjob_t *j, const char *type_suffix, wh_delivery_status_t status)
 {
-    publish_event(j, type_suffix, status, j->attempt, j->status_code,
+    publish_event(j, type_suffix, wh_delivery_status_name(status), j->attempt, j->status_code,
                   j->error_class[0] ? j->error_class : NULL, j->error_message, j->permanent,
                   j->endpoint_disabled_now ? j->disabled_reason : NULL, j->job.id, j->job.tenant_id,
                   j->job.event_type, j->job.event_id);
@@ -102,7 +102,7 @@ void job_publish(wjob_t *j)
     case END_NONE:
         break;
     case END_DELIVERED:
-        job_event(j, "delivered", "delivered");
+        job_event(j, "delivered", WH_DELIVERY_DELIVERED);
         break;
     case END_FAILED:
         job_event(j, "failed", j->delivery_status);
@@ -112,7 +112,7 @@ void job_publish(wjob_t *j)
         publish_retry(j, j->attempt, j->next_attempt_ms, reason);
         break;
     case END_EXHAUSTED:
-        job_event(j, "exhausted", "exhausted");
+        job_event(j, "exhausted", WH_DELIVERY_EXHAUSTED);
         snprintf(reason, sizeof(reason), "retries exhausted after %d attempts: %s: %s", j->attempt,
                  j->error_class, j->error_message);
         publish_dlq(j, reason);

@@ -110,9 +110,9 @@ static bool flush_rows(worker_t *w, wjob_t **batch, size_t n, json_t **attempts_
         bool final = j->end != END_RETRY;
         json_t *row = json_pack(
             "{s:s, s:s, s:i, s:o, s:o, s:o, s:b}", "delivery_id", j->job.id, "status",
-            j->delivery_status, "attempts", j->record_attempt ? j->attempt : j->attempt - 1,
-            "last_status_code", j->status_code > 0 ? json_integer(j->status_code) : json_null(),
-            "last_error",
+            wh_delivery_status_name(j->delivery_status), "attempts",
+            j->record_attempt ? j->attempt : j->attempt - 1, "last_status_code",
+            j->status_code > 0 ? json_integer(j->status_code) : json_null(), "last_error",
             j->error_class[0] ? json_sprintf("%s: %s", j->error_class, j->error_message)
                               : json_null(),
             "next_attempt_ms", j->end == END_RETRY ? json_integer(j->next_attempt_ms) : json_null(),

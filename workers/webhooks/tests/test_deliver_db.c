@@ -54,7 +54,9 @@ static void test_claim_read(void **state)
     char errstr[256];
     assert_int_equal(wh_db_claim_read(res, out, 4, errstr, sizeof(errstr)), NUDGEL_OK);
     assert_true(out[0].final && !out[0].fresh && !out[0].duplicate);
-    assert_string_equal(out[0].status, "delivered");
+    assert_int_equal(out[0].status, WH_DELIVERY_DELIVERED);
+    assert_string_equal(wh_delivery_status_name(out[0].status), "delivered");
+    assert_string_equal(out[0].error_class, "");
     assert_int_equal(out[0].attempts, 2);
     assert_int_equal(out[0].last_status_code, 200);
     assert_true(out[1].duplicate && !out[1].final && !out[1].fresh);
@@ -62,8 +64,40 @@ static void test_claim_read(void **state)
     assert_true(out[2].fresh && !out[2].final && !out[2].duplicate && out[2].attempts == 0);
     assert_true(out[3].fresh && !out[3].duplicate && !out[3].final);
     assert_int_equal(out[3].attempts, 3);
-    assert_string_equal(out[3].last_error, "http_5xx: HTTP 503");
+    assert_int_equal(out[3].status, WH_DELIVERY_DELIVERING);
+    assert_string_equal(out[3].error_class, "http_5xx"); /* "http_5xx: HTTP 503" */
+    assert_string_equal(out[3].error_message, "HTTP 503");
     PQclear(res);
+
+    /* Stored text is parsed once, here: a status the enum does not know is an error. */
+    static const char *const odd[] = {"1", "t", "delivered ", "1", "200", "no colon"};
+    res = result(PGRES_TUPLES_OK, 6, 1, odd);
+    assert_int_equal(wh_db_claim_read(res, out, 1, errstr, sizeof(errstr)), NUDGEL_ERR_PG);
+    assert_non_null(strstr(errstr, "is not a delivery status"));
+    PQclear(res);
+
+    /* Every final status is final; a last_error without ": " has no class. */
+    static const struct {
+        const char *text;
+        wh_delivery_status_t status;
+        bool final;
+    } statuses[] = {
+        {"pending", WH_DELIVERY_PENDING, false},    {"delivering", WH_DELIVERY_DELIVERING, false},
+        {"delivered", WH_DELIVERY_DELIVERED, true}, {"failed", WH_DELIVERY_FAILED, true},
+        {"exhausted", WH_DELIVERY_EXHAUSTED, true}, {"cancelled", WH_DELIVERY_CANCELLED, true},
+    };
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        const char *row[] = {"1", "t", statuses[i].text, "1", NULL, "no colon"};
+        res = result(PGRES_TUPLES_OK, 6, 1, row);
+        assert_int_equal(wh_db_claim_read(res, out, 1, errstr, sizeof(errstr)), NUDGEL_OK);
+        assert_int_equal(out[0].status, statuses[i].status);
+        assert_string_equal(wh_delivery_status_name(out[0].status), statuses[i].text);
+        assert_int_equal(out[0].final, statuses[i].final);
+        assert_int_equal(out[0].fresh, !statuses[i].final);
+        assert_string_equal(out[0].error_class, "");
+        assert_string_equal(out[0].error_message, "");
+        PQclear(res);
+    }
 
     res = result(PGRES_FATAL_ERROR, 0, 0, NULL);
     assert_int_equal(wh_db_claim_read(res, out, 4, errstr, sizeof(errstr)), NUDGEL_ERR_PG);

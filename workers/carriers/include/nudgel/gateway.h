@@ -203,12 +203,21 @@ typedef enum nudgel_gateway_outcome_kind {
     NUDGEL_GATEWAY_TRANSIENT, /* retry later (or on the next gateway of the route) */
 } nudgel_gateway_outcome_kind_t;
 
+/*
+ * The receipt an outcome leaves. The dialects decide it from the gateway's
+ * answer (its wire codes and texts, read in src/dialect_<name>.c only); the
+ * roles map it once onto their receipt state, never by comparing text.
+ */
+typedef enum nudgel_gateway_receipt {
+    NUDGEL_GATEWAY_RECEIPT_NONE = 0, /* TRANSIENT: no receipt yet */
+    NUDGEL_GATEWAY_RECEIPT_SENT,     /* SENT */
+    NUDGEL_GATEWAY_RECEIPT_REJECTED, /* PERMANENT: invalid number or sender, blacklist, DND */
+    NUDGEL_GATEWAY_RECEIPT_FAILED,   /* PERMANENT: any other reason */
+} nudgel_gateway_receipt_t;
+
 typedef struct nudgel_gateway_outcome {
     nudgel_gateway_outcome_kind_t kind;
-    /* Receipt status: "sent", "rejected" (invalid number, sender, blacklist,
-       DND), "failed" (any other permanent outcome), NULL when TRANSIENT.
-       Static. */
-    const char *receipt_status;
+    nudgel_gateway_receipt_t receipt;
     int http_status; /* 0 on a transport error */
     /* SENT */
     char message_id[NUDGEL_GATEWAY_CLIENT_REF_MAX]; /* the gateway's id ("" if none given) */
@@ -242,6 +251,13 @@ typedef struct nudgel_gateway_outcome {
 nudgel_err_t nudgel_gateway_classify(const nudgel_gateway_t *gw,
                                      const nudgel_gateway_response_t *resp,
                                      nudgel_gateway_outcome_t *out);
+
+/**
+ * @brief The receipt's name as the receipts table spells it ("sent",
+ * "rejected", "failed"; "none" for NUDGEL_GATEWAY_RECEIPT_NONE), for logs
+ * and tests. @returns a static string.
+ */
+const char *nudgel_gateway_receipt_name(nudgel_gateway_receipt_t r);
 
 /**
  * @brief Parses a Retry-After value: delta seconds or an IMF-fixdate

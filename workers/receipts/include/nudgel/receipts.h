@@ -18,8 +18,9 @@
  * statement. A connection is used by one thread at a time.
  *
  * Errors: NUDGEL_ERR_PG_UNREACHABLE when the connection is lost or the
- * server is going away (SQLSTATE class 08, 57P01..57P03): reconnect and
- * retry. NUDGEL_ERR_PG for any other statement failure (constraint, SQL,
+ * server is going away (SQLSTATE class 08, 57P01..57P03, mapped by
+ * nudgel_pg_result_err() in nudgel/pg.h): reconnect and retry.
+ * NUDGEL_ERR_PG for any other statement failure (constraint, SQL,
  * deadlock). NUDGEL_ERR_INVALID_ARG for bad arguments. errstr never holds
  * the DSN.
  *
