@@ -88,13 +88,7 @@ static cached_template_t *entry_of(worker_t *w, const char *key, size_t len)
 /* A lookup is queued for @p t (true) or has come back (false): it is not evicted meanwhile. */
 static void set_loading(worker_t *w, cached_template_t *t, bool loading)
 {
-    if (t->loading == loading)
-        return;
-    t->loading = loading;
-    if (loading)
-        nudgel_cache_pin(w->templates, t->entry);
-    else
-        nudgel_cache_unpin(w->templates, t->entry);
+    nudgel_cache_pin_while(w->templates, t->entry, &t->loading, loading);
 }
 
 void templates_close(worker_t *w)

@@ -248,6 +248,17 @@ void nudgel_cache_unpin(nudgel_cache_t *c, nudgel_cache_entry_t *e)
     list_append(&c->lru, e);
 }
 
+void nudgel_cache_pin_while(nudgel_cache_t *c, nudgel_cache_entry_t *e, bool *flag, bool on)
+{
+    if (*flag == on)
+        return;
+    *flag = on;
+    if (on)
+        nudgel_cache_pin(c, e);
+    else
+        nudgel_cache_unpin(c, e);
+}
+
 bool nudgel_cache_pinned(const nudgel_cache_entry_t *e)
 {
     return e->pins > 0;

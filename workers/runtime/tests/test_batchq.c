@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "nudgel/batchq.h"
+#include "test_rng.h"
 
 #define STEPS     200000
 #define MODEL_MAX 4096
@@ -103,16 +104,6 @@ static void test_typed_batch(void **state)
     assert_int_equal(((fake_msg_t *)nudgel_batchq_at(q, 4))->id, 4);
     assert_int_equal(((fake_msg_t *)nudgel_batchq_at(q, 0))->id, 0);
     nudgel_batchq_free(q);
-}
-
-static uint64_t rng_state;
-
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
 }
 
 /* The model: a plain array, shifted with memmove. */

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "nudgel/cache.h"
+#include "test_rng.h"
 
 #define KEYS 300 /* distinct keys of the random test */
 #define OPS  200000
@@ -162,6 +163,15 @@ static void test_pins(void **state)
     put(c, "z", 4);
     assert_int_equal(id_at(c, "b"), -1);
     assert_int_equal(id_at(c, "a"), 0);
+    /* A pin tied to a flag: taken as it becomes true, let go as it becomes false. */
+    bool loading = false;
+    nudgel_cache_pin_while(c, a, &loading, true);
+    nudgel_cache_pin_while(c, a, &loading, true);
+    assert_true(loading);
+    assert_true(nudgel_cache_pinned(a));
+    nudgel_cache_pin_while(c, a, &loading, false);
+    assert_false(loading);
+    assert_false(nudgel_cache_pinned(a));
     /* A pinned entry can be removed. */
     nudgel_cache_pin(c, a);
     nudgel_cache_remove(c, a);
@@ -215,17 +225,6 @@ static model_entry_t model[KEYS];
 static uint64_t clock_now;
 static size_t model_count, model_max;
 static uint64_t model_evictions;
-
-static uint64_t rng_state;
-
-static uint64_t rng(void)
-{
-    /* xorshift64*: deterministic, so a failure reproduces. */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
-}
 
 /* The model's victim: the unpinned entry used longest ago; -1 when none. */
 static int model_oldest(void)

@@ -98,26 +98,15 @@ void endpoint_drop(worker_t *w, wjob_t *j)
     j->ep = NULL;
 }
 
-/* A pin for each state that must keep @p ep cached: it goes with the state. */
-static void pin_while(worker_t *w, endpoint_t *ep, bool *flag, bool on)
-{
-    if (*flag == on)
-        return;
-    *flag = on;
-    if (on)
-        nudgel_cache_pin(w->endpoints, ep->ce);
-    else
-        nudgel_cache_unpin(w->endpoints, ep->ce);
-}
-
+/* Each state that must keep @p ep cached holds a pin while it lasts. */
 void endpoint_set_loading(worker_t *w, endpoint_t *ep, bool loading)
 {
-    pin_while(w, ep, &ep->load_queued, loading);
+    nudgel_cache_pin_while(w->endpoints, ep->ce, &ep->load_queued, loading);
 }
 
 void endpoint_set_active(worker_t *w, endpoint_t *ep, bool active)
 {
-    pin_while(w, ep, &ep->active, active);
+    nudgel_cache_pin_while(w->endpoints, ep->ce, &ep->active, active);
 }
 
 void endpoints_free(worker_t *w)

@@ -172,14 +172,7 @@ static bool tenant_in_use(const tenant_t *t)
 /* A tenant in use is pinned: never evicted while a lookup or an event needs it. */
 static void tenant_repin(dispatch_tenants_t *T, tenant_t *t)
 {
-    bool in_use = tenant_in_use(t);
-    if (in_use == t->pinned)
-        return;
-    t->pinned = in_use;
-    if (in_use)
-        nudgel_cache_pin(T->cache, t->ce);
-    else
-        nudgel_cache_unpin(T->cache, t->ce);
+    nudgel_cache_pin_while(T->cache, t->ce, &t->pinned, tenant_in_use(t));
 }
 
 /* The evictions since the last report onto the counter, the cache's size onto the gauge. */

@@ -102,6 +102,14 @@ void nudgel_cache_pin(nudgel_cache_t *c, nudgel_cache_entry_t *e);
  */
 void nudgel_cache_unpin(nudgel_cache_t *c, nudgel_cache_entry_t *e);
 
+/**
+ * @brief One pin on @p e while @p *flag — a state of the caller's value
+ * that must keep it cached (its row loading, its lane busy) — is true: sets
+ * @p *flag to @p on, pinning @p e as it becomes true and unpinning it as it
+ * becomes false (unchanged: nothing).
+ */
+void nudgel_cache_pin_while(nudgel_cache_t *c, nudgel_cache_entry_t *e, bool *flag, bool on);
+
 /** @brief Whether @p e has a pin. */
 bool nudgel_cache_pinned(const nudgel_cache_entry_t *e);
 
