@@ -123,10 +123,7 @@ static void check_same(const nudgel_batchq_t *q, const model_t *m)
 static void test_random_against_model(void **state)
 {
     (void)state;
-    const char *seed_env = getenv("NUDGEL_TEST_SEED");
-    uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : 0x5eed0b47c4ull;
-    printf("test_batchq: seed %llu (NUDGEL_TEST_SEED)\n", (unsigned long long)seed);
-    rng_state = seed ? seed : 1;
+    rng_seed("test_batchq", 0x5eed0b47c4ull);
 
     static model_t m;
     static void *batch[MODEL_MAX * 2];

@@ -346,10 +346,7 @@ static void random_op(nudgel_cache_t *c)
 static void test_against_model(void **state)
 {
     (void)state;
-    const char *env = getenv("NUDGEL_TEST_SEED");
-    uint64_t seed = env ? strtoull(env, NULL, 10) : 0x5eedcafe1234ull;
-    printf("test_against_model: seed %llu\n", (unsigned long long)seed);
-    rng_state = seed ? seed : 1;
+    rng_seed("test_cache", 0x5eedcafe1234ull);
     memset(model, 0, sizeof(model));
     clock_now = 0;
     model_count = 0;
