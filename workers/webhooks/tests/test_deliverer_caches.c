@@ -1,10 +1,11 @@
 /*
  * test_deliverer_caches.c — the deliverer's two capped caches
- * (deliverer/endpoints.c, deliverer/guard.c): the endpoint cache drops the
- * least recently used endpoint nothing holds (never one a job holds or whose
- * row is being read) and may exceed its cap only while nothing can go; the
- * SSRF verdicts are reused per host and the least recently used host goes
- * first. lookups_load() is replaced here: it only notes the request.
+ * (deliverer/endpoints.c, deliverer/guard.c, on nudgel/cache.h): the
+ * endpoint cache drops the least recently used endpoint nothing holds (never
+ * one a job holds, whose row is being read or whose lane is active) and may
+ * exceed its cap only while nothing can go; the SSRF verdicts are reused per
+ * host and the least recently used host goes first. lookups_load() is
+ * replaced here: it only notes the request (the row is then being read).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -100,6 +101,30 @@ static void test_endpoint_cache_evicts_what_nothing_holds(void **state)
     free(w);
 }
 
+static void test_endpoint_with_an_active_lane_stays(void **state)
+{
+    (void)state;
+    worker_t *w = worker_new(2, 10);
+    endpoint_t *a = endpoint_get(w, id(0));
+    row_came(w, a);
+    endpoint_set_active(w, a, true); /* its lane has queued jobs */
+    row_came(w, endpoint_get(w, id(1)));
+    /* a is the least recently used, but its lane is active: b goes for c. */
+    endpoint_t *c = endpoint_get(w, id(2));
+    assert_int_equal(nudgel_cache_count(w->endpoints), 2);
+    assert_null(endpoint_find(w, id(1)));
+    assert_ptr_equal(endpoint_find(w, id(0)), a);
+    row_came(w, c);
+    /* The lane drained: a was in use until now, so c (older) goes for d. */
+    endpoint_set_active(w, a, false);
+    endpoint_get(w, id(3));
+    assert_null(endpoint_find(w, id(2)));
+    assert_ptr_equal(endpoint_find(w, id(0)), a);
+    endpoints_free(w);
+    guard_free(w);
+    free(w);
+}
+
 /* The vetted host at @p place in the cache's use order (0: the least recently used). */
 static const vetted_t *host_at(worker_t *w, size_t place)
 {
@@ -148,6 +173,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_endpoint_cache_evicts_what_nothing_holds),
+        cmocka_unit_test(test_endpoint_with_an_active_lane_stays),
         cmocka_unit_test(test_ssrf_cache_keeps_the_recent_hosts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
