@@ -184,7 +184,7 @@ static nudgel_err_t make_structures(worker_t *w, char *errstr, size_t errstr_siz
 {
     size_t queue_max = w->max_in_flight * 4 + 4096;
     if (!(w->recipients = nudgel_keyq_new()) || !(w->tenant_waits = nudgel_keyq_new()) ||
-        !(w->templates = nudgel_keyq_new()) || !(w->claim = calloc(1, sizeof(*w->claim))) ||
+        !templates_open(w) || !(w->claim = calloc(1, sizeof(*w->claim))) ||
         !(w->record = calloc(1, sizeof(*w->record))) ||
         nudgel_batchq_new(queue_max, &w->to_claim) != NUDGEL_OK ||
         nudgel_batchq_new(queue_max, &w->to_record) != NUDGEL_OK ||

@@ -46,6 +46,7 @@
 
 #include "nudgel/batchq.h"
 #include "nudgel/breaker.h"
+#include "nudgel/cache.h"
 #include "nudgel/config.h"
 #include "nudgel/consumer.h"
 #include "nudgel/event.h"
@@ -186,7 +187,7 @@ typedef struct pg_link {
     bool up;
 } pg_link_t;
 
-/* A cached template body (templates.c), on the cache's eviction list. */
+/* A cached template body (templates.c), the value of an entry of w->templates. */
 typedef struct cached_template cached_template_t;
 
 /* A row of nudgel.tenant_limits. */
@@ -258,9 +259,8 @@ struct worker {
     bool limits_pending; /* a read is queued on the lookups connection */
 
     /* templates.c */
-    nudgel_keyq_t *templates; /* "tenant\0name\0locale" → cached_template_t */
-    cached_template_t *tpl_oldest, *tpl_newest;
-    size_t template_count, template_max;
+    nudgel_cache_t *templates; /* "tenant\0name\0locale" → cached_template_t */
+    size_t template_max;
     int64_t template_ttl_us;
 
     /* settings */
@@ -307,6 +307,8 @@ void claims_pump(void *opaque);
 
 /* ---- templates.c --------------------------------------------------------- */
 
+/* Makes the cache (capped at w->template_max). @returns false when out of memory. */
+bool templates_open(worker_t *w);
 /* Frees the cache (teardown). */
 void templates_close(worker_t *w);
 /*
@@ -316,7 +318,7 @@ void templates_close(worker_t *w);
  * every one of them has its template; false: the batch waits.
  */
 bool templates_take(worker_t *w, size_t n);
-/* Evicts the oldest entries beyond messages.template_cache_max. */
+/* Evicts the least recently used entries beyond messages.template_cache_max. */
 void templates_trim(worker_t *w);
 
 /* ---- prepare.c ----------------------------------------------------------- */

@@ -2,8 +2,9 @@
  * templates.c — the template cache: nudgel.message_templates bodies (or
  * their absence) per tenant, name and locale, read on the "lookups"
  * connection (postgres.c) and kept for messages.template_cache_ms, at most
- * messages.template_cache_max of them (the least recently used goes first,
- * when a new one comes in; one with a lookup pending is never dropped).
+ * messages.template_cache_max of them in the runtime's capped cache
+ * (nudgel/cache.h: the least recently used goes first, when a new one comes
+ * in; one with a lookup pending is pinned, never dropped).
  *
  * The claims stage (claims.c) calls templates_take() for the batch it is
  * about to send: each template job takes a copy of its template (fresh, or
@@ -25,12 +26,11 @@
 #define KEY_MAX 512
 
 struct cached_template {
-    nudgel_keyq_entry_t *entry;            /* its key in w->templates */
-    struct cached_template *older, *newer; /* least recently used first */
-    char *body;                            /* NULL: no such template (or failed) */
-    char *error;                           /* the last lookup failed: why */
-    int64_t loaded_us;                     /* 0: never loaded */
-    bool loading;                          /* a lookup is queued or in flight */
+    nudgel_cache_entry_t *entry; /* its entry in w->templates (pinned while loading) */
+    char *body;                  /* NULL: no such template (or failed) */
+    char *error;                 /* the last lookup failed: why */
+    int64_t loaded_us;           /* 0: never loaded */
+    bool loading;                /* a lookup is queued or in flight */
 };
 
 typedef struct template_lookup {
@@ -46,89 +46,54 @@ static size_t template_key(const nudgel_message_job_t *j, char *key, size_t size
     return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
-/* ---- the eviction list ---------------------------------------------------- */
+/* ---- the cache ------------------------------------------------------------ */
 
-static void unlink_entry(worker_t *w, cached_template_t *t)
+/* The cache's free callback: an entry evicted, or the cache freed. */
+static void template_free(void *opaque, void *value)
 {
-    if (t->older)
-        t->older->newer = t->newer;
-    else
-        w->tpl_oldest = t->newer;
-    if (t->newer)
-        t->newer->older = t->older;
-    else
-        w->tpl_newest = t->older;
-    t->older = t->newer = NULL;
-}
-
-static void link_newest(worker_t *w, cached_template_t *t)
-{
-    t->older = w->tpl_newest;
-    t->newer = NULL;
-    if (w->tpl_newest)
-        w->tpl_newest->newer = t;
-    else
-        w->tpl_oldest = t;
-    w->tpl_newest = t;
-}
-
-static void drop_entry(worker_t *w, cached_template_t *t)
-{
-    unlink_entry(w, t);
-    *nudgel_keyq_data(t->entry) = NULL;
-    nudgel_keyq_drop_if_idle(w->templates, t->entry);
+    cached_template_t *t = value;
+    (void)opaque;
     free(t->body);
     free(t->error);
     free(t);
-    w->template_count--;
 }
 
-/* Drops the least recently used entries until at most @p max are left. */
-static void trim_to(worker_t *w, size_t max)
+bool templates_open(worker_t *w)
 {
-    /* An entry with a lookup pending stays: its lookup will fill it. */
-    for (cached_template_t *t = w->tpl_oldest, *next; t && w->template_count > max; t = next) {
-        next = t->newer;
-        if (!t->loading)
-            drop_entry(w, t);
-    }
+    return nudgel_cache_new(w->template_max, template_free, NULL, &w->templates) == NUDGEL_OK;
 }
 
 void templates_trim(worker_t *w)
 {
-    trim_to(w, w->template_max);
+    nudgel_cache_set_max(w->templates, w->template_max);
+    nudgel_cache_trim(w->templates);
 }
 
-/* The entry of @p key, created (and the cache trimmed) when absent; NULL when out of memory. */
+/* The entry of @p key, made the most recently used; created when absent (NULL: out of memory). */
 static cached_template_t *entry_of(worker_t *w, const char *key, size_t len)
 {
-    nudgel_keyq_entry_t *e = nudgel_keyq_get(w->templates, key, len, true);
-    if (!e)
+    nudgel_cache_entry_t *e = nudgel_cache_get(w->templates, key, len);
+    if (e)
+        return nudgel_cache_value(e);
+    cached_template_t *t = calloc(1, sizeof(*t));
+    if (!t)
         return NULL;
-    cached_template_t *t = *nudgel_keyq_data(e);
-    if (t) {
-        unlink_entry(w, t);
-        link_newest(w, t);
-        return t;
-    }
-    if (!(t = calloc(1, sizeof(*t)))) {
-        nudgel_keyq_drop_if_idle(w->templates, e);
+    if (nudgel_cache_insert(w->templates, key, len, t, &t->entry) != NUDGEL_OK) {
+        free(t);
         return NULL;
     }
-    /* Room first, so the new entry is never the one dropped. */
-    trim_to(w, w->template_max ? w->template_max - 1 : 0);
-    t->entry = e;
-    *nudgel_keyq_data(e) = t;
-    link_newest(w, t);
-    w->template_count++;
     return t;
+}
+
+/* A lookup is queued for @p t (true) or has come back (false): it is not evicted meanwhile. */
+static void set_loading(worker_t *w, cached_template_t *t, bool loading)
+{
+    nudgel_cache_pin_while(w->templates, t->entry, &t->loading, loading);
 }
 
 void templates_close(worker_t *w)
 {
-    while (w->tpl_oldest)
-        drop_entry(w, w->tpl_oldest);
-    nudgel_keyq_free(w->templates);
+    nudgel_cache_free(w->templates);
     w->templates = NULL;
 }
 
@@ -166,7 +131,7 @@ static void template_done(worker_t *w, lookup_t *lk, PGconn *conn, const PGresul
     }
     cached_template_t *t = entry_of(w, tl->key, tl->len);
     if (t) {
-        t->loading = false;
+        set_loading(w, t, false);
         t->loaded_us = nudgel_mono_us();
         free(t->body);
         free(t->error);
@@ -201,7 +166,7 @@ static bool request(worker_t *w, cached_template_t *t, const char *key, size_t l
     tl->lk.done = template_done;
     memcpy(tl->key, key, len);
     tl->len = len;
-    t->loading = true;
+    set_loading(w, t, true);
     lookups_push(w, &tl->lk);
     return true;
 }

@@ -19,7 +19,6 @@
 #define _GNU_SOURCE /* explicit_bzero, strdup */
 #include "nudgel/pgconn.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +29,8 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define DEFAULT_BACKOFF_MIN_MS     100
 #define DEFAULT_BACKOFF_MAX_MS     5000
-#define LOG_EVERY_US               (10 * 1000000LL) /* per connection and per kind of line */
+#define LOG_EVERY_MS               10000 /* one line per connection and kind of line */
+#define LOG_KIND_MAX               96
 #define WHY_MAX                    512
 
 typedef enum conn_state {
@@ -38,12 +38,6 @@ typedef enum conn_state {
     ST_CONNECTING,
     ST_UP,
 } conn_state_t;
-
-/* At most one line every LOG_EVERY_US; the lines held back are counted. */
-typedef struct limiter {
-    int64_t logged_us;
-    unsigned held_back;
-} limiter_t;
 
 struct nudgel_pgconn {
     nudgel_loop_t *loop;
@@ -78,11 +72,12 @@ struct nudgel_pgconn {
     char owe_why[WHY_MAX];
     bool reported_up; /* the last on_state() said up */
 
-    /* Logs: trouble since the last connect, and their limiters. */
+    /* Logs: trouble since the last connect, and the limiters (core's) of the noisy kinds. */
     bool trouble;
     int64_t down_since_us;
     uint64_t failed_attempts;
-    limiter_t log_error, log_back, log_notice;
+    nudgel_log_ratelimit_t log_error, log_back, log_notice;
+    char kind_error[LOG_KIND_MAX], kind_back[LOG_KIND_MAX], kind_notice[LOG_KIND_MAX];
 
     int depth;  /* caller callbacks running */
     bool freed; /* nudgel_pgconn_free() was called inside one */
@@ -120,36 +115,19 @@ static void pq_message(PGconn *conn, const char *what, char *out, size_t size)
     one_line(what, conn ? PQerrorMessage(conn) : NULL, out, size);
 }
 
-static void log_limited(nudgel_pgconn_t *c, limiter_t *lim, nudgel_log_level_t level,
-                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-/* One line at @p level unless one was written less than LOG_EVERY_US ago. */
-static void log_limited(nudgel_pgconn_t *c, limiter_t *lim, nudgel_log_level_t level,
-                        const char *fmt, ...)
+/* One line of a noisy kind per LOG_EVERY_MS, named "<connection>: <what>" when lines are held. */
+static void limiter_init(nudgel_log_ratelimit_t *rl, char kind[LOG_KIND_MAX], const char *name,
+                         const char *what)
 {
-    int64_t now = nudgel_mono_us();
-    if (lim->logged_us && now - lim->logged_us < LOG_EVERY_US) {
-        lim->held_back++;
-        return;
-    }
-    char text[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    if (lim->held_back)
-        NUDGEL_LOG_CTX(level, NULL, "%s: %s (%u similar line(s) held back)", c->name, text,
-                       lim->held_back);
-    else
-        NUDGEL_LOG_CTX(level, NULL, "%s: %s", c->name, text);
-    lim->logged_us = now;
-    lim->held_back = 0;
+    snprintf(kind, LOG_KIND_MAX, "%.60s: %s", name, what);
+    *rl = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT(kind, 1, LOG_EVERY_MS);
 }
 
 /* ---- caller callbacks -------------------------------------------------- */
 
 static void destroy(nudgel_pgconn_t *c)
 {
+    nudgel_log_ratelimit_flush(&c->log_error, NUDGEL_LOG_ERROR); /* the count is not lost */
     free(c->results);
     if (c->dsn) {
         explicit_bzero(c->dsn, strlen(c->dsn));
@@ -225,9 +203,10 @@ static void attempt_failed(nudgel_pgconn_t *c, const char *why)
         c->trouble = true;
         c->down_since_us = c->stats.last_attempt_us;
     }
-    log_limited(c, &c->log_error, NUDGEL_LOG_ERROR,
-                "connecting to Postgres (attempt %llu): %s; next attempt in %lld ms",
-                (unsigned long long)c->failed_attempts, why, (long long)(c->backoff_us / 1000));
+    NUDGEL_LOG_LIMITED(&c->log_error, NUDGEL_LOG_ERROR, NULL,
+                       "%s: connecting to Postgres (attempt %llu): %s; next attempt in %lld ms",
+                       c->name, (unsigned long long)c->failed_attempts, why,
+                       (long long)(c->backoff_us / 1000));
     drop_conn(c);
     schedule_attempt(c);
 }
@@ -244,9 +223,9 @@ static void lose(nudgel_pgconn_t *c, const char *why, nudgel_err_t owe_err)
         nudgel_log_error("%s: dropping the Postgres connection (a bug in the caller): %s", c->name,
                          why);
     else
-        log_limited(c, &c->log_error, NUDGEL_LOG_ERROR,
-                    "Postgres connection lost: %s; reconnecting in %lld ms", why,
-                    (long long)(c->backoff_us / 1000));
+        NUDGEL_LOG_LIMITED(&c->log_error, NUDGEL_LOG_ERROR, NULL,
+                           "%s: Postgres connection lost: %s; reconnecting in %lld ms", c->name,
+                           why, (long long)(c->backoff_us / 1000));
     drop_conn(c);
     if (c->busy) {
         c->owe_done = true;
@@ -364,7 +343,7 @@ static void on_notice(void *arg, const PGresult *res)
     char text[WHY_MAX];
     one_line(NULL, PQresultErrorMessage(res), text, sizeof(text));
     if (serious)
-        log_limited(c, &c->log_notice, level, "Postgres says: %s", text);
+        NUDGEL_LOG_LIMITED(&c->log_notice, level, NULL, "%s: Postgres says: %s", c->name, text);
     else
         NUDGEL_LOG_CTX(level, NULL, "%s: Postgres says: %s", c->name, text);
 }
@@ -411,10 +390,10 @@ static void connected(nudgel_pgconn_t *c)
     if (c->stats.connects > 1)
         c->stats.reconnects++;
     if (c->trouble)
-        log_limited(c, &c->log_back, NUDGEL_LOG_INFO,
-                    "Postgres connection up again after %.1f s (%llu failed attempt(s))",
-                    (double)(nudgel_mono_us() - c->down_since_us) / 1e6,
-                    (unsigned long long)c->failed_attempts);
+        NUDGEL_LOG_LIMITED(&c->log_back, NUDGEL_LOG_INFO, NULL,
+                           "%s: Postgres connection up again after %.1f s (%llu failed attempt(s))",
+                           c->name, (double)(nudgel_mono_us() - c->down_since_us) / 1e6,
+                           (unsigned long long)c->failed_attempts);
     else
         nudgel_log_info("%s: Postgres connection up", c->name);
     c->trouble = false;
@@ -649,6 +628,9 @@ nudgel_err_t nudgel_pgconn_new(nudgel_loop_t *loop, const nudgel_pgconn_options_
     c->dsn = strdup(opts->dsn);
     c->application_name = strdup(opts->application_name ? opts->application_name : "nudgel");
     c->name = strdup(name);
+    limiter_init(&c->log_error, c->kind_error, name, "Postgres errors");
+    limiter_init(&c->log_back, c->kind_back, name, "Postgres reconnections");
+    limiter_init(&c->log_notice, c->kind_notice, name, "Postgres warnings");
     c->timer = nudgel_timer_new(loop, on_timer, c);
     c->notify = nudgel_timer_new(loop, on_notify, c);
     if (!c->dsn || !c->application_name || !c->name || !c->timer || !c->notify) {

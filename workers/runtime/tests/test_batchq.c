@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "nudgel/batchq.h"
+#include "test_rng.h"
 
 #define STEPS     200000
 #define MODEL_MAX 4096
@@ -105,16 +106,6 @@ static void test_typed_batch(void **state)
     nudgel_batchq_free(q);
 }
 
-static uint64_t rng_state;
-
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
-}
-
 /* The model: a plain array, shifted with memmove. */
 typedef struct model {
     void *items[MODEL_MAX * 2];
@@ -132,10 +123,7 @@ static void check_same(const nudgel_batchq_t *q, const model_t *m)
 static void test_random_against_model(void **state)
 {
     (void)state;
-    const char *seed_env = getenv("NUDGEL_TEST_SEED");
-    uint64_t seed = seed_env ? strtoull(seed_env, NULL, 0) : 0x5eed0b47c4ull;
-    printf("test_batchq: seed %llu (NUDGEL_TEST_SEED)\n", (unsigned long long)seed);
-    rng_state = seed ? seed : 1;
+    rng_seed("test_batchq", 0x5eed0b47c4ull);
 
     static model_t m;
     static void *batch[MODEL_MAX * 2];

@@ -21,6 +21,7 @@
 
 #include "nudgel/loop.h"
 #include "nudgel/timeutil.h"
+#include "test_rng.h"
 
 #define TIMERS 500
 
@@ -50,16 +51,6 @@ static void on_timer(void *opaque)
     assert_true(nudgel_mono_us() >= c->due); /* never early */
     c->log->due[c->log->count] = c->due;
     c->log->order[c->log->count++] = c->id;
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
 }
 
 static void test_timers_fire_in_order(void **state)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "nudgel/offsets.h"
+#include "test_rng.h"
 
 #define N 10000
 
@@ -24,17 +25,6 @@ static nudgel_offsets_t *tracker(size_t cap)
     assert_int_equal(nudgel_offsets_new(cap, &t, errstr, sizeof(errstr)), NUDGEL_OK);
     assert_non_null(t);
     return t;
-}
-
-static uint64_t rng_state;
-
-static uint64_t rng(void)
-{
-    /* xorshift64*: deterministic, so a failure reproduces. */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
 }
 
 static void test_in_order(void **state)

@@ -54,6 +54,7 @@
 
 #include "deliver_db.h"
 #include "nudgel/batchq.h"
+#include "nudgel/cache.h"
 #include "nudgel/config.h"
 #include "nudgel/consumer.h"
 #include "nudgel/http_client.h"
@@ -139,7 +140,7 @@ typedef struct wjob {
 struct endpoint {
     char id[NUDGEL_UUID_STR_LEN + 1];
     bool loaded, found, enabled;
-    bool load_queued; /* its row is queued or being read on the lookups connection */
+    bool load_queued; /* its row is queued or being read (endpoint_set_loading()) */
     char tenant_id[72];
     char *url;
     nudgel_wh_key_t keys[2]; /* current, then the rotated-out one while it lives */
@@ -150,7 +151,7 @@ struct endpoint {
     int64_t loaded_us;
     int64_t success_noted_us; /* last success written to the row (at most once a second) */
     int64_t failure_noted_us; /* last failure in a flush (dedupes a batch's failures) */
-    size_t refs;              /* jobs pointing at it: not evicted while > 0 */
+    size_t refs;              /* jobs pointing at it (each one a pin of its cache entry) */
     /* lane */
     size_t max_concurrency;
     double rate; /* requests per second; 0 = no limit */
@@ -159,20 +160,16 @@ struct endpoint {
     size_t in_flight;
     wjob_t *head, *tail;
     size_t queued;
-    bool active; /* on the worker's list of lanes with queued jobs */
+    bool active; /* on the worker's list of lanes with queued jobs (endpoint_set_active()) */
     endpoint_t *next_active;
-    endpoint_t *next;                /* hash chain */
-    endpoint_t *lru_prev, *lru_next; /* the cache's use order (head: most recent) */
+    nudgel_cache_entry_t *ce; /* its entry in w->endpoints: pinned while held, loading or active */
 };
 
-/* A vetted host (scheme://authority), reused for ssrf_cache_ms. */
+/* A vetted host (scheme://authority, its key in w->vetted), reused for ssrf_cache_ms. */
 typedef struct vetted {
-    char *authority;
     nudgel_err_t err;
     nudgel_ssrf_verdict_t verdict;
     int64_t vetted_us;
-    struct vetted *next;                /* hash chain */
-    struct vetted *lru_prev, *lru_next; /* use order (head: most recent) */
 } vetted_t;
 
 /* What can change on SIGHUP (main.c reads it from a configuration). */
@@ -185,13 +182,7 @@ typedef struct settings {
     int64_t endpoint_cache_us, ssrf_cache_us, failing_window_ms, max_retry_after_ms, flush_us;
 } settings_t;
 
-/* A rate-limited kind of log line: at most LOG_LIMIT_PER_S a second, the rest counted. */
-typedef struct log_limit {
-    int64_t window_us;
-    unsigned lines;
-    unsigned suppressed;
-} log_limit_t;
-
+/* Lines of a noisy kind (nudgel_log_ratelimit_t): at most LOG_LIMIT_PER_S a second. */
 #define LOG_LIMIT_PER_S 5
 
 struct worker {
@@ -229,9 +220,7 @@ struct worker {
     wh_claim_t claim_rows[CLAIM_BATCH_MAX];
 
     /* endpoints.c, lookups.c */
-    endpoint_t *endpoints[HASH_BUCKETS];
-    endpoint_t *lru_head, *lru_tail;
-    size_t endpoint_count;
+    nudgel_cache_t *endpoints; /* id → endpoint_t, capped at s.endpoint_cache_max */
     nudgel_batchq_t *loadq;    /* endpoints whose row is to be read */
     nudgel_batchq_t *disableq; /* jobs whose 410 is to disable their endpoint */
     endpoint_t *load_sent[LOOKUP_BATCH_MAX];
@@ -244,9 +233,7 @@ struct worker {
     nudgel_timer_t *lane_timer; /* the next token of a rate-limited lane */
 
     /* guard.c */
-    vetted_t *vetted[HASH_BUCKETS];
-    vetted_t *vet_head, *vet_tail;
-    size_t vetted_count;
+    nudgel_cache_t *vetted; /* scheme://authority → vetted_t, capped at s.ssrf_cache_max */
 
     /* flush.c */
     nudgel_batchq_t *outcomes; /* jobs waiting for the flush */
@@ -259,7 +246,7 @@ struct worker {
     /* jobs.c */
     wjob_t *all;
     wjob_t *by_id[HASH_BUCKETS]; /* jobs in flight by (endpoint, event): each sent once */
-    log_limit_t log_answers, log_dead;
+    nudgel_log_ratelimit_t log_answers, log_dead;
 
     nudgel_metric_t *m_outcomes, *m_attempts, *m_latency, *m_in_flight, *m_queued, *m_claim_s,
         *m_flush_s;
@@ -294,9 +281,9 @@ void job_fail(wjob_t *j);
 void job_finished(void *opaque, nudgel_job_life_t *life); /* the lifecycle's `finished` */
 void abandon_jobs(worker_t *w);
 void job_log_ctx(const wjob_t *j, nudgel_log_ctx_t *ctx);
-/* A line about @p j of a noisy kind: at most LOG_LIMIT_PER_S a second, then a count. */
-void job_log_limited(const wjob_t *j, log_limit_t *l, nudgel_log_level_t level, const char *fmt,
-                     ...) __attribute__((format(printf, 4, 5)));
+/* A line about @p j of a noisy kind, through the limiter @p rl (checked before formatting). */
+void job_log_limited(const wjob_t *j, nudgel_log_ratelimit_t *rl, nudgel_log_level_t level,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* events.c — status events, retry hops, dead letters */
 void publish_event(wjob_t *j, const char *type_suffix, const char *status, int attempt,
@@ -316,12 +303,15 @@ void intake_gate(worker_t *w); /* the in-flight cap */
 void claims_pump(worker_t *w);
 
 /* endpoints.c — the endpoint cache */
+bool endpoints_open(worker_t *w); /* false: out of memory */
 endpoint_t *endpoint_get(worker_t *w, const char *id);
 endpoint_t *endpoint_find(worker_t *w, const char *id);
 void endpoint_hold(endpoint_t *ep, wjob_t *j);
 void endpoint_drop(worker_t *w, wjob_t *j);
 void endpoint_apply_row(worker_t *w, endpoint_t *ep, const wh_endpoint_row_t *row);
 void endpoint_not_found(endpoint_t *ep);
+void endpoint_set_loading(worker_t *w, endpoint_t *ep, bool loading); /* ep->load_queued */
+void endpoint_set_active(worker_t *w, endpoint_t *ep, bool active);   /* ep->active */
 void endpoints_free(worker_t *w);
 
 /* lookups.c — endpoint rows and 410 disables on the lookups connection */
@@ -336,6 +326,7 @@ void lanes_drain(worker_t *w);
 void lanes_timer(void *opaque);
 
 /* guard.c — SSRF verdicts per host */
+bool guard_open(worker_t *w); /* false: out of memory */
 const vetted_t *guard_vet(worker_t *w, const char *url);
 void guard_free(worker_t *w);
 

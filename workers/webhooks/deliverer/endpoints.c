@@ -2,8 +2,11 @@
  * endpoints.c — the cache of registered endpoints: each row trusted for
  * webhooks.endpoint_cache_ms, its signing secrets opened with the keyring
  * and wiped when the row is replaced or the endpoint leaves the cache. At
- * most webhooks.endpoint_cache_max endpoints are kept: the least recently
- * used one that nothing holds (no job, no row being read) goes first.
+ * most webhooks.endpoint_cache_max endpoints are kept, in the runtime's
+ * capped cache (nudgel/cache.h): the least recently used one that nothing
+ * holds goes first. A job holding it, its row being read and its lane
+ * having queued jobs each pin it (never evicted meanwhile); while nothing
+ * can go, the cache exceeds its cap until something is let go.
  *
  * Rows are read on the lookups connection (lookups.c), never here: a
  * missing or stale row is queued, and the endpoint's lane (lanes.c) holds
@@ -18,8 +21,6 @@
 #include "deliverer.h"
 #include "nudgel/timeutil.h"
 
-#define EVICT_SCAN_MAX 64 /* endpoints looked at from the old end for one to evict */
-
 static void forget_secrets(endpoint_t *ep)
 {
     for (size_t i = 0; i < 2; i++)
@@ -29,88 +30,48 @@ static void forget_secrets(endpoint_t *ep)
 
 /* ---- the cache ------------------------------------------------------------ */
 
-static void lru_unlink(worker_t *w, endpoint_t *ep)
+/* The cache's free callback: an endpoint evicted or freed, its secrets wiped first. */
+static void endpoint_free(void *opaque, void *value)
 {
-    if (ep->lru_prev)
-        ep->lru_prev->lru_next = ep->lru_next;
-    else
-        w->lru_head = ep->lru_next;
-    if (ep->lru_next)
-        ep->lru_next->lru_prev = ep->lru_prev;
-    else
-        w->lru_tail = ep->lru_prev;
-    ep->lru_prev = ep->lru_next = NULL;
-}
-
-static void lru_front(worker_t *w, endpoint_t *ep)
-{
-    if (w->lru_head == ep)
-        return;
-    if (ep->lru_prev || ep->lru_next || w->lru_tail == ep)
-        lru_unlink(w, ep);
-    ep->lru_next = w->lru_head;
-    if (w->lru_head)
-        w->lru_head->lru_prev = ep;
-    w->lru_head = ep;
-    if (!w->lru_tail)
-        w->lru_tail = ep;
-}
-
-/* Takes @p ep out of the cache: its secrets wiped, its memory freed. */
-static void endpoint_free(worker_t *w, endpoint_t *ep)
-{
-    endpoint_t **link = &w->endpoints[hash_str(ep->id) % HASH_BUCKETS];
-    while (*link && *link != ep)
-        link = &(*link)->next;
-    if (*link)
-        *link = ep->next;
-    lru_unlink(w, ep);
+    endpoint_t *ep = value;
+    (void)opaque;
     forget_secrets(ep);
     free(ep->url);
     explicit_bzero(ep, sizeof(*ep));
     free(ep);
-    w->endpoint_count--;
 }
 
-/* Makes room for one more endpoint: the oldest ones nothing holds go. */
-static void evict(worker_t *w)
+bool endpoints_open(worker_t *w)
 {
-    endpoint_t *ep = w->lru_tail;
-    for (int steps = 0;
-         ep && w->endpoint_count >= w->s.endpoint_cache_max && steps < EVICT_SCAN_MAX; steps++) {
-        endpoint_t *newer = ep->lru_prev;
-        if (ep->refs == 0 && !ep->load_queued && !ep->active)
-            endpoint_free(w, ep);
-        ep = newer;
-    }
+    return nudgel_cache_new(w->s.endpoint_cache_max, endpoint_free, NULL, &w->endpoints) ==
+           NUDGEL_OK;
 }
 
 endpoint_t *endpoint_find(worker_t *w, const char *id)
 {
-    endpoint_t *ep = w->endpoints[hash_str(id) % HASH_BUCKETS];
-    while (ep && strcmp(ep->id, id) != 0)
-        ep = ep->next;
-    return ep;
+    nudgel_cache_entry_t *e = nudgel_cache_peek(w->endpoints, id, strlen(id));
+    return e ? nudgel_cache_value(e) : NULL;
 }
 
 /*
- * The endpoint @p id, created when missing; its row queued for reading when
- * it has none or a stale one. NULL when out of memory.
+ * The endpoint @p id, created when missing (the least recently used one
+ * nothing holds may go for it); its row queued for reading when it has none
+ * or a stale one. NULL when out of memory.
  */
 endpoint_t *endpoint_get(worker_t *w, const char *id)
 {
-    endpoint_t *ep = endpoint_find(w, id);
+    nudgel_cache_entry_t *e = nudgel_cache_get(w->endpoints, id, strlen(id));
+    endpoint_t *ep = e ? nudgel_cache_value(e) : NULL;
     if (!ep) {
-        evict(w);
         if (!(ep = calloc(1, sizeof(*ep))))
             return NULL;
         snprintf(ep->id, sizeof(ep->id), "%s", id);
-        uint32_t b = hash_str(id) % HASH_BUCKETS;
-        ep->next = w->endpoints[b];
-        w->endpoints[b] = ep;
-        w->endpoint_count++;
+        nudgel_cache_set_max(w->endpoints, w->s.endpoint_cache_max); /* SIGHUP may change it */
+        if (nudgel_cache_insert(w->endpoints, ep->id, strlen(ep->id), ep, &ep->ce) != NUDGEL_OK) {
+            free(ep);
+            return NULL;
+        }
     }
-    lru_front(w, ep);
     bool stale = !ep->loaded || nudgel_mono_us() - ep->loaded_us >= w->s.endpoint_cache_us;
     if (stale && !ep->load_queued && (!ep->loaded || nudgel_pgconn_up(w->pg_lookups)))
         lookups_load(w, ep);
@@ -125,20 +86,33 @@ void endpoint_hold(endpoint_t *ep, wjob_t *j)
 {
     j->ep = ep;
     ep->refs++;
+    nudgel_cache_pin(j->w->endpoints, ep->ce);
 }
 
 void endpoint_drop(worker_t *w, wjob_t *j)
 {
-    (void)w;
-    if (j->ep)
+    if (j->ep) {
         j->ep->refs--;
+        nudgel_cache_unpin(w->endpoints, j->ep->ce);
+    }
     j->ep = NULL;
+}
+
+/* Each state that must keep @p ep cached holds a pin while it lasts. */
+void endpoint_set_loading(worker_t *w, endpoint_t *ep, bool loading)
+{
+    nudgel_cache_pin_while(w->endpoints, ep->ce, &ep->load_queued, loading);
+}
+
+void endpoint_set_active(worker_t *w, endpoint_t *ep, bool active)
+{
+    nudgel_cache_pin_while(w->endpoints, ep->ce, &ep->active, active);
 }
 
 void endpoints_free(worker_t *w)
 {
-    while (w->lru_head)
-        endpoint_free(w, w->lru_head);
+    nudgel_cache_free(w->endpoints);
+    w->endpoints = NULL;
 }
 
 /* ---- rows ----------------------------------------------------------------- */

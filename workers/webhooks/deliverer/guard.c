@@ -3,14 +3,13 @@
  * a vetted resolution is reused (and pinned with CURLOPT_RESOLVE, so the
  * request connects to the addresses that were vetted) for
  * webhooks.ssrf_cache_ms; a failed lookup only for a second. At most
- * webhooks.ssrf_cache_max hosts are kept, the least recently used going
- * first.
+ * webhooks.ssrf_cache_max hosts are kept in the runtime's capped cache
+ * (nudgel/cache.h), the least recently used going first.
  *
  * Vetting resolves the host with getaddrinfo(), which blocks the loop for
  * as long as the resolver takes: the cache keeps that to once per host and
  * ssrf_cache_ms.
  */
-#define _GNU_SOURCE /* strdup */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,50 +17,22 @@
 #include "deliverer.h"
 #include "nudgel/timeutil.h"
 
-static void vet_unlink(worker_t *w, vetted_t *v)
+/* The cache's free callback. */
+static void vetted_free(void *opaque, void *value)
 {
-    if (v->lru_prev)
-        v->lru_prev->lru_next = v->lru_next;
-    else
-        w->vet_head = v->lru_next;
-    if (v->lru_next)
-        v->lru_next->lru_prev = v->lru_prev;
-    else
-        w->vet_tail = v->lru_prev;
-    v->lru_prev = v->lru_next = NULL;
+    (void)opaque;
+    free(value);
 }
 
-static void vet_front(worker_t *w, vetted_t *v)
+bool guard_open(worker_t *w)
 {
-    if (w->vet_head == v)
-        return;
-    if (v->lru_prev || v->lru_next || w->vet_tail == v)
-        vet_unlink(w, v);
-    v->lru_next = w->vet_head;
-    if (w->vet_head)
-        w->vet_head->lru_prev = v;
-    w->vet_head = v;
-    if (!w->vet_tail)
-        w->vet_tail = v;
-}
-
-static void vet_free(worker_t *w, vetted_t *v)
-{
-    vetted_t **link = &w->vetted[hash_str(v->authority) % HASH_BUCKETS];
-    while (*link && *link != v)
-        link = &(*link)->next;
-    if (*link)
-        *link = v->next;
-    vet_unlink(w, v);
-    free(v->authority);
-    free(v);
-    w->vetted_count--;
+    return nudgel_cache_new(w->s.ssrf_cache_max, vetted_free, NULL, &w->vetted) == NUDGEL_OK;
 }
 
 void guard_free(worker_t *w)
 {
-    while (w->vet_head)
-        vet_free(w, w->vet_head);
+    nudgel_cache_free(w->vetted);
+    w->vetted = NULL;
 }
 
 /* The SSRF verdict for @p url, from the per-host cache or vetted now; NULL when out of memory. */
@@ -72,25 +43,20 @@ const vetted_t *guard_vet(worker_t *w, const char *url)
     size_t alen = strcspn(start, "/?#");
     char key[512];
     snprintf(key, sizeof(key), "%.*s", (int)((size_t)(start - url) + alen), url);
-    uint32_t b = hash_str(key) % HASH_BUCKETS;
-    vetted_t *v = w->vetted[b];
-    while (v && strcmp(v->authority, key) != 0)
-        v = v->next;
+    size_t len = strlen(key);
+    nudgel_cache_entry_t *e = nudgel_cache_get(w->vetted, key, len);
+    vetted_t *v = e ? nudgel_cache_value(e) : NULL;
     if (v) {
-        vet_front(w, v);
         if (nudgel_mono_us() - v->vetted_us < w->s.ssrf_cache_us)
             return v;
     } else {
-        while (w->vet_tail && w->vetted_count >= w->s.ssrf_cache_max)
-            vet_free(w, w->vet_tail);
-        if (!(v = calloc(1, sizeof(*v))) || !(v->authority = strdup(key))) {
+        if (!(v = calloc(1, sizeof(*v))))
+            return NULL;
+        nudgel_cache_set_max(w->vetted, w->s.ssrf_cache_max); /* SIGHUP may change it */
+        if (nudgel_cache_insert(w->vetted, key, len, v, NULL) != NUDGEL_OK) {
             free(v);
             return NULL;
         }
-        v->next = w->vetted[b];
-        w->vetted[b] = v;
-        w->vetted_count++;
-        vet_front(w, v);
     }
     v->err = nudgel_ssrf_vet_url(w->ssrf, url, &v->verdict);
     v->vetted_us = nudgel_mono_us();

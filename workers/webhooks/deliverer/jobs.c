@@ -4,7 +4,8 @@
  * (endpoint, event), its end once every publish of it is acknowledged (its
  * offset stored, handed back, or a fatal stop when it cannot be finished
  * durably), the jobs abandoned at exit, and what its log lines carry
- * (tenant, job id, trace id) with the rate limit of the noisy kinds.
+ * (tenant, job id, trace id), the noisy kinds through core's rate limiter
+ * (nudgel_log_ratelimit_t).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,7 +13,6 @@
 #include <string.h>
 
 #include "deliverer.h"
-#include "nudgel/timeutil.h"
 
 /*
  * Jobs in flight are indexed by (endpoint, event): a copy of one (the same
@@ -99,29 +99,10 @@ void job_log_ctx(const wjob_t *j, nudgel_log_ctx_t *ctx)
     ctx->trace_id = j->trace_id[0] ? j->trace_id : NULL;
 }
 
-static bool log_allow(log_limit_t *l, unsigned *suppressed)
+void job_log_limited(const wjob_t *j, nudgel_log_ratelimit_t *rl, nudgel_log_level_t level,
+                     const char *fmt, ...)
 {
-    int64_t now = nudgel_mono_us();
-    *suppressed = 0;
-    if (now - l->window_us >= 1000000) {
-        *suppressed = l->suppressed;
-        l->window_us = now;
-        l->lines = 0;
-        l->suppressed = 0;
-    }
-    if (l->lines >= LOG_LIMIT_PER_S) {
-        l->suppressed++;
-        return false;
-    }
-    l->lines++;
-    return true;
-}
-
-void job_log_limited(const wjob_t *j, log_limit_t *l, nudgel_log_level_t level, const char *fmt,
-                     ...)
-{
-    unsigned suppressed;
-    if (level < nudgel_log_threshold || !log_allow(l, &suppressed))
+    if (level < nudgel_log_threshold || !nudgel_log_ratelimit_allow(rl, level))
         return;
     char text[1200];
     va_list ap;
@@ -130,8 +111,5 @@ void job_log_limited(const wjob_t *j, log_limit_t *l, nudgel_log_level_t level, 
     va_end(ap);
     nudgel_log_ctx_t ctx;
     job_log_ctx(j, &ctx);
-    if (suppressed)
-        NUDGEL_LOG_CTX(level, &ctx, "%s (%u similar line(s) suppressed)", text, suppressed);
-    else
-        NUDGEL_LOG_CTX(level, &ctx, "%s", text);
+    nudgel_log_emit(level, &ctx, "%s", text);
 }

@@ -22,7 +22,7 @@ void lane_push(worker_t *w, endpoint_t *ep, wjob_t *j)
     ep->queued++;
     w->lane_waiting++;
     if (!ep->active) {
-        ep->active = true;
+        endpoint_set_active(w, ep, true);
         ep->next_active = w->active;
         w->active = ep;
     }
@@ -88,8 +88,8 @@ void lanes_drain(worker_t *w)
         if (due && (!next_token || due < next_token))
             next_token = due;
         if (!ep->head) {
-            ep->active = false;
             *link = ep->next_active;
+            endpoint_set_active(w, ep, false);
         } else {
             link = &ep->next_active;
         }

@@ -24,7 +24,7 @@ void lookups_load(worker_t *w, endpoint_t *ep)
         return;
     /* Out of memory: not queued; the lane asks again (lanes_drain). */
     if (nudgel_batchq_push(w->loadq, ep) == NUDGEL_OK)
-        ep->load_queued = true;
+        endpoint_set_loading(w, ep, true);
 }
 
 /* @p j's 410 answer disables its endpoint: its outcome waits for the row to say so. */
@@ -46,9 +46,9 @@ void lookups_down(worker_t *w)
         endpoint_t *ep = NULL;
         nudgel_batchq_shift(w->loadq, (void **)&ep, 1);
         if (ep->loaded)
-            ep->load_queued = false;
+            endpoint_set_loading(w, ep, false);
         else if (nudgel_batchq_push(w->loadq, ep) != NUDGEL_OK)
-            ep->load_queued = false; /* asked again by its lane */
+            endpoint_set_loading(w, ep, false); /* asked again by its lane */
     }
 }
 
@@ -101,13 +101,13 @@ static void loads_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *result
         size_t back = 0;
         for (size_t i = 0; i < count; i++) {
             if (sent[i]->loaded)
-                sent[i]->load_queued = false; /* the row we had serves meanwhile */
+                endpoint_set_loading(w, sent[i], false); /* the row we had serves meanwhile */
             else
                 sent[back++] = sent[i];
         }
         if (back && nudgel_batchq_unshift(w->loadq, (void *const *)sent, back) != NUDGEL_OK)
             for (size_t i = 0; i < back; i++)
-                sent[i]->load_queued = false; /* asked again by their lanes */
+                endpoint_set_loading(w, sent[i], false); /* asked again by their lanes */
         nudgel_pgconn_lost(c, why);
         return;
     }
@@ -128,7 +128,7 @@ static void loads_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *result
     for (size_t i = 0; i < count; i++) {
         if (!seen[i])
             endpoint_not_found(sent[i]);
-        sent[i]->load_queued = false;
+        endpoint_set_loading(w, sent[i], false);
     }
 }
 
@@ -183,7 +183,7 @@ void lookups_pump(worker_t *w)
     if (err != NUDGEL_OK) {
         if (nudgel_batchq_unshift(w->loadq, (void *const *)w->load_sent, n) != NUDGEL_OK)
             for (size_t i = 0; i < n; i++)
-                w->load_sent[i]->load_queued = false;
+                endpoint_set_loading(w, w->load_sent[i], false);
         if (err != NUDGEL_ERR_NO_MEMORY)
             send_failed(c, err, errstr, sizeof(errstr));
         return;

@@ -225,6 +225,14 @@ static nudgel_err_t setup(nudgel_worker_t *nw, void **ctx, char *errstr, size_t 
     w->loop = nudgel_worker_loop(nw);
     if ((err = settings_read(conf, &w->s, errstr, errstr_size)) != NUDGEL_OK)
         return err;
+    w->log_answers = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT("webhook error answers",
+                                                                       LOG_LIMIT_PER_S, 1000);
+    w->log_dead = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT("webhook dead letters",
+                                                                    LOG_LIMIT_PER_S, 1000);
+    if (!endpoints_open(w) || !guard_open(w)) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NUDGEL_ERR_NO_MEMORY;
+    }
     if (nudgel_ssrf_policy_new(nudgel_conf_get_bool(conf, "webhooks.ssrf_guard"),
                                nudgel_conf_get_str(conf, "webhooks.ssrf_allow_cidrs"), &w->ssrf,
                                inner, sizeof(inner)) != NUDGEL_OK) {
@@ -316,6 +324,8 @@ static void teardown(void *ctx, bool drained)
     nudgel_timer_free(w->lane_timer);
     endpoints_free(w);
     guard_free(w);
+    nudgel_log_ratelimit_flush(&w->log_answers, NUDGEL_LOG_WARN);
+    nudgel_log_ratelimit_flush(&w->log_dead, NUDGEL_LOG_WARN);
     nudgel_batchq_free(w->claimq);
     nudgel_batchq_free(w->outcomes);
     nudgel_batchq_free(w->loadq);

@@ -16,9 +16,10 @@
  *     puts them back too, pauses intake (NUDGEL_PAUSE_POSTGRES) and fails the
  *     readiness condition "postgres:lookups" until the module reconnects.
  *     Nothing is dropped: the waiting events stay held.
- *   - The cache holds at most dispatch.endpoint_cache_max tenants: beyond it
- *     the least recently used tenant not in use (no lookup queued or in
- *     flight, nobody waiting) is dropped. Tenants in use are at most the
+ *   - The cache (the runtime's nudgel/cache.h) holds at most
+ *     dispatch.endpoint_cache_max tenants: beyond it the least recently used
+ *     tenant not in use (no lookup queued or in flight, nobody waiting: a
+ *     tenant in use is pinned) is dropped. Tenants in use are at most the
  *     events in flight, so the overshoot is bounded and shrinks as they
  *     settle. Lists hold endpoint ids and event types only (no secrets).
  */
@@ -28,13 +29,12 @@
 #include <string.h>
 
 #include "dispatch.h"
+#include "nudgel/cache.h"
 #include "nudgel/timeutil.h"
 
 #define LOOKUP_BATCH       100 /* tenants in one statement */
 #define RETRY_MIN_US       (200 * 1000LL)
 #define RETRY_MAX_US       (10 * 1000 * 1000LL)
-#define BUCKETS_MIN        256
-#define BUCKETS_MAX        (1u << 20)
 #define ARRAY_LITERAL_SIZE (LOOKUP_BATCH * (NUDGEL_TENANT_ID_MAX + 3) + 3)
 
 /* $1: the tenants as a text[] literal; rows come in the order of the array. */
@@ -52,16 +52,14 @@ typedef struct tenant {
     bool queued;               /* in the lookup queue */
     bool reading;              /* in the statement in flight */
     dispatch_event_t *wait_head, *wait_tail;
-    struct tenant *hnext;               /* hash chain */
-    struct tenant *lru_prev, *lru_next; /* most recently used first */
-    struct tenant *q_next;              /* lookup queue */
+    struct tenant *q_next;    /* lookup queue */
+    nudgel_cache_entry_t *ce; /* its entry in the cache */
+    bool pinned;              /* in use (tenant_in_use()): its entry is pinned */
 } tenant_t;
 
 struct dispatch_tenants {
-    tenant_t **buckets;
-    size_t bucket_mask;
-    size_t count;
-    tenant_t *lru_head, *lru_tail;
+    nudgel_cache_t *cache;       /* tenant id → tenant_t, capped at dispatch.endpoint_cache_max */
+    uint64_t evictions_reported; /* of nudgel_cache_evictions(), added to the metric */
     tenant_t *q_head, *q_tail;
     tenant_t *batch[LOOKUP_BATCH]; /* the statement in flight */
     size_t batch_count;
@@ -138,56 +136,31 @@ dispatch_endpoints_t *dispatch_endpoints_build(const char *const *ids,
 
 /* ---- the cache ---------------------------------------------------------- */
 
-static uint32_t hash_str(const char *s)
+/* The cache's free callback: events fanning out keep their own reference to the list. */
+static void tenant_free(void *opaque, void *value)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
-static void lru_unlink(dispatch_tenants_t *T, tenant_t *t)
-{
-    if (t->lru_prev)
-        t->lru_prev->lru_next = t->lru_next;
-    else
-        T->lru_head = t->lru_next;
-    if (t->lru_next)
-        t->lru_next->lru_prev = t->lru_prev;
-    else
-        T->lru_tail = t->lru_prev;
-    t->lru_prev = t->lru_next = NULL;
-}
-
-static void lru_push_front(dispatch_tenants_t *T, tenant_t *t)
-{
-    t->lru_next = T->lru_head;
-    if (T->lru_head)
-        T->lru_head->lru_prev = t;
-    else
-        T->lru_tail = t;
-    T->lru_head = t;
+    tenant_t *t = value;
+    (void)opaque;
+    dispatch_endpoints_unref(t->eps);
+    free(t);
 }
 
 /* The tenant @p id, added (not yet read) when missing; NULL when out of memory. */
-static tenant_t *tenant_get(dispatch_tenants_t *T, const char *id)
+static tenant_t *tenant_get(dispatcher_t *d, const char *id)
 {
-    tenant_t **bucket = &T->buckets[hash_str(id) & T->bucket_mask];
-    for (tenant_t *t = *bucket; t; t = t->hnext) {
-        if (strcmp(t->id, id) == 0) {
-            lru_unlink(T, t);
-            lru_push_front(T, t);
-            return t;
-        }
-    }
+    dispatch_tenants_t *T = d->tenants;
+    nudgel_cache_entry_t *e = nudgel_cache_get(T->cache, id, strlen(id));
+    if (e)
+        return nudgel_cache_value(e);
     tenant_t *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
     snprintf(t->id, sizeof(t->id), "%s", id);
-    t->hnext = *bucket;
-    *bucket = t;
-    lru_push_front(T, t);
-    T->count++;
+    nudgel_cache_set_max(T->cache, d->cache_max); /* SIGHUP may change it */
+    if (nudgel_cache_insert(T->cache, t->id, strlen(t->id), t, &t->ce) != NUDGEL_OK) {
+        free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -196,37 +169,33 @@ static bool tenant_in_use(const tenant_t *t)
     return t->queued || t->reading || t->wait_head;
 }
 
-static void tenant_evict(dispatch_tenants_t *T, tenant_t *t)
+/* A tenant in use is pinned: never evicted while a lookup or an event needs it. */
+static void tenant_repin(dispatch_tenants_t *T, tenant_t *t)
 {
-    tenant_t **p = &T->buckets[hash_str(t->id) & T->bucket_mask];
-    while (*p != t)
-        p = &(*p)->hnext;
-    *p = t->hnext;
-    lru_unlink(T, t);
-    dispatch_endpoints_unref(t->eps); /* events fanning out keep their own reference */
-    free(t);
-    T->count--;
+    nudgel_cache_pin_while(T->cache, t->ce, &t->pinned, tenant_in_use(t));
+}
+
+/* The evictions since the last report onto the counter, the cache's size onto the gauge. */
+static void cache_metrics(dispatcher_t *d)
+{
+    dispatch_tenants_t *T = d->tenants;
+    uint64_t evictions = nudgel_cache_evictions(T->cache);
+    if (evictions > T->evictions_reported)
+        nudgel_metric_add(d->m_cache_evictions, NULL, (double)(evictions - T->evictions_reported));
+    T->evictions_reported = evictions;
+    nudgel_metric_set(d->m_cache_tenants, NULL, (double)nudgel_cache_count(T->cache));
 }
 
 void endpoints_trim(dispatcher_t *d)
 {
-    dispatch_tenants_t *T = d->tenants;
-    size_t evicted = 0;
-    for (tenant_t *t = T->lru_tail, *prev; t && T->count > d->cache_max; t = prev) {
-        prev = t->lru_prev;
-        if (!tenant_in_use(t)) {
-            tenant_evict(T, t);
-            evicted++;
-        }
-    }
-    if (evicted)
-        nudgel_metric_add(d->m_cache_evictions, NULL, (double)evicted);
-    nudgel_metric_set(d->m_cache_tenants, NULL, (double)T->count);
+    nudgel_cache_set_max(d->tenants->cache, d->cache_max);
+    nudgel_cache_trim(d->tenants->cache);
+    cache_metrics(d);
 }
 
 size_t endpoints_cached(const dispatcher_t *d)
 {
-    return d->tenants->count;
+    return nudgel_cache_count(d->tenants->cache);
 }
 
 /* ---- lookups ---------------------------------------------------------- */
@@ -326,8 +295,10 @@ static bool apply_rows(dispatcher_t *d, PGresult *res)
     if (left)
         batch_requeue(T);
     /* Waiters last: fan-out may end events, never tenants. */
-    for (size_t k = 0; k < done_count; k++)
+    for (size_t k = 0; k < done_count; k++) {
         waiters_release(d, done[k]);
+        tenant_repin(T, done[k]);
+    }
     return ok;
 }
 
@@ -427,7 +398,7 @@ void endpoints_on_pg_state(void *opaque, nudgel_pgconn_t *c, bool up)
 void endpoints_submit(dispatcher_t *d, dispatch_event_t *ev)
 {
     dispatch_tenants_t *T = d->tenants;
-    tenant_t *t = tenant_get(T, ev->tenant);
+    tenant_t *t = tenant_get(d, ev->tenant);
     if (!t) {
         nudgel_log_ctx_t ctx = intake_log_ctx(ev);
         NUDGEL_LOG_CTX(NUDGEL_LOG_ERROR, &ctx, "out of memory for the tenant cache");
@@ -445,10 +416,13 @@ void endpoints_submit(dispatcher_t *d, dispatch_event_t *ev)
         t->wait_tail = ev;
         if (!t->queued && !t->reading)
             queue_push_back(T, t);
+        tenant_repin(T, t);
         lookups_pump(d);
     }
-    if (T->count > d->cache_max)
+    if (nudgel_cache_count(T->cache) > d->cache_max)
         endpoints_trim(d);
+    else
+        cache_metrics(d);
 }
 
 nudgel_err_t endpoints_new(dispatcher_t *d)
@@ -457,11 +431,7 @@ nudgel_err_t endpoints_new(dispatcher_t *d)
     if (!T)
         return NUDGEL_ERR_NO_MEMORY;
     d->tenants = T;
-    size_t buckets = BUCKETS_MIN;
-    while (buckets < d->cache_max && buckets < BUCKETS_MAX)
-        buckets <<= 1;
-    T->bucket_mask = buckets - 1;
-    if (!(T->buckets = calloc(buckets, sizeof(*T->buckets))) ||
+    if (nudgel_cache_new(d->cache_max, tenant_free, NULL, &T->cache) != NUDGEL_OK ||
         !(T->retry = nudgel_timer_new(d->loop, on_retry, d)))
         return NUDGEL_ERR_NO_MEMORY;
     return NUDGEL_OK;
@@ -472,14 +442,8 @@ void endpoints_free(dispatcher_t *d)
     dispatch_tenants_t *T = d->tenants;
     if (!T)
         return;
-    while (T->lru_head) {
-        tenant_t *t = T->lru_head;
-        T->lru_head = t->lru_next;
-        dispatch_endpoints_unref(t->eps);
-        free(t);
-    }
+    nudgel_cache_free(T->cache);
     nudgel_timer_free(T->retry);
-    free(T->buckets);
     free(T);
     d->tenants = NULL;
 }

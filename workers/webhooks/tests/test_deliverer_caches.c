@@ -1,10 +1,11 @@
 /*
  * test_deliverer_caches.c — the deliverer's two capped caches
- * (deliverer/endpoints.c, deliverer/guard.c): the endpoint cache drops the
- * least recently used endpoint nothing holds (never one a job holds or whose
- * row is being read) and may exceed its cap only while nothing can go; the
- * SSRF verdicts are reused per host and the least recently used host goes
- * first. lookups_load() is replaced here: it only notes the request.
+ * (deliverer/endpoints.c, deliverer/guard.c, on nudgel/cache.h): the
+ * endpoint cache drops the least recently used endpoint nothing holds (never
+ * one a job holds, whose row is being read or whose lane is active) and may
+ * exceed its cap only while nothing can go; the SSRF verdicts are reused per
+ * host and the least recently used host goes first. lookups_load() is
+ * replaced here: it only notes the request (the row is then being read).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,16 +24,15 @@ static int loads;
 /* The lookups stage, replaced: the row is "being read" until the test says otherwise. */
 void lookups_load(worker_t *w, endpoint_t *ep)
 {
-    (void)w;
     loads++;
-    ep->load_queued = true;
+    endpoint_set_loading(w, ep, true);
 }
 
 /* The row has come: the endpoint does not exist (enough for the cache). */
-static void row_came(endpoint_t *ep)
+static void row_came(worker_t *w, endpoint_t *ep)
 {
     endpoint_not_found(ep);
-    ep->load_queued = false;
+    endpoint_set_loading(w, ep, false);
 }
 
 static worker_t *worker_new(size_t endpoints_max, size_t hosts_max)
@@ -43,6 +43,8 @@ static worker_t *worker_new(size_t endpoints_max, size_t hosts_max)
     w->s.endpoint_cache_us = 3600LL * 1000000;
     w->s.ssrf_cache_max = hosts_max;
     w->s.ssrf_cache_us = 3600LL * 1000000;
+    assert_true(endpoints_open(w));
+    assert_true(guard_open(w));
     return w;
 }
 
@@ -57,35 +59,35 @@ static void test_endpoint_cache_evicts_what_nothing_holds(void **state)
 {
     (void)state;
     worker_t *w = worker_new(3, 10);
-    wjob_t job = {0};
+    wjob_t job = {.w = w};
     endpoint_t *a = endpoint_get(w, id(0)), *b = endpoint_get(w, id(1)),
                *c = endpoint_get(w, id(2));
     assert_int_equal(loads, 3);
     assert_ptr_equal(endpoint_get(w, id(0)), a); /* cached, and now the most recent */
     assert_int_equal(loads, 3);                  /* its row is being read: not asked twice */
-    row_came(a);
-    row_came(b);
+    row_came(w, a);
+    row_came(w, b);
     endpoint_hold(b, &job); /* a job holds b; c's row is being read */
     endpoint_get(w, id(0));
     /* Use order, oldest first: b, c, a. b is held, c loading: a goes for d. */
     endpoint_t *d = endpoint_get(w, id(3));
-    assert_int_equal(w->endpoint_count, 3);
+    assert_int_equal(nudgel_cache_count(w->endpoints), 3);
     assert_null(endpoint_find(w, id(0)));
     assert_ptr_equal(endpoint_find(w, id(1)), b);
     assert_ptr_equal(endpoint_find(w, id(2)), c);
     assert_ptr_equal(endpoint_find(w, id(3)), d);
     /* Nothing can go (held, loading, loading): the cache exceeds its cap for e. */
     endpoint_get(w, id(4));
-    assert_int_equal(w->endpoint_count, 4);
+    assert_int_equal(nudgel_cache_count(w->endpoints), 4);
     /* Let go of b and finish every read: the two oldest go for f. */
     endpoint_drop(w, &job);
     assert_null(job.ep);
     assert_int_equal(b->refs, 0);
-    row_came(c);
-    row_came(d);
-    row_came(endpoint_find(w, id(4)));
+    row_came(w, c);
+    row_came(w, d);
+    row_came(w, endpoint_find(w, id(4)));
     endpoint_get(w, id(5));
-    assert_int_equal(w->endpoint_count, 3);
+    assert_int_equal(nudgel_cache_count(w->endpoints), 3);
     assert_null(endpoint_find(w, id(1)));
     assert_null(endpoint_find(w, id(2)));
     assert_non_null(endpoint_find(w, id(3)));
@@ -94,8 +96,42 @@ static void test_endpoint_cache_evicts_what_nothing_holds(void **state)
     endpoint_get(w, id(3));
     assert_int_equal(loads, before);
     endpoints_free(w);
-    assert_int_equal(w->endpoint_count, 0);
+    assert_null(w->endpoints);
+    guard_free(w);
     free(w);
+}
+
+static void test_endpoint_with_an_active_lane_stays(void **state)
+{
+    (void)state;
+    worker_t *w = worker_new(2, 10);
+    endpoint_t *a = endpoint_get(w, id(0));
+    row_came(w, a);
+    endpoint_set_active(w, a, true); /* its lane has queued jobs */
+    row_came(w, endpoint_get(w, id(1)));
+    /* a is the least recently used, but its lane is active: b goes for c. */
+    endpoint_t *c = endpoint_get(w, id(2));
+    assert_int_equal(nudgel_cache_count(w->endpoints), 2);
+    assert_null(endpoint_find(w, id(1)));
+    assert_ptr_equal(endpoint_find(w, id(0)), a);
+    row_came(w, c);
+    /* The lane drained: a was in use until now, so c (older) goes for d. */
+    endpoint_set_active(w, a, false);
+    endpoint_get(w, id(3));
+    assert_null(endpoint_find(w, id(2)));
+    assert_ptr_equal(endpoint_find(w, id(0)), a);
+    endpoints_free(w);
+    guard_free(w);
+    free(w);
+}
+
+/* The vetted host at @p place in the cache's use order (0: the least recently used). */
+static const vetted_t *host_at(worker_t *w, size_t place)
+{
+    nudgel_cache_entry_t *e = nudgel_cache_next(w->vetted, NULL);
+    for (size_t i = 0; e && i < place; i++)
+        e = nudgel_cache_next(w->vetted, e);
+    return e ? nudgel_cache_value(e) : NULL;
 }
 
 static void test_ssrf_cache_keeps_the_recent_hosts(void **state)
@@ -118,16 +154,17 @@ static void test_ssrf_cache_keeps_the_recent_hosts(void **state)
     /* A third host: the least recently used (127.0.0.2) goes. */
     const vetted_t *three = guard_vet(w, "http://127.0.0.3:8080/");
     assert_non_null(three);
-    assert_int_equal(w->vetted_count, 2);
-    assert_ptr_equal(w->vet_head, three);
-    assert_ptr_equal(w->vet_tail, one);
+    assert_int_equal(nudgel_cache_count(w->vetted), 2);
+    assert_ptr_equal(host_at(w, 0), one); /* the least recently used */
+    assert_ptr_equal(host_at(w, 1), three);
     /* Refused hosts are cached too (a literal address outside the allow-list). */
     const vetted_t *refused = guard_vet(w, "http://10.1.2.3/");
     assert_non_null(refused);
     assert_int_not_equal(refused->err, NUDGEL_OK);
-    assert_int_equal(w->vetted_count, 2);
+    assert_int_equal(nudgel_cache_count(w->vetted), 2);
     guard_free(w);
-    assert_int_equal(w->vetted_count, 0);
+    assert_null(w->vetted);
+    endpoints_free(w);
     nudgel_ssrf_policy_destroy(w->ssrf);
     free(w);
 }
@@ -136,6 +173,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_endpoint_cache_evicts_what_nothing_holds),
+        cmocka_unit_test(test_endpoint_with_an_active_lane_stays),
         cmocka_unit_test(test_ssrf_cache_keeps_the_recent_hosts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,8 +17,9 @@
  *     the socket is watched for reads while idle too, so a terminated
  *     backend is noticed without waiting for the next statement), or when
  *     the caller says so (nudgel_pgconn_lost(): its *_send() failed).
- *   - On loss: one line at error (rate-limited to one every 10 s per
- *     connection, with the count of the lines held back; never the DSN),
+ *   - On loss: one line at error (core's nudgel_log_ratelimit_t: one
+ *     every 10 s per connection, then a line counting those suppressed;
+ *     never the DSN),
  *     the statement in flight gets done(NUDGEL_ERR_PG_UNREACHABLE) — its
  *     fate on the server is unknown —, then the state callback (up=false),
  *     and the old connection is closed (PQfinish).
