@@ -14,10 +14,9 @@ import secrets
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
-from conftest import SOURCE_DIR, binary
+from conftest import SOURCE_DIR, binary, group_lag, scrape_metrics
 from test_carrier_sim import AT_KEY, GENERIC_KEY, INFOBIP_KEY
 
 SCHEMA_HEADER = "message.job/v1"
@@ -142,6 +141,8 @@ class Worker:
     def __init__(self, ns, gw_file, log_path, *sets, worker_id=None):
         self.log_path = Path(log_path)
         self.worker_id = worker_id
+        self.group = f"g-{ns}"
+        self.topics = messages_topics(ns)
         env = dict(os.environ, NUDGEL_TEST_INFOBIP_KEY=INFOBIP_KEY,
                    NUDGEL_TEST_GENERIC_KEY=GENERIC_KEY, NUDGEL_TEST_AT_KEY=AT_KEY)
         args = [binary("nudgel-messages"), "--set", f"topics.namespace={ns}",
@@ -179,23 +180,7 @@ class Worker:
 
     def metrics(self):
         """Prometheus samples as {'name{labels}': value}; {} when unreachable."""
-        port = self.port(timeout=5)
-        if not port:
-            return {}
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                text = r.read().decode()
-        except OSError:
-            return {}
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                try:
-                    out[name] = float(value)
-                except ValueError:
-                    pass
-        return out
+        return scrape_metrics(self.port(timeout=5))
 
     def assigned_jobs_partitions(self):
         """Partitions of the jobs topic this worker held at some point (from its log)."""
@@ -218,6 +203,30 @@ class Worker:
             self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+def messages_topics(ns):
+    """The topics a nudgel-messages group consumes: the jobs topic and the retry tiers."""
+    return [f"{ns}nudgel.messages.v1"] + [f"{ns}nudgel.messages.retry.{tier}"
+                                          for tier in ("5s", "30s", "2m", "10m")]
+
+
+def settled(workers, group, topics):
+    """True when every worker (each with a metrics() of its own) answers with nothing in
+    flight and @group has committed to the end of @topics (lag 0): each job's receipt,
+    event and offset are durable and nothing is left to poll."""
+    for w in workers:
+        if w.metrics().get("nudgel_messages_in_flight") != 0:
+            return False
+    return group_lag(group, topics) == 0
+
+
+def wait_settled(workers, timeout=60):
+    """Waits until @workers (Worker, one group) have settled (see settled()) or one died;
+    returns whether they settled."""
+    return bool(wait_until(lambda: not all(w.alive() for w in workers) or
+                           settled(workers, workers[0].group, workers[0].topics),
+                           timeout, interval=0.3)) and all(w.alive() for w in workers)
 
 
 def wait_until(predicate, timeout, interval=0.25):
