@@ -141,8 +141,7 @@ class Worker:
     def __init__(self, ns, gw_file, log_path, *sets, worker_id=None):
         self.log_path = Path(log_path)
         self.worker_id = worker_id
-        self.group = f"g-{ns}"
-        self.topics = messages_topics(ns)
+        self.ns = ns
         env = dict(os.environ, NUDGEL_TEST_INFOBIP_KEY=INFOBIP_KEY,
                    NUDGEL_TEST_GENERIC_KEY=GENERIC_KEY, NUDGEL_TEST_AT_KEY=AT_KEY)
         args = [binary("nudgel-messages"), "--set", f"topics.namespace={ns}",
@@ -205,27 +204,34 @@ class Worker:
         return self.proc.returncode
 
 
-def messages_topics(ns):
-    """The topics a nudgel-messages group consumes: the jobs topic and the retry tiers."""
-    return [f"{ns}nudgel.messages.v1"] + [f"{ns}nudgel.messages.retry.{tier}"
-                                          for tier in ("5s", "30s", "2m", "10m")]
+RETRY_TIERS = ("5s", "30s", "2m", "10m")
 
 
-def settled(workers, group, topics):
+def messages_lag(ns, group=None):
+    """Records nudgel-messages (messages.group_id @group, default g-@ns as Worker sets it)
+    has not committed past: the jobs topic in @group, the retry tiers in @group.retry (the
+    worker's two consumers). None while Kafka does not answer."""
+    group = group or f"g-{ns}"
+    jobs = group_lag(group, [f"{ns}nudgel.messages.v1"])
+    retries = group_lag(f"{group}.retry", [f"{ns}nudgel.messages.retry.{t}" for t in RETRY_TIERS])
+    return None if jobs is None or retries is None else jobs + retries
+
+
+def settled(workers, ns):
     """True when every worker (each with a metrics() of its own) answers with nothing in
-    flight and @group has committed to the end of @topics (lag 0): each job's receipt,
-    event and offset are durable and nothing is left to poll."""
+    flight and the group has committed to the end of the jobs topic and retry tiers (lag 0):
+    each job's receipt, event and offset are durable and nothing is left to poll."""
     for w in workers:
         if w.metrics().get("nudgel_messages_in_flight") != 0:
             return False
-    return group_lag(group, topics) == 0
+    return messages_lag(ns) == 0
 
 
 def wait_settled(workers, timeout=60):
-    """Waits until @workers (Worker, one group) have settled (see settled()) or one died;
-    returns whether they settled."""
+    """Waits until @workers (Worker, one namespace) have settled (see settled()) or one
+    died; returns whether they settled."""
     return bool(wait_until(lambda: not all(w.alive() for w in workers) or
-                           settled(workers, workers[0].group, workers[0].topics),
+                           settled(workers, workers[0].ns),
                            timeout, interval=0.3)) and all(w.alive() for w in workers)
 
 
