@@ -164,8 +164,11 @@ def group_lag(group: str, topics):
     """Records of @topics the group has not committed past (its lag, every partition
     counted, also those it has committed nothing on); None while Kafka does not answer."""
     offsets = group_offsets(group, topics)
-    if offsets is None:
-        return None
+    return None if offsets is None else offsets_lag(offsets)
+
+
+def offsets_lag(offsets) -> int:
+    """The lag in a group_offsets() answer: records not committed past, summed."""
     return sum(high - max(committed, low) for committed, low, high in offsets.values())
 
 
