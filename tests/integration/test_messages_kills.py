@@ -79,7 +79,7 @@ def run_with_kills(bootstrap, pg_dsn, ns, gw, tenant, total, rng, tmp_path, labe
                              (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
                              >= threshold, timeout=600, interval=0.1)
         assert reached and worker.alive(), f"worker {n} died or stalled:\n{worker.log_tail()}"
-        time.sleep(rng.uniform(0, 0.5))
+        time.sleep(rng.uniform(0, 0.5))  # the random moment itself (seeded), not a wait
         worker.kill()
         at_kill = count_where(pg_dsn, tenant, "status <> 'submitting'")
         left = count_where(pg_dsn, tenant, f"status = 'submitting' AND claimed_by = '{wid}'")
