@@ -8,6 +8,7 @@ NUDGEL_SOURCE_DIR. Every network address used here is on loopback.
 import json
 import os
 import subprocess
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -140,3 +141,79 @@ def load_schema(name: str):
     schema = json.loads((SOURCE_DIR / "schemas" / name).read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+# --- observable state, for tests that wait on it instead of sleeping -------------------------
+
+
+def group_offsets(group: str, topics):
+    """{(topic, partition): (committed, low, high)} of a consumer group, committed -1 where
+    it has committed nothing; None while Kafka does not answer. nudgel-test-group-offsets
+    never joins the group, so its members see no rebalance."""
+    args = [binary("nudgel-test-group-offsets"), "--group", group]
+    for t in topics:
+        args += ["--topic", t]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    if run.returncode != 0:
+        return None
+    return {(t, p["p"]): (p["committed"], p["low"], p["high"])
+            for t, parts in json.loads(run.stdout).items() for p in parts}
+
+
+def group_lag(group: str, topics):
+    """Records of @topics the group has not committed past (its lag, every partition
+    counted, also those it has committed nothing on); None while Kafka does not answer."""
+    offsets = group_offsets(group, topics)
+    return None if offsets is None else offsets_lag(offsets)
+
+
+def offsets_lag(offsets) -> int:
+    """The lag in a group_offsets() answer: records not committed past, summed."""
+    return sum(high - max(committed, low) for committed, low, high in offsets.values())
+
+
+def listening_port(pid: int):
+    """The TCP port process @pid listens on (a worker's /metrics, /healthz and /readyz:
+    its only listening socket), or None (not yet, or gone)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        return None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inodes:  # 0A: LISTEN
+                return int(f[1].rsplit(":", 1)[1], 16)
+    return None
+
+
+def scrape_metrics(port) -> dict:
+    """The Prometheus samples of /metrics on @port as {'name{labels}': value}; {} when
+    nothing answers."""
+    if not port:
+        return {}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out

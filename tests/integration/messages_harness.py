@@ -14,10 +14,9 @@ import secrets
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
-from conftest import SOURCE_DIR, binary
+from conftest import SOURCE_DIR, binary, group_lag, scrape_metrics
 from test_carrier_sim import AT_KEY, GENERIC_KEY, INFOBIP_KEY
 
 SCHEMA_HEADER = "message.job/v1"
@@ -142,6 +141,7 @@ class Worker:
     def __init__(self, ns, gw_file, log_path, *sets, worker_id=None):
         self.log_path = Path(log_path)
         self.worker_id = worker_id
+        self.ns = ns
         env = dict(os.environ, NUDGEL_TEST_INFOBIP_KEY=INFOBIP_KEY,
                    NUDGEL_TEST_GENERIC_KEY=GENERIC_KEY, NUDGEL_TEST_AT_KEY=AT_KEY)
         args = [binary("nudgel-messages"), "--set", f"topics.namespace={ns}",
@@ -179,23 +179,7 @@ class Worker:
 
     def metrics(self):
         """Prometheus samples as {'name{labels}': value}; {} when unreachable."""
-        port = self.port(timeout=5)
-        if not port:
-            return {}
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                text = r.read().decode()
-        except OSError:
-            return {}
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                try:
-                    out[name] = float(value)
-                except ValueError:
-                    pass
-        return out
+        return scrape_metrics(self.port(timeout=5))
 
     def assigned_jobs_partitions(self):
         """Partitions of the jobs topic this worker held at some point (from its log)."""
@@ -218,6 +202,37 @@ class Worker:
             self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+RETRY_TIERS = ("5s", "30s", "2m", "10m")
+
+
+def messages_lag(ns, group=None):
+    """Records nudgel-messages (messages.group_id @group, default g-@ns as Worker sets it)
+    has not committed past: the jobs topic in @group, the retry tiers in @group.retry (the
+    worker's two consumers). None while Kafka does not answer."""
+    group = group or f"g-{ns}"
+    jobs = group_lag(group, [f"{ns}nudgel.messages.v1"])
+    retries = group_lag(f"{group}.retry", [f"{ns}nudgel.messages.retry.{t}" for t in RETRY_TIERS])
+    return None if jobs is None or retries is None else jobs + retries
+
+
+def settled(workers, ns):
+    """True when every worker (each with a metrics() of its own) answers with nothing in
+    flight and the group has committed to the end of the jobs topic and retry tiers (lag 0):
+    each job's receipt, event and offset are durable and nothing is left to poll."""
+    for w in workers:
+        if w.metrics().get("nudgel_messages_in_flight") != 0:
+            return False
+    return messages_lag(ns) == 0
+
+
+def wait_settled(workers, timeout=60):
+    """Waits until @workers (Worker, one namespace) have settled (see settled()) or one
+    died; returns whether they settled."""
+    return bool(wait_until(lambda: not all(w.alive() for w in workers) or
+                           settled(workers, workers[0].ns),
+                           timeout, interval=0.3)) and all(w.alive() for w in workers)
 
 
 def wait_until(predicate, timeout, interval=0.25):

@@ -36,6 +36,17 @@ def sim_binary() -> str:
         raise
 
 
+def wait_for(predicate, timeout, what, interval=0.02):
+    """Polls @predicate until it returns something true; fails naming @what after @timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(interval)
+
+
 class Sim:
     def __init__(self, *sets):
         args = [sim_binary(), "--port", "0",
@@ -412,9 +423,16 @@ def test_dlr_callbacks_arrive_in_dialect_shapes(make_sim):
         method, path, _, _ = got["/dlr/kannel"]
         assert method == "GET" and path == "/dlr/kannel?id=42&type=1"
 
-        time.sleep(0.3)
+        # Every report the simulator queued has been answered (a report is queued while
+        # the submission is served, so the repeat's would be counted by now).
+        def nothing_pending():
+            totals = s.ledger("?summary=1")["totals"]
+            return totals if totals["dlr_pending"] == 0 else None
+
+        totals = wait_for(nothing_pending, 10, "no report pending")
         assert received.empty()  # the Infobip repeat sent nothing
-        dlr = s.ledger("?summary=1")["totals"]["dlr"]
+        dlr = totals["dlr"]
+        assert dlr["queued"] == 4
         assert dlr["sent"] == 4 and dlr["failed"] == 0 and dlr["dropped"] == 0
 
         # Failures on demand.
@@ -442,7 +460,9 @@ def test_sigterm_exits_zero_with_held_connections():
     pool = ThreadPoolExecutor(max_workers=5)
     futures = [pool.submit(s.generic, "+254711000016", f"held {i}", timeout=30)
                for i in range(5)]
-    time.sleep(0.3)
+    # All five accepted (counted as the request is served, just before it is held).
+    wait_for(lambda: s.ledger("?summary=1")["by_dialect"]["generic"]["accepted"] == 5, 10,
+             "5 held submissions")
     start = time.monotonic()
     assert s.stop() == 0, s.stderr
     assert time.monotonic() - start < 5

@@ -44,7 +44,7 @@ import pytest
 
 from conftest import headers_of, load_schema
 from messages_harness import (SCHEMA_HEADER, Worker, consume, gateways_file, make_topics,
-                              produce_raw, psql, uuid7, wait_until)
+                              produce_raw, psql, uuid7, wait_settled, wait_until)
 from test_carrier_sim import Sim
 
 FAILED = {"ai.nudgel.message.failed", "ai.nudgel.message.rejected"}
@@ -250,13 +250,15 @@ def corpus_run(bootstrap, pg_dsn, topics_ready, tmp_path_factory):
         dlq_topic = f"{ns}nudgel.messages.dlq.v1"
         wait_until(lambda: len(consume(bootstrap, dlq_topic)) >= len(cases)
                    or not worker.alive(), timeout=20, interval=1)
-        time.sleep(2)  # the last events and offsets
+        # The last events and offsets: nothing in flight, every record committed.
+        settled = wait_settled([worker], timeout=60)
         alive = worker.alive()
         metrics = worker.metrics()
         exit_code = worker.stop()
         ledger = sim.ledger("?limit=100000")
         yield {
-            "cases": cases, "goods": goods, "alive": alive, "exit_code": exit_code,
+            "cases": cases, "goods": goods, "alive": alive, "settled": settled,
+            "exit_code": exit_code,
             "log": worker.log_tail(60), "metrics": metrics, "ledger": ledger,
             "jobs": consume(bootstrap, jobs_topic),
             "dlq": consume(bootstrap, dlq_topic),
@@ -282,6 +284,7 @@ def events_by_message(run):
 def test_worker_survives_and_sends_every_good_job_once(corpus_run):
     run = corpus_run
     assert run["alive"], f"the worker died during the corpus:\n{run['log']}"
+    assert run["settled"], f"jobs left in flight or records not committed:\n{run['log']}"
     assert run["exit_code"] == 0, run["log"]
     good_ids = {j["id"] for j in run["goods"]}
     statuses = {i: run["receipts"].get(i) for i in good_ids}

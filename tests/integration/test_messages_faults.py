@@ -24,7 +24,7 @@ import pytest
 
 from conftest import headers_of
 from messages_harness import (Stack, Worker, consume, count_where, enqueue, gateways_file,
-                              make_topics, psql, status_counts, wait_until)
+                              make_topics, psql, status_counts, wait_settled, wait_until)
 from test_carrier_sim import Sim
 
 MAX_IN_FLIGHT = 500
@@ -61,11 +61,15 @@ def finish_run(pg_dsn, ns, gw, tenant, total, worker, tmp_path, sets, problems):
             replacements += 1
             worker = Worker(ns, gw, tmp_path / f"worker-r{replacements}.log", *sets)
         time.sleep(0.5)
-    time.sleep(1.5)  # the last events and offsets
+    # The last events and offsets: nothing in flight, every record committed.
+    settled = wait_settled([worker], timeout=60)
     alive = worker.alive()
     code = worker.stop()
     if not alive or code != 0:
         problems.append(f"the last worker exited {code}:\n{worker.log_tail(15)}")
+    elif not settled:
+        problems.append("jobs left in flight or records not committed after 60 s:\n"
+                        f"{worker.log_tail(15)}")
     return worker
 
 
@@ -120,7 +124,7 @@ def test_postgres_stopped_20s_mid_run(stack, bootstrap, pg_dsn, topics_ready, ru
         print(f"\npostgres stop: stopped at {stopped - started:.1f}s with {before}/{total} final")
         samples = []
         while time.monotonic() - stopped < 20:
-            time.sleep(2)
+            time.sleep(2)  # a sample every 2 s of a 20 s outage: the span is the test
             m = worker.metrics()
             samples.append((round(time.monotonic() - stopped, 1),
                             sim.ledger("?summary=1")["totals"]["sms"] - sms_at_stop,
@@ -166,7 +170,7 @@ def test_kafka_broker_restarted_mid_run(stack, bootstrap, pg_dsn, topics_ready, 
         before = count_where(pg_dsn, tenant, "status <> 'submitting'")
         stack.down("kafka")
         down_at = time.monotonic()
-        time.sleep(5)
+        time.sleep(5)  # the outage itself lasts 5 s: a span of time, not a wait for state
         stack.up("kafka")
         print(f"\nbroker restart: down at {down_at - started:.1f}s with {before}/{total} final, "
               f"up again {time.monotonic() - down_at:.1f}s later")

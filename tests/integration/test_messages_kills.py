@@ -28,7 +28,7 @@ import random
 import time
 
 from messages_harness import (Worker, consume, count_where, enqueue, gateways_file, make_topics,
-                              psql, status_counts, wait_until)
+                              psql, status_counts, wait_settled, wait_until)
 from test_carrier_sim import Sim
 
 KILLS = 5
@@ -79,7 +79,7 @@ def run_with_kills(bootstrap, pg_dsn, ns, gw, tenant, total, rng, tmp_path, labe
                              (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
                              >= threshold, timeout=600, interval=0.1)
         assert reached and worker.alive(), f"worker {n} died or stalled:\n{worker.log_tail()}"
-        time.sleep(rng.uniform(0, 0.5))
+        time.sleep(rng.uniform(0, 0.5))  # the random moment itself (seeded), not a wait
         worker.kill()
         at_kill = count_where(pg_dsn, tenant, "status <> 'submitting'")
         left = count_where(pg_dsn, tenant, f"status = 'submitting' AND claimed_by = '{wid}'")
@@ -96,12 +96,14 @@ def run_with_kills(bootstrap, pg_dsn, ns, gw, tenant, total, rng, tmp_path, labe
     # events too (the last worker may first wait for the dead one's session).
     wait_until(lambda: not last.alive() or len(sent_event_ids(bootstrap, ns)) >= total,
                timeout=120, interval=2)
-    time.sleep(1.5)  # the offsets of the last jobs
+    # The offsets of the last jobs: nothing in flight, every record committed.
+    settled = done and wait_settled([last], timeout=120)
     alive = last.alive()
     code = last.stop()
     elapsed = time.monotonic() - started
     assert alive and code == 0, f"the last worker exited {code}:\n{last.log_tail()}"
     assert done, f"not every message is final:\n{last.log_tail()}"
+    assert settled, f"jobs left in flight or records not committed:\n{last.log_tail()}"
     print(f"{label}: {total} messages with {KILLS} kills in {elapsed:.1f}s "
           f"({total / elapsed:.0f}/s)")
     return kills
@@ -200,7 +202,9 @@ def test_two_workers_share_partitions_and_send_each_message_once(bootstrap, pg_d
         joined = time.monotonic() - started
         done = wait_until(lambda: count_where(pg_dsn, tenant, "status <> 'submitting'") == total
                           or not all(w.alive() for w in workers), timeout=600, interval=0.5)
-        time.sleep(1.5)
+        # The last events and offsets: neither worker has a job in flight, every record
+        # committed (so the counters read next are final too).
+        settled = done and wait_settled(workers, timeout=60)
         alive = [w.alive() for w in workers]
         sent = [w.metrics().get('nudgel_messages_outcomes_total{outcome="sent"}', 0)
                 for w in workers]
@@ -213,6 +217,7 @@ def test_two_workers_share_partitions_and_send_each_message_once(bootstrap, pg_d
         assert alive == [True, True] and codes == [0, 0], \
             "\n".join(w.log_tail() for w in workers)
         assert done
+        assert settled, "jobs left in flight or records not committed"
         assert max(shares[1], default=0) > 0, "the second worker never got a partition"
         assert min((shares[0] or [0])[-1], (shares[1] or [0])[-1]) > 0, \
             "the partitions ended up on one worker"

@@ -17,7 +17,9 @@ import time
 
 import pytest
 
-from conftest import binary, headers_of, kcat_consume, load_schema
+from conftest import (binary, headers_of, kcat_consume, listening_port, load_schema,
+                      scrape_metrics)
+from messages_harness import messages_lag, wait_until
 from test_carrier_sim import GENERIC_KEY, INFOBIP_KEY, Sim
 
 
@@ -86,6 +88,21 @@ def start_worker(ns, gw_file, *sets, stderr=subprocess.DEVNULL):
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
 
+def wait_settled(workers, ns, timeout=60):
+    """Waits until each worker process of group g-@ns answers /metrics with no job in flight
+    and its groups have committed to the end of the jobs topic and retry tiers (lag 0): every job's receipt, event
+    and offset durable, nothing left to poll. Returns whether they settled (False at once
+    when one exited)."""
+    def quiet():
+        if any(w.poll() is not None for w in workers):
+            return True
+        return (all(scrape_metrics(listening_port(w.pid)).get("nudgel_messages_in_flight") == 0
+                    for w in workers)
+                and messages_lag(ns) == 0)
+    return bool(wait_until(quiet, timeout, interval=0.3)) and \
+        all(w.poll() is None for w in workers)
+
+
 def run_worker(ns, gw_file, pg_dsn, tenant, expected_final, *sets, timeout=90):
     """Runs nudgel-messages until @expected_final receipts of @tenant are final, then SIGTERM."""
     log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block it
@@ -99,7 +116,8 @@ def run_worker(ns, gw_file, pg_dsn, tenant, expected_final, *sets, timeout=90):
             if final >= expected_final:
                 break
             time.sleep(0.5)
-        time.sleep(1.5)  # the events and offsets of the last jobs
+        # The events and offsets of the last jobs.
+        settled = final >= expected_final and wait_settled([worker], ns)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
@@ -107,6 +125,7 @@ def run_worker(ns, gw_file, pg_dsn, tenant, expected_final, *sets, timeout=90):
         stderr = log.read()
     assert worker.returncode == 0, stderr[-2000:]
     assert final == expected_final, f"{final} of {expected_final} receipts final"
+    assert settled, "jobs still in flight or offsets not committed:\n" + stderr[-2000:]
 
 
 def test_messages_end_to_end(bootstrap, pg_dsn, topics_ready, sim, run_id, tmp_path):
@@ -254,11 +273,12 @@ def test_sigkill_and_two_workers_lose_and_double_nothing(bootstrap, pg_dsn, topi
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and final_count(pg_dsn, tenant) < 1500:
             time.sleep(0.5)
-        time.sleep(1.5)
+        settled = wait_settled(workers, ns)  # the events and offsets of the last jobs
         for w in workers:
             w.send_signal(signal.SIGTERM)
         assert [w.wait(timeout=60) for w in workers] == [0, 0]
         assert final_count(pg_dsn, tenant) == 1500
+        assert settled, "jobs still in flight or offsets not committed"
         sent = int(psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipts WHERE "
                                 f"tenant_id LIKE '{tenant}-%' AND status = 'sent'"))
         assert sent == 1500

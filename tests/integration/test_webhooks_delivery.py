@@ -19,6 +19,7 @@ sys.path.insert(0, str(SOURCE_DIR / "tests" / "webhook-sink"))
 import harness as h  # noqa: E402
 
 SCHEDULE = "300ms,300ms,300ms"  # 4 attempts in all
+ENDPOINT_CACHE_MS = 1000  # webhooks.endpoint_cache_ms: how long a cached endpoint row is trusted
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def env(bootstrap, pg_dsn, topics_ready):
     h.make_topics(binary, ns)
     sink = h.Sink()
     worker = h.start_deliverer(binary, ns, f"webhooks.retry_schedule={SCHEDULE}",
-                               "webhooks.retry_jitter_percent=0", "webhooks.endpoint_cache_ms=1000")
+                               "webhooks.retry_jitter_percent=0",
+                               f"webhooks.endpoint_cache_ms={ENDPOINT_CACHE_MS}")
     yield {"ns": ns, "sink": sink, "worker": worker, "run": run, "dsn": pg_dsn,
            "bootstrap": bootstrap}
     code = worker.terminate()
@@ -236,10 +238,14 @@ def test_rotation_signs_with_both_secrets(env):
     assert lg["max_signatures"] == 2
     assert lg["verified_by_secret"] == [5, 5]  # each secret alone verifies every request
     assert lg["failures"] == 0
-    # After the overlap the old secret no longer signs (the endpoint cache refreshes).
+    # After the overlap the old secret no longer signs, once the cached row is stale. A
+    # row is read before the jobs that need it are sent, so it was read at the latest when
+    # the last request arrived, and it is trusted for webhooks.endpoint_cache_ms. Staleness
+    # is that configured time passing (nothing shows it): wait out what is left of it.
     h.psql(dsn, "UPDATE nudgel.webhook_endpoints SET previous_secret_expires_at = now() - "
                 f"interval '1 second' WHERE endpoint_id = '{eid}'")
-    time.sleep(1.5)  # webhooks.endpoint_cache_ms (1 s here)
+    stale_at = (lg["last_arrival_ms"] + ENDPOINT_CACHE_MS) / 1000 + 0.1
+    time.sleep(max(0.0, stale_at - time.time()))
     h.enqueue(binary, env["ns"], [h.webhook_job(tenant, eid, i, run) for i in range(5, 8)])
     wait_final(env, tenant, 8)
     lg = sink.path_ledger(f"/rot{run}", summary=True)

@@ -72,7 +72,10 @@ def test_status_event_to_delivery_filtered_by_type(bootstrap, pg_dsn, topics_rea
     try:
         h.wait_until(lambda: h.final_count(pg_dsn, tenant) >= 3 * n, 90,
                      "3 endpoints x 20 deliveries", deliverer)
-        time.sleep(2)  # anything extra (a loop, a duplicate) would show up now
+        # Anything extra (a loop, a duplicate) would be there once neither worker holds
+        # anything and each has committed everything it consumes: the dispatcher every
+        # status event (the deliverer's own included), the deliverer every job.
+        h.wait_settled([dispatcher, deliverer], 60)
     finally:
         codes = (dispatcher.terminate(), deliverer.terminate())
         ledger = sink.ledger()["paths"]
@@ -110,6 +113,9 @@ def test_status_event_to_delivery_filtered_by_type(bootstrap, pg_dsn, topics_rea
                           f"'{eps['exact'][0]}' LIMIT 1").strip()
     payload = json.loads(body)
     assert payload["type"] == "message.sent" and payload["data"]["tenant_id"] == tenant
+
+
+LOOKUPS_OK = 'nudgel_dispatch_endpoint_lookups_total{outcome="ok"}'
 
 
 def metric(port, name):
@@ -169,6 +175,8 @@ def test_endpoint_cache_capped_and_lookups_survive_a_lost_connection(bootstrap, 
                 produce(bootstrap, status_topic, t, [status_event(t, i)])
         h.wait_until(lambda: sum(len(v) for v in jobs_by_tenant().values()) >= 20, 60,
                      "20 jobs", dispatcher)
+        all_read = time.monotonic()  # every list was read before its tenant's jobs were made
+        lookups = metric(port, LOOKUPS_OK)
         assert {t: len(v) for t, v in jobs_by_tenant().items()} == {t: 5 for t in tenants}
         assert metric(port, "nudgel_dispatch_endpoint_cache_evictions_total") >= 3
 
@@ -181,11 +189,17 @@ def test_endpoint_cache_capped_and_lookups_survive_a_lost_connection(bootstrap, 
         h.wait_until(lambda: dispatcher.text().count("lookups: Postgres connection up") >= 2, 30,
                      "a new lookups connection", dispatcher)
         assert "lookups: Postgres connection lost" in dispatcher.text()
-        time.sleep(0.6)  # every cached list is stale now: the next events read them again
+        # The next events must read every list again, over the new connection: no list was
+        # read since the 20 jobs (no statement since), and a list is trusted for
+        # dispatch.endpoint_refresh_ms. Staleness is that configured time passing (nothing
+        # shows it), so this waits out what is left of it.
+        assert metric(port, LOOKUPS_OK) == lookups
+        time.sleep(max(0.0, all_read + h.DISPATCH_REFRESH_MS / 1000 + 0.1 - time.monotonic()))
         for t in tenants:
             produce(bootstrap, status_topic, t, [status_event(t, 50)])
         h.wait_until(lambda: sum(len(v) for v in jobs_by_tenant().values()) >= 24, 60,
                      "4 more jobs after the reconnect", dispatcher)
+        assert metric(port, LOOKUPS_OK) > lookups  # read again, on the new connection
     finally:
         code = dispatcher.terminate()
     assert code == 0, dispatcher.text()[-3000:]

@@ -48,7 +48,7 @@ def test_sigkill_three_times_during_20000_deliveries(bootstrap, pg_dsn, topics_r
         try:
             h.wait_until(lambda: h.final_count(pg_dsn, f"{tenant}-%") >= N, 240,
                          f"{N} final deliveries", worker)
-            time.sleep(1)
+            h.wait_settled([worker], 120)  # nothing held, every job committed
         finally:
             assert worker.terminate() == 0, worker.text()[-3000:]
         took = time.monotonic() - started

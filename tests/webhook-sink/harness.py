@@ -17,6 +17,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+# tests/integration/conftest.py: importable whenever pytest runs the tests that use this.
+from conftest import group_offsets, listening_port, offsets_lag, scrape_metrics
+
 SINK_DIR = Path(__file__).resolve().parent
 FINAL = ("delivered", "failed", "exhausted", "cancelled")
 
@@ -150,18 +153,31 @@ def enqueue(binary, ns, jobs):
 
 
 class Proc:
-    """A worker process with its log in a file (never a pipe that could fill)."""
+    """A worker process with its log in a file (never a pipe that could fill).
 
-    def __init__(self, args, env=None):
+    @group and @topics: its consumer group and what it consumes; @idle_gauges: the
+    gauges of its /metrics that are 0 when it holds no work (see settled())."""
+
+    def __init__(self, args, env=None, group=None, topics=(), idle_gauges=()):
         self.log = tempfile.NamedTemporaryFile(mode="w+", prefix="nudgel-wh-", suffix=".log",
                                                delete=False)
         self.args = args
         self.env = dict(os.environ, **(env or {}))
+        self.group, self.topics, self.idle_gauges = group, list(topics), list(idle_gauges)
         self.proc = subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL,
                                      stderr=self.log, text=True)
 
     def text(self):
         return Path(self.log.name).read_text(errors="replace")
+
+    def metrics(self):
+        """Its /metrics samples as {'name{labels}': value}; {} when it does not answer."""
+        return scrape_metrics(listening_port(self.proc.pid))
+
+    def idle(self):
+        """True when its /metrics answers with every idle gauge at 0."""
+        m = self.metrics()
+        return bool(m) and all(m.get(g) == 0 for g in self.idle_gauges)
 
     def terminate(self, timeout=60):
         """SIGTERM and wait; returns the exit code."""
@@ -205,19 +221,30 @@ def deliverer_args(binary, ns, *sets, allow_loopback=True):
     return args
 
 
+WEBHOOK_RETRY_TIERS = ("5s", "5m", "30m", "2h", "5h", "10h")
+
+
 def start_deliverer(binary, ns, *sets, allow_loopback=True):
     return Proc(deliverer_args(binary, ns, *sets, allow_loopback=allow_loopback),
-                env={"NUDGEL_SECRET_KEY": KEYRING})
+                env={"NUDGEL_SECRET_KEY": KEYRING}, group=f"wh-{ns}",
+                topics=[f"{ns}nudgel.webhooks.v1"] + [f"{ns}nudgel.webhooks.retry.{t}"
+                                                      for t in WEBHOOK_RETRY_TIERS],
+                idle_gauges=("nudgel_webhooks_in_flight", "nudgel_webhooks_lane_waiting"))
+
+
+DISPATCH_REFRESH_MS = 500  # how long the dispatcher trusts a tenant's endpoint list
 
 
 def start_dispatcher(binary, ns, *sets):
     args = [worker_binary(binary, "nudgel-dispatch"), "--set", f"topics.namespace={ns}",
             "--set", f"dispatch.group_id=dp-{ns}", "--set", "metrics.port=0",
             "--set", "log.level=warn", "--set", "kafka.auto.commit.interval.ms=200",
-            "--set", "kafka.session.timeout.ms=6000", "--set", "dispatch.endpoint_refresh_ms=500"]
+            "--set", "kafka.session.timeout.ms=6000",
+            "--set", f"dispatch.endpoint_refresh_ms={DISPATCH_REFRESH_MS}"]
     for s in sets:
         args += ["--set", s]
-    return Proc(args)
+    return Proc(args, group=f"dp-{ns}", topics=[f"{ns}nudgel.delivery-status.v1"],
+                idle_gauges=("nudgel_dispatch_in_flight",))
 
 
 def final_count(dsn, tenant_like):
@@ -239,3 +266,29 @@ def wait_until(fn, timeout, what, proc=None, interval=0.3):
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last})"
                          + (f"\n{proc.text()[-3000:]}" if proc else ""))
+
+
+def wait_settled(procs, timeout=60, what="the workers to settle"):
+    """Waits until every worker of @procs (deliverer, dispatcher) holds no work (its idle
+    gauges at 0) and its group has committed to the end of its topics (lag 0), on two polls
+    in a row with no record produced or committed in between: one's output is the other's
+    input (the dispatcher's jobs feed the deliverer, whose status events come back to the
+    dispatcher), so only a repeat of the same snapshot shows that nothing moves any more."""
+    previous = []
+
+    def quiet():
+        snapshot = []
+        for p in procs:
+            if p.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({p.proc.returncode}) while waiting for "
+                                     f"{what}:\n{p.text()[-3000:]}")
+            offsets = p.idle() and group_offsets(p.group, p.topics)
+            if not offsets or offsets_lag(offsets) != 0:
+                previous.clear()
+                return False
+            snapshot.append(offsets)
+        settled = previous == [snapshot]
+        previous[:] = [snapshot]
+        return settled
+
+    return wait_until(quiet, timeout, what)
