@@ -158,6 +158,37 @@ int nudgel_phone_country_known(const char *country)
     return plan_by_iso(country) != NULL;
 }
 
+int nudgel_phone_operator_known(const char *country, const char *operator_name)
+{
+    pthread_once(&plan_once, plan_load);
+    const country_plan_t *p = plan_by_iso(country);
+    for (size_t i = 0; p && operator_name && i < p->prefix_count; i++)
+        if (strcasecmp(p->prefixes[i].name, operator_name) == 0)
+            return 1;
+    return 0;
+}
+
+size_t nudgel_phone_operator_names(const char *country, char *buf, size_t size)
+{
+    pthread_once(&plan_once, plan_load);
+    const country_plan_t *p = plan_by_iso(country);
+    size_t used = 0;
+    if (size)
+        buf[0] = '\0';
+    for (size_t i = 0; p && i < p->prefix_count; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(p->prefixes[j].name, p->prefixes[i].name) == 0;
+        if (seen)
+            continue;
+        int n = snprintf(buf + (used < size ? used : size), used < size ? size - used : 0, "%s%s",
+                         used ? ", " : "", p->prefixes[i].name);
+        if (n > 0)
+            used += (size_t)n;
+    }
+    return used;
+}
+
 static int operator_index(const country_plan_t *p, const char *nsn)
 {
     int best = -1;

@@ -189,7 +189,9 @@ static void submit(msg_t *m)
         .from = m->job.from,
         .text = m->text,
         .callback_url = w->callback_url,
-        .validity_minutes = 0,
+        /* what is left of its validity now (Infobip's validityPeriod) */
+        .validity_minutes =
+            nudgel_gateway_validity_minutes(msg_expires_at_ms(w, m), nudgel_now_unix_ms()),
     };
     if (nudgel_gateway_build_request(m->gateway, &gm, &req, errstr, sizeof(errstr)) != NUDGEL_OK) {
         leave_gates(w, m);
@@ -197,11 +199,15 @@ static void submit(msg_t *m)
                errstr, NULL, NULL, NULL);
         return;
     }
-    nudgel_http_request_t hr = {.method = req.method,
-                                .url = req.url,
-                                .body = req.body,
-                                .body_len = req.body_len,
-                                .total_timeout_ms = 10000};
+    /* the gateway's own limits (gateways file: connect_timeout_ms, timeout_ms) */
+    nudgel_http_request_t hr = {
+        .method = req.method,
+        .url = req.url,
+        .body = req.body,
+        .body_len = req.body_len,
+        .connect_timeout_ms = (long)nudgel_gateway_connect_timeout_ms(m->gateway),
+        .total_timeout_ms = (long)nudgel_gateway_timeout_ms(m->gateway),
+    };
     for (size_t i = 0; i < req.header_count && i < NUDGEL_HTTP_MAX_HEADERS - 1; i++)
         hr.headers[i] = req.headers[i];
     nudgel_err_t err = nudgel_http_submit(w->http, &hr, on_gateway_answer, m);
@@ -293,17 +299,18 @@ void update_fleet_share(worker_t *w)
     }
 }
 
-/*
- * Loads messages.gateways_file and makes one lane per gateway (at most
- * MAX_GATEWAYS), each bucket at the gateway's full TPS until the first
- * assignment (update_fleet_share()).
- */
 /* A lane's next token is due: drain_lanes(), a turn hook, runs after the timers. */
 static void on_lanes_timer(void *opaque)
 {
     (void)opaque;
 }
 
+/*
+ * Loads messages.gateways_file and makes one lane per gateway (the file
+ * holds at most NUDGEL_GATEWAY_MAX = MAX_GATEWAYS, so every gateway has
+ * one), each bucket at the gateway's full TPS until the first assignment
+ * (update_fleet_share()).
+ */
 nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size)
 {
     if (!(w->lanes_timer = nudgel_timer_new(w->loop, on_lanes_timer, w))) {
@@ -313,7 +320,12 @@ nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size)
     if (nudgel_gateway_set_load(nudgel_conf_get_str(w->conf, "messages.gateways_file"),
                                 &w->gateways, errstr, errstr_size) != NUDGEL_OK)
         return NUDGEL_ERR_CONFIG;
-    for (size_t i = 0; i < nudgel_gateway_set_count(w->gateways) && i < MAX_GATEWAYS; i++) {
+    if (nudgel_gateway_set_count(w->gateways) > MAX_GATEWAYS) {
+        snprintf(errstr, errstr_size, "%zu gateways, more than %d",
+                 nudgel_gateway_set_count(w->gateways), MAX_GATEWAYS);
+        return NUDGEL_ERR_CONFIG;
+    }
+    for (size_t i = 0; i < nudgel_gateway_set_count(w->gateways); i++) {
         gateway_lane_t *lane = &w->lanes[w->lane_count++];
         lane->gateway = nudgel_gateway_set_at(w->gateways, i);
         lane->answers_log = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT(

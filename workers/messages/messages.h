@@ -65,8 +65,9 @@
 #include "nudgel/topics.h"
 #include "nudgel/worker.h"
 
-#define PROGRAM      "nudgel-messages"
-#define MAX_GATEWAYS 32
+#define PROGRAM "nudgel-messages"
+/* One lane per gateway the file may define: the carriers' own limit. */
+#define MAX_GATEWAYS NUDGEL_GATEWAY_MAX
 #define TIERS_MAX    NUDGEL_RETRY_TIERS_MAX
 
 typedef struct worker worker_t;
@@ -325,6 +326,9 @@ void templates_trim(worker_t *w);
 
 /* A claimed job: expiry, body, segments, route, then the recipient gate. */
 void prepare_and_route(worker_t *w, msg_t *m);
+/** Unix ms after which @p m may not be sent: its expires_at, else created_at +
+ * messages.validity_ms. */
+int64_t msg_expires_at_ms(const worker_t *w, const msg_t *m);
 
 /* ---- tenant_limits.c ----------------------------------------------------- */
 

@@ -16,12 +16,16 @@
 
 #include "messages.h"
 
+int64_t msg_expires_at_ms(const worker_t *w, const msg_t *m)
+{
+    return m->job.expires_at_ms ? m->job.expires_at_ms : m->job.created_at_ms + w->validity_ms;
+}
+
 void prepare_and_route(worker_t *w, msg_t *m)
 {
     char errstr[512];
     int64_t now = nudgel_now_unix_ms();
-    int64_t expires =
-        m->job.expires_at_ms ? m->job.expires_at_ms : m->job.created_at_ms + w->validity_ms;
+    int64_t expires = msg_expires_at_ms(w, m);
     if (now >= expires) {
         finish(m, NUDGEL_RECEIPT_EXPIRED, NULL, NULL, "expired", "validity ended before sending",
                NULL, NULL, "expired before it could be sent");

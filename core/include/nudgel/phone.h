@@ -42,4 +42,19 @@ nudgel_err_t nudgel_phone_normalise(const char *input, const char *default_count
 /** @brief Whether @p country is one of the plan's countries ("KE", "NG", "UG"). */
 int nudgel_phone_country_known(const char *country);
 
+/**
+ * @brief Whether the plan names @p operator_name (compared without regard to
+ * ASCII case) as an operator of @p country ("Safaricom" for "KE").
+ * @returns 1 when it does, 0 otherwise (also for a country outside the plan).
+ */
+int nudgel_phone_operator_known(const char *country, const char *operator_name);
+
+/**
+ * @brief Writes the distinct operator names of @p country, comma-separated
+ * ("Airtel, Safaricom, ..."), into @p buf (truncated to @p size, always
+ * NUL-terminated when @p size > 0), for error messages.
+ * @returns the length the full list needs, as snprintf does.
+ */
+size_t nudgel_phone_operator_names(const char *country, char *buf, size_t size);
+
 #endif

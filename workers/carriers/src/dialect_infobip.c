@@ -7,7 +7,8 @@
  *   JSON body {"messages":[{"from","destinations":[{"to","messageId"}],
  *   "text","notifyUrl","notifyContentType":"application/json",
  *   "callbackData","validityPeriod":<minutes>}]}. Numbers are written
- *   without the "+".
+ *   without the "+". validityPeriod is whole minutes; Infobip does not
+ *   support more than 48 h (2880), so larger values are sent as 2880.
  * - Our message id goes in destinations[0].messageId: a client-supplied
  *   messageId is Infobip's idempotency handle, so a resubmission after a
  *   lost answer is deduped (the dialect dedupes). It is also sent as
@@ -63,7 +64,11 @@ static char *infobip_body(const nudgel_gateway_message_t *m, const char *from, s
     }
     rc |= dialect_json_set_str(msg, "callbackData", m->client_ref);
     if (m->validity_minutes)
-        rc |= json_object_set_new(msg, "validityPeriod", json_integer(m->validity_minutes));
+        rc |= json_object_set_new(
+            msg, "validityPeriod",
+            json_integer(m->validity_minutes < NUDGEL_GATEWAY_VALIDITY_MINUTES_MAX
+                             ? m->validity_minutes
+                             : NUDGEL_GATEWAY_VALIDITY_MINUTES_MAX));
     rc |= json_array_append_new(msgs, msg);
     rc |= json_object_set_new(root, "messages", msgs);
     if (rc == 0)

@@ -136,6 +136,16 @@ bool nudgel_gateway_dedupes(const nudgel_gateway_t *gw)
     return gw->ops->dedupes;
 }
 
+uint32_t nudgel_gateway_validity_minutes(int64_t expires_at_unix_ms, int64_t now_unix_ms)
+{
+    int64_t left_min = (expires_at_unix_ms - now_unix_ms) / 60000;
+    if (left_min < 1)
+        return 1;
+    if (left_min > NUDGEL_GATEWAY_VALIDITY_MINUTES_MAX)
+        return NUDGEL_GATEWAY_VALIDITY_MINUTES_MAX;
+    return (uint32_t)left_min;
+}
+
 nudgel_err_t nudgel_gateway_route(const nudgel_gateway_set_t *set, const char *country,
                                   const char *operator_name, nudgel_gateway_route_t *out,
                                   char *errstr, size_t errstr_size)

@@ -3,7 +3,9 @@
  * (common keys here, a dialect's own keys by its parse function, keys of
  * another dialect refused by name), API keys read once from the environment
  * or a key file, route names resolved to gateways so that a lookup in
- * gateway.c is a short scan with no allocation.
+ * gateway.c is a short scan with no allocation. A route's operator must be
+ * "*" or an operator the numbering plan (config/numbering.json) names for
+ * its country: a misspelt name would otherwise never match a number.
  *
  * Errors are "key path: problem" ("gateways[1].dialect: ..."); an API key
  * never appears in one.
@@ -354,6 +356,16 @@ static int load_route(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_
         return -1;
     }
     memcpy(r->operator_name, json_string_value(v), json_string_length(v) + 1);
+    if (strcmp(r->operator_name, "*") != 0 &&
+        !nudgel_phone_operator_known(r->country, r->operator_name)) {
+        char known[192];
+        nudgel_phone_operator_names(r->country, known, sizeof(known));
+        dialect_cerr(c, "operator",
+                     "\"%s\" is not an operator of %s in the numbering plan (%s; or \"*\" for "
+                     "any)",
+                     r->operator_name, r->country, known);
+        return -1;
+    }
     for (size_t i = 0; i < set->nroutes; i++)
         if (strcmp(set->routes[i].country, r->country) == 0 &&
             dialect_ascii_casecmp(set->routes[i].operator_name, r->operator_name) == 0) {

@@ -522,6 +522,42 @@ static void test_request_infobip(void **state)
     nudgel_gateway_set_free(set);
 }
 
+/* Infobip's validityPeriod: minutes left at submit time, at least 1, at most 48 h. */
+static void test_validity_period(void **state)
+{
+    (void)state;
+    const int64_t now = 1767225600000LL; /* 2026-01-01T00:00:00Z */
+    assert_int_equal(nudgel_gateway_validity_minutes(now + 90 * 60000, now), 90);
+    assert_int_equal(nudgel_gateway_validity_minutes(now + 90 * 60000 + 59999, now), 90);
+    assert_int_equal(nudgel_gateway_validity_minutes(now + 30000, now), 1);
+    assert_int_equal(nudgel_gateway_validity_minutes(now - 5000, now), 1);
+    assert_int_equal(nudgel_gateway_validity_minutes(now + 7LL * 86400000, now),
+                     NUDGEL_GATEWAY_VALIDITY_MINUTES_MAX);
+    assert_int_equal(NUDGEL_GATEWAY_VALIDITY_MINUTES_MAX, 2880);
+
+    /* the derived value is sent; more than Infobip's maximum is sent as the maximum */
+    nudgel_gateway_set_t *set = load_sim();
+    nudgel_gateway_request_t req;
+    nudgel_gateway_message_t m = {
+        .client_ref = "job-0001",
+        .to = "+254711000001",
+        .text = "Habari",
+        .validity_minutes = nudgel_gateway_validity_minutes(now + 3600000, now),
+    };
+    build(set, "ib", &m, &req);
+    json_t *doc = json_loadb(req.body, req.body_len, 0, NULL);
+    json_int_t vp = 0;
+    assert_int_equal(json_unpack(doc, "{s:[{s:I}]}", "messages", "validityPeriod", &vp), 0);
+    assert_int_equal(vp, 60);
+    json_decref(doc);
+    nudgel_gateway_request_clear(&req);
+    m.validity_minutes = 10000;
+    build(set, "ib", &m, &req);
+    assert_non_null(strstr(req.body, "\"validityPeriod\":2880}"));
+    nudgel_gateway_request_clear(&req);
+    nudgel_gateway_set_free(set);
+}
+
 static void test_request_generic(void **state)
 {
     nudgel_gateway_set_t *set = load_sim();
@@ -795,6 +831,14 @@ static const bad_case_t bad_cases[] = {
      "routes[1].operator: a route for KE/safaricom is already defined (routes[0])"},
     {"{\"gateways\":[" ATGW("") "],\"routes\":[{\"country\":\"KE\",\"gateways\":[\"g\"]}]}",
      "routes[0].operator: is required"},
+    /* an operator the numbering plan does not know for the route's country */
+    {"{\"gateways\":[" ATGW("") "],\"routes\":[{\"country\":\"KE\",\"operator\":\"*\","
+                                "\"gateways\":[\"g\"]},{\"country\":\"KE\",\"operator\":"
+                                "\"Safaricomm\",\"gateways\":[\"g\"]}]}",
+     "routes[1].operator: \"Safaricomm\" is not an operator of KE in the numbering plan"},
+    {"{\"gateways\":[" ATGW("") "],\"routes\":[{\"country\":\"NG\",\"operator\":"
+                                "\"Safaricom\",\"gateways\":[\"g\"]}]}",
+     "routes[0].operator: \"Safaricom\" is not an operator of NG in the numbering plan"},
     {"{\"gateways\":[" ATGW("") "],\"routes\":[{\"country\":\"KE\",\"operator\":\"*\","
                                 "\"gateways\":[]}]}",
      "routes[0].gateways: must be a non-empty array"},
@@ -952,7 +996,7 @@ int main(void)
         cmocka_unit_test(test_request_generic), cmocka_unit_test(test_request_invalid),
         cmocka_unit_test(test_load_good),       cmocka_unit_test(test_load_example_and_key_file),
         cmocka_unit_test(test_load_bad),        cmocka_unit_test(test_no_secret_in_errors),
-        cmocka_unit_test(test_route_table),
+        cmocka_unit_test(test_route_table),     cmocka_unit_test(test_validity_period),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

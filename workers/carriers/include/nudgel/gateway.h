@@ -68,6 +68,8 @@
 #define NUDGEL_GATEWAY_RESPONSE_MAX      (64 * 1024) /* bytes of an answer that are parsed */
 #define NUDGEL_GATEWAY_HEADERS_MAX       4           /* header lines of a built request */
 #define NUDGEL_GATEWAY_RETRY_AFTER_MAX_S 86400       /* Retry-After values are clamped to this */
+/* Infobip's validityPeriod is in minutes; longer than 48 h is not supported. */
+#define NUDGEL_GATEWAY_VALIDITY_MINUTES_MAX 2880
 
 typedef enum nudgel_gateway_dialect {
     NUDGEL_GATEWAY_AFRICASTALKING = 0,
@@ -154,7 +156,8 @@ typedef struct nudgel_gateway_message {
     const char *from;          /* sender id; NULL or "" → the gateway's sender_id, else none */
     const char *text;          /* UTF-8, at most NUDGEL_GATEWAY_TEXT_MAX bytes */
     const char *callback_url;  /* DLR URL; NULL → none (AT: set in the dashboard, ignored) */
-    uint32_t validity_minutes; /* 0 → the gateway's default (Infobip only) */
+    uint32_t validity_minutes; /* 0 → the gateway's default (Infobip only; at most
+                                  NUDGEL_GATEWAY_VALIDITY_MINUTES_MAX are sent) */
 } nudgel_gateway_message_t;
 
 /** A built HTTP request. Every pointer is owned by the struct. */
@@ -167,6 +170,15 @@ typedef struct nudgel_gateway_request {
     size_t body_len;
     const char *content_type; /* static */
 } nudgel_gateway_request_t;
+
+/**
+ * @brief The validity_minutes of a submission made at @p now_unix_ms for a
+ * message that may not be sent after @p expires_at_unix_ms: the whole
+ * minutes left (rounded down, so the carrier never holds it past its
+ * expiry), at least 1, at most NUDGEL_GATEWAY_VALIDITY_MINUTES_MAX.
+ * Pure; any thread.
+ */
+uint32_t nudgel_gateway_validity_minutes(int64_t expires_at_unix_ms, int64_t now_unix_ms);
 
 /**
  * @brief Builds the HTTP request that submits @p msg through @p gw.
