@@ -35,7 +35,10 @@
  *                "gateways": ["primary", "fallback"]}, ...],
  *    "default_route": ["name", ...]}   (optional)
  * Keys starting with "_" are comments and ignored; any other unknown key is
- * an error. The API key itself is never in the file: it is read from the
+ * an error. connect_timeout_ms (default 3000) and timeout_ms (default 10000)
+ * bound each submission. A route's operator is "*" or a name the numbering
+ * plan gives an operator of its country (any ASCII case); another name is an
+ * error naming the route. The API key itself is never in the file: it is read from the
  * environment variable named by api_key_env, or from the file named by
  * api_key_file (a Kubernetes secret mount), once, at load.
  *
