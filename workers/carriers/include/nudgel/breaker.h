@@ -50,6 +50,13 @@ void nudgel_breaker_init(nudgel_breaker_t *b, uint32_t window, uint32_t min_call
  */
 bool nudgel_breaker_allow(nudgel_breaker_t *b, int64_t now_us);
 
+/**
+ * @brief An open breaker whose open interval is over becomes half-open (its
+ * probe slot free), so that a caller's timer can show and log the change
+ * without taking the probe. @returns whether the state changed.
+ */
+bool nudgel_breaker_poll(nudgel_breaker_t *b, int64_t now_us);
+
 /** @brief Records the outcome of a request that allow() let through. */
 void nudgel_breaker_record(nudgel_breaker_t *b, bool failure, int64_t now_us);
 
