@@ -115,10 +115,13 @@ def test_route_returns_to_its_primary_after_the_probe(pg_dsn, topics_ready, run_
         # the next job is its probe, and traffic returns to it.
         assert wait_until(lambda: gauge(worker, "sim-infobip") == 2, OPEN_MS / 1000 + 5), \
             worker.log_tail()
+        enqueue(ns, jobs(tenant, run_id, "probe", 1))
+        assert wait_until(lambda: gauge(worker, "sim-infobip") == 0, 20), worker.log_tail()
+        assert receipts(pg_dsn, tenant, "probe") == [("sent", "sim-infobip", "", "1")]
+        # Closed again: the route's traffic is back on its primary.
         enqueue(ns, jobs(tenant, run_id, "healed", 10))
-        assert wait_until(lambda: status_counts(pg_dsn, tenant).get("sent") == 30, 60), \
+        assert wait_until(lambda: status_counts(pg_dsn, tenant).get("sent") == 31, 60), \
             (status_counts(pg_dsn, tenant), worker.log_tail())
-        assert gauge(worker, "sim-infobip") == 0
         assert receipts(pg_dsn, tenant, "healed") == [("sent", "sim-infobip", "", "10")]
         assert wait_settled([worker])
     finally:
