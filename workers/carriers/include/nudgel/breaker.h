@@ -7,7 +7,10 @@
  * the route passes traffic to its next gateway. After @p open_us it is
  * half-open: one probe at a time is let through; a success closes it, a
  * failure opens it again. Only transient failures count (timeouts, 5xx,
- * 429): a permanent refusal is about the message, not the gateway.
+ * 429, a refused key): a permanent refusal is about the message, not the
+ * gateway. The caller arms a timer for the end of the open interval and
+ * calls nudgel_breaker_poll() then, so an open breaker half-opens even when
+ * no job is routed to it.
  *
  * Time is passed in by the caller (monotonic microseconds) so tests are exact.
  * Threads: one event loop; no locking.
