@@ -8,6 +8,16 @@
  * on_gateway_answer() classifies the answer into an outcome (outcomes.c).
  * A gateway's error answers and its breaker's transitions are logged, at
  * most a few lines a second per gateway.
+ *
+ * An open breaker closes again: the lanes' timer is also armed for the end
+ * of each open interval, when the breaker turns half-open (a gauge per
+ * gateway shows it); the next job routed to it is the probe, and jobs with
+ * no other open gateway wait on the lane for the probe's answer. While every
+ * gateway of a route is open, its jobs wait on the retry tiers and end
+ * failed only at the end of the ladder. An answer refusing our credentials
+ * (an account-level 401/403) is the gateway's fault: it counts against the
+ * breaker, is logged at error and counted, and the job moves on at once to
+ * the next gateway of its route (a retry tier when there is none).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -20,6 +30,7 @@
 
 #define ANSWERS_LOG_LINES 5 /* per gateway per second: 4xx, 5xx, transport errors */
 #define BREAKER_LOG_LINES 5 /* per gateway per second: circuit transitions */
+#define AUTH_LOG_LINES    2 /* per gateway per second: credentials refused */
 
 static gateway_lane_t *lane_for(worker_t *w, const nudgel_gateway_t *gw)
 {
@@ -47,11 +58,27 @@ static bool circuit_open(const gateway_lane_t *lane, int64_t now_us)
            now_us - lane->breaker.opened_at_us < lane->breaker.open_us;
 }
 
-/* Logs a change of @p lane's circuit (rate-limited per gateway). */
-static void breaker_changed(gateway_lane_t *lane, nudgel_breaker_state_t before)
+/* The gauge's value of a breaker state: 0 closed, 1 open, 2 half-open. */
+static double state_gauge(nudgel_breaker_state_t state)
+{
+    switch (state) {
+    case NUDGEL_BREAKER_CLOSED:
+        return 0;
+    case NUDGEL_BREAKER_OPEN:
+        return 1;
+    case NUDGEL_BREAKER_HALF_OPEN:
+        return 2;
+    }
+    return 0;
+}
+
+/* Logs a change of @p lane's circuit (rate-limited per gateway) and sets its gauge. */
+static void breaker_changed(worker_t *w, gateway_lane_t *lane, nudgel_breaker_state_t before)
 {
     if (lane->breaker.state == before)
         return;
+    nudgel_metric_set(w->m_breaker_state, nudgel_gateway_name(lane->gateway),
+                      state_gauge(lane->breaker.state));
     NUDGEL_LOG_LIMITED(&lane->breaker_log, NUDGEL_LOG_WARN, NULL, "gateway %s: circuit %s (was %s)",
                        nudgel_gateway_name(lane->gateway),
                        nudgel_breaker_state_name(lane->breaker.state),
@@ -144,7 +171,14 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
     const char *gw = nudgel_gateway_name(m->gateway);
     gateway_lane_t *lane = lane_for(w, m->gateway);
     lane->in_flight--;
-    if (r->transport_error || r->status >= 400) {
+    if (out.kind == NUDGEL_GATEWAY_TRANSIENT && out.credentials_refused) {
+        nudgel_log_ctx_t ctx = msg_log_ctx(m);
+        nudgel_metric_add(w->m_auth_failures, gw, 1);
+        NUDGEL_LOG_LIMITED(&lane->auth_log, NUDGEL_LOG_ERROR, &ctx,
+                           "gateway %s: credentials refused (HTTP %ld, %s: %s): check its API key; "
+                           "messages go on along their route",
+                           gw, r->status, out.error_code, out.error_message);
+    } else if (r->transport_error || r->status >= 400) {
         nudgel_log_ctx_t ctx = msg_log_ctx(m);
         char answer[64];
         if (r->transport_error || r->status == 0)
@@ -158,8 +192,19 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
                            out.kind == NUDGEL_GATEWAY_TRANSIENT ? "; will retry" : "");
     }
     nudgel_breaker_state_t before = lane->breaker.state;
-    nudgel_breaker_record(&lane->breaker, out.kind == NUDGEL_GATEWAY_TRANSIENT, nudgel_mono_us());
-    breaker_changed(lane, before);
+    /* Half-open, only the probe's answer decides (not a late one sent before it opened). */
+    if (before != NUDGEL_BREAKER_HALF_OPEN || m->probe)
+        nudgel_breaker_record(&lane->breaker, out.kind == NUDGEL_GATEWAY_TRANSIENT,
+                              nudgel_mono_us());
+    m->probe = false;
+    breaker_changed(w, lane, before);
+    if (out.kind == NUDGEL_GATEWAY_TRANSIENT && out.credentials_refused) {
+        gateway_lane_t *other = next_open_lane(w, m, m->gateway);
+        if (other) {
+            enqueue_on_lane(other, m); /* its gates stay held: it is still being sent */
+            return;
+        }
+    }
     leave_gates(w, m);
     switch (out.kind) {
     case NUDGEL_GATEWAY_SENT:
@@ -178,6 +223,15 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
     }
 }
 
+/* A probe that never reached the gateway (the request could not be built or sent). */
+static void give_back_probe(worker_t *w, msg_t *m)
+{
+    if (!m->probe)
+        return;
+    m->probe = false;
+    lane_for(w, m->gateway)->breaker.probe_in_flight = false;
+}
+
 static void submit(msg_t *m)
 {
     worker_t *w = m->w;
@@ -194,6 +248,7 @@ static void submit(msg_t *m)
             nudgel_gateway_validity_minutes(msg_expires_at_ms(w, m), nudgel_now_unix_ms()),
     };
     if (nudgel_gateway_build_request(m->gateway, &gm, &req, errstr, sizeof(errstr)) != NUDGEL_OK) {
+        give_back_probe(w, m);
         leave_gates(w, m);
         finish(m, NUDGEL_RECEIPT_FAILED, nudgel_gateway_name(m->gateway), NULL, "invalid_request",
                errstr, NULL, NULL, NULL);
@@ -216,6 +271,7 @@ static void submit(msg_t *m)
         lane_for(w, m->gateway)->in_flight++;
         return;
     }
+    give_back_probe(w, m);
     leave_gates(w, m);
     retry_or_give_up(m, "submit_failed", nudgel_strerror(err), -1);
 }
@@ -233,6 +289,12 @@ void drain_lanes(void *opaque)
     int64_t now = nudgel_mono_us(), next = INT64_MAX;
     for (size_t i = 0; i < w->lane_count; i++) {
         gateway_lane_t *lane = &w->lanes[i];
+        nudgel_breaker_state_t was = lane->breaker.state;
+        if (nudgel_breaker_poll(&lane->breaker, now))
+            breaker_changed(w, lane, was);
+    }
+    for (size_t i = 0; i < w->lane_count; i++) {
+        gateway_lane_t *lane = &w->lanes[i];
         while (lane->head && lane->in_flight < w->gateway_max_in_flight) {
             msg_t *m = lane->head;
             if (nudgel_throttle_bucket_tokens(lane->bucket, now) < 1) {
@@ -243,17 +305,20 @@ void drain_lanes(void *opaque)
             }
             nudgel_breaker_state_t before = lane->breaker.state;
             bool allowed = nudgel_breaker_allow(&lane->breaker, now);
-            breaker_changed(lane, before);
+            breaker_changed(w, lane, before);
+            gateway_lane_t *other = allowed ? NULL : next_open_lane(w, m, lane->gateway);
+            if (!allowed && !other && lane->breaker.state == NUDGEL_BREAKER_HALF_OPEN)
+                break; /* the probe is out: its answer decides, and runs this hook again */
             if (allowed)
                 nudgel_throttle_bucket_try_take(lane->bucket, 1, now);
             lane->head = m->next_waiting;
             if (!lane->head)
                 lane->tail = NULL;
             if (allowed) {
+                m->probe = before != NUDGEL_BREAKER_CLOSED;
                 submit(m);
                 continue;
             }
-            gateway_lane_t *other = next_open_lane(w, m, lane->gateway);
             if (other) {
                 enqueue_on_lane(other, m);
             } else {
@@ -263,6 +328,11 @@ void drain_lanes(void *opaque)
                                  until_a_circuit_half_opens(w, m));
             }
         }
+    }
+    for (size_t i = 0; i < w->lane_count; i++) {
+        const nudgel_breaker_t *b = &w->lanes[i].breaker;
+        if (b->state == NUDGEL_BREAKER_OPEN && b->opened_at_us + b->open_us < next)
+            next = b->opened_at_us + b->open_us; /* it half-opens then */
     }
     if (next != INT64_MAX)
         nudgel_timer_arm_by(w->lanes_timer, next);
@@ -299,7 +369,10 @@ void update_fleet_share(worker_t *w)
     }
 }
 
-/* A lane's next token is due: drain_lanes(), a turn hook, runs after the timers. */
+/*
+ * A lane's next token is due, or a breaker's open interval ended:
+ * drain_lanes(), a turn hook, runs after the timers.
+ */
 static void on_lanes_timer(void *opaque)
 {
     (void)opaque;
@@ -332,6 +405,9 @@ nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size)
             "gateway error answers", ANSWERS_LOG_LINES, 1000);
         lane->breaker_log = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT(
             "gateway circuit transitions", BREAKER_LOG_LINES, 1000);
+        lane->auth_log = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT(
+            "gateway credentials refused", AUTH_LOG_LINES, 1000);
+        nudgel_metric_set(w->m_breaker_state, nudgel_gateway_name(lane->gateway), 0);
         nudgel_breaker_init(
             &lane->breaker, (uint32_t)nudgel_conf_get_int(w->conf, "messages.breaker_window"),
             (uint32_t)nudgel_conf_get_int(w->conf, "messages.breaker_min_calls"),
@@ -364,6 +440,7 @@ void gateway_lanes_close(worker_t *w)
         nudgel_throttle_bucket_free(w->lanes[i].bucket);
         nudgel_log_ratelimit_flush(&w->lanes[i].answers_log, NUDGEL_LOG_WARN);
         nudgel_log_ratelimit_flush(&w->lanes[i].breaker_log, NUDGEL_LOG_WARN);
+        nudgel_log_ratelimit_flush(&w->lanes[i].auth_log, NUDGEL_LOG_ERROR);
     }
     w->lane_count = 0;
     nudgel_gateway_set_free(w->gateways);

@@ -173,6 +173,14 @@ static void register_metrics(worker_t *w)
         "Jobs waiting: claim, recipient (behind an earlier job to the same number), tenant "
         "(at its limits), outcome (for the batched write).",
         "queue", NULL, 0);
+    w->m_breaker_state = nudgel_metrics_register(
+        m, NUDGEL_METRIC_GAUGE, "nudgel_messages_breaker_state",
+        "Circuit breaker per gateway: 0 closed, 1 open, 2 half-open (a probe may go).", "gateway",
+        NULL, 0);
+    w->m_auth_failures = nudgel_metrics_register(
+        m, NUDGEL_METRIC_COUNTER, "nudgel_messages_gateway_auth_failures_total",
+        "Answers in which a gateway refused our credentials (account-level 401/403).", "gateway",
+        NULL, 0);
     w->m_pg_up = nudgel_metrics_register(m, NUDGEL_METRIC_GAUGE, "nudgel_messages_postgres_up",
                                          "1 while Postgres is reachable, 0 while intake is paused "
                                          "for it.",

@@ -124,6 +124,7 @@ typedef struct msg {
     nudgel_gateway_route_t route; /* the gateways it may use, primary first */
     bool holds_recipient;         /* the head of its (tenant, to) queue */
     bool holds_tenant;            /* counted in its tenant's in-flight */
+    bool probe;                   /* its submission is its gateway's half-open probe */
     outcome_t *out;           /* allocated when the job's turn ends (keeps jobs in flight small) */
     struct msg *next_waiting; /* in its gateway's token queue */
 } msg_t;
@@ -137,6 +138,7 @@ typedef struct gateway_lane {
     msg_t *head, *tail;                 /* jobs waiting for a token */
     nudgel_log_ratelimit_t answers_log; /* 4xx, 5xx and transport errors */
     nudgel_log_ratelimit_t breaker_log; /* circuit transitions */
+    nudgel_log_ratelimit_t auth_log;    /* credentials refused */
 } gateway_lane_t;
 
 /* The claim statement in flight on the claims connection (claims.c). */
@@ -277,6 +279,7 @@ struct worker {
 
     /* metrics */
     nudgel_metric_t *m_outcomes, *m_in_flight, *m_submit_latency, *m_waiting, *m_pg_up, *m_pg_batch;
+    nudgel_metric_t *m_breaker_state, *m_auth_failures; /* per gateway */
 };
 
 /* ---- main.c ---------------------------------------------------------------- */

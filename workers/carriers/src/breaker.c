@@ -43,6 +43,15 @@ bool nudgel_breaker_allow(nudgel_breaker_t *b, int64_t now_us)
     return false;
 }
 
+bool nudgel_breaker_poll(nudgel_breaker_t *b, int64_t now_us)
+{
+    if (b->state != NUDGEL_BREAKER_OPEN || now_us - b->opened_at_us < b->open_us)
+        return false;
+    b->state = NUDGEL_BREAKER_HALF_OPEN;
+    b->probe_in_flight = false;
+    return true;
+}
+
 void nudgel_breaker_record(nudgel_breaker_t *b, bool failure, int64_t now_us)
 {
     if (b->state == NUDGEL_BREAKER_HALF_OPEN) {

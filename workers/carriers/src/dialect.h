@@ -72,6 +72,14 @@ typedef struct dialect {
      */
     void (*refused)(const void *cfg, nudgel_gateway_outcome_t *out);
 
+    /*
+     * Whether the non-2xx HTTP @p status means the gateway refused our
+     * credentials (an account-level fault, not the message's). NULL: 401
+     * and 403 do (Africa's Talking and Infobip answer a wrong key so;
+     * their per-recipient refusals come in a 2xx body).
+     */
+    bool (*credentials_refused)(const void *cfg, int status);
+
     /* Releases what parse() returned (NULL is fine). */
     void (*free_cfg)(void *cfg);
 } dialect_t;

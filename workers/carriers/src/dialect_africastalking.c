@@ -22,7 +22,9 @@
  *   second SMS (the dialect does not dedupe; the claim protocol matters
  *   most here). The DLR URL is set in the AT dashboard, so the message's
  *   callback_url is not sent. Error bodies carry nothing we read: a non-2xx
- *   is described by its HTTP status.
+ *   is described by its HTTP status. An HTTP 401 (or 403) is AT refusing
+ *   the apiKey or username, not a recipient (those come per recipient in a
+ *   201): a fault of the gateway (gateway.c, credentials_refused).
  */
 #include <stdio.h>
 #include <stdlib.h>

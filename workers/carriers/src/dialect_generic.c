@@ -23,23 +23,41 @@
  *   status or error code in rejected_codes (default invalid_number,
  *   blacklisted, invalid_sender, dnd) is "rejected", not "failed". A 4xx
  *   whose error code is in transient_statuses is TRANSIENT.
+ * - credential_statuses (default [401, 403]): the HTTP statuses (400-499,
+ *   not 429) that mean the gateway refused our key. Such an answer is a
+ *   fault of the gateway, not of the message: TRANSIENT with
+ *   credentials_refused set. [] when the gateway answers per-message
+ *   refusals with one of them.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "dialect.h"
 
+#define GENERIC_CREDENTIAL_STATUSES_MAX 16
+
 typedef struct generic_cfg {
     char *auth_header, *auth_scheme;
     char *message_id_pointer, *status_pointer, *segments_pointer;
     char *error_code_pointer, *error_message_pointer;
     dialect_list_t success, permanent, transient, rejected_codes;
+    int credential_statuses[GENERIC_CREDENTIAL_STATUSES_MAX];
+    size_t credential_count;
 } generic_cfg_t;
 
-static const char *const generic_keys[] = {
-    "auth_header",        "auth_scheme",        "message_id_pointer",    "status_pointer",
-    "segments_pointer",   "error_code_pointer", "error_message_pointer", "success_statuses",
-    "permanent_statuses", "transient_statuses", "rejected_codes",        NULL};
+static const char *const generic_keys[] = {"auth_header",
+                                           "auth_scheme",
+                                           "message_id_pointer",
+                                           "status_pointer",
+                                           "segments_pointer",
+                                           "error_code_pointer",
+                                           "error_message_pointer",
+                                           "success_statuses",
+                                           "permanent_statuses",
+                                           "transient_statuses",
+                                           "rejected_codes",
+                                           "credential_statuses",
+                                           NULL};
 
 static void generic_free(void *cfg)
 {
@@ -80,6 +98,36 @@ static int check_lists(const dialect_ctx_t *c, const generic_cfg_t *g)
                          g->permanent.v[i]);
             return -1;
         }
+    return 0;
+}
+
+/* credential_statuses: HTTP 4xx statuses (not 429), default [401, 403]. */
+static int get_credential_statuses(const dialect_ctx_t *c, const json_t *obj, generic_cfg_t *g)
+{
+    const json_t *v = json_object_get(obj, "credential_statuses");
+    size_t i;
+    const json_t *item;
+    if (!v) {
+        g->credential_statuses[0] = 401;
+        g->credential_statuses[1] = 403;
+        g->credential_count = 2;
+        return 0;
+    }
+    if (!json_is_array(v) || json_array_size(v) > GENERIC_CREDENTIAL_STATUSES_MAX) {
+        dialect_cerr(c, "credential_statuses", "must be an array of at most %d HTTP statuses",
+                     GENERIC_CREDENTIAL_STATUSES_MAX);
+        return -1;
+    }
+    json_array_foreach(v, i, item)
+    {
+        json_int_t st = json_is_integer(item) ? json_integer_value(item) : 0;
+        if (st < 400 || st > 499 || st == 429) {
+            dialect_cerr(c, "credential_statuses",
+                         "item %zu must be an HTTP status 400-499 but 429", i);
+            return -1;
+        }
+        g->credential_statuses[g->credential_count++] = (int)st;
+    }
     return 0;
 }
 
@@ -125,7 +173,7 @@ static int generic_parse(const dialect_ctx_t *c, const json_t *obj, void **cfg)
         dialect_get_list(c, obj, "transient_statuses", NULL, 0, &g->transient) < 0 ||
         dialect_get_list(c, obj, "rejected_codes", rej, 4, &g->rejected_codes) < 0)
         goto out;
-    if (check_lists(c, g) < 0)
+    if (check_lists(c, g) < 0 || get_credential_statuses(c, obj, g) < 0)
         goto out;
     *cfg = g;
     g = NULL;
@@ -244,6 +292,15 @@ static void generic_refused(const void *cfg, nudgel_gateway_outcome_t *o)
         dialect_permanent(o, dialect_list_has(&g->rejected_codes, o->error_code));
 }
 
+static bool generic_credentials_refused(const void *cfg, int status)
+{
+    const generic_cfg_t *g = cfg;
+    for (size_t i = 0; i < g->credential_count; i++)
+        if (g->credential_statuses[i] == status)
+            return true;
+    return false;
+}
+
 const dialect_t dialect_generic = {
     .name = "generic",
     .default_path = "/messages",
@@ -254,5 +311,6 @@ const dialect_t dialect_generic = {
     .classify = generic_classify,
     .error_detail = generic_error_detail,
     .refused = generic_refused,
+    .credentials_refused = generic_credentials_refused,
     .free_cfg = generic_free,
 };

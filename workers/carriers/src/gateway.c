@@ -352,6 +352,14 @@ int64_t nudgel_gateway_retry_after_ms(const char *value, int64_t now_unix_ms)
     return delta > max_ms ? max_ms : delta;
 }
 
+/* An account-level refusal of our key: the dialect's say, else 401 and 403. */
+static bool credentials_refused(const nudgel_gateway_t *gw, int status)
+{
+    if (gw->ops->credentials_refused)
+        return gw->ops->credentials_refused(gw->cfg, status);
+    return status == 401 || status == 403;
+}
+
 static json_t *parse_body(const nudgel_gateway_response_t *r)
 {
     if (!r->body || r->body_len == 0 || r->body_len > NUDGEL_GATEWAY_RESPONSE_MAX)
@@ -413,6 +421,9 @@ nudgel_err_t nudgel_gateway_classify(const nudgel_gateway_t *gw,
     } else if (st >= 300 && st <= 399) {
         dialect_permanent(out, false);
         dialect_error(out, "http_redirect", "HTTP %d: redirects are never followed", st);
+    } else if (st >= 400 && st <= 499 && credentials_refused(gw, st)) {
+        dialect_transient(out);
+        out->credentials_refused = true;
     } else if (st >= 400 && st <= 499) {
         gw->ops->refused(gw->cfg, out);
     } else {

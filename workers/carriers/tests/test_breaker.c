@@ -57,6 +57,27 @@ static void test_window_forgets_old_failures(void **state)
     assert_int_equal(b.state, NUDGEL_BREAKER_OPEN); /* 6 of the last 10 */
 }
 
+/* The worker's timer half-opens it when the interval ends, without taking the probe. */
+static void test_poll_half_opens_when_due(void **state)
+{
+    (void)state;
+    nudgel_breaker_t b;
+    nudgel_breaker_init(&b, 10, 2, 0.5, 2 * SEC);
+    assert_false(nudgel_breaker_poll(&b, 0)); /* closed: nothing to do */
+    nudgel_breaker_record(&b, true, 0);
+    nudgel_breaker_record(&b, true, 0);
+    assert_int_equal(b.state, NUDGEL_BREAKER_OPEN);
+    assert_false(nudgel_breaker_poll(&b, 2 * SEC - 1));
+    assert_int_equal(b.state, NUDGEL_BREAKER_OPEN);
+    assert_true(nudgel_breaker_poll(&b, 2 * SEC));
+    assert_int_equal(b.state, NUDGEL_BREAKER_HALF_OPEN);
+    assert_false(nudgel_breaker_poll(&b, 3 * SEC));  /* already half-open */
+    assert_true(nudgel_breaker_allow(&b, 3 * SEC));  /* the probe */
+    assert_false(nudgel_breaker_allow(&b, 3 * SEC)); /* one at a time */
+    nudgel_breaker_record(&b, false, 3 * SEC);
+    assert_int_equal(b.state, NUDGEL_BREAKER_CLOSED);
+}
+
 static void test_half_open_probe(void **state)
 {
     (void)state;
@@ -85,6 +106,7 @@ int main(void)
         cmocka_unit_test(test_successes_keep_it_closed),
         cmocka_unit_test(test_window_forgets_old_failures),
         cmocka_unit_test(test_half_open_probe),
+        cmocka_unit_test(test_poll_half_opens_when_due),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,10 @@
  * the route passes traffic to its next gateway. After @p open_us it is
  * half-open: one probe at a time is let through; a success closes it, a
  * failure opens it again. Only transient failures count (timeouts, 5xx,
- * 429): a permanent refusal is about the message, not the gateway.
+ * 429, a refused key): a permanent refusal is about the message, not the
+ * gateway. The caller arms a timer for the end of the open interval and
+ * calls nudgel_breaker_poll() then, so an open breaker half-opens even when
+ * no job is routed to it.
  *
  * Time is passed in by the caller (monotonic microseconds) so tests are exact.
  * Threads: one event loop; no locking.
@@ -49,6 +52,13 @@ void nudgel_breaker_init(nudgel_breaker_t *b, uint32_t window, uint32_t min_call
  * the single probe slot, which nudgel_breaker_record() gives back.
  */
 bool nudgel_breaker_allow(nudgel_breaker_t *b, int64_t now_us);
+
+/**
+ * @brief An open breaker whose open interval is over becomes half-open (its
+ * probe slot free), so that a caller's timer can show and log the change
+ * without taking the probe. @returns whether the state changed.
+ */
+bool nudgel_breaker_poll(nudgel_breaker_t *b, int64_t now_us);
 
 /** @brief Records the outcome of a request that allow() let through. */
 void nudgel_breaker_record(nudgel_breaker_t *b, bool failure, int64_t now_us);

@@ -30,7 +30,7 @@
  *                  "segments_pointer", "error_code_pointer",
  *                  "error_message_pointer", "success_statuses",
  *                  "permanent_statuses", "transient_statuses",
- *                  "rejected_codes"}, ...],
+ *                  "rejected_codes", "credential_statuses"}, ...],
  *    "routes": [{"country": "KE", "operator": "Safaricom" | "*",
  *                "gateways": ["primary", "fallback"]}, ...],
  *    "default_route": ["name", ...]}   (optional)
@@ -248,13 +248,21 @@ typedef struct nudgel_gateway_outcome {
        read, so the message may have been accepted. For a gateway that does
        not dedupe (AT) a resubmission may be a second SMS. */
     bool maybe_accepted;
+    /* TRANSIENT only: the gateway refused our credentials (an account-level
+       401/403: a wrong, rotated or revoked key). A fault of the gateway, not
+       of the message: the worker counts it against the gateway's breaker,
+       logs it at error and moves the message on along its route. */
+    bool credentials_refused;
 } nudgel_gateway_outcome_t;
 
 /**
  * @brief Classifies a gateway's answer.
  *
- * Rules: a transport error, 429 and 5xx are TRANSIENT; 3xx (never followed)
- * and other 4xx PERMANENT; 2xx by dialect — AT per-recipient statusCode
+ * Rules: a transport error, 429 and 5xx are TRANSIENT; an HTTP status that
+ * means the gateway refused our credentials (401 and 403 for Africa's
+ * Talking and Infobip; the generic dialect's credential_statuses, default
+ * 401 and 403) is TRANSIENT with credentials_refused set; 3xx (never
+ * followed) and other 4xx PERMANENT; 2xx by dialect — AT per-recipient statusCode
  * 100/101/102 SENT, 401-409 PERMANENT, 500-502 TRANSIENT; Infobip status
  * groupId 1 (PENDING) SENT, 5 (REJECTED) PERMANENT; generic by the
  * configured status lists. A 2xx body that cannot be read is TRANSIENT with
