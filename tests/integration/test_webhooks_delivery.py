@@ -266,6 +266,30 @@ def test_429_waits_for_retry_after(env):
     assert rec["last_ms"] - rec["first_ms"] >= 1900, rec
 
 
+def test_429_retry_after_throttles_the_endpoint(env):
+    """After a 429 with Retry-After the endpoint gets no new request before that time (Standard
+    Webhooks: throttle); jobs for it wait in its lane, other endpoints are not held back."""
+    tenant, sink, dsn, run = f"wh{env['run']}", env["sink"], env["dsn"], env["run"]
+    busy, calm = f"/throttled{run}", f"/calm{run}"
+    (busy_eid, busy_secret), (calm_eid, calm_secret) = h.add_endpoints(
+        dsn, [dict(tenant=tenant, url=sink.url(busy)), dict(tenant=tenant, url=sink.url(calm))])
+    sink.configure(busy, secrets=[busy_secret], statuses=[429], retry_after=3)
+    sink.configure(calm, secrets=[calm_secret])
+    h.enqueue(binary, env["ns"], [h.webhook_job(tenant, busy_eid, 0, run)])
+    h.wait_until(lambda: sink.path_ledger(busy, summary=True)["requests"] >= 1, 30,
+                 "the first 429", env["worker"])
+    throttled_at = sink.path_ledger(busy)["ids"][f"evt_{run}_0"]["first_ms"]
+    h.enqueue(binary, env["ns"], [h.webhook_job(tenant, busy_eid, i, run) for i in range(1, 11)]
+              + [h.webhook_job(tenant, calm_eid, i, run) for i in range(11, 16)])
+    wait_final(env, tenant, 16)
+    firsts = {k: r["first_ms"] - throttled_at for k, r in sink.path_ledger(busy)["ids"].items()}
+    assert len(firsts) == 11
+    # Retry-After: 3 s from the 429; the sink's clock saw the request a little before the answer.
+    assert all(ms >= 2900 for k, ms in firsts.items() if k != f"evt_{run}_0"), firsts
+    calm_firsts = [r["first_ms"] - throttled_at for r in sink.path_ledger(calm)["ids"].values()]
+    assert len(calm_firsts) == 5 and max(calm_firsts) < 2900, calm_firsts
+
+
 def test_a_job_again_after_its_end_sends_nothing_and_repeats_its_event(env):
     """A job that comes again once its delivery ended (a re-delivery after a crash): the
     claim reads the row's stored status (parsed into the deliverer's enum where the row is

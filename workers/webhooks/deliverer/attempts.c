@@ -3,7 +3,8 @@
  * the Standard Webhooks signature over the exact body bytes, the POST on
  * curl multi (on the loop: the answer comes from a loop callback), and the
  * answer classified into the job's outcome (retry schedule, permanent
- * failure, 410 disabling the endpoint on the lookups connection first).
+ * failure, 410 disabling the endpoint on the lookups connection first; a
+ * 429/503 with Retry-After throttles the endpoint's lane until then).
  * Endpoint 4xx/5xx answers are logged, rate-limited.
  */
 #define _GNU_SOURCE
@@ -136,8 +137,16 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
         ep->enabled = false; /* at once for the jobs behind it; the row follows */
         lookups_disable(w, j);
         break;
-    case NUDGEL_OUTCOME_RETRY:
     case NUDGEL_OUTCOME_BACKOFF:
+        if (out.not_before_ms > ar.now_ms) {
+            /* Retry-After throttles the endpoint: no new request to it before then. */
+            int64_t until = nudgel_mono_us() + (out.not_before_ms - ar.now_ms) * 1000;
+            if (until > ep->throttled_until_us)
+                ep->throttled_until_us = until;
+        }
+        attempt_failed(j, out.kind, out.not_before_ms);
+        break;
+    case NUDGEL_OUTCOME_RETRY:
     case NUDGEL_OUTCOME_PERMANENT:
         attempt_failed(j, out.kind, out.not_before_ms);
         break;
