@@ -159,7 +159,7 @@ void submit(worker_t *w, wjob_t *j)
     endpoint_t *ep = j->ep;
     if (!ep->found || !ep->enabled || ep->secret_broken) {
         snprintf(j->error_class, sizeof(j->error_class), "%s",
-                 !ep->found     ? "endpoint_not_found"
+                 !ep->found     ? WH_ENDPOINT_NOT_FOUND
                  : !ep->enabled ? "endpoint_disabled"
                                 : "secret_unavailable");
         snprintf(j->error_message, sizeof(j->error_message), "%.600s",

@@ -113,6 +113,7 @@ typedef struct wjob {
     int header_attempts;   /* nudgel-attempt: attempts made before this hop */
     int attempt;           /* number of the attempt this job makes (1-based) */
     int64_t first_seen_ms; /* nudgel-first-seen, or now */
+    bool replayed;         /* nudgel-replay-of: sent again by an operator (dlq replay) */
     char traceparent[64];
     char trace_id[33];                    /* the traceparent's trace-id, for logs; "" when none */
     char log_id[NUDGEL_UUID_STR_LEN + 1]; /* job id for logs (derived when malformed) */
