@@ -110,9 +110,13 @@ nudgel_err_t nudgel_webhook_job_canonicalize(const char *bytes, size_t len,
     }
     if ((err = job_get_string(&r, "event_id", true, &event_id, ferr)))
         goto out;
-    if (!job_matches_charset(event_id, 1, EVENT_ID_MAX, "_.:-", false)) {
+    /* It is the webhook-id, which Standard Webhooks forbids to contain '.' (the signed
+     * content is "id.timestamp.body"). */
+    if (!job_matches_charset(event_id, 1, EVENT_ID_MAX, "_:-", false)) {
         err = job_field_error(ferr, NUDGEL_ERR_INVALID_FIELD, "event_id",
-                              "must be 1 to %d of A-Z a-z 0-9 _ . : -", EVENT_ID_MAX);
+                              "must be 1 to %d of A-Z a-z 0-9 _ : - (no '.': it is the "
+                              "webhook-id)",
+                              EVENT_ID_MAX);
         goto out;
     }
     int64_t now = opts && opts->now_ms ? opts->now_ms : 0;

@@ -7,6 +7,7 @@ own tenant. The sink verifies every request with the official
 `standardwebhooks` npm package.
 """
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -264,6 +265,73 @@ def test_429_waits_for_retry_after(env):
     rec = list(sink.path_ledger(f"/busy{run}")["ids"].values())[0]
     # The schedule says 300 ms; Retry-After says 2 s, and wins.
     assert rec["last_ms"] - rec["first_ms"] >= 1900, rec
+
+
+def test_429_retry_after_throttles_the_endpoint(env):
+    """After a 429 with Retry-After the endpoint gets no new request before that time (Standard
+    Webhooks: throttle); jobs for it wait in its lane, other endpoints are not held back."""
+    tenant, sink, dsn, run = f"wh{env['run']}", env["sink"], env["dsn"], env["run"]
+    busy, calm = f"/throttled{run}", f"/calm{run}"
+    (busy_eid, busy_secret), (calm_eid, calm_secret) = h.add_endpoints(
+        dsn, [dict(tenant=tenant, url=sink.url(busy)), dict(tenant=tenant, url=sink.url(calm))])
+    sink.configure(busy, secrets=[busy_secret], statuses=[429], retry_after=3)
+    sink.configure(calm, secrets=[calm_secret])
+    h.enqueue(binary, env["ns"], [h.webhook_job(tenant, busy_eid, 0, run)])
+    h.wait_until(lambda: sink.path_ledger(busy, summary=True)["requests"] >= 1, 30,
+                 "the first 429", env["worker"])
+    throttled_at = sink.path_ledger(busy)["ids"][f"evt_{run}_0"]["first_ms"]
+    h.enqueue(binary, env["ns"], [h.webhook_job(tenant, busy_eid, i, run) for i in range(1, 11)]
+              + [h.webhook_job(tenant, calm_eid, i, run) for i in range(11, 16)])
+    wait_final(env, tenant, 16)
+    firsts = {k: r["first_ms"] - throttled_at for k, r in sink.path_ledger(busy)["ids"].items()}
+    assert len(firsts) == 11
+    # Retry-After: 3 s from the 429; the sink's clock saw the request a little before the answer.
+    assert all(ms >= 2900 for k, ms in firsts.items() if k != f"evt_{run}_0"), firsts
+    calm_firsts = [r["first_ms"] - throttled_at for r in sink.path_ledger(calm)["ids"].values()]
+    assert len(calm_firsts) == 5 and max(calm_firsts) < 2900, calm_firsts
+
+
+def test_unknown_endpoint_is_dead_lettered_and_replayed_once_it_exists(env):
+    """A job naming an endpoint id that does not exist ends cancelled and goes to the dead
+    letter topic (reason endpoint_not_found); `nudgel-admin dlq replay` sends it once the
+    endpoint exists, and its delivery row ends delivered."""
+    tenant, sink, dsn, run = f"wn{env['run']}", env["sink"], env["dsn"], env["run"]
+    path = f"/late{run}"
+    eid, secret = h.add_endpoint(dsn, tenant, sink.url(path))
+    sink.configure(path, secrets=[secret])
+    hidden = str(h.uuid.uuid4())
+    h.psql(dsn, f"UPDATE nudgel.webhook_endpoints SET endpoint_id = '{hidden}' WHERE "
+                f"endpoint_id = '{eid}'")  # the job's endpoint does not exist (yet)
+    job = h.webhook_job(tenant, eid, 1, run)
+    h.enqueue(binary, env["ns"], [job])
+    wait_final(env, tenant, 1)
+    row = f"SELECT status FROM nudgel.webhook_deliveries WHERE delivery_id = '{job['id']}'"
+    assert h.psql(dsn, row).strip() == "cancelled"
+    assert events_of(env, tenant)[0]["data"]["error"]["code"] == "endpoint_not_found"
+
+    def dead_letters():
+        return [r for r in kcat_consume(env["bootstrap"], f"{env['ns']}nudgel.webhooks.dlq.v1")
+                if headers_of(r).get("nudgel-tenant") == tenant]
+    dead = h.wait_until(dead_letters, 30, "the dead letter", env["worker"])
+    assert len(dead) == 1 and json.loads(dead[0]["payload"])["id"] == job["id"]
+    reason = headers_of(dead[0])["nudgel-dlq-reason"]
+    assert reason.startswith("endpoint_not_found: ") and eid in reason, reason
+    assert sink.path_ledger(path, summary=True)["requests"] == 0
+
+    h.psql(dsn, f"UPDATE nudgel.webhook_endpoints SET endpoint_id = '{eid}' WHERE "
+                f"endpoint_id = '{hidden}'")  # the endpoint exists now
+    time.sleep(ENDPOINT_CACHE_MS / 1000 + 0.2)  # the cached "not found" is stale
+    replay = subprocess.run([binary("nudgel-admin"), "--set", f"topics.namespace={env['ns']}",
+                             "dlq", "replay", "--topic", "webhooks", "--tenant", tenant,
+                             "--reason", "endpoint_not_found"],
+                            capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stderr
+    assert "1 matched, 1 replayed" in replay.stdout, replay.stdout
+    h.wait_until(lambda: h.psql(dsn, row).strip() == "delivered", 30, "the replayed delivery",
+                 env["worker"])
+    lg = sink.path_ledger(path, summary=True)
+    assert (lg["requests"], lg["verified"]) == (1, 1), lg
+    assert "ai.nudgel.webhook.delivered" in [e["type"] for e in events_of(env, tenant, 2)]
 
 
 def test_a_job_again_after_its_end_sends_nothing_and_repeats_its_event(env):

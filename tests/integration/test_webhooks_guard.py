@@ -102,3 +102,40 @@ def test_malformed_jobs_go_to_the_dlq(bootstrap, pg_dsn, topics_ready, run_id, s
     assert len(failed) == 3
     assert all(e["data"]["error"]["code"] == "malformed_job" for e in failed)
     assert [e["type"] for e in events].count("ai.nudgel.webhook.delivered") == 1
+
+
+def test_event_id_with_a_dot_is_dead_lettered(bootstrap, pg_dsn, topics_ready, run_id, sink):
+    """event_id is the webhook-id; Standard Webhooks forbids '.' in it (the signed content is
+    id.timestamp.body). A job with one is refused by the producer and, written raw, is a dead
+    letter with its reason and a failed event: nothing is sent."""
+    ns, tenant = f"wi{run_id}.", f"wi{run_id}"
+    h.make_topics(binary, ns)
+    eid, secret = h.add_endpoint(pg_dsn, tenant, sink.url("/dot"))
+    sink.configure("/dot", secrets=[secret])
+    dotted = dict(h.webhook_job(tenant, eid, 0, run_id), event_id=f"evt.{run_id}")
+    refused = subprocess.run([binary("nudgel-enqueue"), "--quiet", "--json", "--topic",
+                              "webhooks", "--set",
+                              f"producer.webhooks_topic={ns}nudgel.webhooks.v1"],
+                             input=json.dumps(dotted) + "\n", capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode != 0 and "event_id" in refused.stderr, refused
+    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", f"{ns}nudgel.webhooks.v1", "-k", tenant,
+                    "-H", f"nudgel-tenant={tenant}", "-H", "nudgel-schema=webhook.job/v1"],
+                   input=json.dumps(dotted), text=True, check=True, timeout=30)
+    h.enqueue(binary, ns, [h.webhook_job(tenant, eid, 1, run_id)])  # a good one after it
+    worker = h.start_deliverer(binary, ns)
+    try:
+        h.wait_until(lambda: h.final_count(pg_dsn, tenant) >= 1, 60, "the good job", worker)
+        h.wait_until(lambda: len(kcat_consume(bootstrap, f"{ns}nudgel.webhooks.dlq.v1")) >= 1,
+                     30, "the dead letter", worker)
+    finally:
+        assert worker.terminate() == 0, worker.text()[-3000:]
+    dead = kcat_consume(bootstrap, f"{ns}nudgel.webhooks.dlq.v1")
+    assert [json.loads(r["payload"])["event_id"] for r in dead] == [f"evt.{run_id}"]
+    assert "event_id" in headers_of(dead[0])["nudgel-dlq-reason"]
+    ids = list(sink.path_ledger("/dot")["ids"])
+    assert ids == [f"evt_{run_id}_1"], ids  # only the good one was sent
+    events = [json.loads(r["payload"]) for r in
+              kcat_consume(bootstrap, f"{ns}nudgel.delivery-status.v1")]
+    failed = [e for e in events if e["type"] == "ai.nudgel.webhook.failed"]
+    assert [e["data"]["error"]["code"] for e in failed] == ["malformed_job"]

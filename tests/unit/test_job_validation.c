@@ -289,6 +289,10 @@ static const job_case_t webhook_cases[] = {
      "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":\"a.b\","
      "\"event_id\":\"e 1\",\"payload\":{}}",
      NUDGEL_ERR_INVALID_FIELD, "event_id"},
+    {"event id dot (webhook-id forbids it)",
+     "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":\"a.b\","
+     "\"event_id\":\"evt.1\",\"payload\":{}}",
+     NUDGEL_ERR_INVALID_FIELD, "event_id"},
     {"payload array",
      "{\"tenant_id\":\"acme\",\"url\":\"https://e.com\",\"event_type\":\"a.b\","
      "\"event_id\":\"e\",\"payload\":[]}",

@@ -3,7 +3,8 @@
  * the Standard Webhooks signature over the exact body bytes, the POST on
  * curl multi (on the loop: the answer comes from a loop callback), and the
  * answer classified into the job's outcome (retry schedule, permanent
- * failure, 410 disabling the endpoint on the lookups connection first).
+ * failure, 410 disabling the endpoint on the lookups connection first; a
+ * 429/503 with Retry-After throttles the endpoint's lane until then).
  * Endpoint 4xx/5xx answers are logged, rate-limited.
  */
 #define _GNU_SOURCE
@@ -136,8 +137,16 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
         ep->enabled = false; /* at once for the jobs behind it; the row follows */
         lookups_disable(w, j);
         break;
-    case NUDGEL_OUTCOME_RETRY:
     case NUDGEL_OUTCOME_BACKOFF:
+        if (out.not_before_ms > ar.now_ms) {
+            /* Retry-After throttles the endpoint: no new request to it before then. */
+            int64_t until = nudgel_mono_us() + (out.not_before_ms - ar.now_ms) * 1000;
+            if (until > ep->throttled_until_us)
+                ep->throttled_until_us = until;
+        }
+        attempt_failed(j, out.kind, out.not_before_ms);
+        break;
+    case NUDGEL_OUTCOME_RETRY:
     case NUDGEL_OUTCOME_PERMANENT:
         attempt_failed(j, out.kind, out.not_before_ms);
         break;
@@ -150,7 +159,7 @@ void submit(worker_t *w, wjob_t *j)
     endpoint_t *ep = j->ep;
     if (!ep->found || !ep->enabled || ep->secret_broken) {
         snprintf(j->error_class, sizeof(j->error_class), "%s",
-                 !ep->found     ? "endpoint_not_found"
+                 !ep->found     ? WH_ENDPOINT_NOT_FOUND
                  : !ep->enabled ? "endpoint_disabled"
                                 : "secret_unavailable");
         snprintf(j->error_message, sizeof(j->error_message), "%.600s",

@@ -2,11 +2,14 @@
  * claims.c — batched claims: the jobs polled meanwhile go to
  * webhook_deliveries in one statement on the "claims" connection, and what
  * the table says of each decides its way (its endpoint's lane, or ended at
- * once: already final, another delivery of the same event). A claim that
+ * once: already final, another delivery of the same event; a delivery
+ * cancelled for want of its endpoint and replayed from the dead letter topic
+ * goes on as new). A claim that
  * does not come back (connection lost, statement failed) puts its batch back
  * at the front of the queue; it goes again once the connection is back.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "deliverer.h"
 #include "nudgel/timeutil.h"
@@ -47,7 +50,11 @@ static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, 
             job_publish(j);
             continue;
         }
-        if (c->final) {
+        /* Cancelled for want of its endpoint, then replayed from the dead letter (the
+         * endpoint may exist now): delivered as if new; its row is not final for this. */
+        bool reopened = c->final && j->replayed && c->status == WH_DELIVERY_CANCELLED &&
+                        strcmp(c->error_class, WH_ENDPOINT_NOT_FOUND) == 0;
+        if (c->final && !reopened) {
             /* Ended before (a re-delivery): send nothing; its final event again, same id. */
             j->attempt = c->attempts > 0 ? c->attempts : 1;
             j->status_code = c->last_status_code;

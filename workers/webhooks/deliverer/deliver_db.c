@@ -200,8 +200,9 @@ static const char update_sql[] =
     "to_timestamp(u.next_attempt_ms / 1000.0) END, final_at = CASE WHEN u.final THEN now() "
     "END, updated_at = now() FROM jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, status "
     "text, attempts int, last_status_code int, last_error text, next_attempt_ms bigint, final "
-    "boolean) WHERE d.delivery_id = u.delivery_id AND d.status NOT IN ('delivered', 'failed', "
-    "'exhausted', 'cancelled')";
+    "boolean) WHERE d.delivery_id = u.delivery_id AND (d.status NOT IN ('delivered', 'failed', "
+    "'exhausted', 'cancelled') OR (d.status = 'cancelled' AND d.last_error LIKE "
+    "'endpoint\\_not\\_found:%'))";
 
 static const char attempts_sql[] =
     "INSERT INTO nudgel.webhook_attempts (delivery_id, attempt, status_code, latency_ms, "
@@ -265,7 +266,8 @@ static bool pipe_json(PGconn *pg, wh_flush_call_t *call, const char *what, const
 
 /*
  * The delivery rows first (the attempts reference them): updated when they
- * exist (never moved back from a final status), else created with this
+ * exist (never moved back from a final status, but for a cancelled
+ * endpoint_not_found one: its dead letter's replay reopens it), else created with this
  * first outcome; a row that would be a second delivery of an (endpoint,
  * event) is not created (ON CONFLICT DO NOTHING covers that index too).
  * Without BEGIN/COMMIT the statements form one implicit transaction up to

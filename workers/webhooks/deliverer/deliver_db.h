@@ -178,4 +178,8 @@ nudgel_err_t wh_db_endpoint_disable_read(const PGresult *res, bool *changed, cha
  */
 bool wh_db_has_payload_column(PGconn *pg);
 
+/* The error class of a job whose endpoint does not exist: cancelled and dead-lettered; a
+ * replay of it (nudgel-replay-of) may update its cancelled row (wh_db_flush_send). */
+#define WH_ENDPOINT_NOT_FOUND "endpoint_not_found"
+
 #endif

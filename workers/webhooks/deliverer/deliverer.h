@@ -19,7 +19,8 @@
  *     → lanes.c: the endpoint's lane: at most max_concurrency requests in
  *       flight and rate_limit_per_second (a timer for the next token); jobs
  *       over that wait in the lane's bounded queue, beyond it they go to the
- *       first retry tier — a slow endpoint never holds back the others
+ *       first retry tier — a slow endpoint never holds back the others; a
+ *       429/503 with Retry-After holds the whole lane until then (throttle)
  *     → guard.c: the SSRF verdict of the target host (cached, capped, pinned)
  *     → attempts.c: sign the exact body bytes (Standard Webhooks; both
  *       signatures while a rotated-out secret lives) → POST on curl multi →
@@ -112,6 +113,7 @@ typedef struct wjob {
     int header_attempts;   /* nudgel-attempt: attempts made before this hop */
     int attempt;           /* number of the attempt this job makes (1-based) */
     int64_t first_seen_ms; /* nudgel-first-seen, or now */
+    bool replayed;         /* nudgel-replay-of: sent again by an operator (dlq replay) */
     char traceparent[64];
     char trace_id[33];                    /* the traceparent's trace-id, for logs; "" when none */
     char log_id[NUDGEL_UUID_STR_LEN + 1]; /* job id for logs (derived when malformed) */
@@ -158,6 +160,7 @@ struct endpoint {
     double tokens;
     int64_t tokens_us;
     size_t in_flight;
+    int64_t throttled_until_us; /* no new request before (a 429/503's Retry-After), mono */
     wjob_t *head, *tail;
     size_t queued;
     bool active; /* on the worker's list of lanes with queued jobs (endpoint_set_active()) */

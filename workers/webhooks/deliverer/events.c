@@ -106,6 +106,13 @@ void job_publish(wjob_t *j)
         break;
     case END_FAILED:
         job_event(j, "failed", j->delivery_status);
+        if (strcmp(j->error_class, WH_ENDPOINT_NOT_FOUND) == 0) {
+            /* Dead-lettered too: `nudgel-admin dlq replay` resends it once the endpoint
+             * exists (claims.c reopens its cancelled row for the replay). */
+            snprintf(reason, sizeof(reason), "%s: the endpoint %s does not exist",
+                     WH_ENDPOINT_NOT_FOUND, j->job.endpoint_id);
+            publish_dlq(j, reason);
+        }
         break;
     case END_RETRY:
         snprintf(reason, sizeof(reason), "%s: %s", j->error_class, j->error_message);

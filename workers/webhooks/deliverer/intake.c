@@ -77,6 +77,9 @@ static wjob_t *job_new(worker_t *w, nudgel_job_ref_t *ref, int64_t now_ms)
     nudgel_job_header_int(km, NUDGEL_HDR_FIRST_SEEN, &j->first_seen_ms);
     j->header_attempts = attempts > 0 && attempts < 1000 ? (int)attempts : 0;
     nudgel_message_header(km, NUDGEL_HDR_TRACEPARENT, j->traceparent, sizeof(j->traceparent));
+    char replay_of[8];
+    nudgel_message_header(km, "nudgel-replay-of", replay_of, sizeof(replay_of));
+    j->replayed = replay_of[0] != '\0';
     nudgel_job_trace_id(j->traceparent, j->trace_id);
     return j;
 }

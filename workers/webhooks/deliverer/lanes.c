@@ -3,9 +3,11 @@
  * its concurrency (max_concurrency requests in flight) and its token-bucket
  * rate (rate_limit_per_second, bursts up to one second's worth), so a slow
  * endpoint never holds back the others. A lane waits while its endpoint's
- * row is being read (lookups.c). Nothing here polls: an answer frees a slot
- * (the turn hook drains the lanes after it), a row read opens a lane, and a
- * lane short of tokens arms the lane timer for when its next token is due.
+ * row is being read (lookups.c), and until the time a 429/503 answer's
+ * Retry-After names (attempts.c sets it: Standard Webhooks' throttle). Nothing here polls: an
+ * answer frees a slot (the turn hook drains the lanes after it), a row read opens a lane, and a
+ * lane short of tokens (or throttled) arms the lane timer for when it may
+ * send again.
  */
 #include "deliverer.h"
 #include "nudgel/timeutil.h"
@@ -83,7 +85,13 @@ void lanes_drain(worker_t *w)
             continue; /* its row is coming */
         }
         int64_t due = 0;
-        while (ep->head && (!ep->enabled || !ep->found || lane_may_send(ep, now, &due)))
+        /* Throttled by a Retry-After: nothing is sent before then (jobs that cannot be sent
+         * at all still end now). */
+        bool throttled = ep->enabled && ep->found && ep->throttled_until_us > now;
+        if (throttled)
+            due = ep->throttled_until_us;
+        while (!throttled && ep->head &&
+               (!ep->enabled || !ep->found || lane_may_send(ep, now, &due)))
             submit(w, lane_pop(w, ep));
         if (due && (!next_token || due < next_token))
             next_token = due;
