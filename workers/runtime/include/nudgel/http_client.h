@@ -63,7 +63,10 @@ typedef void(nudgel_http_done_fn)(void *opaque, const nudgel_http_response_t *re
 
 /**
  * @brief A client keeping at most @p max_host_connections connections per
- * host (more requests queue inside curl). @returns it, or NULL with a reason.
+ * host (more requests queue inside curl), and at least that many idle ones
+ * for reuse (more while many requests are in flight: 4 per request, curl's
+ * rule), so a modest rate does not reconnect. @returns it, or NULL with a
+ * reason.
  */
 nudgel_http_t *nudgel_http_new(long max_host_connections, char *errstr, size_t errstr_size);
 
