@@ -45,7 +45,9 @@ typedef void(nudgel_publish_cb_t)(void *opaque, nudgel_err_t err, const char *er
 
 /**
  * @brief A producer (acks=all, idempotence, murmur2) configured from @p conf
- * (kafka.*). @returns it, or NULL with a reason.
+ * (kafka.*), lingering 50 ms unless kafka.linger.ms says otherwise (what is
+ * published is never on a latency path; see publisher.c). @returns it, or
+ * NULL with a reason.
  */
 nudgel_publisher_t *nudgel_publisher_new(const nudgel_conf_t *conf, nudgel_publish_cb_t *cb,
                                          void *cb_opaque, char *errstr, size_t errstr_size);
