@@ -26,6 +26,7 @@
 #define DEFAULT_TOTAL_MS     15000
 #define DEFAULT_MAX_RESPONSE 65536
 #define RETRY_AFTER_MAX      64
+#define RESPONSE_FIRST       1024 /* first allocation for a response body */
 
 /* One request in flight; owns copies of everything curl reads later. */
 typedef struct transfer {
@@ -34,7 +35,8 @@ typedef struct transfer {
     struct curl_slist *resolve;
     char *body;
     char *response;
-    size_t response_len, response_cap;
+    size_t response_len, response_size; /* bytes kept, bytes allocated (+1 for a NUL) */
+    size_t response_max;                /* the request's max_response_bytes */
     bool truncated;
     char retry_after[RETRY_AFTER_MAX];
     bool has_retry_after;
@@ -110,15 +112,38 @@ nudgel_http_t *nudgel_http_new(long max_host_connections, char *errstr, size_t e
     return h;
 }
 
+/*
+ * Keeps the first response_max bytes of the body. The buffer grows as the
+ * body comes (most webhook answers are empty or a few bytes): allocating
+ * max_response_bytes (64 KiB by default) up front for each request cost a
+ * large malloc and free per request, with the heap consolidation they bring.
+ * When it cannot grow, what does not fit is dropped as past the cap.
+ */
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     transfer_t *t = arg;
-    size_t len = size * n, room = t->response_cap - t->response_len;
+    size_t len = size * n, room = t->response_max - t->response_len;
     if (len > room) {
         t->truncated = true;
         len = room;
     }
-    memcpy(t->response + t->response_len, data, len);
+    if (t->response_len + len > t->response_size) {
+        size_t want = t->response_size ? t->response_size * 2 : RESPONSE_FIRST;
+        if (want < t->response_len + len)
+            want = t->response_len + len;
+        if (want > t->response_max)
+            want = t->response_max;
+        char *grown = realloc(t->response, want + 1);
+        if (!grown) {
+            t->truncated = true;
+            len = t->response_size - t->response_len;
+        } else {
+            t->response = grown;
+            t->response_size = want;
+        }
+    }
+    if (len)
+        memcpy(t->response + t->response_len, data, len);
     t->response_len += len;
     return size * n; /* keep reading past the cap so the connection stays reusable */
 }
@@ -169,8 +194,8 @@ nudgel_err_t nudgel_http_submit(nudgel_http_t *h, const nudgel_http_request_t *r
         return NUDGEL_ERR_NO_MEMORY;
     t->done = done;
     t->opaque = opaque;
-    t->response_cap = r->max_response_bytes ? r->max_response_bytes : DEFAULT_MAX_RESPONSE;
-    if (!(t->response = malloc(t->response_cap + 1)) || !(t->easy = curl_easy_init()))
+    t->response_max = r->max_response_bytes ? r->max_response_bytes : DEFAULT_MAX_RESPONSE;
+    if (!(t->easy = curl_easy_init()))
         goto nomem;
     for (size_t i = 0; i < NUDGEL_HTTP_MAX_HEADERS && r->headers[i]; i++) {
         struct curl_slist *next = curl_slist_append(t->headers, r->headers[i]);
@@ -251,8 +276,9 @@ static void finish(nudgel_http_t *h, CURLMsg *msg)
     resp.error = code == CURLE_OK ? "" : (t->error[0] ? t->error : curl_easy_strerror(code));
     if (code != CURLE_OK)
         resp.status = 0;
-    t->response[t->response_len] = '\0';
-    resp.body = t->response;
+    if (t->response)
+        t->response[t->response_len] = '\0';
+    resp.body = t->response ? t->response : "";
     resp.body_len = t->response_len;
     resp.body_truncated = t->truncated;
     resp.retry_after = t->has_retry_after ? t->retry_after : NULL;
