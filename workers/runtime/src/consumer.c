@@ -31,6 +31,9 @@
 #include "nudgel/timeutil.h"
 
 #define DISCARD_MAX 1024 /* messages one poll drops (errors, revoked, window full) at most */
+/* fetch.min.bytes with nudgel_consumer_opts_t.fetch_wait_ms: more than arrives in that time
+ * below full speed, so the wait bounds a fetch; a backlog fills it at once. */
+#define FETCH_MIN_BYTES "1048576"
 
 const nudgel_conf_entry_t nudgel_consumer_conf[] = {
     {"consumer.window", NUDGEL_CONF_INT, "5000", 1, 100000, NULL, 0,
@@ -259,9 +262,25 @@ static const char *const kafka_defaults[][2] = {
     {"queued.max.messages.kbytes", "16384"},
 };
 
+/* Sets @p prop to @p value unless kafka.* sets it. @returns false (with @p inner) on failure. */
+static bool default_prop(rd_kafka_conf_t *kconf, const nudgel_conf_t *conf, const char *prop,
+                         const char *value, char *inner, size_t inner_size)
+{
+    return nudgel_conf_kafka_foreach(conf, is_prop, (void *)prop) ||
+           rd_kafka_conf_set(kconf, prop, value, inner, inner_size) == RD_KAFKA_CONF_OK;
+}
+
 nudgel_consumer_t *nudgel_consumer_new(const nudgel_conf_t *conf, const char *group_id,
                                        const char *const *topics, size_t topic_count, char *errstr,
                                        size_t errstr_size)
+{
+    return nudgel_consumer_new_opts(conf, group_id, topics, topic_count, NULL, errstr, errstr_size);
+}
+
+nudgel_consumer_t *nudgel_consumer_new_opts(const nudgel_conf_t *conf, const char *group_id,
+                                            const char *const *topics, size_t topic_count,
+                                            const nudgel_consumer_opts_t *opts, char *errstr,
+                                            size_t errstr_size)
 {
     nudgel_consumer_t *c = calloc(1, sizeof(*c));
     rd_kafka_conf_t *kconf = NULL;
@@ -294,10 +313,16 @@ nudgel_consumer_t *nudgel_consumer_new(const nudgel_conf_t *conf, const char *gr
             RD_KAFKA_CONF_OK)
             goto conf_fail;
     for (size_t i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++)
-        if (!nudgel_conf_kafka_foreach(conf, is_prop, (void *)kafka_defaults[i][0]) &&
-            rd_kafka_conf_set(kconf, kafka_defaults[i][0], kafka_defaults[i][1], inner,
-                              sizeof(inner)) != RD_KAFKA_CONF_OK)
+        if (!default_prop(kconf, conf, kafka_defaults[i][0], kafka_defaults[i][1], inner,
+                          sizeof(inner)))
             goto conf_fail;
+    if (opts && opts->fetch_wait_ms > 0) {
+        char wait[16];
+        snprintf(wait, sizeof(wait), "%d", opts->fetch_wait_ms);
+        if (!default_prop(kconf, conf, "fetch.wait.max.ms", wait, inner, sizeof(inner)) ||
+            !default_prop(kconf, conf, "fetch.min.bytes", FETCH_MIN_BYTES, inner, sizeof(inner)))
+            goto conf_fail;
+    }
     rd_kafka_conf_set_rebalance_cb(kconf, rebalance_cb);
     rd_kafka_conf_set_stats_cb(kconf, stats_cb);
     nudgel_kafka_conf_set_error_cb(kconf, error_cb);

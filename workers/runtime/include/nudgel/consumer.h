@@ -46,6 +46,21 @@ typedef struct nudgel_job_ref nudgel_job_ref_t;
 /** Configuration keys of the consumer, for a worker's config table. */
 extern const nudgel_conf_entry_t nudgel_consumer_conf[];
 
+/** What a role may tune of its consumer beyond its configuration. */
+typedef struct nudgel_consumer_opts {
+    /*
+     * > 0: the broker holds each fetch up to this many milliseconds to gather
+     * messages (fetch.wait.max.ms, with a fetch.min.bytes of 1 MiB), so at a
+     * low or moderate rate a fetch, a wake-up and everything the role does
+     * per wake-up serve a batch instead of a message or two, at the price of
+     * up to that much latency, and an idle consumer fetches that often.
+     * 0: librdkafka's defaults (a fetch comes back with the first message,
+     * an idle one every 500 ms). kafka.fetch.wait.max.ms and
+     * kafka.fetch.min.bytes, when set, win.
+     */
+    int fetch_wait_ms;
+} nudgel_consumer_opts_t;
+
 /**
  * @brief Creates a consumer in group @p group_id subscribed to @p topics
  * (borrowed for the call). Settings come from @p conf: kafka.* and
@@ -54,6 +69,12 @@ extern const nudgel_conf_entry_t nudgel_consumer_conf[];
 nudgel_consumer_t *nudgel_consumer_new(const nudgel_conf_t *conf, const char *group_id,
                                        const char *const *topics, size_t topic_count, char *errstr,
                                        size_t errstr_size);
+
+/** @brief nudgel_consumer_new() with @p opts (NULL: all zero). */
+nudgel_consumer_t *nudgel_consumer_new_opts(const nudgel_conf_t *conf, const char *group_id,
+                                            const char *const *topics, size_t topic_count,
+                                            const nudgel_consumer_opts_t *opts, char *errstr,
+                                            size_t errstr_size);
 
 /**
  * @brief Waits up to @p timeout_ms for the next job. Rebalances, statistics
