@@ -150,7 +150,8 @@ struct endpoint {
     int64_t previous_expires_ms;
     bool secret_broken; /* the sealed secret does not open */
     char secret_error[600];
-    int64_t loaded_us;
+    int64_t loaded_us;        /* when the read of the row it has was sent: trusted from then on */
+    int64_t load_sent_us;     /* when the read in flight (or the last one) was sent */
     int64_t success_noted_us; /* last success written to the row (at most once a second) */
     int64_t failure_noted_us; /* last failure in a flush (dedupes a batch's failures) */
     size_t refs;              /* jobs pointing at it (each one a pin of its cache entry) */
@@ -307,6 +308,7 @@ void claims_pump(worker_t *w);
 
 /* endpoints.c — the endpoint cache */
 bool endpoints_open(worker_t *w); /* false: out of memory */
+bool endpoint_expired(const worker_t *w, const endpoint_t *ep, int64_t now_us);
 endpoint_t *endpoint_get(worker_t *w, const char *id);
 endpoint_t *endpoint_find(worker_t *w, const char *id);
 void endpoint_hold(endpoint_t *ep, wjob_t *j);

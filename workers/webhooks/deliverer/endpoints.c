@@ -9,9 +9,14 @@
  * can go, the cache exceeds its cap until something is let go.
  *
  * Rows are read on the lookups connection (lookups.c), never here: a
- * missing or stale row is queued, and the endpoint's lane (lanes.c) holds
- * its jobs until it has come. A stale row is not refreshed while the
- * lookups connection is down: the row we had serves meanwhile.
+ * missing row is queued, and the endpoint's lane (lanes.c) holds its jobs
+ * until it has come. A row in the last quarter of its time is read again
+ * ahead, while it still serves, so that a busy endpoint's jobs do not wait
+ * for a lookup every endpoint_cache_ms; a row is trusted from when its read
+ * was sent, so it never serves longer than endpoint_cache_ms after the
+ * database said it, and once expired its jobs wait for the new one. A stale
+ * row is not refreshed while the lookups connection is down: the row we had
+ * serves meanwhile.
  */
 #define _GNU_SOURCE /* explicit_bzero */
 #include <stdio.h>
@@ -72,7 +77,9 @@ endpoint_t *endpoint_get(worker_t *w, const char *id)
             return NULL;
         }
     }
-    bool stale = !ep->loaded || nudgel_mono_us() - ep->loaded_us >= w->s.endpoint_cache_us;
+    /* Read again in the last quarter of its time (at once when the time is 0). */
+    int64_t cache_us = w->s.endpoint_cache_us;
+    bool stale = !ep->loaded || nudgel_mono_us() - ep->loaded_us >= cache_us - cache_us / 4;
     if (stale && !ep->load_queued && (!ep->loaded || nudgel_pgconn_up(w->pg_lookups)))
         lookups_load(w, ep);
     if (ep->key_count == 2 && ep->previous_expires_ms <= nudgel_now_unix_ms()) {
@@ -80,6 +87,12 @@ endpoint_t *endpoint_get(worker_t *w, const char *id)
         ep->key_count = 1;
     }
     return ep;
+}
+
+/* @p ep's row is past webhooks.endpoint_cache_ms: its lane waits for the one being read. */
+bool endpoint_expired(const worker_t *w, const endpoint_t *ep, int64_t now_us)
+{
+    return !ep->loaded || now_us - ep->loaded_us >= w->s.endpoint_cache_us;
 }
 
 void endpoint_hold(endpoint_t *ep, wjob_t *j)
@@ -140,7 +153,7 @@ void endpoint_not_found(endpoint_t *ep)
     free(ep->url);
     ep->url = NULL;
     ep->loaded = true;
-    ep->loaded_us = nudgel_mono_us();
+    ep->loaded_us = ep->load_sent_us ? ep->load_sent_us : nudgel_mono_us();
     ep->found = false;
     ep->secret_broken = false;
 }

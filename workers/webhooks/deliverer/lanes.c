@@ -3,11 +3,11 @@
  * its concurrency (max_concurrency requests in flight) and its token-bucket
  * rate (rate_limit_per_second, bursts up to one second's worth), so a slow
  * endpoint never holds back the others. A lane waits while its endpoint's
- * row is being read (lookups.c), and until the time a 429/503 answer's
- * Retry-After names (attempts.c sets it: Standard Webhooks' throttle). Nothing here polls: an
- * answer frees a slot (the turn hook drains the lanes after it), a row read opens a lane, and a
- * lane short of tokens (or throttled) arms the lane timer for when it may
- * send again.
+ * row is being read (lookups.c) and the row it had, if any, has expired, and until the time a
+ * 429/503 answer's Retry-After names (attempts.c sets it: Standard Webhooks' throttle). Nothing
+ * here polls: an answer frees a slot (the turn hook drains the lanes after it), a row read opens
+ * a lane, and a lane short of tokens (or throttled) arms the lane timer for when it may send
+ * again.
  */
 #include "deliverer.h"
 #include "nudgel/timeutil.h"
@@ -76,7 +76,8 @@ void lanes_drain(worker_t *w)
     endpoint_t **link = &w->active;
     while (*link) {
         endpoint_t *ep = *link;
-        if (!ep->loaded || ep->load_queued) {
+        /* A row read again ahead serves until it expires (endpoints.c). */
+        if (!ep->loaded || (ep->load_queued && endpoint_expired(w, ep, now))) {
             if (!ep->load_queued) {
                 lookups_load(w, ep); /* queueing it failed before */
                 nudgel_loop_again(w->loop);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "deliverer.h"
+#include "nudgel/timeutil.h"
 
 /* Queues the reading of @p ep's row (once). */
 void lookups_load(worker_t *w, endpoint_t *ep)
@@ -188,5 +189,8 @@ void lookups_pump(worker_t *w)
             send_failed(c, err, errstr, sizeof(errstr));
         return;
     }
+    int64_t now = nudgel_mono_us();
+    for (size_t i = 0; i < n; i++)
+        w->load_sent[i]->load_sent_us = now; /* the rows are trusted from here */
     w->load_sent_n = n;
 }

@@ -4,8 +4,10 @@
  * endpoint cache drops the least recently used endpoint nothing holds (never
  * one a job holds, whose row is being read or whose lane is active) and may
  * exceed its cap only while nothing can go; the SSRF verdicts are reused per
- * host and the least recently used host goes first. lookups_load() is
- * replaced here: it only notes the request (the row is then being read).
+ * host and the least recently used host goes first; a row is read again in
+ * the last quarter of its time while it still serves, and is trusted from
+ * when its read was sent. lookups_load() is replaced here: it only notes the
+ * request (the row is then being read).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,8 +20,18 @@
 #include <cmocka.h>
 
 #include "deliverer.h"
+#include "nudgel/timeutil.h"
 
 static int loads;
+static bool lookups_up = true;
+
+/* The lookups connection, mocked (linked with --wrap=nudgel_pgconn_up). */
+bool __wrap_nudgel_pgconn_up(const nudgel_pgconn_t *c);
+bool __wrap_nudgel_pgconn_up(const nudgel_pgconn_t *c)
+{
+    (void)c;
+    return lookups_up;
+}
 
 /* The lookups stage, replaced: the row is "being read" until the test says otherwise. */
 void lookups_load(worker_t *w, endpoint_t *ep)
@@ -125,6 +137,48 @@ static void test_endpoint_with_an_active_lane_stays(void **state)
     free(w);
 }
 
+static void test_endpoint_row_read_again_ahead(void **state)
+{
+    (void)state;
+    worker_t *w = worker_new(10, 10);
+    w->s.endpoint_cache_us = 1000000; /* 1 s */
+    loads = 0;
+    endpoint_t *ep = endpoint_get(w, id(0));
+    assert_int_equal(loads, 1);
+    ep->load_sent_us = nudgel_mono_us() - 100000; /* its read went out 100 ms ago */
+    row_came(w, ep);
+    assert_int_equal(ep->loaded_us, ep->load_sent_us); /* trusted from the read, not the answer */
+    assert_false(endpoint_expired(w, ep, nudgel_mono_us()));
+    endpoint_get(w, id(0));
+    assert_int_equal(loads, 1); /* fresh: not read again */
+    /* In the last quarter of its time: read again, and it still serves meanwhile. */
+    ep->loaded_us = nudgel_mono_us() - 800000;
+    endpoint_get(w, id(0));
+    assert_int_equal(loads, 2);
+    assert_true(ep->load_queued);
+    assert_false(endpoint_expired(w, ep, nudgel_mono_us()));
+    endpoint_get(w, id(0));
+    assert_int_equal(loads, 2); /* once */
+    row_came(w, ep);
+    /* The lookups connection down: a stale row is not asked for (the one we have serves). */
+    lookups_up = false;
+    ep->loaded_us = nudgel_mono_us() - 900000;
+    endpoint_get(w, id(0));
+    assert_int_equal(loads, 2);
+    lookups_up = true;
+    endpoint_get(w, id(0));
+    assert_int_equal(loads, 3);
+    /* Past its time with the new row not there yet: expired, its lane waits. */
+    ep->loaded_us = nudgel_mono_us() - 1000000;
+    assert_true(endpoint_expired(w, ep, nudgel_mono_us()));
+    ep->load_sent_us = nudgel_mono_us();
+    row_came(w, ep);
+    assert_false(endpoint_expired(w, ep, nudgel_mono_us()));
+    endpoints_free(w);
+    guard_free(w);
+    free(w);
+}
+
 /* The vetted host at @p place in the cache's use order (0: the least recently used). */
 static const vetted_t *host_at(worker_t *w, size_t place)
 {
@@ -174,6 +228,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_endpoint_cache_evicts_what_nothing_holds),
         cmocka_unit_test(test_endpoint_with_an_active_lane_stays),
+        cmocka_unit_test(test_endpoint_row_read_again_ahead),
         cmocka_unit_test(test_ssrf_cache_keeps_the_recent_hosts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
