@@ -209,3 +209,45 @@ def test_resend_recovers_a_message_failed_by_an_outage(bootstrap, pg_dsn, topics
         if worker:
             worker.stop()
         sim.stop()
+
+
+def test_reemitted_webhook_event_is_identical_to_the_original(bootstrap, pg_dsn, topics_ready,
+                                                              run_id):
+    """Item 9, webhooks: a job that comes again once its delivery ended re-emits its
+    `webhook.delivered` from the delivery row: same id, data equal byte for byte after
+    canonicalisation, the url included (the one the delivery went to, recorded in
+    webhook_deliveries.url, even after the endpoint moved)."""
+    import sys
+    from conftest import SOURCE_DIR
+    sys.path.insert(0, str(SOURCE_DIR / "tests" / "webhook-sink"))
+    import harness as h
+    ns = f"rw{run_id}."
+    h.make_topics(binary, ns, partitions=1)
+    sink = h.Sink()
+    worker = h.start_deliverer(binary, ns)
+    try:
+        tenant = f"rw{run_id}"
+        path = f"/re{run_id}"
+        eid, secret = h.add_endpoint(pg_dsn, tenant, sink.url(path))
+        sink.configure(path, secrets=[secret])
+        job = h.webhook_job(tenant, eid, 1, run_id)
+        h.enqueue(binary, ns, [job])
+        first = h.wait_until(lambda: status_events(bootstrap, ns, tenant), 60, "the event",
+                             worker)
+        assert [e["type"] for e in first] == ["ai.nudgel.webhook.delivered"], first
+        assert first[0]["data"]["url"] == sink.url(path)
+        h.wait_settled([worker])
+        h.psql(pg_dsn, f"UPDATE nudgel.webhook_endpoints SET url = '{sink.url('/moved')}' "
+                       f"WHERE endpoint_id = '{eid}'")
+        h.enqueue(binary, ns, [job])  # the same job: the same delivery id
+        evs = h.wait_until(lambda: (lambda e: e if len(e) >= 2 else None)(
+            status_events(bootstrap, ns, tenant)), 60, "the re-emitted event", worker)
+        assert len(evs) == 2 and evs[0]["id"] == evs[1]["id"], evs
+        assert canonical(evs[1]["data"]) == canonical(evs[0]["data"])
+        assert sink.path_ledger(path, summary=True)["requests"] == 1
+        assert h.psql(pg_dsn, "SELECT url FROM nudgel.webhook_deliveries WHERE delivery_id = "
+                              f"'{job['id']}'").strip() == sink.url(path)
+    finally:
+        code = worker.terminate()
+        sink.stop()
+        assert code == 0, worker.text()[-3000:]
