@@ -1,6 +1,11 @@
 """nudgel-admin dlq replay against the real broker: filters by tenant, reason and
 time, dry runs, and replayed jobs return to their job topic with their own
-headers but without the dead-letter and retry ones."""
+headers but without the dead-letter and retry ones.
+
+Issue 10: item 6 (`dlq replay --resend` recovers a message failed by a gateway outage as a
+new message linked to the original, once however often it runs; `--reason` matches the
+receipt's last error code) and item 9 (a re-emitted message or webhook event is identical to
+the first one with the same id: same data, byte for byte after canonicalisation)."""
 import json
 import subprocess
 
