@@ -7,6 +7,7 @@
  *   nudgel-admin [global flags] topics describe [--json]
  *   nudgel-admin [global flags] dlq replay --topic messages|webhooks [--tenant T]
  *                [--reason TEXT] [--since TIME] [--until TIME] [--dry-run]
+ *                [--resend [--generation N]]
  *   nudgel-admin [global flags] endpoints add --tenant T --url URL [--events LIST]
  *                [--rate-limit N] [--concurrency N] [--description TEXT] [--json]
  *   nudgel-admin [global flags] endpoints list [--tenant T] [--json]
@@ -85,12 +86,15 @@ enum {
     F_DESCRIPTION = 1u << 14,
     F_ENDPOINT = 1u << 15,
     F_STATUS_VALUE = 1u << 16, /* webhooks replay --status failed|exhausted */
+    F_RESEND = 1u << 17,
+    F_GENERATION = 1u << 18,
 };
 
 static const char *const flag_names[] = {
-    "--status",     "--alter",       "--fail-on-drift", "--json",     "--topic",  "--tenant",
-    "--reason",     "--since",       "--until",         "--dry-run",  "--url",    "--events",
-    "--rate-limit", "--concurrency", "--description",   "--endpoint", "--status",
+    "--status",   "--alter",  "--fail-on-drift", "--json",        "--topic",
+    "--tenant",   "--reason", "--since",         "--until",       "--dry-run",
+    "--url",      "--events", "--rate-limit",    "--concurrency", "--description",
+    "--endpoint", "--status", "--resend",        "--generation",
 };
 
 /* Subcommand flag values. */
@@ -99,6 +103,7 @@ typedef struct sub_flags {
     const char *topic, *tenant, *reason, *status, *url, *events, *rate_limit, *concurrency,
         *description, *endpoint;
     int64_t since_ms, until_ms;
+    int generation;
 } sub_flags_t;
 
 /* The words of every command: a word after --status that is one of these is not its value. */
@@ -131,10 +136,21 @@ static void usage(FILE *out)
         "  dlq replay              send dead letters back to their job topic\n"
         "      --topic T           messages or webhooks (required)\n"
         "      --tenant T          only this tenant's\n"
-        "      --reason TEXT       only those whose reason contains TEXT\n"
+        "      --reason TEXT       only those whose dead-letter reason, last retry error or\n"
+        "                          (messages) receipt's last error code contains TEXT\n"
+        "                          (e.g. exhausted, circuit_open, http_503, http_401)\n"
         "      --since TIME        dead-lettered at or after TIME (RFC 3339)\n"
         "      --until TIME        dead-lettered before TIME (RFC 3339)\n"
         "      --dry-run           count what would be replayed, send nothing\n"
+        "      --resend            messages only: a message whose receipt is failed, rejected\n"
+        "                          or expired (no carrier took it) is sent again as a NEW\n"
+        "                          message, its receipt and events naming the original\n"
+        "                          (resent_from); its id derives from the original's and the\n"
+        "                          generation, so running it twice sends once. The original\n"
+        "                          receipt is left as it is. Without --resend, a replayed\n"
+        "                          message that already ended only re-emits its event.\n"
+        "      --generation N      --resend: the Nth resend of the same messages (default 1;\n"
+        "                          2 sends them once more)\n"
         "  endpoints add           register a webhook endpoint; prints its id and its\n"
         "                          signing secret, once\n"
         "      --tenant T          owning tenant (required)\n"
@@ -221,7 +237,8 @@ static command_t parse_command(int argc, char **argv, sub_flags_t *sub)
         {"topics", "ensure", CMD_TOPICS_ENSURE, F_ALTER | F_FAIL_ON_DRIFT, false},
         {"topics", "describe", CMD_TOPICS_DESCRIBE, F_JSON, false},
         {"dlq", "replay", CMD_DLQ_REPLAY,
-         F_TOPIC | F_TENANT | F_REASON | F_SINCE | F_UNTIL | F_DRY_RUN, false},
+         F_TOPIC | F_TENANT | F_REASON | F_SINCE | F_UNTIL | F_DRY_RUN | F_RESEND | F_GENERATION,
+         false},
         {"endpoints", "add", CMD_ENDPOINTS_ADD,
          F_TENANT | F_URL | F_EVENTS | F_RATE_LIMIT | F_CONCURRENCY | F_DESCRIPTION | F_JSON,
          false},
@@ -278,6 +295,10 @@ static command_t parse_command(int argc, char **argv, sub_flags_t *sub)
             fprintf(stderr, "%s: dlq replay needs --topic messages|webhooks\n", PROGRAM);
             return CMD_NONE;
         }
+        if ((sub->given & F_GENERATION) && !(sub->given & F_RESEND)) {
+            fprintf(stderr, "%s: --generation goes with --resend\n", PROGRAM);
+            return CMD_NONE;
+        }
         return commands[i].cmd;
     }
     if (strcmp(argv[0], "topics") == 0) {
@@ -322,6 +343,8 @@ int main(int argc, char **argv)
         OPT_CONCURRENCY,
         OPT_DESCRIPTION,
         OPT_ENDPOINT,
+        OPT_RESEND,
+        OPT_GENERATION,
     };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
@@ -348,6 +371,8 @@ int main(int argc, char **argv)
         {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
         {"description", required_argument, NULL, OPT_DESCRIPTION},
         {"endpoint", required_argument, NULL, OPT_ENDPOINT},
+        {"resend", no_argument, NULL, OPT_RESEND},
+        {"generation", required_argument, NULL, OPT_GENERATION},
         {NULL, 0, NULL, 0},
     };
     nudgel_conf_t *conf = nudgel_conf_new(PROGRAM, tables);
@@ -444,6 +469,21 @@ int main(int argc, char **argv)
             sub.given |= F_ENDPOINT;
             sub.endpoint = optarg;
             break;
+        case OPT_RESEND:
+            sub.given |= F_RESEND;
+            break;
+        case OPT_GENERATION: {
+            char *end = NULL;
+            long g = strtol(optarg, &end, 10);
+            if (!*optarg || *end || g < 1 || g > 1000000) {
+                fprintf(stderr, "%s: --generation: \"%s\" is not a number from 1 to 1000000\n",
+                        PROGRAM, optarg);
+                goto out;
+            }
+            sub.given |= F_GENERATION;
+            sub.generation = (int)g;
+            break;
+        }
         case 'h':
             usage(stdout);
             exit_code = EXIT_OK;
@@ -521,7 +561,9 @@ int main(int argc, char **argv)
                                          .reason = sub.reason,
                                          .since_ms = sub.since_ms,
                                          .until_ms = sub.until_ms,
-                                         .dry_run = (sub.given & F_DRY_RUN) != 0};
+                                         .dry_run = (sub.given & F_DRY_RUN) != 0,
+                                         .resend = (sub.given & F_RESEND) != 0,
+                                         .generation = sub.generation};
         err = nudgel_admin_dlq_replay(conf, &dopts, stdout, errstr, sizeof(errstr));
         break;
     }

@@ -7,7 +7,15 @@
  * minus the dead-letter and retry headers — to the job topic they came from.
  * Kafka keeps the dead letters: replaying twice enqueues twice, and the
  * workers' claim (message id, tenant + idempotency key) makes the second
- * copy harmless for jobs that already ended.
+ * copy harmless for jobs that already ended: their event is re-emitted,
+ * nothing is sent.
+ *
+ * --resend (messages): a dead letter whose receipt ended without a carrier
+ * taking it (failed, rejected, expired) is sent again as a NEW message
+ * linked to the original (dlq_resend.h): its id derives from the
+ * original's and --generation, so the same resend run twice sends once.
+ * Dead letters with no receipt, or one still open, are replayed as they
+ * are; those a carrier took are skipped.
  */
 #ifndef NUDGEL_ADMIN_DLQ_H
 #define NUDGEL_ADMIN_DLQ_H
@@ -23,10 +31,13 @@
 typedef struct nudgel_admin_dlq_opts {
     const char *kind;   /* "messages" or "webhooks" */
     const char *tenant; /* only this tenant (nudgel-tenant header); NULL for all */
-    const char *reason; /* only reasons containing this text; NULL for all */
+    const char *reason; /* only those whose dead-letter reason, last retry error or (messages)
+                           receipt's last error code contains this text; NULL for all */
     int64_t since_ms;   /* dead-lettered at or after (record timestamp); 0: no bound */
     int64_t until_ms;   /* dead-lettered before; 0: no bound */
     bool dry_run;       /* count, write nothing */
+    bool resend;        /* messages whose receipt failed: send again as new messages */
+    int generation;     /* --resend: the resend's generation (its id); 0 means 1 */
 } nudgel_admin_dlq_opts_t;
 
 /**

@@ -31,27 +31,25 @@ static void on_claimed(worker_t *w, msg_t *m, const nudgel_receipt_claim_t *clai
     case NUDGEL_RECEIPT_CLAIM_FRESH:
     case NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE:
         m->receipt_attempt = claim->receipt.attempt;
+        snprintf(m->resent_from, sizeof(m->resent_from), "%s", claim->receipt.resent_from);
         prepare_and_route(w, m);
         return;
     case NUDGEL_RECEIPT_CLAIM_IN_PROGRESS:
         wait_for_other_claim(m);
         return;
     case NUDGEL_RECEIPT_CLAIM_ALREADY_FINAL: {
-        /* Sent before: re-emit its event with the same id, send nothing. */
+        /* Sent before: re-emit its event with the same id, send nothing; its data from
+         * the stored row, by the builder of the first emission (same id, same data). */
         const nudgel_receipt_t *r = &claim->receipt;
         const char *status = nudgel_receipt_state_name(r->status);
         m->receipt_attempt = r->attempt;
-        publish_event(m, status,
-                      event_data(m, status, r->gateway, r->gateway_message_id,
-                                 r->error_code[0] ? r->error_code : NULL, r->error_message, true,
-                                 r->cost_amount, r->cost_currency));
+        publish_event(m, status, event_data_of_row(m, r, status));
         nudgel_metric_add(w->m_outcomes, "replayed", 1);
         msg_release(m);
         return;
     }
     case NUDGEL_RECEIPT_CLAIM_DEDUPLICATED:
-        publish_event(m, "deduplicated",
-                      event_data(m, "deduplicated", NULL, NULL, NULL, NULL, false, NULL, NULL));
+        publish_event(m, "deduplicated", job_event_data(m, "deduplicated"));
         nudgel_metric_add(w->m_outcomes, "deduplicated", 1);
         msg_release(m);
         return;

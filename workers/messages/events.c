@@ -1,7 +1,10 @@
 /*
  * events.c — what the worker tells the world: status events (CloudEvents on
  * the status topic, event ids stable over redeliveries) and dead letters
- * (logged, a few lines a second at most). Each publish holds the job through
+ * (logged, a few lines a second at most). Every event's data is built from
+ * a receipt row by nudgel_receipt_event_data(): at first emission the row
+ * the outcome wrote, at a re-emission the row a claim read back, so the
+ * same event id always carries the same data. Each publish holds the job through
  * its lifecycle (nudgel/lifecycle.h) until Kafka acknowledges it; a publish
  * that cannot even be queued marks the job so its offset never moves past
  * it.
@@ -10,6 +13,7 @@
 #include <stdio.h>
 
 #include "nudgel/log.h"
+#include "nudgel/receipt_event.h"
 #include "nudgel/timeutil.h"
 
 #include "messages.h"
@@ -26,44 +30,61 @@ int event_attempt(const msg_t *m)
     return m->receipt_attempt > 0 ? m->receipt_attempt : m->attempt + 1;
 }
 
-/* Status event data from what we know of the job and its outcome. */
-json_t *event_data(const msg_t *m, const char *status, const char *gateway,
-                   const char *gateway_message_id, const char *error_code,
-                   const char *error_message, bool permanent, const char *cost_amount,
-                   const char *currency)
+/*
+ * The receipt result @p o writes for @p m (outcomes.c sends exactly this to
+ * Postgres): the outcome's fields, the job's encoding and segments once its
+ * text is known, and the cost normalised as the column stores it.
+ * @p event_id (may be NULL) is stored on the history row. The strings are
+ * borrowed from @p m, @p o and @p cost (nudgel_receipt_cost_normalize()'s
+ * output, NUDGEL_RECEIPT_COST_TEXT_MAX bytes).
+ */
+void outcome_result(const msg_t *m, const outcome_t *o, const char *event_id, char *cost,
+                    nudgel_receipt_result_t *r)
 {
-    const nudgel_message_job_t *j = &m->job;
-    json_t *data = json_object();
-    json_object_set_new(data, "message_id", json_string(j->id));
-    json_object_set_new(data, "tenant_id", json_string(j->tenant_id));
-    if (j->idempotency_key)
-        json_object_set_new(data, "idempotency_key", json_string(j->idempotency_key));
-    json_object_set_new(data, "to", json_string(j->to));
-    if (j->phone.country[0])
-        json_object_set_new(data, "country", json_string(j->phone.country));
-    if (j->phone.operator_name)
-        json_object_set_new(data, "operator", json_string(j->phone.operator_name));
-    if (gateway && *gateway)
-        json_object_set_new(data, "gateway", json_string(gateway));
-    if (gateway_message_id && *gateway_message_id)
-        json_object_set_new(data, "gateway_message_id", json_string(gateway_message_id));
-    json_object_set_new(data, "status", json_string(status));
-    if (error_code && *error_code)
-        json_object_set_new(data, "error",
-                            json_pack("{s:s, s:s, s:b}", "code", error_code, "message",
-                                      error_message ? error_message : "", "permanent", permanent));
-    if (m->text) {
-        json_object_set_new(data, "encoding",
-                            json_string(nudgel_sms_encoding_name(m->sms.encoding)));
-        json_object_set_new(data, "segments", json_integer((json_int_t)m->sms.segments));
-    }
-    if (cost_amount && *cost_amount && currency && *currency)
-        json_object_set_new(data, "cost",
-                            json_pack("{s:s, s:s}", "amount", cost_amount, "currency", currency));
-    json_object_set_new(data, "attempt", json_integer(event_attempt(m)));
-    if (j->metadata)
-        json_object_set(data, "metadata", j->metadata);
-    return data;
+    bool has_cost = o->cost_amount[0] && nudgel_receipt_cost_normalize(
+                                             o->cost_amount, cost, NUDGEL_RECEIPT_COST_TEXT_MAX);
+    *r = (nudgel_receipt_result_t){
+        .message_id = m->job.id,
+        .status = o->state,
+        .gateway = o->gateway[0] ? o->gateway : NULL,
+        .gateway_message_id = o->gateway_message_id[0] ? o->gateway_message_id : NULL,
+        .error_code = o->error_code[0] ? o->error_code : NULL,
+        .error_message = o->error_message[0] ? o->error_message : NULL,
+        .encoding = m->text ? nudgel_sms_encoding_name(m->sms.encoding) : NULL,
+        .segments = m->text ? (int)m->sms.segments : -1,
+        .cost_amount = has_cost ? cost : NULL,
+        .cost_currency = has_cost && o->currency[0] ? o->currency : NULL,
+        .event_id = event_id,
+    };
+}
+
+/*
+ * Status event data (DESIGN §4) about the receipt @p row, by the one builder
+ * every emission shares (nudgel/receipt_event.h): same id, same data.
+ */
+json_t *event_data_of_row(const msg_t *m, const nudgel_receipt_t *row, const char *status)
+{
+    return nudgel_receipt_event_data(row, status, event_attempt(m), m->job.metadata);
+}
+
+/* The data of the event of @p m's outcome: its receipt row as the outcome wrote it. */
+json_t *outcome_event_data(const msg_t *m, const outcome_t *o)
+{
+    nudgel_receipt_t row;
+    nudgel_receipt_result_t r;
+    char cost[NUDGEL_RECEIPT_COST_TEXT_MAX];
+    nudgel_receipt_from_job(&m->job, m->resent_from, &row);
+    outcome_result(m, o, NULL, cost, &r);
+    nudgel_receipt_apply_result(&row, &r);
+    return event_data_of_row(m, &row, nudgel_receipt_state_name(o->state));
+}
+
+/* The data of an event about @p m with no receipt of its own (deduplicated). */
+json_t *job_event_data(const msg_t *m, const char *status)
+{
+    nudgel_receipt_t row;
+    nudgel_receipt_from_job(&m->job, NULL, &row);
+    return event_data_of_row(m, &row, status);
 }
 
 void publish_event_for(msg_t *m, const char *subject, const char *tenant, const char *status,

@@ -59,6 +59,7 @@
 #include "nudgel/metrics.h"
 #include "nudgel/pgconn.h"
 #include "nudgel/publisher.h"
+#include "nudgel/receipt_event.h"
 #include "nudgel/receipts.h"
 #include "nudgel/sms_encoding.h"
 #include "nudgel/throttle.h"
@@ -110,6 +111,7 @@ typedef struct msg {
     worker_t *w;
     struct msg *prev, *next; /* every job alive (teardown abandons what is left) */
     int receipt_attempt;     /* the receipt's attempt (claims) once claimed; 0 before */
+    char resent_from[NUDGEL_UUID_STR_LEN + 1]; /* the claimed receipt's resent_from, or "" */
     nudgel_message_job_t job;
     bool parsed;
     int attempt;           /* retry hops so far (nudgel-attempt header) */
@@ -158,6 +160,8 @@ typedef struct record_batch {
     nudgel_receipt_applied_t applied[NUDGEL_RECEIPTS_BATCH_MAX];
     int result_of[NUDGEL_RECEIPTS_BATCH_MAX];
     char event_ids[NUDGEL_RECEIPTS_BATCH_MAX][NUDGEL_EVENT_ID_LEN + 1];
+    char costs[NUDGEL_RECEIPTS_BATCH_MAX]
+              [NUDGEL_RECEIPT_COST_TEXT_MAX]; /* normalised cost text of results[i] */
     const char *release_ids[NUDGEL_RECEIPTS_BATCH_MAX];
     size_t nresults, nreleases;
 } record_batch_t;
@@ -403,11 +407,16 @@ nudgel_log_ctx_t msg_log_ctx(const msg_t *m);
 
 /* The attempt a status event speaks for (the receipt's, once claimed). */
 int event_attempt(const msg_t *m);
-/* Status event data (a new reference) from the job and its outcome. */
-json_t *event_data(const msg_t *m, const char *status, const char *gateway,
-                   const char *gateway_message_id, const char *error_code,
-                   const char *error_message, bool permanent, const char *cost_amount,
-                   const char *currency);
+/* The receipt result @p o writes for @p m (borrowed strings; @p cost: NUDGEL_RECEIPT_COST_TEXT_MAX
+ * bytes). */
+void outcome_result(const msg_t *m, const outcome_t *o, const char *event_id, char *cost,
+                    nudgel_receipt_result_t *r);
+/* Status event data (a new reference) about the receipt @p row (borrowed). */
+json_t *event_data_of_row(const msg_t *m, const nudgel_receipt_t *row, const char *status);
+/* Status event data of @p m's recorded outcome @p o: the row it wrote. */
+json_t *outcome_event_data(const msg_t *m, const outcome_t *o);
+/* Status event data about @p m with no receipt of its own (deduplicated). */
+json_t *job_event_data(const msg_t *m, const char *status);
 /* Publishes a status event about @p subject of @p tenant; steals @p data. */
 void publish_event_for(msg_t *m, const char *subject, const char *tenant, const char *status,
                        json_t *data);

@@ -156,11 +156,7 @@ static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
         nudgel_metric_add(w->m_outcomes, "refused", 1);
     } else {
         nudgel_metric_add(w->m_outcomes, status, 1);
-        bool permanent = o->state == NUDGEL_RECEIPT_FAILED || o->state == NUDGEL_RECEIPT_REJECTED ||
-                         o->state == NUDGEL_RECEIPT_EXPIRED;
-        publish_event(m, status,
-                      event_data(m, status, o->gateway, o->gateway_message_id, o->error_code,
-                                 o->error_message, permanent, o->cost_amount, o->currency));
+        publish_event(m, status, outcome_event_data(m, o));
     }
     if (o->dlq_reason)
         publish_dlq(m, o->dlq_reason, NULL);
@@ -217,19 +213,8 @@ static void fill_batch(worker_t *w)
         snprintf(type, sizeof(type), "ai.nudgel.message.%s", nudgel_receipt_state_name(o->state));
         nudgel_event_id(m->job.id, type, event_attempt(m), b->event_ids[r]);
         b->result_of[i] = (int)r;
-        b->results[r] = (nudgel_receipt_result_t){
-            .message_id = m->job.id,
-            .status = o->state,
-            .gateway = o->gateway[0] ? o->gateway : NULL,
-            .gateway_message_id = o->gateway_message_id[0] ? o->gateway_message_id : NULL,
-            .error_code = o->error_code[0] ? o->error_code : NULL,
-            .error_message = o->error_message[0] ? o->error_message : NULL,
-            .encoding = m->text ? nudgel_sms_encoding_name(m->sms.encoding) : NULL,
-            .segments = m->text ? (int)m->sms.segments : -1,
-            .cost_amount = o->cost_amount[0] ? o->cost_amount : NULL,
-            .cost_currency = o->currency[0] ? o->currency : NULL,
-            .event_id = b->event_ids[r],
-        };
+        /* events.c builds the first emission's data from this same result. */
+        outcome_result(m, o, b->event_ids[r], b->costs[r], &b->results[r]);
     }
     b->n = nudgel_batchq_shift(w->to_record, (void **)b->batch, n);
 }

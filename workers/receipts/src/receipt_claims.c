@@ -31,8 +31,8 @@
     "coalesce(error_code, ''), coalesce(error_message, ''), coalesce(encoding, ''), "              \
     "coalesce(segments, -1), coalesce(cost_amount::text, ''), coalesce(cost_currency, ''), "       \
     "coalesce(trace_id, ''), " MS("created_at") ", " MS("submitted_at") ", " MS(                   \
-        "final_at") ", " MS("updated_at")
-#define RECEIPT_NCOLS 23
+        "final_at") ", " MS("updated_at") ", coalesce(resent_from::text, '')"
+#define RECEIPT_NCOLS 24
 
 static const char claim_sql[] =
     "SELECT outcome, " RECEIPT_COLS " FROM (SELECT c.outcome, (c.receipt).* "
@@ -137,6 +137,7 @@ static nudgel_err_t read_receipt(const PGresult *res, int row, int c, nudgel_rec
     r->submitted_at_ms = receipts_int_field(res, row, c + 20);
     r->final_at_ms = receipts_int_field(res, row, c + 21);
     r->updated_at_ms = receipts_int_field(res, row, c + 22);
+    receipts_copy_field(r->resent_from, sizeof(r->resent_from), res, row, c + 23);
     return NUDGEL_OK;
 }
 

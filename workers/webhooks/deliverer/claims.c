@@ -8,7 +8,9 @@
  * does not come back (connection lost, statement failed) puts its batch back
  * at the front of the queue; it goes again once the connection is back.
  */
+#define _GNU_SOURCE
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "deliverer.h"
@@ -63,7 +65,8 @@ static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, 
                 snprintf(j->error_message, sizeof(j->error_message), "%s", c->error_message);
             }
             j->delivery_status = c->status; /* final: delivered, failed, exhausted, cancelled */
-            j->permanent = true;
+            free(j->url);
+            j->url = c->url[0] ? strdup(c->url) : NULL;
             j->stage = STAGE_PUBLISH;
             job_event(j, final_event_type(c->status), j->delivery_status);
             nudgel_metric_add(w->m_outcomes, "replayed", 1);

@@ -143,9 +143,10 @@ static void claim_sql(char *sql, size_t size, bool with_payload)
     snprintf(sql, size,
              "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(delivery_id uuid, "
              "endpoint_id uuid, event_id text, n bigint)) "
-             "SELECT i.n, true, d.status, d.attempts, d.last_status_code, d.last_error FROM "
+             "SELECT i.n, true, d.status, d.attempts, d.last_status_code, d.last_error, d.url FROM "
              "input i JOIN nudgel.webhook_deliveries d ON d.delivery_id = i.delivery_id "
-             "UNION ALL SELECT i.n, false, d.status, d.attempts, d.last_status_code, d.last_error "
+             "UNION ALL SELECT i.n, false, d.status, d.attempts, d.last_status_code, d.last_error, "
+             "d.url "
              "FROM input i JOIN nudgel.webhook_deliveries d ON d.endpoint_id = i.endpoint_id AND "
              "d.event_id = i.event_id AND d.delivery_id <> i.delivery_id%s ORDER BY 1, 2 DESC",
              with_payload ? " AND d.replay_of IS NULL" : "");
@@ -185,6 +186,7 @@ nudgel_err_t wh_db_claim_read(const PGresult *res, wh_claim_t *out, size_t count
         c->attempts = atoi(PQgetvalue(res, r, 3));
         c->last_status_code = PQgetisnull(res, r, 4) ? 0 : atoi(PQgetvalue(res, r, 4));
         last_error_split(PQgetvalue(res, r, 5), c);
+        snprintf(c->url, sizeof(c->url), "%s", PQgetvalue(res, r, 6)); /* "" when NULL */
         c->duplicate = !own;
         c->final = own && wh_delivery_status_is_final(c->status);
         c->fresh = own && !c->final;
@@ -196,11 +198,13 @@ nudgel_err_t wh_db_claim_read(const PGresult *res, wh_claim_t *out, size_t count
 static const char update_sql[] =
     "UPDATE nudgel.webhook_deliveries d SET status = u.status, attempts = "
     "GREATEST(d.attempts, u.attempts), last_status_code = u.last_status_code, last_error = "
-    "u.last_error, next_attempt_at = CASE WHEN u.next_attempt_ms IS NULL THEN NULL ELSE "
+    "u.last_error, url = coalesce(u.url, d.url), next_attempt_at = CASE WHEN u.next_attempt_ms IS "
+    "NULL THEN NULL ELSE "
     "to_timestamp(u.next_attempt_ms / 1000.0) END, final_at = CASE WHEN u.final THEN now() "
     "END, updated_at = now() FROM jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, status "
     "text, attempts int, last_status_code int, last_error text, next_attempt_ms bigint, final "
-    "boolean) WHERE d.delivery_id = u.delivery_id AND (d.status NOT IN ('delivered', 'failed', "
+    "boolean, url text) WHERE d.delivery_id = u.delivery_id AND (d.status NOT IN ('delivered', "
+    "'failed', "
     "'exhausted', 'cancelled') OR (d.status = 'cancelled' AND d.last_error LIKE "
     "'endpoint\\_not\\_found:%'))";
 
@@ -225,20 +229,22 @@ static const char succeeding_sql[] =
 
 static void insert_sql(char *sql, size_t size, bool with_payload)
 {
-    snprintf(sql, size,
-             "INSERT INTO nudgel.webhook_deliveries (delivery_id, tenant_id, endpoint_id, "
-             "event_type, event_id, status, attempts, last_status_code, last_error, "
-             "next_attempt_at, final_at%s) SELECT DISTINCT ON (u.delivery_id) u.delivery_id, "
-             "u.tenant_id, u.endpoint_id, u.event_type, u.event_id, u.status, u.attempts, "
-             "u.last_status_code, u.last_error, CASE WHEN u.next_attempt_ms IS NULL THEN NULL "
-             "ELSE to_timestamp(u.next_attempt_ms / 1000.0) END, CASE WHEN u.final THEN now() "
-             "END%s FROM jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, tenant_id text, "
-             "endpoint_id uuid, event_type text, event_id text, status text, attempts int, "
-             "last_status_code int, last_error text, next_attempt_ms bigint, final boolean, "
-             "payload jsonb) WHERE NOT EXISTS (SELECT 1 FROM nudgel.webhook_deliveries o WHERE "
-             "o.delivery_id = u.delivery_id) ORDER BY u.delivery_id, u.attempts DESC ON CONFLICT "
-             "DO NOTHING",
-             with_payload ? ", payload" : "", with_payload ? ", u.payload" : "");
+    snprintf(
+        sql, size,
+        "INSERT INTO nudgel.webhook_deliveries (delivery_id, tenant_id, endpoint_id, "
+        "event_type, event_id, status, attempts, last_status_code, last_error, url, "
+        "next_attempt_at, final_at%s) SELECT DISTINCT ON (u.delivery_id) u.delivery_id, "
+        "u.tenant_id, u.endpoint_id, u.event_type, u.event_id, u.status, u.attempts, "
+        "u.last_status_code, u.last_error, u.url, CASE WHEN u.next_attempt_ms IS NULL THEN NULL "
+        "ELSE to_timestamp(u.next_attempt_ms / 1000.0) END, CASE WHEN u.final THEN now() "
+        "END%s FROM jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, tenant_id text, "
+        "endpoint_id uuid, event_type text, event_id text, status text, attempts int, "
+        "last_status_code int, last_error text, next_attempt_ms bigint, final boolean, "
+        "payload jsonb, url text) WHERE NOT EXISTS (SELECT 1 FROM nudgel.webhook_deliveries o "
+        "WHERE "
+        "o.delivery_id = u.delivery_id) ORDER BY u.delivery_id, u.attempts DESC ON CONFLICT "
+        "DO NOTHING",
+        with_payload ? ", payload" : "", with_payload ? ", u.payload" : "");
 }
 
 static void disable_sql(char *sql, size_t size, int64_t failing_window_ms)

@@ -56,7 +56,8 @@ typedef struct wh_claim {
     /* The row's last_error ("class: message", as the flush writes it), split
      * at the first ": "; both "" when it has none. */
     char error_class[32];
-    char error_message[256];
+    char error_message[640]; /* as wjob_t's: the event re-emitted from it is the same */
+    char url[2049];          /* the url the delivery was (last) sent to; "" when none */
 } wh_claim_t;
 
 /**
@@ -92,7 +93,8 @@ typedef struct wh_flush_call {
  * hands it over with syncs = 1): delivery rows upserted on delivery_id
  * (array of {delivery_id, tenant_id, endpoint_id, event_type, event_id,
  * status, attempts, last_status_code|null, last_error|null,
- * next_attempt_ms|null, final, payload}; payload kept when @p with_payload),
+ * next_attempt_ms|null, final, payload, url|null}; payload kept when @p with_payload;
+ * url, the one the attempt went to, kept when null),
  * attempt rows (array of {delivery_id, attempt, status_code|null,
  * latency_ms, error_class|null, error_message|null, response_snippet|null}),
  * endpoints that succeeded and that failed (arrays of ids). Endpoints

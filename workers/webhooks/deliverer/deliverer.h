@@ -132,6 +132,8 @@ typedef struct wjob {
     bool record_attempt;
     int latency_ms;
     char *snippet;
+    char *url; /* malloc'd: the url its delivery row records (flush.c), or read back from it
+                  (claims.c); its events carry this one. NULL: none */
     struct wjob *next_in_lane;
     struct wjob *prev_all, *next_all; /* every job alive, to free at exit */
     struct wjob *next_by_id;          /* the worker's jobs by (endpoint, event) */
@@ -292,8 +294,8 @@ void job_log_limited(const wjob_t *j, nudgel_log_ratelimit_t *rl, nudgel_log_lev
 /* events.c — status events, retry hops, dead letters */
 void publish_event(wjob_t *j, const char *type_suffix, const char *status, int attempt,
                    long status_code, const char *error_code, const char *error_message,
-                   bool permanent, const char *disabled_reason, const char *delivery_id,
-                   const char *tenant_id, const char *event_type, const char *event_id);
+                   const char *disabled_reason, const char *delivery_id, const char *tenant_id,
+                   const char *event_type, const char *event_id);
 void job_event(wjob_t *j, const char *type_suffix, wh_delivery_status_t status);
 void publish_dlq(wjob_t *j, const char *reason);
 void job_publish(wjob_t *j);

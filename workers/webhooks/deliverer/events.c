@@ -18,12 +18,20 @@
  * A webhook status event for @p j: @p type_suffix "delivered", "failed",
  * "exhausted" or "endpoint_disabled". Fields the job lacks (a malformed one)
  * come from the delivery_id .. event_id arguments.
+ *
+ * The one builder of every webhook event, first emission and re-emission
+ * alike (issue 10, item 9: same id, same data): everything in it is what
+ * the delivery row records — status, attempts, last status code, last error
+ * (class and message), the url (j->url, written by flush.c and read back by
+ * claims.c) — or the job's own fields; error.permanent follows from the
+ * status (failed and cancelled are, exhausted is not).
  */
 void publish_event(wjob_t *j, const char *type_suffix, const char *status, int attempt,
                    long status_code, const char *error_code, const char *error_message,
-                   bool permanent, const char *disabled_reason, const char *delivery_id,
-                   const char *tenant_id, const char *event_type, const char *event_id)
+                   const char *disabled_reason, const char *delivery_id, const char *tenant_id,
+                   const char *event_type, const char *event_id)
 {
+    bool permanent = strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0;
     char type[64];
     snprintf(type, sizeof(type), "ai.nudgel.webhook.%s", type_suffix);
     json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "delivery_id", delivery_id,
@@ -44,7 +52,7 @@ void publish_event(wjob_t *j, const char *type_suffix, const char *status, int a
                                       error_message ? error_message : "", "permanent", permanent));
     else
         json_object_set_new(data, "error", json_null());
-    const char *url = j->ep && j->ep->url ? j->ep->url : (j->parsed ? j->job.url : NULL);
+    const char *url = j->url;
     if (url && strlen(url) <= 2048)
         json_object_set_new(data, "url", json_string(url));
     if (disabled_reason)
@@ -60,7 +68,7 @@ void publish_event(wjob_t *j, const char *type_suffix, const char *status, int a
 void job_event(wjob_t *j, const char *type_suffix, wh_delivery_status_t status)
 {
     publish_event(j, type_suffix, wh_delivery_status_name(status), j->attempt, j->status_code,
-                  j->error_class[0] ? j->error_class : NULL, j->error_message, j->permanent,
+                  j->error_class[0] ? j->error_class : NULL, j->error_message,
                   j->endpoint_disabled_now ? j->disabled_reason : NULL, j->job.id, j->job.tenant_id,
                   j->job.event_type, j->job.event_id);
 }

@@ -8,6 +8,7 @@
  * does not come back puts its batch back at the front (every statement is
  * idempotent, so a flush whose fate is unknown is simply sent again).
  */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,13 @@ static bool flush_rows(worker_t *w, wjob_t **batch, size_t n, json_t **attempts_
                               : json_null(),
             "next_attempt_ms", j->end == END_RETRY ? json_integer(j->next_attempt_ms) : json_null(),
             "final", final);
+        /* The url the attempt went to, recorded so a re-emitted event carries it too. */
+        const char *url = j->ep && j->ep->url ? j->ep->url : j->job.url;
+        if (url && (!j->url || strcmp(j->url, url) != 0)) {
+            free(j->url);
+            j->url = strdup(url);
+        }
+        json_object_set_new(row, "url", j->url ? json_string(j->url) : json_null());
         json_object_set_new(row, "tenant_id", json_string(j->job.tenant_id));
         json_object_set_new(row, "endpoint_id", json_string(j->job.endpoint_id));
         json_object_set_new(row, "event_type", json_string(j->job.event_type));

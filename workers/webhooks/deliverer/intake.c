@@ -53,7 +53,7 @@ static void malformed(worker_t *w, wjob_t *j, const char *reason)
             strlen(eid);
     snprintf(event_id, sizeof(event_id), "%.63s", eid_ok ? eid : "malformed");
     publish_event(j, "failed", wh_delivery_status_name(WH_DELIVERY_FAILED), 0, 0, "malformed_job",
-                  reason, true, NULL, delivery_id, tenant, event_type, event_id);
+                  reason, NULL, delivery_id, tenant, event_type, event_id);
     json_decref(doc);
     job_release(j);
 }

@@ -65,6 +65,7 @@ void job_finished(void *opaque, nudgel_job_life_t *life)
     if (j->parsed)
         nudgel_webhook_job_clear(&j->job);
     free(j->snippet);
+    free(j->url);
     free(j);
 }
 

@@ -68,6 +68,7 @@ typedef struct nudgel_receipt {
     int64_t submitted_at_ms;
     int64_t final_at_ms;
     int64_t updated_at_ms;
+    char resent_from[NUDGEL_UUID_STR_LEN + 1]; /* the message this one resends; "" when none */
 } nudgel_receipt_t;
 
 typedef enum nudgel_receipt_claim_outcome {
