@@ -618,8 +618,7 @@ static void dlr_schedule(sim_t *sim, const runtime_t *rt, sim_dialect_t d, const
         /* Each copy draws its own jitter: with jitter, reports arrive out of order. */
         int delay =
             (early ? 0 : response_delay_ms) + rt->dlr_delay_ms +
-            (rt->dlr_jitter_ms > 0 ? (int)sim_rng_below(rng, (uint32_t)rt->dlr_jitter_ms + 1)
-                                   : 0);
+            (rt->dlr_jitter_ms > 0 ? (int)sim_rng_below(rng, (uint32_t)rt->dlr_jitter_ms + 1) : 0);
         due_of[i] = nudgel_mono_us() + (int64_t)delay * 1000;
     }
     int64_t due = due_of[0];

@@ -35,8 +35,8 @@ static bool list_has(const char *const *list, const char *key)
 
 static bool token_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '~' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '~' || c == '-';
 }
 
 static const char *str_member(const json_t *o, const char *key)
@@ -101,8 +101,9 @@ static int read_secret(const char *gw, const json_t *obj, const char *base, bool
         bool bad = ferror(f);
         fclose(f);
         if (bad || len > DLR_SECRET_MAX) {
-            snprintf(errstr, errstr_size, "%s: dlr.%s: cannot read %s or it is longer than %d bytes",
-                     gw, kfile, json_string_value(jfile), DLR_SECRET_MAX);
+            snprintf(errstr, errstr_size,
+                     "%s: dlr.%s: cannot read %s or it is longer than %d bytes", gw, kfile,
+                     json_string_value(jfile), DLR_SECRET_MAX);
             goto out;
         }
         buf[len] = '\0';
@@ -140,8 +141,9 @@ static int read_cidrs(const char *gw, const json_t *obj, dlr_gateway_t *d, char 
         return 0;
     if (!json_is_array(list) || json_array_size(list) == 0 ||
         json_array_size(list) > DLR_CIDRS_MAX) {
-        snprintf(errstr, errstr_size, "%s: dlr.allow_cidrs: must be an array of 1 to %d ranges "
-                                      "(leave it out to take any source)",
+        snprintf(errstr, errstr_size,
+                 "%s: dlr.allow_cidrs: must be an array of 1 to %d ranges "
+                 "(leave it out to take any source)",
                  gw, DLR_CIDRS_MAX);
         return -1;
     }
@@ -175,7 +177,7 @@ static int read_gateway(const nudgel_gateway_t *gw, const json_t *obj, dlr_gatew
             continue;
         snprintf(errstr, errstr_size, "%s: dlr.%s: %s", name, key,
                  list_has(dlr_generic_keys, key) ? "only applies to dialect generic"
-                                                  : "unknown key");
+                                                 : "unknown key");
         return -1;
     }
     if (read_secret(name, obj, "token", true, &d->token, &d->token_len, errstr, errstr_size) != 0)
@@ -279,8 +281,9 @@ static nudgel_err_t build(nudgel_gateway_set_t *set, dlr_gateways_t **out, char 
     }
     if (g->n == 0) {
         dlr_gateways_free(g);
-        snprintf(errstr, errstr_size, "no gateway has a \"dlr\" object: every report would be "
-                                      "refused");
+        snprintf(errstr, errstr_size,
+                 "no gateway has a \"dlr\" object: every report would be "
+                 "refused");
         return NUDGEL_ERR_CONFIG;
     }
     *out = g;
@@ -309,7 +312,7 @@ nudgel_err_t dlr_gateways_parse(const char *json, size_t len, dlr_gateways_t **o
     nudgel_gateway_set_t *set = NULL;
     *out = NULL;
     nudgel_err_t err = nudgel_gateway_set_parse_flags(json, len, NUDGEL_GATEWAY_LOAD_NO_KEYS, &set,
-                                                     errstr, errstr_size);
+                                                      errstr, errstr_size);
     return err != NUDGEL_OK ? err : build(set, out, errstr, errstr_size);
 }
 

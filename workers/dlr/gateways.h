@@ -44,7 +44,7 @@ typedef struct dlr_gateway {
     char *userpass; /* "user:password" or NULL; owned, wiped on free */
     size_t userpass_len;
     dlr_cidr_t cidrs[DLR_CIDRS_MAX];
-    size_t ncidrs; /* 0: any source */
+    size_t ncidrs;             /* 0: any source */
     dlr_generic_cfg_t generic; /* generic dialect only */
 } dlr_gateway_t;
 

@@ -179,8 +179,8 @@ static bool split_path(const char *url, char gw[SEGMENT_MAX + 1], const char **t
  * gateway in @p *gw_out); false when it was refused, the answer queued and
  * what the handler returns in @p *result.
  */
-static bool admit(receiver_t *rx, struct MHD_Connection *conn, const char *url,
-                  const char *method, const dlr_gateway_t **gw_out, enum MHD_Result *result)
+static bool admit(receiver_t *rx, struct MHD_Connection *conn, const char *url, const char *method,
+                  const dlr_gateway_t **gw_out, enum MHD_Result *result)
 {
     char name[SEGMENT_MAX + 1];
     const char *token;
@@ -201,10 +201,9 @@ static bool admit(receiver_t *rx, struct MHD_Connection *conn, const char *url,
         *result = refuse(rx, conn, MHD_HTTP_UNAUTHORIZED, "token", "unauthorized\n");
         return false;
     }
-    if (gw->userpass &&
-        !dlr_basic_ok(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                  MHD_HTTP_HEADER_AUTHORIZATION),
-                      gw->userpass, gw->userpass_len)) {
+    if (gw->userpass && !dlr_basic_ok(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                                  MHD_HTTP_HEADER_AUTHORIZATION),
+                                      gw->userpass, gw->userpass_len)) {
         *result = refuse(rx, conn, MHD_HTTP_UNAUTHORIZED, "basic", "unauthorized\n");
         return false;
     }
@@ -212,15 +211,15 @@ static bool admit(receiver_t *rx, struct MHD_Connection *conn, const char *url,
         *result = refuse(rx, conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method", "method not allowed\n");
         return false;
     }
-    const char *clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                   MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *clen =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (clen && strtoull(clen, NULL, 10) > rx->max_body) {
         *result = refuse(rx, conn, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "body too large\n");
         return false;
     }
     if (rx->draining || rx->live_count >= rx->max_requests) {
-        *result = refuse(rx, conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-                         rx->draining ? "draining" : "busy", "unavailable: send it again\n");
+        *result = refuse(rx, conn, MHD_HTTP_SERVICE_UNAVAILABLE, rx->draining ? "draining" : "busy",
+                         "unavailable: send it again\n");
         return false;
     }
     *gw_out = gw;
@@ -261,8 +260,8 @@ static void start(dlr_request_t *rq)
         decide(rq, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable: out of memory\n");
         return;
     }
-    if (dlr_parse(rq->gw->dialect, &rq->gw->generic, rq->body ? rq->body : "", rq->len, reports,
-                  &n, why, sizeof(why)) != 0) {
+    if (dlr_parse(rq->gw->dialect, &rq->gw->generic, rq->body ? rq->body : "", rq->len, reports, &n,
+                  why, sizeof(why)) != 0) {
         nudgel_metric_add(rx->m_malformed, rq->gw->name, 1);
         nudgel_log_warn("a delivery report of %s refused: %s", rq->gw->name, why);
         decide(rq, MHD_HTTP_BAD_REQUEST, "malformed: %s\n", why);
@@ -291,9 +290,8 @@ static void start(dlr_request_t *rq)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     receiver_t *rx = cls;
     dlr_request_t *rq = *con_cls;
@@ -393,16 +391,15 @@ nudgel_err_t http_start(receiver_t *rx, const char *address, int port, int conne
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, address, &addr.sin_addr) != 1) {
-        snprintf(errstr, errstr_size, "dlr.listen_address: \"%s\" is not an IPv4 address",
-                 address);
+        snprintf(errstr, errstr_size, "dlr.listen_address: \"%s\" is not an IPv4 address", address);
         return NUDGEL_ERR_CONFIG;
     }
     rx->mhd_fd = -1;
     rx->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, (uint16_t)port, NULL, NULL, on_request, rx,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, rx, MHD_OPTION_CONNECTION_LIMIT, (unsigned)connection_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)idle_timeout_s, MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        rx, MHD_OPTION_CONNECTION_LIMIT, (unsigned)connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)idle_timeout_s, MHD_OPTION_END);
     if (!rx->mhd) {
         snprintf(errstr, errstr_size, "dlr.port: cannot listen on %s:%d", address, port);
         return NUDGEL_ERR_IO;
@@ -410,15 +407,14 @@ nudgel_err_t http_start(receiver_t *rx, const char *address, int port, int conne
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(rx->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     const union MHD_DaemonInfo *bound = MHD_get_daemon_info(rx->mhd, MHD_DAEMON_INFO_BIND_PORT);
     if (!info || !(rx->mhd_timer = nudgel_timer_new(rx->loop, on_mhd_timer, rx)) ||
-        nudgel_loop_watch(rx->loop, info->epoll_fd, NUDGEL_LOOP_READ, on_mhd_fd, rx) !=
-            NUDGEL_OK ||
+        nudgel_loop_watch(rx->loop, info->epoll_fd, NUDGEL_LOOP_READ, on_mhd_fd, rx) != NUDGEL_OK ||
         nudgel_loop_add_hook(rx->loop, on_turn, rx) != NUDGEL_OK) {
         snprintf(errstr, errstr_size, "the receiver cannot go on the event loop");
         return NUDGEL_ERR_IO;
     }
     rx->mhd_fd = info->epoll_fd;
-    nudgel_log_info("receiving delivery reports on %s:%u (POST /v1/dlr/<gateway>/<token>)",
-                    address, bound ? (unsigned)bound->port : (unsigned)port);
+    nudgel_log_info("receiving delivery reports on %s:%u (POST /v1/dlr/<gateway>/<token>)", address,
+                    bound ? (unsigned)bound->port : (unsigned)port);
     mhd_run(rx);
     return NUDGEL_OK;
 }

@@ -74,10 +74,9 @@ static nudgel_err_t metrics_register(receiver_t *rx, nudgel_metrics_t *m)
         "Callbacks refused before their body was read, by reason (not_found, source, token, "
         "basic, method, too_large, draining, busy).",
         "reason", NULL, 0);
-    rx->m_status = nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER,
-                                           "nudgel_dlr_reports_total",
-                                           "Reports produced, by normalised status.", "status",
-                                           NULL, 0);
+    rx->m_status =
+        nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER, "nudgel_dlr_reports_total",
+                                "Reports produced, by normalised status.", "status", NULL, 0);
     rx->m_in_flight =
         nudgel_metrics_register(m, NUDGEL_METRIC_GAUGE, "nudgel_dlr_requests_in_flight",
                                 "Callbacks in hand (waiting for Kafka).", NULL, NULL, 0);

@@ -117,12 +117,12 @@ int dlr_id_normalise(const char *in, size_t len, dlr_id_case_t id_case, char out
         if (ch < 32 || ch == 127)
             return dlr_fail(errstr, errstr_size, "holds a control character");
     }
-    bool lower = id_case == DLR_ID_CASE_LOWER ||
-                 (id_case == DLR_ID_CASE_UUID_LOWER && uuid_shaped(in, len));
+    bool lower =
+        id_case == DLR_ID_CASE_LOWER || (id_case == DLR_ID_CASE_UUID_LOWER && uuid_shaped(in, len));
     for (size_t i = 0; i < len; i++)
-        out[i] = lower                           ? ascii_lower(in[i])
+        out[i] = lower                          ? ascii_lower(in[i])
                  : id_case == DLR_ID_CASE_UPPER ? ascii_upper(in[i])
-                                                 : in[i];
+                                                : in[i];
     out[len] = '\0';
     return 0;
 }
@@ -298,9 +298,9 @@ char *dlr_report_json(const dlr_report_t *r, const char *gateway, const char *di
     if (r->done_at[0])
         rc |= set_str(o, "done_at", r->done_at);
     if (r->has_cost)
-        rc |= json_object_set_new(o, "cost",
-                                  json_pack("{s:s,s:s}", "amount", r->cost_amount, "currency",
-                                            r->cost_currency));
+        rc |= json_object_set_new(
+            o, "cost",
+            json_pack("{s:s,s:s}", "amount", r->cost_amount, "currency", r->cost_currency));
     if (r->segments >= 0)
         rc |= json_object_set_new(o, "segments", json_integer(r->segments));
     rc |= set_str(o, "dialect", dialect);

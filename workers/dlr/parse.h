@@ -111,8 +111,8 @@ const char *dlr_status_name(dlr_status_t s);
  * @brief Normalises the message id @p in (@p len bytes) into @p out as
  * described on top. @returns 0, or -1 with the reason in @p errstr.
  */
-int dlr_id_normalise(const char *in, size_t len, dlr_id_case_t id_case,
-                     char out[DLR_ID_MAX + 1], char *errstr, size_t errstr_size);
+int dlr_id_normalise(const char *in, size_t len, dlr_id_case_t id_case, char out[DLR_ID_MAX + 1],
+                     char *errstr, size_t errstr_size);
 
 /**
  * @brief Reads the generic dialect's keys of a gateway's "dlr" object @p obj
@@ -143,8 +143,7 @@ int dlr_parse_africastalking(const char *body, size_t len, dlr_report_t out[DLR_
 int dlr_parse_infobip(const char *body, size_t len, dlr_report_t out[DLR_BATCH_MAX], size_t *n,
                       char *errstr, size_t errstr_size);
 int dlr_parse_generic(const dlr_generic_cfg_t *cfg, const char *body, size_t len,
-                      dlr_report_t out[DLR_BATCH_MAX], size_t *n, char *errstr,
-                      size_t errstr_size);
+                      dlr_report_t out[DLR_BATCH_MAX], size_t *n, char *errstr, size_t errstr_size);
 
 /**
  * @brief The carrier DLR v1 record of @p r, compact JSON: @p gateway and

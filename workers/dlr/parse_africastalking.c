@@ -118,9 +118,9 @@ static dlr_status_t at_status(const char *s)
         const char *name;
         dlr_status_t status;
     } table[] = {
-        {"Success", DLR_STATUS_DELIVERED},   {"Failed", DLR_STATUS_UNDELIVERED},
-        {"Rejected", DLR_STATUS_REJECTED},   {"Sent", DLR_STATUS_SENT},
-        {"Submitted", DLR_STATUS_SENT},      {"Buffered", DLR_STATUS_BUFFERED},
+        {"Success", DLR_STATUS_DELIVERED}, {"Failed", DLR_STATUS_UNDELIVERED},
+        {"Rejected", DLR_STATUS_REJECTED}, {"Sent", DLR_STATUS_SENT},
+        {"Submitted", DLR_STATUS_SENT},    {"Buffered", DLR_STATUS_BUFFERED},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (strcmp(s, table[i].name) == 0)

@@ -36,19 +36,20 @@
 #define STATUS_VALUES_MAX 32
 
 const char *const dlr_generic_keys[] = {
-    "results_pointer",      "message_id_pointer",    "status_pointer",
-    "to_pointer",           "error_code_pointer",    "error_message_pointer",
-    "network_code_pointer", "done_at_pointer",       "client_ref_pointer",
-    "statuses",             "message_id_case",       NULL,
+    "results_pointer",      "message_id_pointer",
+    "status_pointer",       "to_pointer",
+    "error_code_pointer",   "error_message_pointer",
+    "network_code_pointer", "done_at_pointer",
+    "client_ref_pointer",   "statuses",
+    "message_id_case",      NULL,
 };
 
 void dlr_generic_cfg_clear(dlr_generic_cfg_t *cfg)
 {
-    char **ptrs[] = {&cfg->results_pointer,      &cfg->message_id_pointer,
-                     &cfg->status_pointer,       &cfg->to_pointer,
-                     &cfg->error_code_pointer,   &cfg->error_message_pointer,
-                     &cfg->network_code_pointer, &cfg->done_at_pointer,
-                     &cfg->client_ref_pointer};
+    char **ptrs[] = {
+        &cfg->results_pointer,      &cfg->message_id_pointer, &cfg->status_pointer,
+        &cfg->to_pointer,           &cfg->error_code_pointer, &cfg->error_message_pointer,
+        &cfg->network_code_pointer, &cfg->done_at_pointer,    &cfg->client_ref_pointer};
     for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++) {
         free(*ptrs[i]);
         *ptrs[i] = NULL;
@@ -106,18 +107,16 @@ static int set_values(dlr_generic_cfg_t *cfg, int s, const json_t *list, const c
         for (int o = 0; o < DLR_STATUS_COUNT; o++)
             for (char **w = cfg->statuses[o]; w && *w; w++)
                 if (strcmp(*w, v) == 0)
-                    return dlr_fail(errstr, errstr_size,
-                                    "dlr.statuses: \"%s\" is listed for %s and %s", v,
-                                    dlr_status_name((dlr_status_t)o),
-                                    dlr_status_name((dlr_status_t)s));
+                    return dlr_fail(
+                        errstr, errstr_size, "dlr.statuses: \"%s\" is listed for %s and %s", v,
+                        dlr_status_name((dlr_status_t)o), dlr_status_name((dlr_status_t)s));
         if (!(cfg->statuses[s][i] = strdup(v)))
             return dlr_fail(errstr, errstr_size, "out of memory");
     }
     return 0;
 }
 
-static int get_statuses(const json_t *obj, dlr_generic_cfg_t *cfg, char *errstr,
-                        size_t errstr_size)
+static int get_statuses(const json_t *obj, dlr_generic_cfg_t *cfg, char *errstr, size_t errstr_size)
 {
     static const char *const sent[] = {"sent", "accepted", "queued", NULL};
     const json_t *given = json_object_get(obj, "statuses");
@@ -160,8 +159,7 @@ int dlr_generic_cfg_parse(const json_t *obj, dlr_generic_cfg_t *cfg, char *errst
     if (get_pointer(obj, "results_pointer", "", &cfg->results_pointer, errstr, errstr_size) ||
         get_pointer(obj, "message_id_pointer", "/id", &cfg->message_id_pointer, errstr,
                     errstr_size) ||
-        get_pointer(obj, "status_pointer", "/status", &cfg->status_pointer, errstr,
-                    errstr_size) ||
+        get_pointer(obj, "status_pointer", "/status", &cfg->status_pointer, errstr, errstr_size) ||
         get_pointer(obj, "to_pointer", "/to", &cfg->to_pointer, errstr, errstr_size) ||
         get_pointer(obj, "error_code_pointer", "/error_code", &cfg->error_code_pointer, errstr,
                     errstr_size) ||
@@ -239,13 +237,14 @@ static int read_report(const dlr_generic_cfg_t *cfg, const json_t *item, const c
     if (!scalar_at(item, cfg->message_id_pointer, buf, sizeof(buf)))
         return dlr_fail(errstr, errstr_size, "%s%s: no message id (a string or integer)", where,
                         cfg->message_id_pointer);
-    if (dlr_id_normalise(buf, strlen(buf), cfg->id_case, r->gateway_message_id, why,
-                         sizeof(why)) != 0)
+    if (dlr_id_normalise(buf, strlen(buf), cfg->id_case, r->gateway_message_id, why, sizeof(why)) !=
+        0)
         return dlr_fail(errstr, errstr_size, "%s%s: %s", where, cfg->message_id_pointer, why);
     if (!scalar_at(item, cfg->status_pointer, buf, sizeof(buf)) || !buf[0] ||
         strlen(buf) > DLR_STATUS_MAX)
-        return dlr_fail(errstr, errstr_size, "%s%s: no status (a string or integer of 1 to %d "
-                                             "bytes)",
+        return dlr_fail(errstr, errstr_size,
+                        "%s%s: no status (a string or integer of 1 to %d "
+                        "bytes)",
                         where, cfg->status_pointer, DLR_STATUS_MAX);
     r->status = map_status(cfg, buf);
     dlr_copy_text(r->raw_status, sizeof(r->raw_status), buf, strlen(buf));
@@ -267,8 +266,7 @@ static int read_report(const dlr_generic_cfg_t *cfg, const json_t *item, const c
 }
 
 int dlr_parse_generic(const dlr_generic_cfg_t *cfg, const char *body, size_t len,
-                      dlr_report_t out[DLR_BATCH_MAX], size_t *n, char *errstr,
-                      size_t errstr_size)
+                      dlr_report_t out[DLR_BATCH_MAX], size_t *n, char *errstr, size_t errstr_size)
 {
     json_error_t jerr;
     int rc = -1;
@@ -293,8 +291,8 @@ int dlr_parse_generic(const dlr_generic_cfg_t *cfg, const char *body, size_t len
     }
     size_t count = json_array_size(list);
     if (count == 0 || count > DLR_BATCH_MAX) {
-        dlr_fail(errstr, errstr_size, "%s: %zu reports (1 to %d are taken)",
-                 cfg->results_pointer, count, DLR_BATCH_MAX);
+        dlr_fail(errstr, errstr_size, "%s: %zu reports (1 to %d are taken)", cfg->results_pointer,
+                 count, DLR_BATCH_MAX);
         goto out;
     }
     for (size_t i = 0; i < count; i++) {

@@ -27,8 +27,8 @@
 static dlr_status_t group_status(const char *name, json_int_t group_id, json_int_t status_id,
                                  const char *status_name)
 {
-    static const char *const groups[] = {NULL, "PENDING", "UNDELIVERABLE", "DELIVERED", "EXPIRED",
-                                         "REJECTED"};
+    static const char *const groups[] = {NULL,        "PENDING", "UNDELIVERABLE",
+                                         "DELIVERED", "EXPIRED", "REJECTED"};
     int g = -1;
     for (int i = 1; name && i < 6; i++)
         if (strcmp(name, groups[i]) == 0)
@@ -116,15 +116,14 @@ static int read_report(const json_t *item, size_t i, dlr_report_t *r, char *errs
         return dlr_fail(errstr, errstr_size, "results[%zu].status: no groupName or groupId", i);
     const json_t *sid = json_object_get(st, "id");
     const char *sname = str_member(st, "name");
-    r->status = group_status(gname ? json_string_value(gname) : NULL,
-                             gid ? json_integer_value(gid) : -1,
-                             json_is_integer(sid) ? json_integer_value(sid) : -1, sname);
+    r->status =
+        group_status(gname ? json_string_value(gname) : NULL, gid ? json_integer_value(gid) : -1,
+                     json_is_integer(sid) ? json_integer_value(sid) : -1, sname);
     const char *raw = sname && *sname ? sname : gname ? json_string_value(gname) : NULL;
     if (raw)
         dlr_copy_text(r->raw_status, sizeof(r->raw_status), raw, strlen(raw));
     else
-        snprintf(r->raw_status, sizeof(r->raw_status), "%lld",
-                 (long long)json_integer_value(gid));
+        snprintf(r->raw_status, sizeof(r->raw_status), "%lld", (long long)json_integer_value(gid));
     read_error(json_object_get(item, "error"), r);
     const char *v = str_member(item, "to");
     if (v && strlen(v) <= DLR_TO_MAX)

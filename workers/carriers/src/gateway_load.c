@@ -23,9 +23,9 @@
 
 /* Keys every gateway object may hold; a dialect lists its own in dialect_t.keys. */
 static const char *const common_keys[] = {
-    "name",         "dialect", "base_url",           "path",       "api_key_env",
-    "api_key_file", "tps",     "connect_timeout_ms", "timeout_ms", "sender_id",
-    "dlr",
+    "name",        "dialect",      "base_url", "path",
+    "api_key_env", "api_key_file", "tps",      "connect_timeout_ms",
+    "timeout_ms",  "sender_id",    "dlr",
 };
 
 static bool list_has(const char *const *list, const char *key)
@@ -54,8 +54,7 @@ static bool name_valid(const char *s)
  * gateway object names. Trailing white space (the newline of a secret file)
  * is dropped. Errors name the variable or file, never the value.
  */
-static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t *g,
-                    bool skip_keys)
+static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t *g, bool skip_keys)
 {
     char *env = NULL, *file = NULL;
     char *buf = NULL;

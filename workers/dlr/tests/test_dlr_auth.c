@@ -67,11 +67,11 @@ static struct sockaddr_storage addr(const char *text)
 
 static void test_cidr_parse(void **state)
 {
-    static const char *good[] = {"10.0.0.0/8", "192.0.2.1", "0.0.0.0/0", "2001:db8::/32",
-                                 "::1", "196.201.214.0/24"};
-    static const char *bad[] = {"10.0.0.1/8", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/-1",
-                                "10.0.0.0/8x", "example.com", "2001:db8::1/32", "::/129", "",
-                                "1.2.3.4/+8"};
+    static const char *good[] = {"10.0.0.0/8",    "192.0.2.1", "0.0.0.0/0",
+                                 "2001:db8::/32", "::1",       "196.201.214.0/24"};
+    static const char *bad[] = {
+        "10.0.0.1/8",     "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8x", "example.com",
+        "2001:db8::1/32", "::/129",      "",          "1.2.3.4/+8"};
     (void)state;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         dlr_cidr_t c;
@@ -128,8 +128,8 @@ static void test_cidr_match(void **state)
 }
 
 #define GW_HEAD                                                                                    \
-    "{\"gateways\":[{\"name\":\"at-ke\",\"dialect\":\"africastalking\",\"base_url\":"             \
-    "\"http://127.0.0.1:1\",\"api_key_env\":\"NO_SUCH_KEY_NEEDED\",\"username\":\"u\","           \
+    "{\"gateways\":[{\"name\":\"at-ke\",\"dialect\":\"africastalking\",\"base_url\":"              \
+    "\"http://127.0.0.1:1\",\"api_key_env\":\"NO_SUCH_KEY_NEEDED\",\"username\":\"u\","            \
     "\"tps\":1"
 #define GW_TAIL "}],\"default_route\":[\"at-ke\"]}"
 
@@ -172,8 +172,7 @@ static void test_gateways(void **state)
         {"{\"token_env\":\"TEST_DLR_PASS\"}", "16 to"},
         {"{\"token_env\":\"TEST_DLR_TOKEN\",\"token_file\":\"/x\"}", "give one of"},
         {"{\"token_file\":\"/nonexistent/token\"}", "cannot open"},
-        {"{\"token_env\":\"TEST_DLR_TOKEN\",\"allow_cidrs\":[\"10.0.0.1/8\"]}",
-         "allow_cidrs[0]"},
+        {"{\"token_env\":\"TEST_DLR_TOKEN\",\"allow_cidrs\":[\"10.0.0.1/8\"]}", "allow_cidrs[0]"},
         {"{\"token_env\":\"TEST_DLR_TOKEN\",\"allow_cidrs\":[]}", "allow_cidrs"},
         {"{\"token_env\":\"TEST_DLR_TOKEN\",\"basic_user\":\"ib\"}", "basic_password_env"},
         {"{\"token_env\":\"TEST_DLR_TOKEN\",\"basic_password_env\":\"TEST_DLR_PASS\"}",

@@ -41,9 +41,9 @@ static void test_at_statuses(void **state)
         const char *status;
         dlr_status_t want;
     } cases[] = {
-        {"Success", DLR_STATUS_DELIVERED}, {"Failed", DLR_STATUS_UNDELIVERED},
-        {"Rejected", DLR_STATUS_REJECTED}, {"Sent", DLR_STATUS_SENT},
-        {"Submitted", DLR_STATUS_SENT},    {"Buffered", DLR_STATUS_BUFFERED},
+        {"Success", DLR_STATUS_DELIVERED},  {"Failed", DLR_STATUS_UNDELIVERED},
+        {"Rejected", DLR_STATUS_REJECTED},  {"Sent", DLR_STATUS_SENT},
+        {"Submitted", DLR_STATUS_SENT},     {"Buffered", DLR_STATUS_BUFFERED},
         {"Teleported", DLR_STATUS_UNKNOWN},
     };
     (void)state;
@@ -52,8 +52,7 @@ static void test_at_statuses(void **state)
         size_t n = 0;
         snprintf(body, sizeof(body), "id=ATXid_abc&status=%s&phoneNumber=%%2B254711000001",
                  cases[i].status);
-        assert_int_equal(parse(NUDGEL_GATEWAY_AFRICASTALKING, NULL, body, &n, why, sizeof(why)),
-                         0);
+        assert_int_equal(parse(NUDGEL_GATEWAY_AFRICASTALKING, NULL, body, &n, why, sizeof(why)), 0);
         assert_int_equal(n, 1);
         assert_int_equal(out[0].status, cases[i].want);
         assert_string_equal(out[0].raw_status, cases[i].status);
@@ -138,8 +137,7 @@ static void test_infobip_groups(void **state)
         {"{\"groupName\":\"DELIVERED\",\"id\":2,\"name\":\"DELIVERED_TO_OPERATOR\"}",
          DLR_STATUS_SENT},
         {"{\"groupName\":\"PENDING\",\"id\":7,\"name\":\"PENDING_ENROUTE\"}", DLR_STATUS_SENT},
-        {"{\"groupName\":\"EXPIRED\",\"id\":15,\"name\":\"EXPIRED_EXPIRED\"}",
-         DLR_STATUS_EXPIRED},
+        {"{\"groupName\":\"EXPIRED\",\"id\":15,\"name\":\"EXPIRED_EXPIRED\"}", DLR_STATUS_EXPIRED},
         {"{\"groupName\":\"REJECTED\",\"id\":6,\"name\":\"REJECTED_NETWORK\"}",
          DLR_STATUS_REJECTED},
         {"{\"groupName\":\"UNDELIVERABLE\"}", DLR_STATUS_UNDELIVERED},
@@ -205,8 +203,8 @@ static void test_generic_defaults(void **state)
     assert_int_equal(out[0].status, DLR_STATUS_UNDELIVERED);
     assert_string_equal(out[0].error_code, "absent_subscriber");
     assert_string_equal(out[0].done_at, "2026-01-02T03:04:05.000Z");
-    assert_int_equal(parse(NUDGEL_GATEWAY_GENERIC, &g, "{\"id\":42,\"status\":\"queued\"}", &n,
-                           why, sizeof(why)),
+    assert_int_equal(parse(NUDGEL_GATEWAY_GENERIC, &g, "{\"id\":42,\"status\":\"queued\"}", &n, why,
+                           sizeof(why)),
                      0);
     assert_string_equal(out[0].gateway_message_id, "42");
     assert_int_equal(out[0].status, DLR_STATUS_SENT);
@@ -302,8 +300,7 @@ static void test_malformed(void **state)
         {NUDGEL_GATEWAY_INFOBIP,
          "{\"results\":[{\"messageId\":\"m\",\"status\":{\"groupName\":3}}]}", "not a string"},
         {NUDGEL_GATEWAY_INFOBIP,
-         "{\"results\":[{\"messageId\":\"m\",\"status\":{\"groupId\":\"3\"}}]}",
-         "not an integer"},
+         "{\"results\":[{\"messageId\":\"m\",\"status\":{\"groupId\":\"3\"}}]}", "not an integer"},
         {NUDGEL_GATEWAY_INFOBIP,
          "{\"results\":[{\"messageId\":\"m\",\"status\":{\"groupId\":3}},{\"messageId\":\"\","
          "\"status\":{\"groupId\":3}}]}",
@@ -327,8 +324,8 @@ static void test_malformed(void **state)
         int rc = dlr_parse(cases[i].d, &g, cases[i].body, strlen(cases[i].body), out, &n, why,
                            sizeof(why));
         if (rc != -1 || n != 0 || !strstr(why, cases[i].reason))
-            fail_msg("case %zu (%s): rc %d, n %zu, reason \"%s\", wanted \"%s\"", i,
-                     cases[i].body, rc, n, why, cases[i].reason);
+            fail_msg("case %zu (%s): rc %d, n %zu, reason \"%s\", wanted \"%s\"", i, cases[i].body,
+                     rc, n, why, cases[i].reason);
     }
     dlr_generic_cfg_clear(&g);
 }
@@ -374,8 +371,8 @@ static void test_id_normalise(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char id[DLR_ID_MAX + 1], why[128];
-        int rc = dlr_id_normalise(cases[i].in, strlen(cases[i].in), cases[i].c, id, why,
-                                  sizeof(why));
+        int rc =
+            dlr_id_normalise(cases[i].in, strlen(cases[i].in), cases[i].c, id, why, sizeof(why));
         if (cases[i].want) {
             assert_int_equal(rc, 0);
             assert_string_equal(id, cases[i].want);
@@ -386,12 +383,10 @@ static void test_id_normalise(void **state)
     char longid[DLR_ID_MAX + 2], id[DLR_ID_MAX + 1], why[128];
     memset(longid, 'x', sizeof(longid) - 1);
     longid[sizeof(longid) - 1] = '\0';
-    assert_int_equal(dlr_id_normalise(longid, DLR_ID_MAX, DLR_ID_CASE_PRESERVE, id, why,
-                                      sizeof(why)),
-                     0);
-    assert_int_equal(dlr_id_normalise(longid, DLR_ID_MAX + 1, DLR_ID_CASE_PRESERVE, id, why,
-                                      sizeof(why)),
-                     -1);
+    assert_int_equal(
+        dlr_id_normalise(longid, DLR_ID_MAX, DLR_ID_CASE_PRESERVE, id, why, sizeof(why)), 0);
+    assert_int_equal(
+        dlr_id_normalise(longid, DLR_ID_MAX + 1, DLR_ID_CASE_PRESERVE, id, why, sizeof(why)), -1);
 }
 
 static void test_record_json(void **state)
@@ -407,8 +402,8 @@ static void test_record_json(void **state)
     assert_string_equal(json_string_value(json_object_get(o, "gateway")), "infobip");
     assert_string_equal(json_string_value(json_object_get(o, "status")), "undelivered");
     assert_string_equal(json_string_value(json_object_get(o, "dialect")), "infobip");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(o, "cost"), "amount")), "0.8");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(o, "cost"), "amount")),
+                        "0.8");
     assert_true(json_is_false(json_object_get(json_object_get(o, "error"), "permanent")));
     assert_int_equal(json_integer_value(json_object_get(o, "segments")), 2);
     json_decref(o);
