@@ -183,6 +183,23 @@ static const nudgel_conf_entry_t sim_table[] = {
      "Delay between the submission's response and its delivery report."},
     {"sim.dlr.jitter_ms", NUDGEL_CONF_INT, "0", 0, 3600000, NULL, 0,
      "Uniform extra delay in [0, jitter] added to sim.dlr.delay_ms."},
+    {"sim.dlr.none_permille", NUDGEL_CONF_INT, "0", 0, 1000, NULL, 0,
+     "Thousandths of accepted messages that get no delivery report at all (counted as "
+     "dlr.withheld)."},
+    {"sim.dlr.duplicate_permille", NUDGEL_CONF_INT, "0", 0, 1000, NULL, 0,
+     "Thousandths of delivery reports sent twice, each copy with its own delay (counted as "
+     "dlr.duplicated)."},
+    {"sim.dlr.early_permille", NUDGEL_CONF_INT, "0", 0, 1000, NULL, 0,
+     "Thousandths of delivery reports whose delay starts when the submission arrives, not "
+     "when it is answered: with latency_ms above sim.dlr.delay_ms the report comes before the "
+     "submit answer (the race that loses reports in Kannel and Jasmin)."},
+    {"sim.dlr.retries", NUDGEL_CONF_INT, "8", 0, 1000, NULL, 0,
+     "Times a callback answered non-2xx (or not at all) is sent again, as carriers do; then it "
+     "counts as dlr.failed."},
+    {"sim.dlr.retry_backoff_ms", NUDGEL_CONF_INT, "500", 1, 3600000, NULL, 0,
+     "Delay before the first retry of a callback; it doubles with each retry."},
+    {"sim.dlr.retry_backoff_max_ms", NUDGEL_CONF_INT, "30000", 1, 3600000, NULL, 0,
+     "Longest delay between two attempts of a callback."},
     {"sim.dlr.failure_permille", NUDGEL_CONF_INT, "0", 0, 1000, NULL, 0,
      "Thousandths of delivery reports that say failed / undelivered."},
     {"sim.dlr.queue_max", NUDGEL_CONF_INT, "100000", 1, 10000000, NULL, 0,
@@ -230,6 +247,8 @@ typedef struct runtime {
     char at_username[128];
     bool dlr_enabled;
     int dlr_delay_ms, dlr_jitter_ms, dlr_failure_permille;
+    int dlr_none_permille, dlr_duplicate_permille, dlr_early_permille;
+    int dlr_retries, dlr_retry_backoff_ms, dlr_retry_backoff_max_ms;
     size_t list_limit, max_body;
 } runtime_t;
 
@@ -363,6 +382,17 @@ static runtime_t *runtime_build(const nudgel_conf_t *conf, char *errstr, size_t 
     rt->dlr_delay_ms = (int)nudgel_conf_get_int(conf, "sim.dlr.delay_ms");
     rt->dlr_jitter_ms = (int)nudgel_conf_get_int(conf, "sim.dlr.jitter_ms");
     rt->dlr_failure_permille = (int)nudgel_conf_get_int(conf, "sim.dlr.failure_permille");
+    rt->dlr_none_permille = (int)nudgel_conf_get_int(conf, "sim.dlr.none_permille");
+    rt->dlr_duplicate_permille = (int)nudgel_conf_get_int(conf, "sim.dlr.duplicate_permille");
+    rt->dlr_early_permille = (int)nudgel_conf_get_int(conf, "sim.dlr.early_permille");
+    rt->dlr_retries = (int)nudgel_conf_get_int(conf, "sim.dlr.retries");
+    rt->dlr_retry_backoff_ms = (int)nudgel_conf_get_int(conf, "sim.dlr.retry_backoff_ms");
+    rt->dlr_retry_backoff_max_ms = (int)nudgel_conf_get_int(conf, "sim.dlr.retry_backoff_max_ms");
+    if (rt->dlr_none_permille + rt->dlr_failure_permille > SIM_PERMILLE) {
+        snprintf(errstr, errstr_size,
+                 "sim.dlr.none_permille + sim.dlr.failure_permille: more than 1000");
+        goto fail;
+    }
     rt->list_limit = (size_t)nudgel_conf_get_int(conf, "sim.ledger.list_limit");
     rt->max_body = (size_t)nudgel_conf_get_int(conf, "sim.max_body_bytes");
     return rt;
@@ -378,6 +408,9 @@ static void runtime_install(sim_t *sim, runtime_t *rt)
     runtime_t *old = sim->rt;
     sim->rt = rt;
     pthread_rwlock_unlock(&sim->rt_lock);
+    if (sim->dlr)
+        sim_dlr_set_retry(sim->dlr, rt->dlr_retries, rt->dlr_retry_backoff_ms,
+                          rt->dlr_retry_backoff_max_ms);
     for (int d = 0; d < SIM_DIALECT_COUNT; d++) {
         bucket_slot_t *b = &sim->buckets[d];
         pthread_mutex_lock(&b->lock);
@@ -571,11 +604,24 @@ static void dlr_schedule(sim_t *sim, const runtime_t *rt, sim_dialect_t d, const
 {
     const char *url = x->dlr_url && *x->dlr_url ? x->dlr_url : rt->d[d].dlr_url;
     sim_rng_t *rng = sim_rng_thread();
-    bool delivered = (int)sim_rng_below(rng, SIM_PERMILLE) >= rt->dlr_failure_permille;
-    int delay =
-        response_delay_ms + rt->dlr_delay_ms +
-        (rt->dlr_jitter_ms > 0 ? (int)sim_rng_below(rng, (uint32_t)rt->dlr_jitter_ms + 1) : 0);
-    int64_t due = nudgel_mono_us() + (int64_t)delay * 1000;
+    /* The mix: none_permille get no report, failure_permille a failure, the rest delivered. */
+    int draw = (int)sim_rng_below(rng, SIM_PERMILLE);
+    if (url && *url && draw < rt->dlr_none_permille) {
+        sim_ledger_count(sim->ledger, d, SIM_C_DLR_WITHHELD, 1);
+        return;
+    }
+    bool delivered = draw >= rt->dlr_none_permille + rt->dlr_failure_permille;
+    bool early = (int)sim_rng_below(rng, SIM_PERMILLE) < rt->dlr_early_permille;
+    int copies = (int)sim_rng_below(rng, SIM_PERMILLE) < rt->dlr_duplicate_permille ? 2 : 1;
+    int64_t due_of[2];
+    for (int i = 0; i < copies; i++) {
+        /* Each copy draws its own jitter: with jitter, reports arrive out of order. */
+        int delay =
+            (early ? 0 : response_delay_ms) + rt->dlr_delay_ms +
+            (rt->dlr_jitter_ms > 0 ? (int)sim_rng_below(rng, (uint32_t)rt->dlr_jitter_ms + 1) : 0);
+        due_of[i] = nudgel_mono_us() + (int64_t)delay * 1000;
+    }
+    int64_t due = due_of[0];
     char now_text[NUDGEL_RFC3339_MAX];
     sim_buf_t body, full_url;
     const char *content_type = NULL;
@@ -655,12 +701,17 @@ static void dlr_schedule(sim_t *sim, const runtime_t *rt, sim_dialect_t d, const
         json_decref(json);
     }
     if (!full_url.overflow && !body.overflow) {
-        sim_dlr_item_t *item = sim_dlr_item_new(d, due, full_url.data, content_type,
-                                                content_type ? (body.data ? body.data : "") : NULL);
-        if (item)
-            sim_dlr_enqueue(sim->dlr, item);
-        else
-            sim_ledger_count(sim->ledger, d, SIM_C_DLR_DROPPED, 1);
+        for (int i = 0; i < copies; i++) {
+            sim_dlr_item_t *item =
+                sim_dlr_item_new(d, i ? due_of[i] : due, full_url.data, content_type,
+                                 content_type ? (body.data ? body.data : "") : NULL);
+            if (item)
+                sim_dlr_enqueue(sim->dlr, item);
+            else
+                sim_ledger_count(sim->ledger, d, SIM_C_DLR_DROPPED, 1);
+            if (i)
+                sim_ledger_count(sim->ledger, d, SIM_C_DLR_DUPLICATED, 1);
+        }
     }
     sim_buf_free(&body);
     sim_buf_free(&full_url);
@@ -1727,6 +1778,10 @@ int main(int argc, char **argv)
         nudgel_log_error("%s", errstr);
         goto out;
     }
+    pthread_rwlock_rdlock(&sim.rt_lock);
+    sim_dlr_set_retry(sim.dlr, sim.rt->dlr_retries, sim.rt->dlr_retry_backoff_ms,
+                      sim.rt->dlr_retry_backoff_max_ms);
+    pthread_rwlock_unlock(&sim.rt_lock);
     if (pthread_create(&sim.timer_thread, NULL, timer_main, &sim) != 0) {
         nudgel_log_error("cannot start the timer thread");
         goto out;

@@ -23,6 +23,7 @@
 
 struct sim_dlr_item {
     int64_t due_us;
+    int attempts; /* sent so far */
     sim_dialect_t dialect;
     char *url;          /* owned */
     char *body;         /* owned; NULL for GET */
@@ -35,6 +36,7 @@ struct sim_dlr {
     sim_dlr_item_t **heap; /* min-heap on due_us, capacity queue_max */
     size_t count, queue_max;
     int concurrency, timeout_ms, active;
+    int retries, backoff_ms, backoff_max_ms; /* under lock */
     bool stopping;
     CURLM *multi;
     struct transfer *transfers; /* owned by the thread */
@@ -173,6 +175,38 @@ static void transfer_free(sim_dlr_t *q, transfer_t *t)
     free(t);
 }
 
+int64_t sim_dlr_backoff_ms(int attempt, int backoff_ms, int backoff_max_ms)
+{
+    int64_t delay = backoff_ms;
+    for (int i = 1; i < attempt && delay < backoff_max_ms; i++)
+        delay *= 2;
+    return delay < backoff_max_ms ? delay : backoff_max_ms;
+}
+
+void sim_dlr_set_retry(sim_dlr_t *q, int retries, int backoff_ms, int backoff_max_ms)
+{
+    pthread_mutex_lock(&q->lock);
+    q->retries = retries;
+    q->backoff_ms = backoff_ms;
+    q->backoff_max_ms = backoff_max_ms;
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* Puts a failed report back in the queue for a later attempt; false when it has none left. */
+static bool retry_later(sim_dlr_t *q, sim_dlr_item_t *item)
+{
+    bool queued = false;
+    pthread_mutex_lock(&q->lock);
+    if (!q->stopping && item->attempts <= q->retries && q->count < q->queue_max) {
+        item->due_us = nudgel_mono_us() +
+                       sim_dlr_backoff_ms(item->attempts, q->backoff_ms, q->backoff_max_ms) * 1000;
+        heap_push(q, item);
+        queued = true;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return queued;
+}
+
 static void finish_transfers(sim_dlr_t *q)
 {
     CURLMsg *msg;
@@ -186,11 +220,18 @@ static void finish_transfers(sim_dlr_t *q)
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
         bool ok = msg->data.result == CURLE_OK && status >= 200 && status < 300;
-        sim_ledger_count(q->ledger, t->item->dialect, ok ? SIM_C_DLR_SENT : SIM_C_DLR_FAILED, 1);
-        if (!ok)
-            nudgel_log_warn("dlr callback to %s failed: %s, status %ld",
-                            sim_dialect_name(t->item->dialect),
-                            curl_easy_strerror(msg->data.result), status);
+        sim_dialect_t d = t->item->dialect;
+        t->item->attempts++;
+        if (ok) {
+            sim_ledger_count(q->ledger, d, SIM_C_DLR_SENT, 1);
+        } else if (retry_later(q, t->item)) {
+            t->item = NULL; /* back in the queue */
+            sim_ledger_count(q->ledger, d, SIM_C_DLR_RETRIED, 1);
+        } else {
+            sim_ledger_count(q->ledger, d, SIM_C_DLR_FAILED, 1);
+            nudgel_log_warn("dlr callback to %s failed for good: %s, status %ld",
+                            sim_dialect_name(d), curl_easy_strerror(msg->data.result), status);
+        }
         transfer_free(q, t);
         pthread_mutex_lock(&q->lock);
         q->active--;

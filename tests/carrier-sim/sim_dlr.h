@@ -36,6 +36,16 @@ void sim_dlr_item_free(sim_dlr_item_t *item);
 sim_dlr_t *sim_dlr_start(sim_ledger_t *ledger, size_t queue_max, int concurrency, int timeout_ms,
                          char *errstr, size_t errstr_size);
 
+/**
+ * @brief Sets the retry policy of callbacks that fail (any thread; applies
+ * to the next failure): at most @p retries more attempts, the first after
+ * @p backoff_ms, doubling up to @p backoff_max_ms.
+ */
+void sim_dlr_set_retry(sim_dlr_t *dlr, int retries, int backoff_ms, int backoff_max_ms);
+
+/** @brief The back-off before retry number @p attempt (1-based), in milliseconds. Pure. */
+int64_t sim_dlr_backoff_ms(int attempt, int backoff_ms, int backoff_max_ms);
+
 /** @brief Queues @p item (always consumed). @returns 0, or -1 when dropped (counted). */
 int sim_dlr_enqueue(sim_dlr_t *dlr, sim_dlr_item_t *item);
 

@@ -79,6 +79,12 @@ const char *sim_counter_name(sim_counter_t c)
         return "failed";
     case SIM_C_DLR_DROPPED:
         return "dropped";
+    case SIM_C_DLR_RETRIED:
+        return "retried";
+    case SIM_C_DLR_WITHHELD:
+        return "withheld";
+    case SIM_C_DLR_DUPLICATED:
+        return "duplicated";
     case SIM_C_COUNT:
         break;
     }

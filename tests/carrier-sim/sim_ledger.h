@@ -38,9 +38,12 @@ typedef enum sim_counter {
     SIM_C_FAULT_THROTTLED,
     SIM_C_LEDGER_FULL, /* accepted messages whose new key did not fit */
     SIM_C_DLR_QUEUED,
-    SIM_C_DLR_SENT,    /* callback answered 2xx */
-    SIM_C_DLR_FAILED,  /* callback refused or unreachable */
-    SIM_C_DLR_DROPPED, /* queue full */
+    SIM_C_DLR_SENT,       /* callback answered 2xx */
+    SIM_C_DLR_FAILED,     /* callback refused or unreachable */
+    SIM_C_DLR_DROPPED,    /* queue full */
+    SIM_C_DLR_RETRIED,    /* a callback sent again after a non-2xx answer or no answer */
+    SIM_C_DLR_WITHHELD,   /* accepted messages given no report (sim.dlr.none_permille) */
+    SIM_C_DLR_DUPLICATED, /* reports sent twice (sim.dlr.duplicate_permille) */
     SIM_C_COUNT,
 } sim_counter_t;
 

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "sim_common.h"
+#include "sim_dlr.h"
 #include "sim_fault.h"
 #include "sim_form.h"
 #include "sim_ledger.h"
@@ -437,6 +438,18 @@ static void test_rng_below_and_ids(void **state)
         assert_non_null(strchr("0123456789abcdef", id[i]));
 }
 
+/* A refused callback is sent again after a back-off doubling from the base up to the cap. */
+static void test_dlr_backoff(void **state)
+{
+    (void)state;
+    assert_int_equal(sim_dlr_backoff_ms(1, 500, 30000), 500);
+    assert_int_equal(sim_dlr_backoff_ms(2, 500, 30000), 1000);
+    assert_int_equal(sim_dlr_backoff_ms(4, 500, 30000), 4000);
+    assert_int_equal(sim_dlr_backoff_ms(7, 500, 30000), 30000);
+    assert_int_equal(sim_dlr_backoff_ms(1000, 500, 30000), 30000);
+    assert_int_equal(sim_dlr_backoff_ms(3, 50, 60), 60);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_fault_extremes_and_check),
         cmocka_unit_test(test_bucket),
         cmocka_unit_test(test_rng_below_and_ids),
+        cmocka_unit_test(test_dlr_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,6 +60,7 @@ static void gateway_clear(nudgel_gateway_t *g)
     free(g->key);
     free(g->url);
     free(g->sender_id);
+    json_decref(g->dlr);
     if (g->ops)
         g->ops->free_cfg(g->cfg);
     memset(g, 0, sizeof(*g));
@@ -94,6 +95,16 @@ const nudgel_gateway_t *nudgel_gateway_find(const nudgel_gateway_set_t *set, con
         if (strcmp(set->gw[i].name, name) == 0)
             return &set->gw[i];
     return NULL;
+}
+
+const struct json_t *nudgel_gateway_dlr(const nudgel_gateway_t *gw)
+{
+    return gw ? gw->dlr : NULL;
+}
+
+const struct json_t *nudgel_gateway_json_pointer(const struct json_t *root, const char *ptr)
+{
+    return root && ptr ? dialect_pointer_get(root, ptr) : NULL;
 }
 
 const char *nudgel_gateway_name(const nudgel_gateway_t *gw)
@@ -276,7 +287,8 @@ nudgel_err_t nudgel_gateway_build_request(const nudgel_gateway_t *gw,
         return NUDGEL_ERR_INVALID_ARG;
     }
     memset(out, 0, sizeof(*out));
-    if (!gw || !msg || !msg->text || !msg->client_ref) {
+    if (!gw || !gw->key || !msg || !msg->text || !msg->client_ref) {
+        /* no key: a set loaded with NUDGEL_GATEWAY_LOAD_NO_KEYS */
         dialect_seterr(errstr, errstr_size, "invalid argument");
         return NUDGEL_ERR_INVALID_ARG;
     }

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "nudgel/gateway.h"
 
 #include "dialect.h"
@@ -25,6 +27,7 @@ struct nudgel_gateway {
     size_t key_len;       /* bytes allocated for key, all wiped on free */
     uint32_t tps, connect_timeout_ms, timeout_ms;
     char *sender_id; /* NULL when none */
+    json_t *dlr;     /* the "dlr" object (delivery reports, read by nudgel-dlr); owned, or NULL */
 };
 
 typedef struct gateway_route {

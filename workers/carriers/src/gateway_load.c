@@ -23,8 +23,9 @@
 
 /* Keys every gateway object may hold; a dialect lists its own in dialect_t.keys. */
 static const char *const common_keys[] = {
-    "name",         "dialect", "base_url",           "path",       "api_key_env",
-    "api_key_file", "tps",     "connect_timeout_ms", "timeout_ms", "sender_id",
+    "name",        "dialect",      "base_url", "path",
+    "api_key_env", "api_key_file", "tps",      "connect_timeout_ms",
+    "timeout_ms",  "sender_id",    "dlr",
 };
 
 static bool list_has(const char *const *list, const char *key)
@@ -53,7 +54,7 @@ static bool name_valid(const char *s)
  * gateway object names. Trailing white space (the newline of a secret file)
  * is dropped. Errors name the variable or file, never the value.
  */
-static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t *g)
+static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t *g, bool skip_keys)
 {
     char *env = NULL, *file = NULL;
     char *buf = NULL;
@@ -72,6 +73,10 @@ static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t 
         goto out;
     if ((env != NULL) == (file != NULL)) {
         dialect_cerr(c, "api_key_env", "exactly one of api_key_env and api_key_file is required");
+        goto out;
+    }
+    if (skip_keys) { /* NUDGEL_GATEWAY_LOAD_NO_KEYS: named, not read */
+        rc = 0;
         goto out;
     }
     size_t len = 0;
@@ -225,7 +230,7 @@ out:
 }
 
 static int load_gateway(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_set_t *set,
-                        nudgel_gateway_t *g)
+                        nudgel_gateway_t *g, bool skip_keys)
 {
     char *s = NULL;
     int rc = -1;
@@ -247,7 +252,7 @@ static int load_gateway(const dialect_ctx_t *c, const json_t *obj, nudgel_gatewa
     }
     memcpy(g->name, s, strlen(s) + 1);
     if (read_dialect(c, obj, g) < 0 || check_keys(c, obj, g) < 0 || read_url(c, obj, g) < 0 ||
-        read_key(c, obj, g) < 0)
+        read_key(c, obj, g, skip_keys) < 0)
         goto out;
     if (dialect_get_uint(c, obj, "tps", 1, 1000000, 0, true, &g->tps) < 0 ||
         dialect_get_uint(c, obj, "connect_timeout_ms", 100, 60000, 3000, false,
@@ -268,6 +273,17 @@ static int load_gateway(const dialect_ctx_t *c, const json_t *obj, nudgel_gatewa
     }
     if (g->ops->parse(c, obj, &g->cfg) < 0)
         goto out;
+    /* Delivery-report settings: only their shape here; nudgel-dlr reads them (its
+       gateways.c), so a worker that sends needs none of their secrets. */
+    const json_t *dlr = json_object_get(obj, "dlr");
+    if (dlr && !json_is_object(dlr)) {
+        dialect_cerr(c, "dlr", "must be an object (see nudgel-dlr's gateway settings)");
+        goto out;
+    }
+    if (dlr && !(g->dlr = json_deep_copy(dlr))) {
+        dialect_cerr(c, "dlr", "out of memory");
+        goto out;
+    }
     rc = 0;
 out:
     free(s);
@@ -422,6 +438,13 @@ static int load_routes(dialect_ctx_t *c, const json_t *root, nudgel_gateway_set_
 nudgel_err_t nudgel_gateway_set_parse(const char *json, size_t len, nudgel_gateway_set_t **out,
                                       char *errstr, size_t errstr_size)
 {
+    return nudgel_gateway_set_parse_flags(json, len, 0, out, errstr, errstr_size);
+}
+
+nudgel_err_t nudgel_gateway_set_parse_flags(const char *json, size_t len, unsigned flags,
+                                            nudgel_gateway_set_t **out, char *errstr,
+                                            size_t errstr_size)
+{
     nudgel_err_t err = NUDGEL_ERR_CONFIG;
     nudgel_gateway_set_t *set = NULL;
     json_t *root = NULL;
@@ -480,7 +503,8 @@ nudgel_err_t nudgel_gateway_set_parse(const char *json, size_t len, nudgel_gatew
         goto oom;
     for (size_t i = 0; i < json_array_size(gws); i++) {
         snprintf(c.where, sizeof(c.where), "gateways[%zu]", i);
-        int rc = load_gateway(&c, json_array_get(gws, i), set, &set->gw[i]);
+        int rc = load_gateway(&c, json_array_get(gws, i), set, &set->gw[i],
+                              (flags & NUDGEL_GATEWAY_LOAD_NO_KEYS) != 0);
         /* counted even on failure so that free clears what was read */
         set->n = i + 1;
         if (rc < 0)
@@ -506,6 +530,13 @@ out:
 
 nudgel_err_t nudgel_gateway_set_load(const char *path, nudgel_gateway_set_t **out, char *errstr,
                                      size_t errstr_size)
+{
+    return nudgel_gateway_set_load_flags(path, 0, out, errstr, errstr_size);
+}
+
+nudgel_err_t nudgel_gateway_set_load_flags(const char *path, unsigned flags,
+                                           nudgel_gateway_set_t **out, char *errstr,
+                                           size_t errstr_size)
 {
     nudgel_err_t err = NUDGEL_ERR_IO;
     FILE *f = NULL;
@@ -540,7 +571,7 @@ nudgel_err_t nudgel_gateway_set_load(const char *path, nudgel_gateway_set_t **ou
         goto out;
     }
     char inner[384];
-    err = nudgel_gateway_set_parse(buf, len, out, inner, sizeof(inner));
+    err = nudgel_gateway_set_parse_flags(buf, len, flags, out, inner, sizeof(inner));
     if (err != NUDGEL_OK)
         dialect_seterr(errstr, errstr_size, "%s: %s", path, inner);
 out:

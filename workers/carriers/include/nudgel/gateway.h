@@ -30,7 +30,9 @@
  *                  "segments_pointer", "error_code_pointer",
  *                  "error_message_pointer", "success_statuses",
  *                  "permanent_statuses", "transient_statuses",
- *                  "rejected_codes", "credential_statuses"}, ...],
+ *                  "rejected_codes", "credential_statuses",
+ *                  "dlr": {...} (delivery reports: read by nudgel-dlr,
+ *                  see workers/dlr/gateways.c)}, ...],
  *    "routes": [{"country": "KE", "operator": "Safaricom" | "*",
  *                "gateways": ["primary", "fallback"]}, ...],
  *    "default_route": ["name", ...]}   (optional)
@@ -101,6 +103,23 @@ nudgel_err_t nudgel_gateway_set_load(const char *path, nudgel_gateway_set_t **ou
 nudgel_err_t nudgel_gateway_set_parse(const char *json, size_t len, nudgel_gateway_set_t **out,
                                       char *errstr, size_t errstr_size);
 
+/*
+ * Flags of the _flags variants. NUDGEL_GATEWAY_LOAD_NO_KEYS: API keys are
+ * named (api_key_env / api_key_file checked) but not read, for a process
+ * that never sends (nudgel-dlr); such a set must not build requests.
+ */
+#define NUDGEL_GATEWAY_LOAD_NO_KEYS 0x1u
+
+/** @brief nudgel_gateway_set_load() with @p flags (NUDGEL_GATEWAY_LOAD_*). */
+nudgel_err_t nudgel_gateway_set_load_flags(const char *path, unsigned flags,
+                                           nudgel_gateway_set_t **out, char *errstr,
+                                           size_t errstr_size);
+
+/** @brief nudgel_gateway_set_parse() with @p flags (NUDGEL_GATEWAY_LOAD_*). */
+nudgel_err_t nudgel_gateway_set_parse_flags(const char *json, size_t len, unsigned flags,
+                                            nudgel_gateway_set_t **out, char *errstr,
+                                            size_t errstr_size);
+
 /** @brief Releases @p set (NULL is fine), wiping its keys. Borrowed pointers die with it. */
 void nudgel_gateway_set_free(nudgel_gateway_set_t *set);
 
@@ -126,6 +145,21 @@ uint32_t nudgel_gateway_timeout_ms(const nudgel_gateway_t *gw);
 const char *nudgel_gateway_sender_id(const nudgel_gateway_t *gw);
 /** @brief Whether the gateway dedupes our client reference (Infobip, generic; not AT). */
 bool nudgel_gateway_dedupes(const nudgel_gateway_t *gw);
+
+/**
+ * @brief The gateway's "dlr" object (its delivery-report settings), or NULL
+ * when the file gives none. Only its shape (an object) is checked at load;
+ * nudgel-dlr reads and checks its keys. Borrowed from the set (a jansson
+ * object: do not change it).
+ */
+const struct json_t *nudgel_gateway_dlr(const nudgel_gateway_t *gw);
+
+/**
+ * @brief RFC 6901 lookup of @p ptr in @p root (a jansson value), as the
+ * generic dialect reads answers: "" is @p root itself; a missing member, a
+ * bad index or a malformed pointer gives NULL. Borrowed from @p root. Pure.
+ */
+const struct json_t *nudgel_gateway_json_pointer(const struct json_t *root, const char *ptr);
 
 /** "africastalking", "infobip" or "generic". */
 const char *nudgel_gateway_dialect_name(nudgel_gateway_dialect_t d);
