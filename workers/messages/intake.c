@@ -2,8 +2,10 @@
  * intake.c — where jobs enter: the two consumers (the jobs topic in group
  * messages.group_id, the retry tiers in a second group), polled on the
  * event loop only when they say there is something to poll, and only while
- * there is room under messages.max_in_flight. A job just polled is handed
- * back when not yet due (a retry tier's not-before), checked against the
+ * there is room under messages.max_in_flight. A retry-tier job just polled
+ * is handed back when not yet due, or hops on when it is due so much later
+ * that it would hold back the hops behind it (nudgel/retry_tiers.h); a due
+ * one is checked against the
  * contract headers, parsed, then queued for the batched claim (claims.c). A
  * job that is not ours or cannot be parsed is rejected here: a failed status
  * event and a dead letter, no receipt.
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nudgel/retry_tiers.h"
 #include "nudgel/timeutil.h"
 
 #include "messages.h"
@@ -79,10 +82,12 @@ void reject_malformed(worker_t *w, msg_t *m, const char *reason)
 static void intake_handle(worker_t *w, nudgel_consumer_t *from, nudgel_job_ref_t *ref)
 {
     const rd_kafka_message_t *km = nudgel_job_message(ref);
-    int64_t now = nudgel_now_unix_ms(), not_before = 0, attempt = 0;
-    nudgel_job_header_int(km, NUDGEL_HDR_NOT_BEFORE, &not_before);
-    if (not_before > now) {
-        nudgel_consumer_defer(from, ref, not_before);
+    int64_t now = nudgel_now_unix_ms(), until = 0, attempt = 0;
+    const char *hop_topic = NULL;
+    nudgel_retry_tiers_t tiers = {(size_t)w->tiers, w->topic_retry, w->tier_delay_ms};
+    nudgel_retry_head_t head = nudgel_retry_head_check(&tiers, from, ref, now, &until, &hop_topic);
+    if (head == NUDGEL_RETRY_HEAD_WAIT) {
+        nudgel_consumer_defer(from, ref, until);
         return;
     }
     msg_t *m = calloc(1, sizeof(*m));
@@ -92,6 +97,16 @@ static void intake_handle(worker_t *w, nudgel_consumer_t *from, nudgel_job_ref_t
     }
     nudgel_job_begin(w->lc, &m->life, from, ref);
     msg_track(w, m);
+    if (head == NUDGEL_RETRY_HEAD_HOP_ON) {
+        /* Due much later than the hops behind it: on to the tier of its remaining
+         * wait, unchanged (not an attempt), so the partition moves on. */
+        nudgel_log_debug("retry hop at %s[%d]@%lld hops on to %s", rd_kafka_topic_name(km->rkt),
+                         (int)km->partition, (long long)km->offset, hop_topic);
+        nudgel_metric_add(w->m_outcomes, "hopped_on", 1);
+        nudgel_job_publish_hop_on(&m->life, hop_topic);
+        msg_release(m);
+        return;
+    }
     m->first_seen_ms = now;
     nudgel_job_header_int(km, NUDGEL_HDR_ATTEMPT, &attempt);
     nudgel_job_header_int(km, NUDGEL_HDR_FIRST_SEEN, &m->first_seen_ms);

@@ -97,6 +97,7 @@ static part_state_t *attach_part(nudgel_consumer_t *c, const char *topic, int32_
     p->assigned = true;
     p->window_paused = false;
     p->deferred_until = 0;
+    p->hop_on_ms = 0;
     p->paused = false;
     return p;
 }
@@ -503,6 +504,26 @@ void nudgel_consumer_done(nudgel_consumer_t *c, nudgel_job_ref_t *job)
     job_unlink(c, job);
     rd_kafka_message_destroy(job->msg);
     free(job);
+}
+
+bool nudgel_consumer_job_followed(nudgel_consumer_t *c, const nudgel_job_ref_t *job)
+{
+    int64_t low = -1, high = -1;
+    if (rd_kafka_get_watermark_offsets(c->rk, job->part->topic, job->part->partition, &low,
+                                       &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0)
+        return true;
+    return high > job->msg->offset + 1;
+}
+
+int64_t nudgel_consumer_job_last_hop_on(const nudgel_job_ref_t *job)
+{
+    return job->part->hop_on_ms;
+}
+
+void nudgel_consumer_job_hopped_on(nudgel_job_ref_t *job, int64_t now_ms)
+{
+    job->part->hop_on_ms = now_ms;
 }
 
 void nudgel_consumer_abandon(nudgel_consumer_t *c, nudgel_job_ref_t *job)

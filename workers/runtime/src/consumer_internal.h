@@ -37,6 +37,7 @@ typedef struct part_state {
     bool assigned;
     bool window_paused;     /* paused because its window is full */
     int64_t deferred_until; /* wall-clock ms a deferred head is due; 0 when none */
+    int64_t hop_on_ms;      /* wall-clock ms a retry-tier head last hopped on; 0 when none */
     bool paused;            /* what librdkafka was last told */
 } part_state_t;
 

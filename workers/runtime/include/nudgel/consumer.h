@@ -149,6 +149,20 @@ void nudgel_consumer_defer(nudgel_consumer_t *c, nudgel_job_ref_t *job, int64_t 
  */
 void nudgel_consumer_abandon(nudgel_consumer_t *c, nudgel_job_ref_t *job);
 
+/**
+ * @brief Whether @p job's partition holds records after it, from the
+ * watermarks of the last fetch (no request is made; true when unknown).
+ * Retry tiers decide with it whether a head due later holds anything back
+ * (nudgel/retry_tiers.h).
+ */
+bool nudgel_consumer_job_followed(nudgel_consumer_t *c, const nudgel_job_ref_t *job);
+
+/** @brief When a job of @p job's partition last hopped on (wall-clock ms; 0: never). */
+int64_t nudgel_consumer_job_last_hop_on(const nudgel_job_ref_t *job);
+
+/** @brief Notes that @p job hops on now (@p now_ms), for its partition. */
+void nudgel_consumer_job_hopped_on(nudgel_job_ref_t *job, int64_t now_ms);
+
 /** Reasons to pause every partition; each is lifted on its own. */
 typedef enum nudgel_pause_reason {
     NUDGEL_PAUSE_POSTGRES = 1u << 0,
