@@ -17,7 +17,9 @@
  * once every 500 ms meanwhile, one job at a time, which serves rebalances
  * as before. The Kafka readiness conditions ("kafka" for the jobs topic,
  * "kafka:retry" for the retry tiers) follow the consumers' health after each
- * round of polls (statistics arrive inside polls), by the runtime's one rule.
+ * round of polls (statistics arrive inside polls), by the runtime's one rule
+ * (not ready while a topic does not exist yet: a worker started before its
+ * topics waits for them, and learns the jobs topic's partition count then).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -166,6 +168,8 @@ static void poll_source(worker_t *w, int k, int max, bool at_cap)
 static void after_polls(worker_t *w)
 {
     nudgel_kafka_health_t h;
+    if (w->total_partitions < 1) /* the topic did not exist at start: known once it does */
+        w->total_partitions = nudgel_consumer_topic_partitions(w->consumer, w->topic_jobs);
     update_fleet_share(w);
     nudgel_consumer_health(w->consumer, &h);
     nudgel_kafka_health_readiness(&h, w->kafka_ready);
@@ -263,10 +267,10 @@ nudgel_err_t intake_open(worker_t *w, char *errstr, size_t errstr_size)
         w->consumer, w->topic_jobs,
         (int)nudgel_conf_get_int(w->conf, "pg.connect_timeout_s") * 1000);
     w->shared_with = -1;
-    if (w->total_partitions < 1) {
-        snprintf(errstr, errstr_size, "%s: cannot read its partition count", w->topic_jobs);
-        return NUDGEL_ERR_KAFKA_UNREACHABLE;
-    }
+    if (w->total_partitions < 1)
+        nudgel_log_warn("%s: partition count unknown (the topic may not exist yet); the fleet "
+                        "share of each gateway's TPS waits for it",
+                        w->topic_jobs);
     intake_pause(w, true);
     nudgel_readiness_t *ready = nudgel_worker_readiness(w->rt);
     w->kafka_ready = nudgel_readiness_add(ready, "kafka", "group not joined yet");
