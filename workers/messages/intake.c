@@ -2,8 +2,10 @@
  * intake.c — where jobs enter: the two consumers (the jobs topic in group
  * messages.group_id, the retry tiers in a second group), polled on the
  * event loop only when they say there is something to poll, and only while
- * there is room under messages.max_in_flight. A job just polled is handed
- * back when not yet due (a retry tier's not-before), checked against the
+ * there is room under messages.max_in_flight. A retry-tier job just polled
+ * is handed back when not yet due, or hops on when it is due so much later
+ * that it would hold back the hops behind it (nudgel/retry_tiers.h); a due
+ * one is checked against the
  * contract headers, parsed, then queued for the batched claim (claims.c). A
  * job that is not ours or cannot be parsed is rejected here: a failed status
  * event and a dead letter, no receipt.
@@ -15,13 +17,16 @@
  * once every 500 ms meanwhile, one job at a time, which serves rebalances
  * as before. The Kafka readiness conditions ("kafka" for the jobs topic,
  * "kafka:retry" for the retry tiers) follow the consumers' health after each
- * round of polls (statistics arrive inside polls), by the runtime's one rule.
+ * round of polls (statistics arrive inside polls), by the runtime's one rule
+ * (not ready while a topic does not exist yet: a worker started before its
+ * topics waits for them, and learns the jobs topic's partition count then).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nudgel/retry_tiers.h"
 #include "nudgel/timeutil.h"
 
 #include "messages.h"
@@ -79,10 +84,12 @@ void reject_malformed(worker_t *w, msg_t *m, const char *reason)
 static void intake_handle(worker_t *w, nudgel_consumer_t *from, nudgel_job_ref_t *ref)
 {
     const rd_kafka_message_t *km = nudgel_job_message(ref);
-    int64_t now = nudgel_now_unix_ms(), not_before = 0, attempt = 0;
-    nudgel_job_header_int(km, NUDGEL_HDR_NOT_BEFORE, &not_before);
-    if (not_before > now) {
-        nudgel_consumer_defer(from, ref, not_before);
+    int64_t now = nudgel_now_unix_ms(), until = 0, attempt = 0;
+    const char *hop_topic = NULL;
+    nudgel_retry_tiers_t tiers = {(size_t)w->tiers, w->topic_retry, w->tier_delay_ms};
+    nudgel_retry_head_t head = nudgel_retry_head_check(&tiers, from, ref, now, &until, &hop_topic);
+    if (head == NUDGEL_RETRY_HEAD_WAIT) {
+        nudgel_consumer_defer(from, ref, until);
         return;
     }
     msg_t *m = calloc(1, sizeof(*m));
@@ -92,6 +99,16 @@ static void intake_handle(worker_t *w, nudgel_consumer_t *from, nudgel_job_ref_t
     }
     nudgel_job_begin(w->lc, &m->life, from, ref);
     msg_track(w, m);
+    if (head == NUDGEL_RETRY_HEAD_HOP_ON) {
+        /* Due much later than the hops behind it: on to the tier of its remaining
+         * wait, unchanged (not an attempt), so the partition moves on. */
+        nudgel_log_debug("retry hop at %s[%d]@%lld hops on to %s", rd_kafka_topic_name(km->rkt),
+                         (int)km->partition, (long long)km->offset, hop_topic);
+        nudgel_metric_add(w->m_outcomes, "hopped_on", 1);
+        nudgel_job_publish_hop_on(&m->life, hop_topic);
+        msg_release(m);
+        return;
+    }
     m->first_seen_ms = now;
     nudgel_job_header_int(km, NUDGEL_HDR_ATTEMPT, &attempt);
     nudgel_job_header_int(km, NUDGEL_HDR_FIRST_SEEN, &m->first_seen_ms);
@@ -151,6 +168,8 @@ static void poll_source(worker_t *w, int k, int max, bool at_cap)
 static void after_polls(worker_t *w)
 {
     nudgel_kafka_health_t h;
+    if (w->total_partitions < 1) /* the topic did not exist at start: known once it does */
+        w->total_partitions = nudgel_consumer_topic_partitions(w->consumer, w->topic_jobs);
     update_fleet_share(w);
     nudgel_consumer_health(w->consumer, &h);
     nudgel_kafka_health_readiness(&h, w->kafka_ready);
@@ -248,10 +267,10 @@ nudgel_err_t intake_open(worker_t *w, char *errstr, size_t errstr_size)
         w->consumer, w->topic_jobs,
         (int)nudgel_conf_get_int(w->conf, "pg.connect_timeout_s") * 1000);
     w->shared_with = -1;
-    if (w->total_partitions < 1) {
-        snprintf(errstr, errstr_size, "%s: cannot read its partition count", w->topic_jobs);
-        return NUDGEL_ERR_KAFKA_UNREACHABLE;
-    }
+    if (w->total_partitions < 1)
+        nudgel_log_warn("%s: partition count unknown (the topic may not exist yet); the fleet "
+                        "share of each gateway's TPS waits for it",
+                        w->topic_jobs);
     intake_pause(w, true);
     nudgel_readiness_t *ready = nudgel_worker_readiness(w->rt);
     w->kafka_ready = nudgel_readiness_add(ready, "kafka", "group not joined yet");

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "nudgel/log.h"
+#include "nudgel/retry_tiers.h"
 #include "nudgel/timeutil.h"
 
 #include "messages.h"
@@ -72,8 +73,16 @@ void finish(msg_t *m, nudgel_receipt_state_t state, const char *gateway,
     to_record(m);
 }
 
+/* The retry tier of a hop waiting @p delay_ms: the one its real wait calls for. */
+static const char *retry_topic_for(const worker_t *w, int64_t delay_ms)
+{
+    nudgel_retry_tiers_t tiers = {(size_t)w->tiers, w->topic_retry, w->tier_delay_ms};
+    return w->topic_retry[nudgel_retry_tier_for_wait(&tiers, delay_ms)];
+}
+
 /*
- * A transient failure: the next retry tier (our claim is released first, so
+ * A transient failure: the next rung's delay (or a longer Retry-After), on the
+ * retry tier of that wait (our claim is released first, so
  * the retried job takes it over at once), or the end of the ladder.
  */
 void retry_or_give_up(msg_t *m, const char *error_code, const char *error_message,
@@ -95,7 +104,7 @@ void retry_or_give_up(msg_t *m, const char *error_code, const char *error_messag
         return;
     }
     o->kind = OUTCOME_RETRY;
-    o->retry_topic = w->topic_retry[m->attempt];
+    o->retry_topic = retry_topic_for(w, delay);
     o->retry_attempt = m->attempt + 1;
     o->not_before_ms = nudgel_now_unix_ms() + delay;
     o->release_claim = true;
@@ -122,7 +131,7 @@ void wait_for_other_claim(msg_t *m)
         return;
     }
     o->kind = OUTCOME_RETRY;
-    o->retry_topic = w->topic_retry[tier];
+    o->retry_topic = retry_topic_for(w, delay);
     o->retry_attempt = m->attempt; /* unchanged */
     o->not_before_ms = nudgel_now_unix_ms() + delay;
     o->release_claim = false;

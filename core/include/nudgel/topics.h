@@ -25,6 +25,7 @@
 #define NUDGEL_HDR_LAST_ERROR      "nudgel-last-error"
 #define NUDGEL_HDR_DLQ_REASON      "nudgel-dlq-reason"
 #define NUDGEL_HDR_ORIGIN          "nudgel-origin"
+#define NUDGEL_HDR_DLQ_TRUNCATED   "nudgel-dlq-truncated" /* original bytes; value is a prefix */
 
 #define NUDGEL_SCHEMA_MESSAGE_JOB_V1  "message.job/v1"
 #define NUDGEL_SCHEMA_WEBHOOK_JOB_V1  "webhook.job/v1"

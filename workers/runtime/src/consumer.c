@@ -8,7 +8,8 @@
  * is committed before a revocation), the jobs polled and not yet finished,
  * and the storing of each partition's contiguous offset as jobs finish. The
  * handle's statistics and errors go to a kafka_health monitor, read back by
- * nudgel_consumer_health().
+ * nudgel_consumer_health(), with whether every subscribed topic exists yet
+ * (consumer_topics.c).
  *
  * Its life on the event loop (the wake-up eventfd, the due/keepalive timer,
  * on_ready) is in consumer_loop.c; both share the state declared in
@@ -97,6 +98,7 @@ static part_state_t *attach_part(nudgel_consumer_t *c, const char *topic, int32_
     p->assigned = true;
     p->window_paused = false;
     p->deferred_until = 0;
+    p->hop_on_ms = 0;
     p->paused = false;
     return p;
 }
@@ -343,6 +345,10 @@ nudgel_consumer_t *nudgel_consumer_new_opts(const nudgel_conf_t *conf, const cha
         snprintf(errstr, errstr_size, "subscribing: %s", rd_kafka_err2str(err));
         goto fail;
     }
+    if (!(c->topics_check = consumer_topics_start(c->rk, topics, topic_count))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto fail;
+    }
     return c;
 conf_fail:
     snprintf(errstr, errstr_size, "consumer configuration: %s", inner);
@@ -505,6 +511,26 @@ void nudgel_consumer_done(nudgel_consumer_t *c, nudgel_job_ref_t *job)
     free(job);
 }
 
+bool nudgel_consumer_job_followed(nudgel_consumer_t *c, const nudgel_job_ref_t *job)
+{
+    int64_t low = -1, high = -1;
+    if (rd_kafka_get_watermark_offsets(c->rk, job->part->topic, job->part->partition, &low,
+                                       &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0)
+        return true;
+    return high > job->msg->offset + 1;
+}
+
+int64_t nudgel_consumer_job_last_hop_on(const nudgel_job_ref_t *job)
+{
+    return job->part->hop_on_ms;
+}
+
+void nudgel_consumer_job_hopped_on(nudgel_job_ref_t *job, int64_t now_ms)
+{
+    job->part->hop_on_ms = now_ms;
+}
+
 void nudgel_consumer_abandon(nudgel_consumer_t *c, nudgel_job_ref_t *job)
 {
     c->in_flight--;
@@ -567,6 +593,13 @@ int32_t nudgel_consumer_partition_count(nudgel_consumer_t *c, const char *topic,
 void nudgel_consumer_health(const nudgel_consumer_t *c, nudgel_kafka_health_t *out)
 {
     nudgel_kafka_monitor_get(c->monitor, out);
+    out->topics_missing =
+        consumer_topics_missing(c->topics_check, out->missing_topic, sizeof(out->missing_topic));
+}
+
+int32_t nudgel_consumer_topic_partitions(const nudgel_consumer_t *c, const char *topic)
+{
+    return consumer_topics_partitions(c->topics_check, topic);
 }
 
 void nudgel_consumer_close(nudgel_consumer_t *c)
@@ -574,6 +607,8 @@ void nudgel_consumer_close(nudgel_consumer_t *c)
     if (!c)
         return;
     consumer_detach(c);
+    consumer_topics_stop(c->topics_check);
+    c->topics_check = NULL;
     rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         nudgel_log_warn("final commit: %s", rd_kafka_err2str(err));

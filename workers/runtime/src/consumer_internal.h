@@ -37,6 +37,7 @@ typedef struct part_state {
     bool assigned;
     bool window_paused;     /* paused because its window is full */
     int64_t deferred_until; /* wall-clock ms a deferred head is due; 0 when none */
+    int64_t hop_on_ms;      /* wall-clock ms a retry-tier head last hopped on; 0 when none */
     bool paused;            /* what librdkafka was last told */
 } part_state_t;
 
@@ -47,8 +48,21 @@ struct nudgel_job_ref {
     struct nudgel_job_ref *prev, *next; /* the consumer's live jobs */
 };
 
+/* Whether the subscribed topics exist yet (consumer_topics.c). */
+typedef struct consumer_topics consumer_topics_t;
+
+/* Starts checking @p topics (copied) on a thread of its own; NULL when out of memory. */
+consumer_topics_t *consumer_topics_start(rd_kafka_t *rk, const char *const *topics, size_t count);
+/* How many of them are not known to exist; the first one's name into @p first. */
+int consumer_topics_missing(consumer_topics_t *t, char *first, size_t first_size);
+/* @p topic's partition count as last seen; -1 when unknown or missing. */
+int32_t consumer_topics_partitions(consumer_topics_t *t, const char *topic);
+/* Stops the thread (at most one metadata timeout) and frees. NULL is a no-op. */
+void consumer_topics_stop(consumer_topics_t *t);
+
 struct nudgel_consumer {
     rd_kafka_t *rk;
+    consumer_topics_t *topics_check; /* until every subscribed topic exists */
     part_state_t *parts[MAX_PARTITIONS];
     size_t part_count;
     size_t window;

@@ -231,6 +231,9 @@ void nudgel_kafka_health_readiness(const nudgel_kafka_health_t *h, struct nudgel
         nudgel_ready_fail(cond, "no statistics from the consumer yet");
     else if (h->all_brokers_down || h->brokers_up == 0)
         nudgel_ready_fail(cond, "no broker up (%d known)", h->brokers_known);
+    else if (h->topics_missing > 0)
+        nudgel_ready_fail(cond, "topic %s does not exist yet (%d missing)", h->missing_topic,
+                          h->topics_missing);
     else if (!h->group_up)
         nudgel_ready_fail(cond, "consumer group not joined (state %s)", h->group_state);
     else if (h->assigned == 0 && !h->group_steady)

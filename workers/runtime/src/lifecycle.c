@@ -87,6 +87,8 @@ static void job_end(nudgel_job_life_t *job)
 {
     nudgel_lifecycle_t *lc = job->lc;
     job->ended = true;
+    free(job->dlq_reason);
+    job->dlq_reason = NULL;
     if (lc->current == job)
         lc->current = NULL;
     lc->opts.finished(lc->opts.opaque, job);
@@ -139,6 +141,21 @@ void nudgel_lifecycle_published(void *opaque, nudgel_err_t err, const char *errs
 {
     nudgel_job_life_t *job = opaque;
     (void)cb_opaque;
+    if (err == NUDGEL_ERR_TOO_LARGE && job->dlq_reason && !job->dlq_shrunk) {
+        /* The broker took less than we thought (a topic's max.message.bytes below
+         * the producer's): the dead letter again, as a prefix every topic takes. */
+        const rd_kafka_message_t *km = nudgel_job_message(job->ref);
+        nudgel_log_warn("the dead letter of the job at %s[%d]@%lld is too large for %s; "
+                        "publishing its first %d bytes",
+                        topic_of(km), (int)km->partition, (long long)km->offset, job->lc->dlq_topic,
+                        NUDGEL_DLQ_FALLBACK_BYTES);
+        job->dlq_shrunk = true;
+        err = nudgel_publish_dlq_capped(job->lc->opts.publisher, job->lc->dlq_topic, km,
+                                        job->dlq_reason, NUDGEL_DLQ_FALLBACK_BYTES, job);
+        if (err == NUDGEL_OK)
+            return; /* still pending: this callback comes again */
+        errstr = nudgel_strerror(err);
+    }
     if (err) {
         const rd_kafka_message_t *km = nudgel_job_message(job->ref);
         nudgel_log_error("publishing for the job at %s[%d]@%lld failed: %s", topic_of(km),
@@ -176,9 +193,21 @@ void nudgel_job_publish_event(nudgel_job_life_t *job, const char *tenant_id, jso
 void nudgel_job_publish_dlq(nudgel_job_life_t *job, const char *reason)
 {
     nudgel_lifecycle_t *lc = job->lc;
+    if (!job->dlq_reason)
+        job->dlq_reason = strdup(reason ? reason : "");
     job->pending++;
     nudgel_err_t err = nudgel_publish_dlq(lc->opts.publisher, lc->dlq_topic,
                                           nudgel_job_message(job->ref), reason, job);
+    job->pending--;
+    held(job, err);
+}
+
+void nudgel_job_publish_hop_on(nudgel_job_life_t *job, const char *topic)
+{
+    nudgel_lifecycle_t *lc = job->lc;
+    job->pending++;
+    nudgel_err_t err =
+        nudgel_publish_hop_on(lc->opts.publisher, topic, nudgel_job_message(job->ref), job);
     job->pending--;
     held(job, err);
 }

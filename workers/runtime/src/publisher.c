@@ -33,7 +33,11 @@
 #include "nudgel/timeutil.h"
 #include "nudgel/topics.h"
 
-#define HEADER_VALUE_MAX  1024 /* longest header value we write (last error, reason) */
+#define HEADER_VALUE_MAX 1024 /* longest header value we write (last error, reason) */
+/* A topic's max.message.bytes when the broker's is not known: Kafka's default. */
+#define TOPIC_MAX_BYTES_DEFAULT 1048588
+/* What a record adds to its key, value and headers in a batch, rounded up generously. */
+#define RECORD_OVERHEAD   512
 #define LINGER_MS_DEFAULT "50" /* see the top of this file */
 
 struct nudgel_publisher {
@@ -41,6 +45,7 @@ struct nudgel_publisher {
     nudgel_publish_cb_t *cb;
     void *cb_opaque;
     nudgel_kafka_monitor_t *monitor; /* statistics and errors */
+    size_t message_max;              /* the producer's message.max.bytes */
     /* On a loop (nudgel_publisher_attach), else loop is NULL. */
     nudgel_loop_t *loop;
     rd_kafka_queue_t *queue; /* the main queue, holding the IO event */
@@ -116,6 +121,12 @@ nudgel_publisher_t *nudgel_publisher_new(const nudgel_conf_t *conf, nudgel_publi
         snprintf(errstr, errstr_size, "linger.ms: %s", inner);
         goto fail;
     }
+    char max[32];
+    size_t max_size = sizeof(max);
+    p->message_max = 1000000;
+    if (rd_kafka_conf_get(kconf, "message.max.bytes", max, &max_size) == RD_KAFKA_CONF_OK &&
+        atoll(max) > 0)
+        p->message_max = (size_t)atoll(max);
     rd_kafka_conf_set_dr_msg_cb(kconf, dr_msg_cb);
     rd_kafka_conf_set_stats_cb(kconf, stats_cb);
     nudgel_kafka_conf_set_error_cb(kconf, error_cb);
@@ -204,18 +215,65 @@ nudgel_err_t nudgel_publish_retry(nudgel_publisher_t *p, const char *topic,
                    hdrs, opaque);
 }
 
-nudgel_err_t nudgel_publish_dlq(nudgel_publisher_t *p, const char *topic,
-                                const rd_kafka_message_t *job, const char *reason, void *opaque)
+nudgel_err_t nudgel_publish_hop_on(nudgel_publisher_t *p, const char *topic,
+                                   const rd_kafka_message_t *job, void *opaque)
 {
-    static const char *const replaced[] = {NUDGEL_HDR_DLQ_REASON, NUDGEL_HDR_ORIGIN, NULL};
+    static const char *const none[] = {NULL};
+    rd_kafka_headers_t *hdrs = nudgel_message_headers_except(job, none);
+    return produce(p, topic, job->key, job->key_len, job->payload, job->len, RD_KAFKA_MSG_F_COPY,
+                   hdrs, opaque);
+}
+
+/* Bytes @p hdrs take in a record (names, values and their length fields). */
+static size_t headers_size(const rd_kafka_headers_t *hdrs)
+{
+    size_t total = 0, size = 0;
+    const char *name;
+    const void *value;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+        total += strlen(name) + size + 16;
+    return total;
+}
+
+size_t nudgel_publisher_dlq_max_value(const nudgel_publisher_t *p)
+{
+    return p->message_max < TOPIC_MAX_BYTES_DEFAULT ? p->message_max : TOPIC_MAX_BYTES_DEFAULT;
+}
+
+nudgel_err_t nudgel_publish_dlq_capped(nudgel_publisher_t *p, const char *topic,
+                                       const rd_kafka_message_t *job, const char *reason,
+                                       size_t max_record, void *opaque)
+{
+    static const char *const replaced[] = {NUDGEL_HDR_DLQ_REASON, NUDGEL_HDR_ORIGIN,
+                                           NUDGEL_HDR_DLQ_TRUNCATED, NULL};
     char origin[512];
     rd_kafka_headers_t *hdrs = nudgel_message_headers_except(job, replaced);
     add_text_header(hdrs, NUDGEL_HDR_DLQ_REASON, reason);
-    snprintf(origin, sizeof(origin), "%s/%" PRId32 "/%" PRId64, rd_kafka_topic_name(job->rkt),
-             job->partition, job->offset);
+    snprintf(origin, sizeof(origin), "%s/%" PRId32 "/%" PRId64,
+             job->rkt ? rd_kafka_topic_name(job->rkt) : "?", job->partition, job->offset);
     rd_kafka_header_add(hdrs, NUDGEL_HDR_ORIGIN, -1, origin, -1);
-    return produce(p, topic, job->key, job->key_len, job->payload, job->len, RD_KAFKA_MSG_F_COPY,
-                   hdrs, opaque);
+    /* What is left of the record for the value once key and headers are in. */
+    size_t fixed = headers_size(hdrs) + job->key_len + RECORD_OVERHEAD + 64;
+    size_t room = max_record > fixed ? max_record - fixed : 0;
+    size_t len = job->len;
+    if (len > room) {
+        /* The original cannot travel whole: a prefix, and its size in a header. */
+        add_number_header(hdrs, NUDGEL_HDR_DLQ_TRUNCATED, (int64_t)job->len);
+        len = room;
+    }
+    return produce(p, topic, job->key, job->key_len, job->payload, len, RD_KAFKA_MSG_F_COPY, hdrs,
+                   opaque);
+}
+
+nudgel_err_t nudgel_publish_dlq(nudgel_publisher_t *p, const char *topic,
+                                const rd_kafka_message_t *job, const char *reason, void *opaque)
+{
+    nudgel_err_t err =
+        nudgel_publish_dlq_capped(p, topic, job, reason, nudgel_publisher_dlq_max_value(p), opaque);
+    if (err == NUDGEL_ERR_TOO_LARGE) /* our estimate of the limit was wrong: a small prefix */
+        err = nudgel_publish_dlq_capped(p, topic, job, reason, NUDGEL_DLQ_FALLBACK_BYTES, opaque);
+    return err;
 }
 
 int nudgel_publisher_poll(nudgel_publisher_t *p, int timeout_ms)

@@ -37,8 +37,9 @@
  *
  * Retries: attempt n fails → the schedule's n-th delay (±jitter), or later
  * when Retry-After says so, on the retry tier whose fixed delay fits it
- * (nudgel_topics_retry_tiers("webhooks")); the tier's consumer pauses the
- * partition until the head is due. The attempt number is max(the job's
+ * (nudgel_topics_retry_tiers("webhooks"), nudgel/retry_tiers.h); the tier's
+ * consumer pauses the partition until the head is due, or lets a head due
+ * much later hop on so that it holds back no hop due before it. The attempt number is max(the job's
  * nudgel-attempt header, attempts recorded) + 1, so a job re-delivered after
  * a crash never reuses an attempt number.
  *

@@ -1,7 +1,7 @@
 /*
  * events.c — what a job publishes once its outcome is durable: webhook
- * status events (ai.nudgel.webhook.*), the retry hop on the tier whose delay
- * fits (the tiers come from the topic contract,
+ * status events (ai.nudgel.webhook.*), the retry hop on the tier of its
+ * real wait (nudgel_retry_tier_for_wait(); the tiers come from the topic contract,
  * nudgel_topics_retry_tiers("webhooks")), and dead letters; each publish
  * holds the job until Kafka acknowledges it (nudgel/lifecycle.h).
  */
@@ -10,6 +10,7 @@
 
 #include "deliverer.h"
 #include "nudgel/event.h"
+#include "nudgel/retry_tiers.h"
 #include "nudgel/timeutil.h"
 
 #define EVENT_SOURCE "/nudgel/webhooks"
@@ -81,14 +82,11 @@ void publish_dlq(wjob_t *j, const char *reason)
     nudgel_job_publish_dlq(&j->life, reason);
 }
 
-/* The retry tier whose fixed delay is the largest not above @p delay_ms. */
+/* The retry tier of a hop waiting @p delay_ms (nudgel/retry_tiers.h). */
 static size_t tier_for(const worker_t *w, int64_t delay_ms)
 {
-    size_t t = 0;
-    for (size_t i = 1; i < w->tiers; i++)
-        if (w->tier_delay_ms[i] <= delay_ms)
-            t = i;
-    return t;
+    nudgel_retry_tiers_t tiers = {w->tiers, w->topic_retry, w->tier_delay_ms};
+    return nudgel_retry_tier_for_wait(&tiers, delay_ms);
 }
 
 static void publish_retry(wjob_t *j, int attempts_made, int64_t not_before_ms,

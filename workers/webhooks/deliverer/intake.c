@@ -1,11 +1,12 @@
 /*
  * intake.c — jobs from the consumer on the loop: polled when the consumer
  * says there is something (its on_ready) and by ourselves when room frees
- * up (the wake-up contract of nudgel/consumer.h); each job deferred until
- * its not-before, checked (envelope, parse; a malformed one ends at once:
- * dead letter + failed event), skipped when the same delivery is already in
- * flight here, else queued for the next claim. The in-flight cap pauses
- * every partition above webhooks.max_in_flight and resumes below half.
+ * up (the wake-up contract of nudgel/consumer.h); a retry-tier job deferred
+ * until its not-before, or hopped on when it would hold back the hops
+ * behind it (nudgel/retry_tiers.h); a due one checked (envelope, parse; a malformed one ends at
+ * once: dead letter + failed event), skipped when the same delivery is already in flight here, else
+ * queued for the next claim. The in-flight cap pauses every partition above webhooks.max_in_flight
+ * and resumes below half.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "deliverer.h"
 #include "nudgel/kafka.h"
+#include "nudgel/retry_tiers.h"
 #include "nudgel/timeutil.h"
 
 /* The claim queue has room for one more job. */
@@ -88,16 +90,28 @@ static wjob_t *job_new(worker_t *w, nudgel_job_ref_t *ref, int64_t now_ms)
 static void handle(worker_t *w, nudgel_job_ref_t *ref)
 {
     const rd_kafka_message_t *km = nudgel_job_message(ref);
-    int64_t now = nudgel_now_unix_ms(), not_before = 0;
+    int64_t now = nudgel_now_unix_ms(), until = 0;
     char reason[400];
-    nudgel_job_header_int(km, NUDGEL_HDR_NOT_BEFORE, &not_before);
-    if (not_before > now) {
-        nudgel_consumer_defer(w->consumer, ref, not_before);
+    const char *hop_topic = NULL;
+    nudgel_retry_tiers_t tiers = {w->tiers, w->topic_retry, w->tier_delay_ms};
+    nudgel_retry_head_t head =
+        nudgel_retry_head_check(&tiers, w->consumer, ref, now, &until, &hop_topic);
+    if (head == NUDGEL_RETRY_HEAD_WAIT) {
+        nudgel_consumer_defer(w->consumer, ref, until);
         return;
     }
     wjob_t *j = job_new(w, ref, now);
     if (!j) {
         nudgel_consumer_defer(w->consumer, ref, now + 1000);
+        return;
+    }
+    if (head == NUDGEL_RETRY_HEAD_HOP_ON) {
+        /* Due much later than the hops behind it: on to the tier of its remaining
+         * wait, unchanged (not an attempt), so the partition moves on. */
+        nudgel_metric_add(w->m_outcomes, "hopped_on", 1);
+        j->stage = STAGE_PUBLISH;
+        nudgel_job_publish_hop_on(&j->life, hop_topic);
+        job_release(j);
         return;
     }
     if (!nudgel_job_envelope_ok(km, NUDGEL_SCHEMA_WEBHOOK_JOB_V1, NULL, reason, sizeof(reason))) {

@@ -90,6 +90,7 @@ typedef struct dispatch_event {
     dispatch_endpoints_t *endpoints;
     size_t next_endpoint;
     size_t made;
+    bool dead_lettered; /* a job of it was refused: the event went to the DLQ */
     /* In at most one queue at a time: its tenant's waiters, or the fan-out backlog. */
     struct dispatch_event *queue_next;
     /* Every event alive, to let go of at teardown. */

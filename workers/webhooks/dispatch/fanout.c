@@ -15,7 +15,8 @@
  *     served from the loop when the producer's event fd is readable; the
  *     event ends (its offset may move) when every job is acknowledged.
  *   - A job libnudgel refuses (a data object over the job cap, say) is
- *     counted and skipped; any other produce error fails the event (handed
+ *     counted, and its event goes to the webhooks dead-letter topic with the
+ *     reason (once per event); any other produce error fails the event (handed
  *     back if it is the one just polled, else a fatal stop: it comes again).
  *   - The producer never waits inside the loop (queue_full_wait_ms=0): when
  *     its local queue is full, the event keeps its place and waits in the
@@ -79,7 +80,8 @@ char *fanout_job_json(const char *tenant, const char *event_id, const char *endp
 /* ---- producing ------------------------------------------------------------ */
 
 /* One job of @p ev for @p e; held until its delivery report when queued. */
-static nudgel_err_t produce(dispatcher_t *d, dispatch_event_t *ev, const dispatch_endpoint_t *e)
+static nudgel_err_t produce(dispatcher_t *d, dispatch_event_t *ev, const dispatch_endpoint_t *e,
+                            char *why, size_t why_size)
 {
     char *bytes =
         fanout_job_json(ev->tenant, ev->id, e->id, ev->event_type, ev->time_text, ev->data);
@@ -99,6 +101,9 @@ static nudgel_err_t produce(dispatcher_t *d, dispatch_event_t *ev, const dispatc
     if (err == NUDGEL_OK)
         return NUDGEL_OK;
     nudgel_job_unhold(&ev->life, NUDGEL_OK); /* not queued; intake's hold keeps ev alive */
+    snprintf(why, why_size, "webhook job for endpoint %s refused: %s %s%s%s", e->id,
+             nudgel_strerror(err), result.error.field, result.error.field[0] ? ": " : "",
+             result.error.reason);
     if (err != NUDGEL_ERR_QUEUE_FULL) {
         nudgel_log_ctx_t ctx = intake_log_ctx(ev);
         NUDGEL_LOG_CTX(NUDGEL_LOG_ERROR, &ctx, "webhook job for endpoint %s refused: %s %s%s%s",
@@ -130,16 +135,24 @@ static bool run(dispatcher_t *d, dispatch_event_t *ev)
 {
     const dispatch_endpoints_t *eps = ev->endpoints;
     bool failed = false;
+    char why[600];
     for (; ev->next_endpoint < eps->count; ev->next_endpoint++) {
         const dispatch_endpoint_t *e = &eps->items[ev->next_endpoint];
         if (!dispatch_endpoint_wants(e, ev->event_type))
             continue;
-        nudgel_err_t err = produce(d, ev, e);
+        nudgel_err_t err = produce(d, ev, e, why, sizeof(why));
         if (err == NUDGEL_ERR_QUEUE_FULL)
             return false;
         if (err == NUDGEL_ERR_INVALID_FIELD || err == NUDGEL_ERR_INVALID_JSON ||
             err == NUDGEL_ERR_TOO_LARGE) {
-            nudgel_metric_add(d->m_jobs, "refused", 1); /* e.g. a data object over the job cap */
+            /* e.g. a data object over the job cap: never dropped silently, the event
+             * goes to the dead-letter topic with the reason (once, for its first). */
+            nudgel_metric_add(d->m_jobs, "refused", 1);
+            if (!ev->dead_lettered) {
+                ev->dead_lettered = true;
+                nudgel_metric_add(d->m_events, "dead_lettered", 1);
+                nudgel_job_publish_dlq(&ev->life, why);
+            }
             continue;
         }
         if (err != NUDGEL_OK) {

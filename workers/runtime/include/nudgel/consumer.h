@@ -114,9 +114,11 @@ nudgel_err_t nudgel_consumer_attach(nudgel_consumer_t *c, nudgel_loop_t *loop,
 /**
  * @brief The consumer's health from its last statistics and errors (see
  * nudgel/kafka_health.h): brokers up, group and join state, assignment
- * size, per-partition lag and their total. The statistics are parsed here,
- * not when they arrive. The lags are borrowed until the next call or
- * nudgel_consumer_close(). Loop thread.
+ * size, per-partition lag and their total, and the subscribed topics that
+ * do not exist yet (a worker started before its topics waits, not ready,
+ * and goes on when they appear: checked once a second off the loop). The statistics are parsed
+ * here, not when they arrive. The lags are borrowed until the next call or nudgel_consumer_close().
+ * Loop thread.
  */
 void nudgel_consumer_health(const nudgel_consumer_t *c, nudgel_kafka_health_t *out);
 
@@ -149,6 +151,20 @@ void nudgel_consumer_defer(nudgel_consumer_t *c, nudgel_job_ref_t *job, int64_t 
  */
 void nudgel_consumer_abandon(nudgel_consumer_t *c, nudgel_job_ref_t *job);
 
+/**
+ * @brief Whether @p job's partition holds records after it, from the
+ * watermarks of the last fetch (no request is made; true when unknown).
+ * Retry tiers decide with it whether a head due later holds anything back
+ * (nudgel/retry_tiers.h).
+ */
+bool nudgel_consumer_job_followed(nudgel_consumer_t *c, const nudgel_job_ref_t *job);
+
+/** @brief When a job of @p job's partition last hopped on (wall-clock ms; 0: never). */
+int64_t nudgel_consumer_job_last_hop_on(const nudgel_job_ref_t *job);
+
+/** @brief Notes that @p job hops on now (@p now_ms), for its partition. */
+void nudgel_consumer_job_hopped_on(nudgel_job_ref_t *job, int64_t now_ms);
+
 /** Reasons to pause every partition; each is lifted on its own. */
 typedef enum nudgel_pause_reason {
     NUDGEL_PAUSE_POSTGRES = 1u << 0,
@@ -172,6 +188,13 @@ size_t nudgel_consumer_assigned(const nudgel_consumer_t *c);
 
 /** @brief Partitions of @p topic currently assigned to this consumer. */
 int32_t nudgel_consumer_assigned_of(const nudgel_consumer_t *c, const char *topic);
+
+/**
+ * @brief Partitions the subscribed @p topic has, as last learnt by the
+ * consumer's check that its topics exist (no request: it never blocks).
+ * @returns the count, or -1 while unknown (the topic does not exist yet).
+ */
+int32_t nudgel_consumer_topic_partitions(const nudgel_consumer_t *c, const char *topic);
 
 /**
  * @brief Partitions @p topic has in the cluster (a metadata request bounded

@@ -64,6 +64,10 @@ typedef struct nudgel_kafka_health {
     /* Publishers: messages and requests not yet acknowledged (rd_kafka_outq_len), read at the
      * time of the call; 0 for a consumer. */
     int64_t outq_len;
+    /* Consumers: subscribed topics the broker's metadata does not have (yet), and the
+     * first one's name (set by nudgel_consumer_health(); 0 and "" otherwise). */
+    int topics_missing;
+    char missing_topic[256];
 } nudgel_kafka_health_t;
 
 typedef struct nudgel_kafka_monitor nudgel_kafka_monitor_t;
@@ -113,10 +117,10 @@ struct nudgel_ready_cond;
 
 /**
  * @brief The one readiness rule for a consumer, for every role (DESIGN §8):
- * sets @p cond ok when statistics have come, a broker is up and the group
- * is joined with its partitions assigned (or none after a completed join:
- * more members than partitions, idle by design); else not ok with the
- * reason. Loop thread (the condition itself is thread-safe).
+ * sets @p cond ok when statistics have come, a broker is up, every
+ * subscribed topic exists, and the group is joined with its partitions assigned (or none after a
+ * completed join: more members than partitions, idle by design); else not ok with the reason. Loop
+ * thread (the condition itself is thread-safe).
  */
 void nudgel_kafka_health_readiness(const nudgel_kafka_health_t *h, struct nudgel_ready_cond *cond);
 

@@ -47,9 +47,11 @@ typedef struct nudgel_job_life {
     nudgel_lifecycle_t *lc;
     nudgel_consumer_t *from;
     nudgel_job_ref_t *ref;
-    int pending; /* publishes not yet acknowledged */
-    bool failed; /* something of it could not be made durable */
-    bool ended;  /* done, deferred or abandoned: the ref is gone */
+    int pending;      /* publishes not yet acknowledged */
+    bool failed;      /* something of it could not be made durable */
+    bool ended;       /* done, deferred or abandoned: the ref is gone */
+    char *dlq_reason; /* a dead letter in flight: its reason, to send it smaller if refused */
+    bool dlq_shrunk;  /* ... which was done already */
 } nudgel_job_life_t;
 
 typedef struct nudgel_lifecycle_opts {
@@ -95,12 +97,24 @@ const rd_kafka_message_t *nudgel_job_kafka(const nudgel_job_life_t *job);
 void nudgel_job_publish_event(nudgel_job_life_t *job, const char *tenant_id, json_t *event,
                               const char *traceparent);
 
-/** @brief Publishes @p job's original bytes to the dead-letter topic with @p reason. */
+/**
+ * @brief Publishes @p job's original bytes to the dead-letter topic with
+ * @p reason (nudgel_publish_dlq(): a prefix when the original is too large).
+ * When the broker still refuses it as too large, it is published once more
+ * as a prefix of NUDGEL_DLQ_FALLBACK_BYTES, so that no input can keep a
+ * job from ending.
+ */
 void nudgel_job_publish_dlq(nudgel_job_life_t *job, const char *reason);
 
 /** @brief Publishes @p job again to the retry tier @p topic (nudgel_publish_retry()). */
 void nudgel_job_publish_retry(nudgel_job_life_t *job, const char *topic, int attempt,
                               int64_t not_before_ms, int64_t first_seen_ms, const char *last_error);
+
+/**
+ * @brief Publishes @p job again, unchanged, to the retry tier @p topic: a
+ * hop-on (nudgel/retry_tiers.h). The job then ends once it is acknowledged.
+ */
+void nudgel_job_publish_hop_on(nudgel_job_life_t *job, const char *topic);
 
 /**
  * @brief Holds @p job open for work of the role's own: the job does not end

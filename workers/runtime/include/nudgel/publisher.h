@@ -12,7 +12,8 @@
  * traceparent, content-type; retry hops keep the job's headers and set
  * nudgel-attempt, nudgel-not-before, nudgel-first-seen, nudgel-last-error;
  * dead letters keep the job's headers and add nudgel-dlq-reason and
- * nudgel-origin (topic/partition/offset).
+ * nudgel-origin (topic/partition/offset), and nudgel-dlq-truncated (the
+ * original size) when only a prefix of the original fits.
  *
  * On the event loop (nudgel_publisher_attach()), delivery reports are
  * served when librdkafka has some: it writes a wake-up to an fd the loop
@@ -67,9 +68,37 @@ nudgel_err_t nudgel_publish_retry(nudgel_publisher_t *p, const char *topic,
                                   const rd_kafka_message_t *job, int attempt, int64_t not_before_ms,
                                   int64_t first_seen_ms, const char *last_error, void *opaque);
 
-/** @brief Publishes @p job's original bytes and headers to the dead-letter @p topic. */
+/**
+ * @brief Publishes @p job's original bytes and headers to the dead-letter
+ * @p topic, with nudgel-dlq-reason and nudgel-origin. A dead letter must
+ * never be refused for its size (no input may stop a worker): when the
+ * original does not fit the record limit (the producer's message.max.bytes,
+ * and Kafka's default max.message.bytes of the topic, whichever is smaller),
+ * only a prefix of it is published, with nudgel-dlq-truncated set to the
+ * original's size in bytes; when the producer still refuses it as too
+ * large, a prefix of NUDGEL_DLQ_FALLBACK_BYTES. nudgel_publish_dlq_capped()
+ * takes the record limit from the caller (a broker that refused the first
+ * dead letter: see lifecycle.c).
+ */
 nudgel_err_t nudgel_publish_dlq(nudgel_publisher_t *p, const char *topic,
                                 const rd_kafka_message_t *job, const char *reason, void *opaque);
+
+#define NUDGEL_DLQ_FALLBACK_BYTES (64 * 1024) /* a record every topic takes */
+
+/** @brief nudgel_publish_dlq() within a record of at most @p max_record bytes. */
+nudgel_err_t nudgel_publish_dlq_capped(nudgel_publisher_t *p, const char *topic,
+                                       const rd_kafka_message_t *job, const char *reason,
+                                       size_t max_record, void *opaque);
+
+/** @brief The largest dead-letter record @p p publishes whole (see nudgel_publish_dlq()). */
+size_t nudgel_publisher_dlq_max_value(const nudgel_publisher_t *p);
+
+/**
+ * @brief Publishes @p job again, unchanged (key, value and every header), to
+ * the retry tier @p topic: a hop-on (nudgel/retry_tiers.h), not a retry.
+ */
+nudgel_err_t nudgel_publish_hop_on(nudgel_publisher_t *p, const char *topic,
+                                   const rd_kafka_message_t *job, void *opaque);
 
 /**
  * @brief Serves callbacks for up to @p timeout_ms. @returns how many ran.
