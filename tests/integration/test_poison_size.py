@@ -63,6 +63,15 @@ def test_a_1mb_webhook_job_is_a_truncated_dead_letter(bootstrap, pg_dsn, topics_
         h.enqueue(binary, ns, [h.webhook_job(tenant, eid, i, run_id) for i in range(1, 4)])
         h.wait_until(lambda: h.final_count(pg_dsn, tenant) >= 3, 60, "3 deliveries", deliverer)
         assert sink.path_ledger("/ok")["unique_ids"] == 3
+        # dlq replay never sends a prefix back as a job: it counts it and moves on.
+        jobs_before = len(consume(bootstrap, f"{ns}nudgel.webhooks.v1", timeout=60))
+        replay = subprocess.run([binary("nudgel-admin"), "--set", f"topics.namespace={ns}", "dlq",
+                                 "replay", "--topic", "webhooks"], capture_output=True, text=True,
+                                timeout=120)
+        assert replay.returncode == 0, replay.stderr
+        assert "0 replayed" in replay.stdout and "1 not replayable (truncated" in replay.stdout, \
+            replay.stdout
+        assert len(consume(bootstrap, f"{ns}nudgel.webhooks.v1", timeout=60)) == jobs_before
     finally:
         code = deliverer.terminate()
         sink.stop()

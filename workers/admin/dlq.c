@@ -26,6 +26,7 @@ typedef struct replay {
     int64_t *ends; /* per partition: the end offset when the replay began */
     int partitions;
     long scanned, matched, replayed, resent, skipped;
+    long truncated;     /* dead letters that kept only a prefix of the job: never replayed */
     long queued, acked; /* records handed to the producer, acknowledged by Kafka */
     long failed;        /* refused by the producer or Kafka, or no valid job to resend */
     bool progress;
@@ -154,6 +155,18 @@ static nudgel_err_t handle(replay_t *r, const rd_kafka_message_t *m,
     if (!header_reason && !(receipt.error_code[0] && strstr(receipt.error_code, o->reason)))
         return NUDGEL_OK;
     r->matched++;
+    char original_size[32] = "";
+    nudgel_message_header(m, NUDGEL_HDR_DLQ_TRUNCATED, original_size, sizeof(original_size));
+    if (original_size[0]) {
+        /* Only a prefix of the job was kept (it was too large for the dead
+         * letter topic): replaying it would send a broken job. */
+        nudgel_log_warn("dead letter %s[%" PRId32 "]@%" PRId64 " not replayed: it keeps only "
+                        "%zu of the job's %s bytes",
+                        rd_kafka_topic_name(m->rkt), m->partition, m->offset, m->len,
+                        original_size);
+        r->truncated++;
+        return NUDGEL_OK;
+    }
     if (o->resend && receipt.kind == DLQ_RECEIPT_SENT) {
         r->skipped++;
         return NUDGEL_OK;
@@ -344,6 +357,9 @@ nudgel_err_t nudgel_admin_dlq_replay(const nudgel_conf_t *conf, const nudgel_adm
     if (o->resend)
         fprintf(out, ", %ld %s as new messages, %ld skipped (a carrier took them)", r.resent,
                 o->dry_run ? "would be resent" : "resent", r.skipped);
+    if (r.truncated)
+        fprintf(out, ", %ld not replayable (truncated: only a prefix of the job was kept)",
+                r.truncated);
     fprintf(out, ", %ld failed\n", r.failed);
     if (r.failed || r.acked != r.queued) {
         snprintf(errstr, errstr_size, "%ld dead letter(s) not replayed",
