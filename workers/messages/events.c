@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "nudgel/log.h"
+#include "nudgel/receipt_events.h"
 #include "nudgel/timeutil.h"
 
 #include "messages.h"
@@ -26,54 +27,46 @@ int event_attempt(const msg_t *m)
     return m->receipt_attempt > 0 ? m->receipt_attempt : m->attempt + 1;
 }
 
-/* Status event data from what we know of the job and its outcome. */
+/*
+ * Status event data from what we know of the job and its outcome, through
+ * the one builder of receipt events (nudgel/receipt_events.h) that
+ * nudgel-receipts uses too.
+ */
 json_t *event_data(const msg_t *m, const char *status, const char *gateway,
                    const char *gateway_message_id, const char *error_code,
                    const char *error_message, bool permanent, const char *cost_amount,
                    const char *currency)
 {
     const nudgel_message_job_t *j = &m->job;
-    json_t *data = json_object();
-    json_object_set_new(data, "message_id", json_string(j->id));
-    json_object_set_new(data, "tenant_id", json_string(j->tenant_id));
-    if (j->idempotency_key)
-        json_object_set_new(data, "idempotency_key", json_string(j->idempotency_key));
-    json_object_set_new(data, "to", json_string(j->to));
-    if (j->phone.country[0])
-        json_object_set_new(data, "country", json_string(j->phone.country));
-    if (j->phone.operator_name)
-        json_object_set_new(data, "operator", json_string(j->phone.operator_name));
-    if (gateway && *gateway)
-        json_object_set_new(data, "gateway", json_string(gateway));
-    if (gateway_message_id && *gateway_message_id)
-        json_object_set_new(data, "gateway_message_id", json_string(gateway_message_id));
-    json_object_set_new(data, "status", json_string(status));
-    if (error_code && *error_code)
-        json_object_set_new(data, "error",
-                            json_pack("{s:s, s:s, s:b}", "code", error_code, "message",
-                                      error_message ? error_message : "", "permanent", permanent));
-    if (m->text) {
-        json_object_set_new(data, "encoding",
-                            json_string(nudgel_sms_encoding_name(m->sms.encoding)));
-        json_object_set_new(data, "segments", json_integer((json_int_t)m->sms.segments));
-    }
-    if (cost_amount && *cost_amount && currency && *currency)
-        json_object_set_new(data, "cost",
-                            json_pack("{s:s, s:s}", "amount", cost_amount, "currency", currency));
-    json_object_set_new(data, "attempt", json_integer(event_attempt(m)));
-    if (j->metadata)
-        json_object_set(data, "metadata", j->metadata);
-    return data;
+    nudgel_receipt_event_fields_t f = {
+        .message_id = j->id,
+        .tenant_id = j->tenant_id,
+        .idempotency_key = j->idempotency_key,
+        .to = j->to,
+        .country = j->phone.country,
+        .operator_name = j->phone.operator_name,
+        .gateway = gateway,
+        .gateway_message_id = gateway_message_id,
+        .status = status,
+        .error_code = error_code,
+        .error_message = error_message,
+        .error_permanent = permanent,
+        .encoding = m->text ? nudgel_sms_encoding_name(m->sms.encoding) : NULL,
+        .segments = m->text ? (int)m->sms.segments : 0,
+        .cost_amount = cost_amount,
+        .cost_currency = currency,
+        .attempt = event_attempt(m),
+        .metadata = j->metadata,
+    };
+    return nudgel_receipt_event_data(&f);
 }
 
 void publish_event_for(msg_t *m, const char *subject, const char *tenant, const char *status,
                        json_t *data)
 {
-    char type[64];
-    snprintf(type, sizeof(type), "ai.nudgel.message.%s", status);
-    json_t *ev =
-        nudgel_event_build("/nudgel/messages", type, subject, tenant, event_attempt(m),
-                           nudgel_now_unix_ms(), m->traceparent[0] ? m->traceparent : NULL, data);
+    json_t *ev = nudgel_receipt_event_build("/nudgel/messages", status, subject, tenant,
+                                            event_attempt(m), nudgel_now_unix_ms(),
+                                            m->traceparent[0] ? m->traceparent : NULL, data);
     nudgel_job_publish_event(&m->life, tenant, ev, m->traceparent);
 }
 
