@@ -23,7 +23,7 @@
  *
  * File format (config/gateways.example.json is the documented example):
  *   {"gateways": [{"name", "dialect", "base_url", "api_key_env" |
- *                  "api_key_file", "username" (AT), "tps",
+ *                  "api_key_file", "username" (AT), "tps", optional "dlr_token_env" | "dlr_token_file" | "dlr_token" (the delivery-report URL token),
  *                  "connect_timeout_ms", "timeout_ms", "sender_id", "path",
  *                  generic only: "auth_header", "auth_scheme",
  *                  "message_id_pointer", "status_pointer",
@@ -126,6 +126,19 @@ uint32_t nudgel_gateway_timeout_ms(const nudgel_gateway_t *gw);
 const char *nudgel_gateway_sender_id(const nudgel_gateway_t *gw);
 /** @brief Whether the gateway dedupes our client reference (Infobip, generic; not AT). */
 bool nudgel_gateway_dedupes(const nudgel_gateway_t *gw);
+
+/**
+ * @brief The delivery-report URL of @p gw for the receiver at @p base
+ * (messages.callback_url, "https://dlr.example.com"): base (trailing '/'
+ * dropped) + "/v1/dlr/" + name + "/" + the gateway's dlr_token (from
+ * dlr_token_env, dlr_token_file or dlr_token). The URL holds a secret: send
+ * it, never log it.
+ * @returns 0 with it in @p out, or -1 (@p out "") when the gateway has no
+ * token, @p base is empty or the URL would not fit (@p out_size, or
+ * NUDGEL_GATEWAY_URL_MAX).
+ */
+int nudgel_gateway_callback_url(const nudgel_gateway_t *gw, const char *base, char *out,
+                                size_t out_size);
 
 /** "africastalking", "infobip" or "generic". */
 const char *nudgel_gateway_dialect_name(nudgel_gateway_dialect_t d);
