@@ -119,7 +119,8 @@ $$;
 -- receipt's row lock:
 --   pending       no receipt with that id yet, or one not sent yet: kept in
 --                 receipt_pending_reports (until p_pending_ttl_s)
---   intermediate  no move; the reported network and price are recorded
+--   intermediate  no move; the reported network and price are recorded (while
+--                 the receipt is sent: a stale one after the final changes nothing)
 --   applied       moved (forward-only), history row with the event id,
 --                 outbox row when p_outbox (a sweep: no Kafka record to
 --                 redeliver)
@@ -197,7 +198,8 @@ BEGIN
             VALUES (r.message_id, tgt, ev)
             ON CONFLICT DO NOTHING;
         END IF;
-    ELSIF res = 'intermediate' THEN
+    ELSIF res = 'intermediate' AND r.status = 'sent' THEN
+        -- (a stale intermediate report after the final one changes nothing)
         UPDATE nudgel.message_receipts m
            SET operator_reported = coalesce(p->>'operator', m.operator_reported),
                network_code = coalesce(p->>'network_code', m.network_code),

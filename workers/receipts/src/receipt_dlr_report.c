@@ -265,12 +265,12 @@ nudgel_err_t nudgel_dlr_expiry_parse(int64_t default_s, const char *spec, nudgel
         const char *eq = memchr(p, '=', (size_t)(end - p));
         char *num_end = NULL;
         long long v = eq ? strtoll(eq + 1, &num_end, 10) : 0;
-        if (!eq || !gateway_name_ok(p, (size_t)(eq - p)) || num_end != end || v < 60 ||
+        if (!eq || !gateway_name_ok(p, (size_t)(eq - p)) || num_end != end || v < 1 ||
             (comma && comma[1] == '\0') ||
             v > 90LL * 86400 || out->count == NUDGEL_DLR_EXPIRY_GW_MAX) {
             if (errstr_size)
                 snprintf(errstr, errstr_size,
-                         "expected gateway=seconds (60 to 7776000), comma-separated, at most %d, "
+                         "expected gateway=seconds (1 to 7776000), comma-separated, at most %d, "
                          "at \"%.40s\"",
                          NUDGEL_DLR_EXPIRY_GW_MAX, p);
             return NUDGEL_ERR_CONFIG;

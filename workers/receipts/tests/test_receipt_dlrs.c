@@ -130,7 +130,7 @@ static void test_expiry(void **state)
     assert_int_equal(nudgel_dlr_expiry_window_s(&e, "at.ng"), 86400);
     assert_int_equal(nudgel_dlr_expiry_window_s(&e, "other"), 172800);
     assert_int_equal(nudgel_dlr_expiry_min_s(&e), 3600);
-    static const char *const bad[] = {"x", "=60", "gw=", "gw=59", "gw=10x", "gw=60,", "g w=60",
+    static const char *const bad[] = {"x", "=60", "gw=", "gw=0", "gw=10x", "gw=60,", "g w=60",
                                       "gw=7776001"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (nudgel_dlr_expiry_parse(60, bad[i], &e, err, sizeof(err)) != NUDGEL_ERR_CONFIG)

@@ -32,7 +32,7 @@ static const nudgel_conf_entry_t receipts_table[] = {
     {"receipts.pending_ttl_s", NUDGEL_CONF_INT, "604800", 60, 7776000, NULL, 0,
      "How long a report that arrived before its message's sent outcome is kept waiting for it; "
      "then it is recorded unmatched in nudgel.message_receipt_reports."},
-    {"receipts.expiry_s", NUDGEL_CONF_INT, "172800", 60, 7776000, NULL, 0,
+    {"receipts.expiry_s", NUDGEL_CONF_INT, "172800", 1, 7776000, NULL, 0,
      "A sent receipt with no final report this long after its submission ends expired "
      "(error dlr_timeout)."},
     {"receipts.expiry_by_gateway", NUDGEL_CONF_STRING, "", 0, 0, NULL, 0,
