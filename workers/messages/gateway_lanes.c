@@ -242,9 +242,8 @@ static void submit(msg_t *m)
         .to = m->job.to,
         .from = m->job.from,
         .text = m->text,
-        .callback_url = lane_for(w, m->gateway)->callback_url[0]
-                            ? lane_for(w, m->gateway)->callback_url
-                            : NULL,
+        .callback_url =
+            lane_for(w, m->gateway)->callback_url[0] ? lane_for(w, m->gateway)->callback_url : NULL,
         /* what is left of its validity now (Infobip's validityPeriod) */
         .validity_minutes =
             nudgel_gateway_validity_minutes(msg_expires_at_ms(w, m), nudgel_now_unix_ms()),

@@ -23,8 +23,8 @@
 
 /* Keys every gateway object may hold; a dialect lists its own in dialect_t.keys. */
 static const char *const common_keys[] = {
-    "name",         "dialect", "base_url",           "path",       "api_key_env",
-    "api_key_file", "tps",     "connect_timeout_ms", "timeout_ms", "sender_id",
+    "name",         "dialect",       "base_url",           "path",       "api_key_env",
+    "api_key_file", "tps",           "connect_timeout_ms", "timeout_ms", "sender_id",
     "dlr_token",    "dlr_token_env", "dlr_token_file",
 };
 
@@ -166,8 +166,8 @@ static int read_dlr_token(const dialect_ctx_t *c, const json_t *obj, nudgel_gate
     char *inline_token = NULL;
     if (dialect_get_str(c, obj, "dlr_token", 256, false, false, &inline_token) < 0)
         return -1;
-    if (inline_token && (json_object_get(obj, "dlr_token_env") ||
-                         json_object_get(obj, "dlr_token_file"))) {
+    if (inline_token &&
+        (json_object_get(obj, "dlr_token_env") || json_object_get(obj, "dlr_token_file"))) {
         free(inline_token);
         dialect_cerr(c, "dlr_token", "at most one of dlr_token, dlr_token_env, dlr_token_file");
         return -1;
@@ -180,8 +180,9 @@ static int read_dlr_token(const dialect_ctx_t *c, const json_t *obj, nudgel_gate
         return -1;
     }
     const char *t = g->dlr_token;
-    if (t && (!*t || strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~") !=
-                         strlen(t))) {
+    if (t &&
+        (!*t || strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~") !=
+                    strlen(t))) {
         dialect_cerr(c, "dlr_token", "must be letters, digits, '-', '_', '.' or '~'");
         return -1;
     }

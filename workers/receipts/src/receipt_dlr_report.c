@@ -26,9 +26,9 @@ static const char *const status_names[NUDGEL_DLR_STATUS_COUNT] = {
 };
 
 static const char *const outcome_names[NUDGEL_DLR_OUTCOME_COUNT] = {
-    [NUDGEL_DLR_PENDING] = "pending",     [NUDGEL_DLR_INTERMEDIATE] = "intermediate",
-    [NUDGEL_DLR_APPLIED] = "applied",     [NUDGEL_DLR_UNCHANGED] = "unchanged",
-    [NUDGEL_DLR_REFUSED] = "refused",     [NUDGEL_DLR_UNMATCHED] = "unmatched",
+    [NUDGEL_DLR_PENDING] = "pending", [NUDGEL_DLR_INTERMEDIATE] = "intermediate",
+    [NUDGEL_DLR_APPLIED] = "applied", [NUDGEL_DLR_UNCHANGED] = "unchanged",
+    [NUDGEL_DLR_REFUSED] = "refused", [NUDGEL_DLR_UNMATCHED] = "unmatched",
 };
 
 const char *nudgel_dlr_status_name(nudgel_dlr_status_t s)
@@ -91,8 +91,8 @@ static void price_text(const json_t *amount, char *dst, size_t dst_size)
     snprintf(dst, dst_size, "%s", ok ? buf : "");
 }
 
-nudgel_err_t nudgel_dlr_parse(const char *json, size_t len, nudgel_dlr_report_t *out,
-                              char *errstr, size_t errstr_size)
+nudgel_err_t nudgel_dlr_parse(const char *json, size_t len, nudgel_dlr_report_t *out, char *errstr,
+                              size_t errstr_size)
 {
     nudgel_err_t err = NUDGEL_OK;
     json_error_t jerr;
@@ -116,8 +116,8 @@ nudgel_err_t nudgel_dlr_parse(const char *json, size_t len, nudgel_dlr_report_t 
     }
     if (opt_str(doc, "gateway", out->gateway, sizeof(out->gateway), true) < 0)
         FAIL("gateway: required, a string of 1 to 64 bytes");
-    if (opt_str(doc, "gateway_message_id", out->gateway_message_id,
-                sizeof(out->gateway_message_id), true) < 0)
+    if (opt_str(doc, "gateway_message_id", out->gateway_message_id, sizeof(out->gateway_message_id),
+                true) < 0)
         FAIL("gateway_message_id: required, a string of 1 to 128 bytes");
     if (opt_str(doc, "status", status, sizeof(status), true) < 0)
         FAIL("status: required, a string");
@@ -143,15 +143,15 @@ nudgel_err_t nudgel_dlr_parse(const char *json, size_t len, nudgel_dlr_report_t 
     if (opt_str(doc, "to", out->to, sizeof(out->to), false) < 0)
         FAIL("to: not a string of at most 32 bytes");
     if (opt_str(doc, "network_code", out->network_code, sizeof(out->network_code), false) < 0 ||
-        (out->network_code[0] && (strlen(out->network_code) < 5 ||
-                                  strspn(out->network_code, "0123456789") !=
-                                      strlen(out->network_code))))
+        (out->network_code[0] &&
+         (strlen(out->network_code) < 5 ||
+          strspn(out->network_code, "0123456789") != strlen(out->network_code))))
         FAIL("network_code: not 5 or 6 digits");
     const json_t *e = json_object_get(doc, "error");
     if (e) {
         const json_t *perm = json_object_get(e, "permanent");
-        if (!json_is_object(e) || opt_str(e, "code", out->error_code, sizeof(out->error_code),
-                                          true) < 0)
+        if (!json_is_object(e) ||
+            opt_str(e, "code", out->error_code, sizeof(out->error_code), true) < 0)
             FAIL("error.code: required in error, a string of 1 to 63 bytes");
         const json_t *msg = json_object_get(e, "message");
         if (msg && !json_is_string(msg))
@@ -166,9 +166,8 @@ nudgel_err_t nudgel_dlr_parse(const char *json, size_t len, nudgel_dlr_report_t 
     const json_t *cost = json_object_get(doc, "cost");
     if (cost) {
         char cur[8];
-        if (!json_is_object(cost) ||
-            opt_str(cost, "currency", cur, sizeof(cur), true) < 0 || strlen(cur) != 3 ||
-            strspn(cur, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3)
+        if (!json_is_object(cost) || opt_str(cost, "currency", cur, sizeof(cur), true) < 0 ||
+            strlen(cur) != 3 || strspn(cur, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3)
             FAIL("cost.currency: required in cost, three capital letters");
         const json_t *amount = json_object_get(cost, "amount");
         if (!json_is_string(amount) && !json_is_number(amount))
@@ -266,8 +265,8 @@ nudgel_err_t nudgel_dlr_expiry_parse(int64_t default_s, const char *spec, nudgel
         char *num_end = NULL;
         long long v = eq ? strtoll(eq + 1, &num_end, 10) : 0;
         if (!eq || !gateway_name_ok(p, (size_t)(eq - p)) || num_end != end || v < 1 ||
-            (comma && comma[1] == '\0') ||
-            v > 90LL * 86400 || out->count == NUDGEL_DLR_EXPIRY_GW_MAX) {
+            (comma && comma[1] == '\0') || v > 90LL * 86400 ||
+            out->count == NUDGEL_DLR_EXPIRY_GW_MAX) {
             if (errstr_size)
                 snprintf(errstr, errstr_size,
                          "expected gateway=seconds (1 to 7776000), comma-separated, at most %d, "

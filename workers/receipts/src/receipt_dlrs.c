@@ -19,17 +19,18 @@
 
 /* The receipt columns an event needs, from a row named r. */
 #define RECEIPT_COLS(r)                                                                            \
-    r ".message_id::text, " r ".tenant_id, " r ".idempotency_key, " r ".to_e164, " r              \
+    r ".message_id::text, " r ".tenant_id, " r ".idempotency_key, " r ".to_e164, " r               \
       ".country, " r ".operator, " r ".gateway, " r ".gateway_message_id, " r ".status, " r        \
-      ".error_code, " r ".error_message, " r ".encoding, " r ".segments, " r                      \
+      ".error_code, " r ".error_message, " r ".encoding, " r ".segments, " r                       \
       ".cost_amount::text, " r ".cost_currency, " r ".attempt, " r ".metadata::text"
 #define RECEIPT_NCOLS 17
 
 static const char apply_sql[] =
-    "SELECT a.ord, a.outcome, coalesce(a.from_status, ''), " RECEIPT_COLS("(a.receipt)")
-    " FROM nudgel.receipt_apply_dlrs($1::jsonb, $2::bigint) a ORDER BY a.ord";
+    "SELECT a.ord, a.outcome, coalesce(a.from_status, ''), " RECEIPT_COLS(
+        "(a.receipt)") " FROM nudgel.receipt_apply_dlrs($1::jsonb, $2::bigint) a ORDER BY a.ord";
 
-static const char pending_sql[] = "SELECT applied, unmatched FROM nudgel.receipt_apply_pending($1::int)";
+static const char pending_sql[] =
+    "SELECT applied, unmatched FROM nudgel.receipt_apply_pending($1::int)";
 
 /*
  * Sent receipts past their gateway's window ($1 default seconds, $2 {gateway:
@@ -75,13 +76,12 @@ static const char claim_sql[] =
     "  SET claimed_until = clock_timestamp() + make_interval(secs => $2::int)"
     "  FROM c WHERE o.message_id = c.message_id AND o.to_status = c.to_status"
     "  RETURNING o.message_id, o.to_status)"
-    " SELECT u.to_status, " RECEIPT_COLS("m")
-    " FROM u JOIN nudgel.message_receipts m ON m.message_id = u.message_id";
+    " SELECT u.to_status, " RECEIPT_COLS(
+        "m") " FROM u JOIN nudgel.message_receipts m ON m.message_id = u.message_id";
 
-static const char delete_sql[] =
-    "DELETE FROM nudgel.receipt_event_outbox o"
-    " USING unnest($1::uuid[], $2::text[]) AS d(message_id, to_status)"
-    " WHERE o.message_id = d.message_id AND o.to_status = d.to_status";
+static const char delete_sql[] = "DELETE FROM nudgel.receipt_event_outbox o"
+                                 " USING unnest($1::uuid[], $2::text[]) AS d(message_id, to_status)"
+                                 " WHERE o.message_id = d.message_id AND o.to_status = d.to_status";
 
 void nudgel_dlr_applied_clear(nudgel_dlr_applied_t *a)
 {
@@ -188,7 +188,8 @@ static nudgel_err_t read_receipt(const PGresult *res, int row, int col, nudgel_r
     receipts_copy_field(r->error_code, sizeof(r->error_code), res, row, col + 9);
     receipts_copy_field(r->error_message, sizeof(r->error_message), res, row, col + 10);
     receipts_copy_field(r->encoding, sizeof(r->encoding), res, row, col + 11);
-    r->segments = PQgetisnull(res, row, col + 12) ? -1 : (int)receipts_int_field(res, row, col + 12);
+    r->segments =
+        PQgetisnull(res, row, col + 12) ? -1 : (int)receipts_int_field(res, row, col + 12);
     receipts_copy_field(r->cost_amount, sizeof(r->cost_amount), res, row, col + 13);
     receipts_copy_field(r->cost_currency, sizeof(r->cost_currency), res, row, col + 14);
     r->attempt = (int)receipts_int_field(res, row, col + 15);
@@ -331,7 +332,8 @@ nudgel_err_t nudgel_dlr_outbox_claim_read(PGconn *conn, const PGresult *res,
         nudgel_dlr_applied_t *a = &out[row];
         memset(a, 0, sizeof(*a));
         a->outcome = NUDGEL_DLR_APPLIED;
-        nudgel_err_t err = read_receipt(res, row, 1, &a->receipt, &a->metadata, errstr, errstr_size);
+        nudgel_err_t err =
+            read_receipt(res, row, 1, &a->receipt, &a->metadata, errstr, errstr_size);
         /* the event is the outbox row's transition (the receipt cannot have moved on: final) */
         if (err == NUDGEL_OK)
             err = receipts_state_field(res, row, 0, &a->receipt.status, errstr, errstr_size);

@@ -39,9 +39,9 @@ json_t *nudgel_receipt_event_data(const nudgel_receipt_event_fields_t *f)
         rc |= json_object_set_new(data, "segments", json_integer(f->segments));
     }
     if (f->cost_amount && *f->cost_amount && f->cost_currency && *f->cost_currency)
-        rc |= json_object_set_new(data, "cost",
-                                  json_pack("{s:s, s:s}", "amount", f->cost_amount, "currency",
-                                            f->cost_currency));
+        rc |= json_object_set_new(
+            data, "cost",
+            json_pack("{s:s, s:s}", "amount", f->cost_amount, "currency", f->cost_currency));
     rc |= json_object_set_new(data, "attempt", json_integer(f->attempt));
     if (f->metadata)
         rc |= json_object_set(data, "metadata", f->metadata);

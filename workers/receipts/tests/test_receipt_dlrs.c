@@ -122,16 +122,15 @@ static void test_expiry(void **state)
     assert_int_equal(nudgel_dlr_expiry_parse(172800, "", &e, err, sizeof(err)), NUDGEL_OK);
     assert_int_equal(e.count, 0);
     assert_int_equal(nudgel_dlr_expiry_window_s(&e, "any"), 172800);
-    assert_int_equal(nudgel_dlr_expiry_parse(172800, "ib-ke=3600,at.ng=86400", &e, err,
-                                             sizeof(err)),
-                     NUDGEL_OK);
+    assert_int_equal(
+        nudgel_dlr_expiry_parse(172800, "ib-ke=3600,at.ng=86400", &e, err, sizeof(err)), NUDGEL_OK);
     assert_int_equal(e.count, 2);
     assert_int_equal(nudgel_dlr_expiry_window_s(&e, "ib-ke"), 3600);
     assert_int_equal(nudgel_dlr_expiry_window_s(&e, "at.ng"), 86400);
     assert_int_equal(nudgel_dlr_expiry_window_s(&e, "other"), 172800);
     assert_int_equal(nudgel_dlr_expiry_min_s(&e), 3600);
-    static const char *const bad[] = {"x", "=60", "gw=", "gw=0", "gw=10x", "gw=60,", "g w=60",
-                                      "gw=7776001"};
+    static const char *const bad[] = {"x",      "=60",    "gw=",    "gw=0",
+                                      "gw=10x", "gw=60,", "g w=60", "gw=7776001"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (nudgel_dlr_expiry_parse(60, bad[i], &e, err, sizeof(err)) != NUDGEL_ERR_CONFIG)
             fail_msg("\"%s\" accepted", bad[i]);
@@ -191,16 +190,20 @@ static void test_parse_valid(void **state)
 static void test_parse_malformed(void **state)
 {
     (void)state;
-#define OK_HEAD "\"gateway\":\"g\",\"gateway_message_id\":\"1\",\"received_at\":\"2026-01-02T03:04:05Z\""
+#define OK_HEAD                                                                                    \
+    "\"gateway\":\"g\",\"gateway_message_id\":\"1\",\"received_at\":\"2026-01-02T03:04:05Z\""
     static const char *const bad[] = {
         "",
         "[]",
         "{",
-        "{\"gateway_message_id\":\"1\",\"status\":\"delivered\",\"received_at\":\"2026-01-02T03:04:05Z\"}",
-        "{\"gateway\":\"\",\"gateway_message_id\":\"1\",\"status\":\"delivered\",\"received_at\":\"2026-01-02T03:04:05Z\"}",
+        "{\"gateway_message_id\":\"1\",\"status\":\"delivered\",\"received_at\":\"2026-01-02T03:04:"
+        "05Z\"}",
+        "{\"gateway\":\"\",\"gateway_message_id\":\"1\",\"status\":\"delivered\",\"received_at\":"
+        "\"2026-01-02T03:04:05Z\"}",
         "{\"gateway\":\"g\",\"status\":\"delivered\",\"received_at\":\"2026-01-02T03:04:05Z\"}",
         "{\"gateway\":\"g\",\"gateway_message_id\":\"1\",\"status\":\"delivered\"}",
-        "{\"gateway\":\"g\",\"gateway_message_id\":\"1\",\"status\":\"delivered\",\"received_at\":\"yesterday\"}",
+        "{\"gateway\":\"g\",\"gateway_message_id\":\"1\",\"status\":\"delivered\",\"received_at\":"
+        "\"yesterday\"}",
         "{" OK_HEAD "}",
         "{" OK_HEAD ",\"status\":\"DELIVERED\"}",
         "{" OK_HEAD ",\"status\":7}",
@@ -249,9 +252,9 @@ static void test_network_operator(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_target_table),     cmocka_unit_test(test_decide_every_pair),
-        cmocka_unit_test(test_expiry),           cmocka_unit_test(test_parse_valid),
-        cmocka_unit_test(test_parse_malformed),  cmocka_unit_test(test_network_operator),
+        cmocka_unit_test(test_target_table),    cmocka_unit_test(test_decide_every_pair),
+        cmocka_unit_test(test_expiry),          cmocka_unit_test(test_parse_valid),
+        cmocka_unit_test(test_parse_malformed), cmocka_unit_test(test_network_operator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,8 +69,8 @@ void apply_submit(updater_t *u, dlr_job_t *j)
 /* The batch in flight goes back in front of the queue, in order. */
 static void put_back(updater_t *u)
 {
-    if (u->batch_n && nudgel_batchq_unshift(u->queue, (void *const *)u->batch, u->batch_n) !=
-                          NUDGEL_OK)
+    if (u->batch_n &&
+        nudgel_batchq_unshift(u->queue, (void *const *)u->batch, u->batch_n) != NUDGEL_OK)
         nudgel_worker_fatal(u->w, "out of memory putting %zu reports back", u->batch_n);
     u->batch_n = 0;
 }
@@ -161,8 +161,8 @@ void apply_pump(updater_t *u)
     for (size_t i = 0; i < u->batch_n; i++)
         reports[i] = &u->batch[i]->report;
     PGconn *conn = nudgel_pgconn_conn(u->apply_pg);
-    nudgel_err_t err = nudgel_dlr_apply_send(conn, reports, u->batch_n, u->pending_ttl_s, errstr,
-                                             sizeof(errstr));
+    nudgel_err_t err =
+        nudgel_dlr_apply_send(conn, reports, u->batch_n, u->pending_ttl_s, errstr, sizeof(errstr));
     if (err == NUDGEL_OK)
         err = nudgel_pgconn_sent(u->apply_pg, 0, on_done, u);
     else

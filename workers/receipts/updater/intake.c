@@ -24,8 +24,8 @@
 #define DEFER_NO_MEMORY_MS 1000
 #define POLL_BUDGET        512
 
-static nudgel_log_ratelimit_t malformed_log = NUDGEL_LOG_RATELIMIT_INIT("malformed reports", 10,
-                                                                        1000);
+static nudgel_log_ratelimit_t malformed_log =
+    NUDGEL_LOG_RATELIMIT_INIT("malformed reports", 10, 1000);
 
 static const char *topic_of(const rd_kafka_message_t *km)
 {
@@ -87,10 +87,9 @@ static void handle(updater_t *u, nudgel_job_ref_t *ref)
     j->u = u;
     nudgel_job_begin(u->lc, &j->life, u->consumer, ref);
     live_link(u, j);
-    bool ok = nudgel_job_envelope_ok(km, NUDGEL_SCHEMA_CARRIER_DLR_V1, NULL, reason,
-                                     sizeof(reason)) &&
-              nudgel_dlr_parse(km->payload, km->len, &j->report, reason, sizeof(reason)) ==
-                  NUDGEL_OK;
+    bool ok =
+        nudgel_job_envelope_ok(km, NUDGEL_SCHEMA_CARRIER_DLR_V1, NULL, reason, sizeof(reason)) &&
+        nudgel_dlr_parse(km->payload, km->len, &j->report, reason, sizeof(reason)) == NUDGEL_OK;
     if (!ok) {
         NUDGEL_LOG_LIMITED(&malformed_log, NUDGEL_LOG_WARN, NULL,
                            "malformed carrier report at %s[%d]@%lld, skipped: %s", topic_of(km),

@@ -18,7 +18,7 @@
 #include "nudgel/topics.h"
 #include "updater.h"
 
-#define PROGRAM        "nudgel-receipts"
+#define PROGRAM         "nudgel-receipts"
 #define PUBLISH_WAIT_MS 10000
 
 static const nudgel_conf_entry_t receipts_table[] = {
@@ -83,18 +83,16 @@ static nudgel_err_t metrics_register(updater_t *u, nudgel_metrics_t *m)
         "unmatched, malformed, failed).",
         "outcome", NULL, 0);
     u->m_events = nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER, "nudgel_receipts_events_total",
-                                          "Status events published, by status.", "status", NULL,
-                                          0);
+                                          "Status events published, by status.", "status", NULL, 0);
     u->m_in_flight = nudgel_metrics_register(m, NUDGEL_METRIC_GAUGE, "nudgel_receipts_in_flight",
                                              "Reports in flight.", NULL, NULL, 0);
     u->m_pending = nudgel_metrics_register(
         m, NUDGEL_METRIC_COUNTER, "nudgel_receipts_pending_total",
         "Kept reports leaving the pending table: applied once sent, or unmatched after their TTL.",
         "outcome", NULL, 0);
-    u->m_expired = nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER,
-                                           "nudgel_receipts_expired_total",
-                                           "Receipts ended expired with no final report.", NULL,
-                                           NULL, 0);
+    u->m_expired =
+        nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER, "nudgel_receipts_expired_total",
+                                "Receipts ended expired with no final report.", NULL, NULL, 0);
     u->m_statements = nudgel_metrics_register(
         m, NUDGEL_METRIC_COUNTER, "nudgel_receipts_statements_total",
         "Postgres statements by outcome (ok, failed, lost).", "outcome", NULL, 0);
@@ -119,8 +117,7 @@ static nudgel_err_t pg_open(updater_t *u, const nudgel_conf_t *conf, const char 
     return nudgel_pgconn_new(u->loop, &popts, out, errstr, errstr_size);
 }
 
-static nudgel_err_t receipts_setup(nudgel_worker_t *w, void **ctx, char *errstr,
-                                   size_t errstr_size)
+static nudgel_err_t receipts_setup(nudgel_worker_t *w, void **ctx, char *errstr, size_t errstr_size)
 {
     const nudgel_conf_t *conf = nudgel_worker_conf(w);
     nudgel_readiness_t *ready = nudgel_worker_readiness(w);
@@ -174,8 +171,8 @@ static nudgel_err_t receipts_setup(nudgel_worker_t *w, void **ctx, char *errstr,
     nudgel_consumer_pause(u->consumer, NUDGEL_PAUSE_POSTGRES); /* until "apply" is up */
     if ((err = pg_open(u, conf, "apply", apply_on_pg_state, &u->apply_pg, errstr, errstr_size)) !=
             NUDGEL_OK ||
-        (err = pg_open(u, conf, "sweeps", sweeps_on_pg_state, &u->sweep_pg, errstr,
-                       errstr_size)) != NUDGEL_OK)
+        (err = pg_open(u, conf, "sweeps", sweeps_on_pg_state, &u->sweep_pg, errstr, errstr_size)) !=
+            NUDGEL_OK)
         return err;
     if ((err = nudgel_consumer_attach(u->consumer, u->loop, intake_on_ready, u)) != NUDGEL_OK ||
         (err = nudgel_loop_add_hook(u->loop, intake_turn, u)) != NUDGEL_OK) {
@@ -185,8 +182,7 @@ static nudgel_err_t receipts_setup(nudgel_worker_t *w, void **ctx, char *errstr,
     }
     nudgel_log_info("applying %s to receipts, events to %s (expiry %llds, %zu gateway "
                     "window(s))",
-                    u->topic_dlr, u->topic_status, (long long)u->expiry.default_s,
-                    u->expiry.count);
+                    u->topic_dlr, u->topic_status, (long long)u->expiry.default_s, u->expiry.count);
     return NUDGEL_OK;
 no_memory:
     snprintf(errstr, errstr_size, "out of memory");

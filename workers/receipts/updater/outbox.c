@@ -26,9 +26,9 @@ nudgel_err_t outbox_claim_send(updater_t *u, char *errstr, size_t errstr_size)
 
 nudgel_err_t outbox_claimed(updater_t *u, const PGresult *res, char *errstr, size_t errstr_size)
 {
-    nudgel_err_t err = nudgel_dlr_outbox_claim_read(nudgel_pgconn_conn(u->sweep_pg), res,
-                                                    u->outbox, (size_t)u->sweep_batch,
-                                                    &u->outbox_n, errstr, errstr_size);
+    nudgel_err_t err =
+        nudgel_dlr_outbox_claim_read(nudgel_pgconn_conn(u->sweep_pg), res, u->outbox,
+                                     (size_t)u->sweep_batch, &u->outbox_n, errstr, errstr_size);
     if (err != NUDGEL_OK)
         return err;
     u->outbox_waiting = u->outbox_n;

@@ -71,18 +71,18 @@ struct updater {
     nudgel_worker_t *w;
     nudgel_loop_t *loop;
     nudgel_consumer_t *consumer;
-    nudgel_publisher_t *publisher; /* events of reports, through the lifecycle */
+    nudgel_publisher_t *publisher;  /* events of reports, through the lifecycle */
     nudgel_publisher_t *outbox_pub; /* events of sweeps, acks to outbox.c */
     nudgel_lifecycle_t *lc;
     nudgel_pgconn_t *apply_pg, *sweep_pg;
     const char *topic_dlr, *topic_status, *topic_dlq;
 
     /* Settings (SIGHUP may change those marked live). */
-    size_t max_in_flight;  /* live */
-    size_t batch_max;      /* live */
-    int64_t pending_ttl_s; /* live */
-    int64_t sweep_every_us; /* live */
-    int sweep_batch;       /* live */
+    size_t max_in_flight;       /* live */
+    size_t batch_max;           /* live */
+    int64_t pending_ttl_s;      /* live */
+    int64_t sweep_every_us;     /* live */
+    int sweep_batch;            /* live */
     nudgel_dlr_expiry_t expiry; /* live */
 
     /* intake.c */
@@ -102,8 +102,8 @@ struct updater {
     /* sweeps.c, outbox.c */
     nudgel_timer_t *sweep_timer;
     sweep_stage_t stage;
-    bool sweep_again; /* a sweep hit its limit: go on without waiting for the timer */
-    nudgel_dlr_applied_t *outbox;      /* claimed rows, sweep_batch of them */
+    bool sweep_again;             /* a sweep hit its limit: go on without waiting for the timer */
+    nudgel_dlr_applied_t *outbox; /* claimed rows, sweep_batch of them */
     bool *outbox_acked;
     size_t outbox_n, outbox_waiting;
 

@@ -23,9 +23,9 @@
  *
  * File format (config/gateways.example.json is the documented example):
  *   {"gateways": [{"name", "dialect", "base_url", "api_key_env" |
- *                  "api_key_file", "username" (AT), "tps", optional "dlr_token_env" | "dlr_token_file" | "dlr_token" (the delivery-report URL token),
- *                  "connect_timeout_ms", "timeout_ms", "sender_id", "path",
- *                  generic only: "auth_header", "auth_scheme",
+ *                  "api_key_file", "username" (AT), "tps", optional "dlr_token_env" |
+ * "dlr_token_file" | "dlr_token" (the delivery-report URL token), "connect_timeout_ms",
+ * "timeout_ms", "sender_id", "path", generic only: "auth_header", "auth_scheme",
  *                  "message_id_pointer", "status_pointer",
  *                  "segments_pointer", "error_code_pointer",
  *                  "error_message_pointer", "success_statuses",

@@ -68,8 +68,8 @@ typedef struct nudgel_dlr_report {
     char operator_name[64]; /* from network_code by the numbering plan; "" when unknown */
     char price_amount[24];  /* decimal text; "" when none or out of numeric(14,6) */
     char price_currency[4];
-    char done_at[40];     /* RFC 3339 as given */
-    char received_at[40]; /* RFC 3339 as given */
+    char done_at[40];                   /* RFC 3339 as given */
+    char received_at[40];               /* RFC 3339 as given */
     char source[NUDGEL_DLR_SOURCE_MAX]; /* the record's topic/partition/offset (the caller's) */
 } nudgel_dlr_report_t;
 
@@ -80,8 +80,8 @@ typedef struct nudgel_dlr_report {
  * @returns NUDGEL_OK, or NUDGEL_ERR_INVALID_FIELD / _INVALID_JSON /
  * _TOO_LARGE with "field: problem" in @p errstr. out->source is left "".
  */
-nudgel_err_t nudgel_dlr_parse(const char *json, size_t len, nudgel_dlr_report_t *out,
-                              char *errstr, size_t errstr_size);
+nudgel_err_t nudgel_dlr_parse(const char *json, size_t len, nudgel_dlr_report_t *out, char *errstr,
+                              size_t errstr_size);
 
 /**
  * @brief What @p r asks of its receipt. @returns true with @p *target a
@@ -95,12 +95,12 @@ bool nudgel_dlr_target(const nudgel_dlr_report_t *r, nudgel_receipt_state_t *tar
 
 /** What a report did. */
 typedef enum nudgel_dlr_outcome {
-    NUDGEL_DLR_PENDING = 0,   /* no sent receipt yet: kept, applied when it lands */
-    NUDGEL_DLR_INTERMEDIATE,  /* no move; reported network and price recorded */
-    NUDGEL_DLR_APPLIED,       /* moved, history row, event */
-    NUDGEL_DLR_UNCHANGED,     /* already in that state (a replay): event again, same id */
-    NUDGEL_DLR_REFUSED,       /* backwards or sideways (a late report): nothing moves */
-    NUDGEL_DLR_UNMATCHED,     /* kept until its TTL and its receipt never came */
+    NUDGEL_DLR_PENDING = 0,  /* no sent receipt yet: kept, applied when it lands */
+    NUDGEL_DLR_INTERMEDIATE, /* no move; reported network and price recorded */
+    NUDGEL_DLR_APPLIED,      /* moved, history row, event */
+    NUDGEL_DLR_UNCHANGED,    /* already in that state (a replay): event again, same id */
+    NUDGEL_DLR_REFUSED,      /* backwards or sideways (a late report): nothing moves */
+    NUDGEL_DLR_UNMATCHED,    /* kept until its TTL and its receipt never came */
 } nudgel_dlr_outcome_t;
 
 #define NUDGEL_DLR_OUTCOME_COUNT 6

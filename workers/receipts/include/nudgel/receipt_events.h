@@ -27,7 +27,7 @@ typedef struct nudgel_receipt_event_fields {
     const char *operator_name; /* predicted from the prefix */
     const char *gateway;
     const char *gateway_message_id;
-    const char *status; /* "sent", "delivered", ...: required */
+    const char *status;        /* "sent", "delivered", ...: required */
     const char *error_code;    /* error present only with a code */
     const char *error_message; /* "" when NULL */
     bool error_permanent;
