@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from conftest import binary, load_schema, scrape_metrics
-from messages_harness import (Worker, consume, enqueue, gateways_file, make_topics, psql,
-                              wait_settled, wait_until)
+from messages_harness import (Worker, consume, enqueue, make_topics, psql, wait_settled,
+                              wait_until)
 from test_carrier_sim import Sim
 
 COUNT = int(os.environ.get("NUDGEL_TEST_DLR_COUNT", "2000"))
@@ -38,14 +38,16 @@ EXPIRY_S = 15
 class Receipts:
     """One nudgel-receipts process on namespace @ns; its log in @log_path."""
 
-    def __init__(self, ns, log_path, *sets):
+    def __init__(self, ns, log_path, gateway, *sets):
         self.log_path = Path(log_path)
         args = [binary("nudgel-receipts"), "--set", f"topics.namespace={ns}",
                 "--set", f"receipts.group_id=r-{ns}", "--set", "metrics.port=0",
                 "--set", "log.level=info", "--set", "kafka.auto.commit.interval.ms=200",
                 "--set", "kafka.session.timeout.ms=6000",
                 "--set", "receipts.sweep_interval_ms=200",
-                "--set", f"receipts.expiry_by_gateway=sim-infobip={EXPIRY_S}"]
+                # the short window only for this run's gateway: the sweep sees the whole
+                # database, other runs' receipts included
+                "--set", f"receipts.expiry_by_gateway={gateway}={EXPIRY_S}"]
         for s in sets:
             args += ["--set", s]
         self._log = open(self.log_path, "a")
@@ -81,9 +83,17 @@ def stack(tmp_path, topics_ready, run_id):
     ns = f"t{run_id}."
     make_topics(ns, partitions=3)
     sim = Sim()
-    gw = gateways_file(sim, tmp_path / "gateways.json", dialect="infobip")
+    gateway = f"ib-{run_id}"
+    gw = tmp_path / "gateways.json"
+    gw.write_text(json.dumps({
+        "gateways": [{"name": gateway, "dialect": "infobip",
+                      "base_url": f"http://127.0.0.1:{sim.port}/infobip",
+                      "api_key_env": "NUDGEL_TEST_INFOBIP_KEY", "tps": 2000,
+                      "sender_id": "NUDGEL"}],
+        "routes": [{"country": "KE", "operator": "*", "gateways": [gateway]}]}))
     worker = Worker(ns, gw, tmp_path / "messages.log")
-    yield {"ns": ns, "tenant": f"r{run_id}", "tmp": tmp_path, "worker": worker}
+    yield {"ns": ns, "tenant": f"r{run_id}", "tmp": tmp_path, "worker": worker,
+           "gateway": gateway}
     worker.stop()
     sim.stop()
 
@@ -101,21 +111,21 @@ def send_messages(st, pg_dsn, n):
     out = {}
     for line in rows.splitlines():
         mid, status, gateway, gmid = line.split("|")
-        assert status == "sent" and gateway == "sim-infobip" and gmid, line
+        assert status == "sent" and gateway == st["gateway"] and gmid, line
         out[mid] = gmid
     assert len(out) == n
     return out
 
 
-def dlr(gmid, status, raw, **extra):
-    rec = {"gateway": "sim-infobip", "gateway_message_id": gmid, "status": status,
+def dlr(gateway, gmid, status, raw, **extra):
+    rec = {"gateway": gateway, "gateway_message_id": gmid, "status": status,
            "raw_status": raw, "dialect": "infobip",
            "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     rec.update(extra)
     return rec
 
 
-def plan(sent, seed):
+def plan(gateway, sent, seed):
     """{message_id: final state} and one report per message that has one: 80% delivered,
     15% failed, 5% none."""
     rng = random.Random(seed)
@@ -124,11 +134,11 @@ def plan(sent, seed):
         r = rng.random()
         if r < 0.80:
             want[mid] = "delivered"
-            reports.append(dlr(gmid, "delivered", "DELIVERED_TO_HANDSET", network_code="63903",
+            reports.append(dlr(gateway, gmid, "delivered", "DELIVERED_TO_HANDSET", network_code="63903",
                                cost={"amount": "0.0050", "currency": "EUR"}))
         elif r < 0.95:
             want[mid] = "undelivered"
-            reports.append(dlr(gmid, "undelivered", "UNDELIVERABLE_NOT_DELIVERED",
+            reports.append(dlr(gateway, gmid, "undelivered", "UNDELIVERABLE_NOT_DELIVERED",
                                error={"code": "EC_ABSENT_SUBSCRIBER", "message": "absent",
                                       "permanent": False}))
         else:
@@ -181,7 +191,7 @@ def check_events_and_history(pg_dsn, ns, tenant, want):
         for rec in consume(os.environ["NUDGEL_KAFKA_BOOTSTRAP"],
                            f"{ns}nudgel.delivery-status.v1"):
             ev = json.loads(rec["payload"])
-            if ev["source"] != "/nudgel/receipts":
+            if ev["source"] != "/nudgel/receipts" or ev["subject"] not in want:
                 continue
             validator.validate(ev)
             ids.setdefault(ev["subject"], set()).add((ev["type"], ev["id"]))
@@ -199,20 +209,21 @@ def run_scenario(stack, pg_dsn, shuffle_dups, kill_at=None):
     print(f"seed {seed} count {COUNT}")
     rng = random.Random(seed)
     sent = send_messages(stack, pg_dsn, COUNT)
-    want, reports = plan(sent, seed)
+    gateway = stack["gateway"]
+    want, reports = plan(gateway, sent, seed)
     if shuffle_dups:
         extra = [dict(r) for r in rng.sample(reports, len(reports) // 10)]
         # intermediate reports, and late ones contradicting a final report
-        extra += [dlr(r["gateway_message_id"], "buffered", "DELIVERED_TO_OPERATOR",
+        extra += [dlr(gateway, r["gateway_message_id"], "buffered", "DELIVERED_TO_OPERATOR",
                       network_code="63902") for r in rng.sample(reports, len(reports) // 10)]
-        late = [dlr(r["gateway_message_id"], "undelivered", "UNDELIVERABLE_REJECTED_OPERATOR",
+        late = [dlr(gateway, r["gateway_message_id"], "undelivered", "UNDELIVERABLE_REJECTED_OPERATOR",
                     error={"code": "late"})
                 for r in rng.sample(reports, len(reports) // 20) if r["status"] == "delivered"]
         reports = reports + extra
         rng.shuffle(reports)
     else:
         late = []
-    receipts = Receipts(stack["ns"], stack["tmp"] / "receipts.log")
+    receipts = Receipts(stack["ns"], stack["tmp"] / "receipts.log", gateway)
     try:
         produce(stack["ns"], reports)
         if kill_at is not None:
@@ -220,7 +231,7 @@ def run_scenario(stack, pg_dsn, shuffle_dups, kill_at=None):
                 'nudgel_receipts_reports_total{outcome="applied"}', 0) >= kill_at
             assert wait_until(applied, 120, interval=0.05), receipts.log_path.read_text()[-3000:]
             receipts.kill()
-            receipts = Receipts(stack["ns"], stack["tmp"] / "receipts.log")
+            receipts = Receipts(stack["ns"], stack["tmp"] / "receipts.log", gateway)
         assert wait_final(pg_dsn, stack["tenant"], COUNT, timeout=240 + EXPIRY_S), \
             receipts.log_path.read_text()[-3000:]
         if late:
@@ -266,15 +277,16 @@ def test_report_before_sent_is_kept_and_applied(tmp_path, topics_ready, run_id, 
     psql(pg_dsn, "INSERT INTO nudgel.message_receipts (message_id, tenant_id, to_e164, "
                  f"status, attempt) VALUES ('{mid}', '{tenant}-0', '+254722000001', "
                  "'submitting', 1)")
-    receipts = Receipts(ns, tmp_path / "receipts.log")
+    gateway = f"ib-{run_id}"
+    receipts = Receipts(ns, tmp_path / "receipts.log", gateway)
     try:
-        produce(ns, [dlr(f"gm-{run_id}", "delivered", "DELIVERED_TO_HANDSET")])
+        produce(ns, [dlr(gateway, f"gm-{run_id}", "delivered", "DELIVERED_TO_HANDSET")])
         kept = lambda: psql(pg_dsn, "SELECT count(*) FROM nudgel.receipt_pending_reports "  # noqa
                                     f"WHERE gateway_message_id = 'gm-{run_id}'").strip() == "1"
         assert wait_until(kept, 60), receipts.log_path.read_text()[-3000:]
         # the messages worker's record of `sent` (nudgel_receipts_record) lands now
         psql(pg_dsn, "UPDATE nudgel.message_receipts SET status = 'sent', gateway = "
-                     f"'sim-infobip', gateway_message_id = 'gm-{run_id}', submitted_at = now() "
+                     f"'{gateway}', gateway_message_id = 'gm-{run_id}', submitted_at = now() "
                      f"WHERE message_id = '{mid}'")
         assert wait_final(pg_dsn, tenant, 1, timeout=60)
         assert statuses(pg_dsn, tenant) == {mid: "delivered"}
