@@ -57,8 +57,18 @@ typedef struct country_plan {
     size_t prefix_count;
 } country_plan_t;
 
+/* An MCC+MNC of the plan's "mcc_mnc_unverified" table: "Safaricom KE" → Safaricom, KE. */
+#define MAX_NETWORKS 32
+typedef struct network {
+    char code[8];
+    char country[3];
+    const char *name;
+} network_t;
+
 static country_plan_t plans[MAX_COUNTRIES];
 static size_t plan_count;
+static network_t networks[MAX_NETWORKS];
+static size_t network_count;
 static int plan_status; /* 0 ok, -1 broken */
 static pthread_once_t plan_once = PTHREAD_ONCE_INIT;
 
@@ -130,6 +140,21 @@ static void plan_load(void)
             if (strlen(p->prefixes[i].prefix) > 4)
                 p->operator_cacheable = false;
         plan_count++;
+    }
+    const char *code;
+    json_t *label;
+    json_object_foreach(json_object_get(root, "mcc_mnc_unverified"), code, label)
+    {
+        const char *text = json_string_value(label);
+        const char *space = text ? strrchr(text, ' ') : NULL;
+        size_t clen = strlen(code);
+        if (!space || clen < 5 || clen > 6 || strspn(code, "0123456789") != clen ||
+            strlen(space + 1) != 2 || network_count == MAX_NETWORKS)
+            continue; /* the "note" and anything not "<name> <CC>" */
+        network_t *n = &networks[network_count++];
+        snprintf(n->code, sizeof(n->code), "%s", code);
+        snprintf(n->country, sizeof(n->country), "%s", space + 1);
+        n->name = strndup(text, (size_t)(space - text));
     }
     plan_status = 0;
 out:
@@ -395,4 +420,19 @@ nudgel_err_t nudgel_phone_normalise(const char *input, const char *default_count
 too_long:
     snprintf(errstr, errstr_size, "\"%.40s...\" is too long for a phone number", input);
     return NUDGEL_ERR_INVALID_FIELD;
+}
+
+const char *nudgel_phone_network_operator(const char *mcc_mnc, char country[3])
+{
+    pthread_once(&plan_once, plan_load);
+    if (country)
+        country[0] = '\0';
+    for (size_t i = 0; mcc_mnc && i < network_count; i++) {
+        if (strcmp(networks[i].code, mcc_mnc) == 0 && networks[i].name) {
+            if (country)
+                memcpy(country, networks[i].country, 3);
+            return networks[i].name;
+        }
+    }
+    return NULL;
 }

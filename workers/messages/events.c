@@ -90,11 +90,9 @@ json_t *job_event_data(const msg_t *m, const char *status)
 void publish_event_for(msg_t *m, const char *subject, const char *tenant, const char *status,
                        json_t *data)
 {
-    char type[64];
-    snprintf(type, sizeof(type), "ai.nudgel.message.%s", status);
-    json_t *ev =
-        nudgel_event_build("/nudgel/messages", type, subject, tenant, event_attempt(m),
-                           nudgel_now_unix_ms(), m->traceparent[0] ? m->traceparent : NULL, data);
+    json_t *ev = nudgel_receipt_event_build("/nudgel/messages", status, subject, tenant,
+                                            event_attempt(m), nudgel_now_unix_ms(),
+                                            m->traceparent[0] ? m->traceparent : NULL, data);
     nudgel_job_publish_event(&m->life, tenant, ev, m->traceparent);
 }
 

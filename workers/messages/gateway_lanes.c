@@ -242,7 +242,8 @@ static void submit(msg_t *m)
         .to = m->job.to,
         .from = m->job.from,
         .text = m->text,
-        .callback_url = w->callback_url,
+        .callback_url =
+            lane_for(w, m->gateway)->callback_url[0] ? lane_for(w, m->gateway)->callback_url : NULL,
         /* what is left of its validity now (Infobip's validityPeriod) */
         .validity_minutes =
             nudgel_gateway_validity_minutes(msg_expires_at_ms(w, m), nudgel_now_unix_ms()),
@@ -390,8 +391,10 @@ nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "out of memory");
         return NUDGEL_ERR_NO_MEMORY;
     }
-    if (nudgel_gateway_set_load(nudgel_conf_get_str(w->conf, "messages.gateways_file"),
-                                &w->gateways, errstr, errstr_size) != NUDGEL_OK)
+    /* A callback URL names each gateway's delivery-report token: read them then. */
+    unsigned flags = w->callback_url && *w->callback_url ? NUDGEL_GATEWAY_LOAD_DLR_TOKENS : 0;
+    if (nudgel_gateway_set_load_flags(nudgel_conf_get_str(w->conf, "messages.gateways_file"), flags,
+                                      &w->gateways, errstr, errstr_size) != NUDGEL_OK)
         return NUDGEL_ERR_CONFIG;
     if (nudgel_gateway_set_count(w->gateways) > MAX_GATEWAYS) {
         snprintf(errstr, errstr_size, "%zu gateways, more than %d",
@@ -408,6 +411,14 @@ nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size)
         lane->auth_log = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT(
             "gateway credentials refused", AUTH_LOG_LINES, 1000);
         nudgel_metric_set(w->m_breaker_state, nudgel_gateway_name(lane->gateway), 0);
+        /* Delivery reports: gateways that take a URL per message (Infobip's notifyUrl) get
+           the receiver's; Africa's Talking's is set in its dashboard. */
+        if (w->callback_url && *w->callback_url &&
+            nudgel_gateway_callback_url(lane->gateway, w->callback_url, lane->callback_url,
+                                        sizeof(lane->callback_url)) != 0)
+            nudgel_log_warn(
+                "gateway %s has no \"dlr\" token: no delivery-report URL is sent for it",
+                nudgel_gateway_name(lane->gateway));
         nudgel_breaker_init(
             &lane->breaker, (uint32_t)nudgel_conf_get_int(w->conf, "messages.breaker_window"),
             (uint32_t)nudgel_conf_get_int(w->conf, "messages.breaker_min_calls"),

@@ -30,7 +30,11 @@ static const nudgel_conf_entry_t messages_table[] = {
     {"messages.max_in_flight", NUDGEL_CONF_INT, "2000", 1, 100000, NULL, 0,
      "Jobs in flight in this process; at the cap it takes no more until some finish."},
     {"messages.callback_url", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0,
-     "Delivery-report URL given to gateways that take one."},
+     "Base URL of the delivery-report receiver (nudgel-dlr), e.g. https://dlr.example.com: "
+     "gateways that take a URL per message (Infobip: notifyUrl) get "
+     "<base>/v1/dlr/<gateway>/<token>, the token of the gateway's \"dlr\" object (token_env "
+     "or token_file, read only when this is set); a gateway without one gets none. "
+     "Africa's Talking's callback URL is set in its dashboard."},
     {"messages.retry_delays_ms", NUDGEL_CONF_STRING, "5000,30000,120000,600000", 0, 0, NULL, 0,
      "Delays of the four retry tiers (topics nudgel.messages.retry.5s/30s/2m/10m); "
      "shorter only in tests."},

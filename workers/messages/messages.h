@@ -141,6 +141,8 @@ typedef struct gateway_lane {
     nudgel_log_ratelimit_t answers_log; /* 4xx, 5xx and transport errors */
     nudgel_log_ratelimit_t breaker_log; /* circuit transitions */
     nudgel_log_ratelimit_t auth_log;    /* credentials refused */
+    /* messages.callback_url + /v1/dlr/{gateway}/{dlr_token}; "" when none (holds a secret) */
+    char callback_url[NUDGEL_GATEWAY_URL_MAX + 1];
 } gateway_lane_t;
 
 /* The claim statement in flight on the claims connection (claims.c). */

@@ -57,4 +57,13 @@ int nudgel_phone_operator_known(const char *country, const char *operator_name);
  */
 size_t nudgel_phone_operator_names(const char *country, char *buf, size_t size);
 
+/**
+ * @brief The operator of a mobile network code (MCC+MNC, "63902", as a
+ * carrier's delivery report gives it) by the plan's table of network codes:
+ * "Safaricom", with its country ("KE") in @p country (may be NULL; "" when
+ * unknown). @returns a static name, or NULL for a code the plan does not
+ * know. Any thread.
+ */
+const char *nudgel_phone_network_operator(const char *mcc_mnc, char country[3]);
+
 #endif

@@ -58,6 +58,9 @@ static void gateway_clear(nudgel_gateway_t *g)
     if (g->key)
         dialect_wipe(g->key, g->key_len);
     free(g->key);
+    if (g->dlr_token)
+        dialect_wipe(g->dlr_token, g->dlr_token_len);
+    free(g->dlr_token);
     free(g->url);
     free(g->sender_id);
     json_decref(g->dlr);
@@ -85,6 +88,25 @@ size_t nudgel_gateway_set_count(const nudgel_gateway_set_t *set)
 const nudgel_gateway_t *nudgel_gateway_set_at(const nudgel_gateway_set_t *set, size_t i)
 {
     return set && i < set->n ? &set->gw[i] : NULL;
+}
+
+int nudgel_gateway_callback_url(const nudgel_gateway_t *gw, const char *base, char *out,
+                                size_t out_size)
+{
+    if (out_size)
+        out[0] = '\0';
+    if (!gw || !gw->dlr_token || !base || !*base)
+        return -1;
+    size_t blen = strlen(base);
+    while (blen && base[blen - 1] == '/')
+        blen--;
+    int n = snprintf(out, out_size, "%.*s/v1/dlr/%s/%s", (int)blen, base, gw->name, gw->dlr_token);
+    if (n < 0 || (size_t)n >= out_size || (size_t)n > NUDGEL_GATEWAY_URL_MAX) {
+        if (out_size)
+            dialect_wipe(out, out_size);
+        return -1;
+    }
+    return 0;
 }
 
 const nudgel_gateway_t *nudgel_gateway_find(const nudgel_gateway_set_t *set, const char *name)

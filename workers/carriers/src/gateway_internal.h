@@ -25,6 +25,8 @@ struct nudgel_gateway {
     char *url;            /* base_url + path */
     char *key;            /* the secret: wiped on free, never in an error */
     size_t key_len;       /* bytes allocated for key, all wiped on free */
+    char *dlr_token;      /* delivery-report URL token, a secret as key; NULL when none */
+    size_t dlr_token_len; /* bytes allocated for dlr_token, all wiped on free */
     uint32_t tps, connect_timeout_ms, timeout_ms;
     char *sender_id; /* NULL when none */
     json_t *dlr;     /* the "dlr" object (delivery reports, read by nudgel-dlr); owned, or NULL */

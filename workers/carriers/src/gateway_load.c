@@ -50,11 +50,15 @@ static bool name_valid(const char *s)
 }
 
 /*
- * Reads the key of @p g from the environment variable or key file the
- * gateway object names. Trailing white space (the newline of a secret file)
- * is dropped. Errors name the variable or file, never the value.
+ * Reads a secret of the gateway object from the environment variable named
+ * by @p env_key or the file named by @p file_key (exactly one when
+ * @p required, at most one otherwise) into @p *out (malloc'd, @p *out_size
+ * bytes to wipe; NULL when optional and absent). Trailing white space (the
+ * newline of a secret file) is dropped. Errors name the variable or file,
+ * never the value.
  */
-static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t *g, bool skip_keys)
+static int read_secret(const dialect_ctx_t *c, const json_t *obj, const char *env_key,
+                       const char *file_key, bool required, char **out, size_t *out_size)
 {
     char *env = NULL, *file = NULL;
     char *buf = NULL;
@@ -62,33 +66,28 @@ static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t 
     FILE *f = NULL;
     int rc = -1;
 
-    if (json_object_get(obj, "api_key")) {
-        dialect_cerr(c, "api_key",
-                     "keys are never written in this file: name them with api_key_env or "
-                     "api_key_file");
+    if (dialect_get_str(c, obj, env_key, 256, false, false, &env) < 0 ||
+        dialect_get_str(c, obj, file_key, 4096, false, false, &file) < 0)
         goto out;
-    }
-    if (dialect_get_str(c, obj, "api_key_env", 256, false, false, &env) < 0 ||
-        dialect_get_str(c, obj, "api_key_file", 4096, false, false, &file) < 0)
-        goto out;
-    if ((env != NULL) == (file != NULL)) {
-        dialect_cerr(c, "api_key_env", "exactly one of api_key_env and api_key_file is required");
-        goto out;
-    }
-    if (skip_keys) { /* NUDGEL_GATEWAY_LOAD_NO_KEYS: named, not read */
+    if (!required && !env && !file) {
         rc = 0;
+        goto out;
+    }
+    if ((env != NULL) == (file != NULL)) {
+        dialect_cerr(c, env_key, "exactly one of %s and %s is %s", env_key, file_key,
+                     required ? "required" : "allowed");
         goto out;
     }
     size_t len = 0;
     if (env) {
         const char *val = getenv(env);
         if (!val || !*val) {
-            dialect_cerr(c, "api_key_env", "environment variable %s is not set or empty", env);
+            dialect_cerr(c, env_key, "environment variable %s is not set or empty", env);
             goto out;
         }
         len = strlen(val);
         if (len > NUDGEL_GATEWAY_KEY_MAX) {
-            dialect_cerr(c, "api_key_env", "the value of %s is longer than %d bytes", env,
+            dialect_cerr(c, env_key, "the value of %s is longer than %d bytes", env,
                          NUDGEL_GATEWAY_KEY_MAX);
             goto out;
         }
@@ -97,7 +96,7 @@ static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t 
     } else {
         f = fopen(file, "rb");
         if (!f) {
-            dialect_cerr(c, "api_key_file", "cannot open %s: %s", file, strerror(errno));
+            dialect_cerr(c, file_key, "cannot open %s: %s", file, strerror(errno));
             goto out;
         }
         buf = malloc(NUDGEL_GATEWAY_KEY_MAX + 2);
@@ -105,11 +104,11 @@ static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t 
         if (buf) {
             len = fread(buf, 1, NUDGEL_GATEWAY_KEY_MAX + 1, f);
             if (ferror(f)) {
-                dialect_cerr(c, "api_key_file", "cannot read %s", file);
+                dialect_cerr(c, file_key, "cannot read %s", file);
                 goto out;
             }
             if (len > NUDGEL_GATEWAY_KEY_MAX) {
-                dialect_cerr(c, "api_key_file", "%s is longer than %d bytes", file,
+                dialect_cerr(c, file_key, "%s is longer than %d bytes", file,
                              NUDGEL_GATEWAY_KEY_MAX);
                 goto out;
             }
@@ -117,19 +116,19 @@ static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t 
         }
     }
     if (!buf) {
-        dialect_cerr(c, "api_key_env", "out of memory");
+        dialect_cerr(c, env_key, "out of memory");
         goto out;
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' ||
                        buf[len - 1] == '\t'))
         buf[--len] = '\0';
     if (len == 0 || strlen(buf) != len || !dialect_printable(buf)) {
-        dialect_cerr(c, env ? "api_key_env" : "api_key_file",
-                     "the key in %s is empty or holds control characters", env ? env : file);
+        dialect_cerr(c, env ? env_key : file_key,
+                     "the secret in %s is empty or holds control characters", env ? env : file);
         goto out;
     }
-    g->key = buf;
-    g->key_len = bufsize;
+    *out = buf;
+    *out_size = bufsize;
     buf = NULL;
     rc = 0;
 out:
@@ -142,6 +141,58 @@ out:
     free(env);
     free(file);
     return rc;
+}
+
+/*
+ * The API key: api_key_env or api_key_file, never written in the file. With
+ * @p skip_keys (NUDGEL_GATEWAY_LOAD_NO_KEYS: nudgel-dlr) the key is named but
+ * not read.
+ */
+static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t *g, bool skip_keys)
+{
+    if (json_object_get(obj, "api_key")) {
+        dialect_cerr(c, "api_key",
+                     "keys are never written in this file: name them with api_key_env or "
+                     "api_key_file");
+        return -1;
+    }
+    if (skip_keys) {
+        if (!json_object_get(obj, "api_key_env") && !json_object_get(obj, "api_key_file")) {
+            dialect_cerr(c, "api_key_env",
+                         "exactly one of api_key_env and api_key_file is required");
+            return -1;
+        }
+        return 0;
+    }
+    return read_secret(c, obj, "api_key_env", "api_key_file", true, &g->key, &g->key_len);
+}
+
+/*
+ * The delivery-report token (the last segment of the receiver's URL,
+ * /v1/dlr/{gateway}/{token}) from the gateway's "dlr" object: optional,
+ * dlr.token_env or dlr.token_file, the same secret nudgel-dlr checks
+ * (workers/dlr/gateways.c checks the rest of the object). URL-safe characters
+ * only (letters, digits, '-', '_', '.', '~'), so it is sent as it is.
+ */
+static int read_dlr_token(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t *g)
+{
+    const json_t *dlr = json_object_get(obj, "dlr");
+    if (!dlr)
+        return 0;
+    if (!json_is_object(dlr)) {
+        dialect_cerr(c, "dlr", "must be an object (the gateway's delivery-report settings)");
+        return -1;
+    }
+    if (read_secret(c, dlr, "token_env", "token_file", false, &g->dlr_token, &g->dlr_token_len) < 0)
+        return -1;
+    const char *t = g->dlr_token;
+    if (t &&
+        (!*t || strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~") !=
+                    strlen(t))) {
+        dialect_cerr(c, "dlr", "token: must be letters, digits, '-', '_', '.' or '~'");
+        return -1;
+    }
+    return 0;
 }
 
 /* The "dialect" member into g->dialect and g->ops. */
@@ -230,7 +281,7 @@ out:
 }
 
 static int load_gateway(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_set_t *set,
-                        nudgel_gateway_t *g, bool skip_keys)
+                        nudgel_gateway_t *g, unsigned flags)
 {
     char *s = NULL;
     int rc = -1;
@@ -252,7 +303,8 @@ static int load_gateway(const dialect_ctx_t *c, const json_t *obj, nudgel_gatewa
     }
     memcpy(g->name, s, strlen(s) + 1);
     if (read_dialect(c, obj, g) < 0 || check_keys(c, obj, g) < 0 || read_url(c, obj, g) < 0 ||
-        read_key(c, obj, g, skip_keys) < 0)
+        read_key(c, obj, g, (flags & NUDGEL_GATEWAY_LOAD_NO_KEYS) != 0) < 0 ||
+        ((flags & NUDGEL_GATEWAY_LOAD_DLR_TOKENS) && read_dlr_token(c, obj, g) < 0))
         goto out;
     if (dialect_get_uint(c, obj, "tps", 1, 1000000, 0, true, &g->tps) < 0 ||
         dialect_get_uint(c, obj, "connect_timeout_ms", 100, 60000, 3000, false,
@@ -503,8 +555,7 @@ nudgel_err_t nudgel_gateway_set_parse_flags(const char *json, size_t len, unsign
         goto oom;
     for (size_t i = 0; i < json_array_size(gws); i++) {
         snprintf(c.where, sizeof(c.where), "gateways[%zu]", i);
-        int rc = load_gateway(&c, json_array_get(gws, i), set, &set->gw[i],
-                              (flags & NUDGEL_GATEWAY_LOAD_NO_KEYS) != 0);
+        int rc = load_gateway(&c, json_array_get(gws, i), set, &set->gw[i], flags);
         /* counted even on failure so that free clears what was read */
         set->n = i + 1;
         if (rc < 0)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "nudgel/event.h"
 #include "nudgel/receipt_state.h"
 
 #define COST_DIGITS_MAX 40 /* integer digits of a cost we handle (numeric(14,6) has 8) */
@@ -189,4 +190,13 @@ json_t *nudgel_receipt_event_data(const nudgel_receipt_t *row, const char *statu
         return NULL;
     }
     return data;
+}
+
+json_t *nudgel_receipt_event_build(const char *source, const char *status, const char *subject,
+                                   const char *tenant, int attempt, int64_t time_ms,
+                                   const char *traceparent, json_t *data)
+{
+    char type[64];
+    snprintf(type, sizeof(type), "ai.nudgel.message.%s", status);
+    return nudgel_event_build(source, type, subject, tenant, attempt, time_ms, traceparent, data);
 }

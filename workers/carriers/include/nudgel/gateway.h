@@ -23,9 +23,10 @@
  *
  * File format (config/gateways.example.json is the documented example):
  *   {"gateways": [{"name", "dialect", "base_url", "api_key_env" |
- *                  "api_key_file", "username" (AT), "tps",
- *                  "connect_timeout_ms", "timeout_ms", "sender_id", "path",
- *                  generic only: "auth_header", "auth_scheme",
+ *                  "api_key_file", "username" (AT), "tps", optional "dlr"
+ *                  (delivery-report settings: "token_env" | "token_file", the
+ *                  URL token, and what nudgel-dlr reads), "connect_timeout_ms",
+ *                  "timeout_ms", "sender_id", "path", generic only: "auth_header", "auth_scheme",
  *                  "message_id_pointer", "status_pointer",
  *                  "segments_pointer", "error_code_pointer",
  *                  "error_message_pointer", "success_statuses",
@@ -109,6 +110,14 @@ nudgel_err_t nudgel_gateway_set_parse(const char *json, size_t len, nudgel_gatew
  * that never sends (nudgel-dlr); such a set must not build requests.
  */
 #define NUDGEL_GATEWAY_LOAD_NO_KEYS 0x1u
+/*
+ * NUDGEL_GATEWAY_LOAD_DLR_TOKENS: each gateway's delivery-report token
+ * ("dlr": token_env / token_file) is read too, for
+ * nudgel_gateway_callback_url() (the messages worker with
+ * messages.callback_url set). Without it the token is not read: a process
+ * that sends no callback URL needs no such secret.
+ */
+#define NUDGEL_GATEWAY_LOAD_DLR_TOKENS 0x2u
 
 /** @brief nudgel_gateway_set_load() with @p flags (NUDGEL_GATEWAY_LOAD_*). */
 nudgel_err_t nudgel_gateway_set_load_flags(const char *path, unsigned flags,
@@ -160,6 +169,20 @@ const struct json_t *nudgel_gateway_dlr(const nudgel_gateway_t *gw);
  * bad index or a malformed pointer gives NULL. Borrowed from @p root. Pure.
  */
 const struct json_t *nudgel_gateway_json_pointer(const struct json_t *root, const char *ptr);
+
+/**
+ * @brief The delivery-report URL of @p gw for the receiver at @p base
+ * (messages.callback_url, "https://dlr.example.com"): base (trailing '/'
+ * dropped) + "/v1/dlr/" + name + "/" + the gateway's dlr token (from
+ * its "dlr" object: token_env or token_file; the set loaded with
+ * NUDGEL_GATEWAY_LOAD_DLR_TOKENS). The URL holds a secret: send it, never
+ * log it.
+ * @returns 0 with it in @p out, or -1 (@p out "") when the gateway has no
+ * token, @p base is empty or the URL would not fit (@p out_size, or
+ * NUDGEL_GATEWAY_URL_MAX).
+ */
+int nudgel_gateway_callback_url(const nudgel_gateway_t *gw, const char *base, char *out,
+                                size_t out_size);
 
 /** "africastalking", "infobip" or "generic". */
 const char *nudgel_gateway_dialect_name(nudgel_gateway_dialect_t d);

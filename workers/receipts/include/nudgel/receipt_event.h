@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -71,5 +72,18 @@ void nudgel_receipt_apply_result(nudgel_receipt_t *row, const nudgel_receipt_res
  */
 json_t *nudgel_receipt_event_data(const nudgel_receipt_t *row, const char *status, int attempt,
                                   json_t *metadata);
+
+/**
+ * @brief The CloudEvent of @p status ("delivered" → type
+ * ai.nudgel.message.delivered) about @p subject for @p tenant, from
+ * @p source ("/nudgel/messages", "/nudgel/receipts"), id from (subject,
+ * type, @p attempt): every role that moves a receipt (the messages worker,
+ * nudgel-receipts) publishes through it, so the same transition yields the
+ * same id whoever publishes it. Steals @p data; @p traceparent may be NULL.
+ * @returns a new reference, or NULL when out of memory.
+ */
+json_t *nudgel_receipt_event_build(const char *source, const char *status, const char *subject,
+                                   const char *tenant, int attempt, int64_t time_ms,
+                                   const char *traceparent, json_t *data);
 
 #endif

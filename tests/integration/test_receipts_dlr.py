@@ -1,0 +1,300 @@
+"""nudgel-receipts end to end (issue 11): real Kafka, Postgres, nudgel-messages and the
+carrier simulator send the messages; carrier DLR v1 records (what nudgel-dlr produces)
+are produced straight to the namespace's nudgel.carrier-dlr.v1 with kcat; nudgel-receipts
+applies them.
+
+- 80% delivered, 15% failed, 5% no report → each receipt final per its report, or
+  `expired` (error dlr_timeout) after the shortened window;
+- the same reports shuffled, 10% duplicated, with intermediate reports and late
+  contradicting ones → the same final states;
+- a report before its `sent` outcome is kept and applied when the outcome lands;
+- nudgel-receipts SIGKILLed during the run → every report applied once in effect (one
+  history row per transition, event ids dedupe to one per final state).
+
+Every final state is checked against the status events read back from Kafka (schema
+validated), whose ids equal the ids written on the history rows. NUDGEL_TEST_DLR_COUNT
+sets the messages per scenario (default 2000; CI: 20000). A seed is printed.
+"""
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import binary, load_schema, scrape_metrics
+from messages_harness import (Worker, consume, enqueue, make_topics, psql, wait_settled,
+                              wait_until)
+from test_carrier_sim import Sim
+
+COUNT = int(os.environ.get("NUDGEL_TEST_DLR_COUNT", "2000"))
+EXPIRY_S = 15
+
+
+class Receipts:
+    """One nudgel-receipts process on namespace @ns; its log in @log_path."""
+
+    def __init__(self, ns, log_path, gateway, *sets):
+        self.log_path = Path(log_path)
+        args = [binary("nudgel-receipts"), "--set", f"topics.namespace={ns}",
+                "--set", f"receipts.group_id=r-{ns}", "--set", "metrics.port=0",
+                "--set", "log.level=info", "--set", "kafka.auto.commit.interval.ms=200",
+                "--set", "kafka.session.timeout.ms=6000",
+                "--set", "receipts.sweep_interval_ms=200",
+                # the short window only for this run's gateway: the sweep sees the whole
+                # database, other runs' receipts included
+                "--set", f"receipts.expiry_by_gateway={gateway}={EXPIRY_S}"]
+        for s in sets:
+            args += ["--set", s]
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def metrics(self):
+        m = re.search(r"metrics on port (\d+)", self.log_path.read_text(errors="replace"))
+        return scrape_metrics(int(m.group(1))) if m else {}
+
+    def kill(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._log.close()
+        return rc
+
+
+@pytest.fixture
+def stack(tmp_path, topics_ready, run_id):
+    """A namespace with its topics, a simulator and a messages worker; stopped after."""
+    ns = f"t{run_id}."
+    make_topics(ns, partitions=3)
+    sim = Sim()
+    gateway = f"ib-{run_id}"
+    gw = tmp_path / "gateways.json"
+    gw.write_text(json.dumps({
+        "gateways": [{"name": gateway, "dialect": "infobip",
+                      "base_url": f"http://127.0.0.1:{sim.port}/infobip",
+                      "api_key_env": "NUDGEL_TEST_INFOBIP_KEY", "tps": 2000,
+                      "sender_id": "NUDGEL"}],
+        "routes": [{"country": "KE", "operator": "*", "gateways": [gateway]}]}))
+    worker = Worker(ns, gw, tmp_path / "messages.log")
+    yield {"ns": ns, "tenant": f"r{run_id}", "tmp": tmp_path, "worker": worker,
+           "gateway": gateway}
+    worker.stop()
+    sim.stop()
+
+
+def send_messages(st, pg_dsn, n):
+    """@n messages through nudgel-messages; returns {message_id: gateway_message_id} once every
+    receipt is sent."""
+    tenant = st["tenant"]
+    jobs = [{"tenant_id": f"{tenant}-{i % 7}", "channel": "sms",
+             "to": f"+2547{i % 3 + 10}{i:06d}", "body": f"message {i}"} for i in range(n)]
+    enqueue(st["ns"], jobs)
+    assert wait_settled([st["worker"]], timeout=300), st["worker"].log_tail()
+    rows = psql(pg_dsn, "SELECT message_id, status, gateway, gateway_message_id FROM "
+                        f"nudgel.message_receipts WHERE tenant_id LIKE '{tenant}-%'")
+    out = {}
+    for line in rows.splitlines():
+        mid, status, gateway, gmid = line.split("|")
+        assert status == "sent" and gateway == st["gateway"] and gmid, line
+        out[mid] = gmid
+    assert len(out) == n
+    return out
+
+
+def dlr(gateway, gmid, status, raw, **extra):
+    rec = {"gateway": gateway, "gateway_message_id": gmid, "status": status,
+           "raw_status": raw, "dialect": "infobip",
+           "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rec.update(extra)
+    return rec
+
+
+def plan(gateway, sent, seed):
+    """{message_id: final state} and one report per message that has one: 80% delivered,
+    15% failed, 5% none."""
+    rng = random.Random(seed)
+    want, reports = {}, []
+    for mid, gmid in sorted(sent.items()):
+        r = rng.random()
+        if r < 0.80:
+            want[mid] = "delivered"
+            reports.append(dlr(gateway, gmid, "delivered", "DELIVERED_TO_HANDSET", network_code="63903",
+                               cost={"amount": "0.0050", "currency": "EUR"}))
+        elif r < 0.95:
+            want[mid] = "undelivered"
+            reports.append(dlr(gateway, gmid, "undelivered", "UNDELIVERABLE_NOT_DELIVERED",
+                               error={"code": "EC_ABSENT_SUBSCRIBER", "message": "absent",
+                                      "permanent": False}))
+        else:
+            want[mid] = "expired"
+    return want, reports
+
+
+def produce(ns, reports):
+    """Each report as one record keyed by gateway_message_id (kcat, acks=all)."""
+    lines = "".join(f"{r['gateway_message_id']}\t{json.dumps(r)}\n" for r in reports)
+    subprocess.run(["kcat", "-P", "-b", os.environ["NUDGEL_KAFKA_BOOTSTRAP"], "-t",
+                    f"{ns}nudgel.carrier-dlr.v1", "-K", "\t", "-X", "acks=all",
+                    "-H", "nudgel-schema=carrier.dlr/v1"],
+                   input=lines.encode(), check=True, capture_output=True, timeout=300)
+
+
+def statuses(pg_dsn, tenant):
+    rows = psql(pg_dsn, "SELECT message_id, status FROM nudgel.message_receipts WHERE "
+                        f"tenant_id LIKE '{tenant}-%'")
+    return dict(line.split("|") for line in rows.splitlines())
+
+
+def wait_final(pg_dsn, tenant, n, timeout):
+    def done():
+        out = psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipts WHERE tenant_id LIKE "
+                           f"'{tenant}-%' AND status IN ('delivered','undelivered','expired')")
+        return int(out) == n
+    return wait_until(done, timeout, interval=0.5)
+
+
+def check_events_and_history(pg_dsn, ns, tenant, want):
+    """One history row per final transition, its event on Kafka with the same id (the only
+    id for that message and state), schema-valid."""
+    hist = psql(pg_dsn, "SELECT h.message_id, h.to_status, h.event_id, count(*) OVER "
+                        "(PARTITION BY h.message_id, h.from_status, h.to_status) FROM "
+                        "nudgel.message_receipt_history h JOIN nudgel.message_receipts r USING "
+                        f"(message_id) WHERE r.tenant_id LIKE '{tenant}-%' AND h.to_status IN "
+                        "('delivered','undelivered','expired')")
+    history = {}
+    for line in hist.splitlines():
+        mid, to, eid, dup = line.split("|")
+        assert dup == "1", line
+        assert mid not in history, f"two final transitions for {mid}"
+        history[mid] = (to, eid)
+    assert {m: s for m, (s, _) in history.items()} == want
+    validator = load_schema("status.event.v1.schema.json")
+
+    def read():
+        ids = {}
+        for rec in consume(os.environ["NUDGEL_KAFKA_BOOTSTRAP"],
+                           f"{ns}nudgel.delivery-status.v1"):
+            ev = json.loads(rec["payload"])
+            if ev["source"] != "/nudgel/receipts" or ev["subject"] not in want:
+                continue
+            validator.validate(ev)
+            ids.setdefault(ev["subject"], set()).add((ev["type"], ev["id"]))
+        return ids
+
+    ids = wait_until(lambda: (lambda got: got if len(got) == len(want) else None)(read()), 60,
+                     interval=1) or read()
+    assert len(ids) == len(want)
+    for mid, (to, eid) in history.items():
+        assert ids[mid] == {(f"ai.nudgel.message.{to}", eid)}, (mid, ids[mid], eid)
+
+
+def run_scenario(stack, pg_dsn, shuffle_dups, kill_at=None):
+    seed = int(os.environ.get("NUDGEL_TEST_SEED", random.randrange(1 << 30)))
+    print(f"seed {seed} count {COUNT}")
+    rng = random.Random(seed)
+    sent = send_messages(stack, pg_dsn, COUNT)
+    gateway = stack["gateway"]
+    want, reports = plan(gateway, sent, seed)
+    if shuffle_dups:
+        extra = [dict(r) for r in rng.sample(reports, len(reports) // 10)]
+        # intermediate reports, and late ones contradicting a final report
+        extra += [dlr(gateway, r["gateway_message_id"], "buffered", "DELIVERED_TO_OPERATOR",
+                      network_code="63902") for r in rng.sample(reports, len(reports) // 10)]
+        late = [dlr(gateway, r["gateway_message_id"], "undelivered", "UNDELIVERABLE_REJECTED_OPERATOR",
+                    error={"code": "late"})
+                for r in rng.sample(reports, len(reports) // 20) if r["status"] == "delivered"]
+        reports = reports + extra
+        rng.shuffle(reports)
+    else:
+        late = []
+    receipts = Receipts(stack["ns"], stack["tmp"] / "receipts.log", gateway)
+    try:
+        produce(stack["ns"], reports)
+        if kill_at is not None:
+            applied = lambda: receipts.metrics().get(  # noqa: E731
+                'nudgel_receipts_reports_total{outcome="applied"}', 0) >= kill_at
+            assert wait_until(applied, 120, interval=0.05), receipts.log_path.read_text()[-3000:]
+            receipts.kill()
+            receipts = Receipts(stack["ns"], stack["tmp"] / "receipts.log", gateway)
+        assert wait_final(pg_dsn, stack["tenant"], COUNT, timeout=240 + EXPIRY_S), \
+            receipts.log_path.read_text()[-3000:]
+        if late:
+            produce(stack["ns"], late)
+            group = f"r-{stack['ns']}"
+            from conftest import group_lag
+            assert wait_until(lambda: group_lag(group, [f"{stack['ns']}nudgel.carrier-dlr.v1"])
+                              == 0, 120)
+        assert statuses(pg_dsn, stack["tenant"]) == want
+        expired_rows = psql(pg_dsn, "SELECT DISTINCT error_code FROM nudgel.message_receipts "
+                                    f"WHERE tenant_id LIKE '{stack['tenant']}-%' AND "
+                                    "status = 'expired'")
+        assert expired_rows.split() in ([], ["dlr_timeout"])
+        check_events_and_history(pg_dsn, stack["ns"], stack["tenant"], want)
+        reported = psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipts WHERE tenant_id "
+                                f"LIKE '{stack['tenant']}-%' AND status = 'delivered' AND "
+                                "(operator_reported IS DISTINCT FROM 'Airtel' OR "
+                                "price_currency IS DISTINCT FROM 'EUR')")
+        assert int(reported) == 0
+    finally:
+        assert receipts.stop() == 0
+
+
+def test_reports_final_or_expired(stack, pg_dsn):
+    run_scenario(stack, pg_dsn, shuffle_dups=False)
+
+
+def test_shuffled_and_duplicated_reports_same_states(stack, pg_dsn):
+    run_scenario(stack, pg_dsn, shuffle_dups=True)
+
+
+def test_sigkill_during_run_applies_each_once(stack, pg_dsn):
+    run_scenario(stack, pg_dsn, shuffle_dups=True, kill_at=COUNT // 4)
+
+
+def test_report_before_sent_is_kept_and_applied(tmp_path, topics_ready, run_id, pg_dsn):
+    """A report whose receipt is still submitting (the messages worker has not recorded
+    `sent`) is kept; the outcome landing later gets it applied, with its event."""
+    ns = f"t{run_id}."
+    make_topics(ns, partitions=3)
+    mid = "0190a8a4-0000-7000-8000-" + run_id + "0000"
+    tenant = f"p{run_id}"
+    psql(pg_dsn, "INSERT INTO nudgel.message_receipts (message_id, tenant_id, to_e164, "
+                 f"status, attempt) VALUES ('{mid}', '{tenant}-0', '+254722000001', "
+                 "'submitting', 1)")
+    gateway = f"ib-{run_id}"
+    receipts = Receipts(ns, tmp_path / "receipts.log", gateway)
+    try:
+        produce(ns, [dlr(gateway, f"gm-{run_id}", "delivered", "DELIVERED_TO_HANDSET")])
+        kept = lambda: psql(pg_dsn, "SELECT count(*) FROM nudgel.receipt_pending_reports "  # noqa
+                                    f"WHERE gateway_message_id = 'gm-{run_id}'").strip() == "1"
+        assert wait_until(kept, 60), receipts.log_path.read_text()[-3000:]
+        # the messages worker's record of `sent` (nudgel_receipts_record) lands now
+        psql(pg_dsn, "UPDATE nudgel.message_receipts SET status = 'sent', gateway = "
+                     f"'{gateway}', gateway_message_id = 'gm-{run_id}', submitted_at = now() "
+                     f"WHERE message_id = '{mid}'")
+        assert wait_final(pg_dsn, tenant, 1, timeout=60)
+        assert statuses(pg_dsn, tenant) == {mid: "delivered"}
+        assert psql(pg_dsn, "SELECT count(*) FROM nudgel.receipt_pending_reports WHERE "
+                            f"gateway_message_id = 'gm-{run_id}'").strip() == "0"
+        check_events_and_history(pg_dsn, ns, tenant, {mid: "delivered"})
+        assert wait_until(lambda: psql(pg_dsn, "SELECT count(*) FROM "
+                                               "nudgel.receipt_event_outbox WHERE message_id = "
+                                               f"'{mid}'").strip() == "0", 30)
+    finally:
+        assert receipts.stop() == 0
