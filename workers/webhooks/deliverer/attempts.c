@@ -153,10 +153,47 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
     }
 }
 
+/* @p j's endpoint row is loaded and names another tenant than the job's (DESIGN §5). */
+bool endpoint_foreign(const wjob_t *j)
+{
+    const endpoint_t *ep = j->ep;
+    return ep && ep->loaded && ep->found && strcmp(ep->tenant_id, j->job.tenant_id) != 0;
+}
+
+/*
+ * Refuses @p j (tenant isolation): nothing is sent, no delivery row is
+ * written (the (endpoint, event) pair and the delivery id stay the owner's),
+ * a failed event and a dead letter follow (events.c). The error names only
+ * what the job itself carries: never the other tenant, its URL or its
+ * endpoint's state. @p message NULL: the endpoint-mismatch text.
+ */
+void job_refuse(wjob_t *j, const char *error_class, const char *message)
+{
+    snprintf(j->error_class, sizeof(j->error_class), "%s", error_class);
+    if (message)
+        snprintf(j->error_message, sizeof(j->error_message), "%s", message);
+    else
+        snprintf(j->error_message, sizeof(j->error_message),
+                 "the endpoint %s does not belong to tenant %s", j->job.endpoint_id,
+                 j->job.tenant_id);
+    job_log_limited(j, &j->w->log_dead, NUDGEL_LOG_WARN, "webhook job %s refused: %s: %s",
+                    j->job.id, j->error_class, j->error_message);
+    nudgel_metric_add(j->w->m_attempts, error_class, 1);
+    j->end = END_REFUSED;
+    j->delivery_status = WH_DELIVERY_FAILED;
+    j->permanent = true;
+    j->attempt = 0; /* nothing was attempted */
+    outcome_add(j);
+}
+
 /* Signs and sends @p j to its endpoint, or ends it when it cannot be sent. */
 void submit(worker_t *w, wjob_t *j)
 {
     endpoint_t *ep = j->ep;
+    if (endpoint_foreign(j)) {
+        job_refuse(j, WH_ENDPOINT_TENANT_MISMATCH, NULL);
+        return;
+    }
     if (!ep->found || !ep->enabled || ep->secret_broken) {
         snprintf(j->error_class, sizeof(j->error_class), "%s",
                  !ep->found     ? WH_ENDPOINT_NOT_FOUND

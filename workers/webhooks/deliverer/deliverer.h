@@ -12,7 +12,8 @@
  *       event), then the claim queue
  *     → claims.c: claim in webhook_deliveries, a batch per statement on the
  *       "claims" connection (final: send nothing, re-emit its event; another
- *       delivery of the same event: skip)
+ *       delivery of the same tenant of the same event to the endpoint:
+ *       deduplicated, recorded in webhook_duplicates, a deduplicated event)
  *     → endpoints.c: the endpoint (cached, capped, secrets opened with the
  *       keyring), its row read on the "lookups" connection (lookups.c) while
  *       its jobs wait in its lane
@@ -21,6 +22,9 @@
  *       over that wait in the lane's bounded queue, beyond it they go to the
  *       first retry tier — a slow endpoint never holds back the others; a
  *       429/503 with Retry-After holds the whole lane until then (throttle)
+ *     → tenant isolation: a job naming another tenant's endpoint (or
+ *       delivery id) is refused (attempts.c: failed event, dead letter, no
+ *       row; nothing of the other tenant's endpoint in its event or logs)
  *     → guard.c: the SSRF verdict of the target host (cached, capped, pinned)
  *     → attempts.c: sign the exact body bytes (Standard Webhooks; both
  *       signatures while a rotated-out secret lives) → POST on curl multi →
@@ -94,13 +98,16 @@ typedef enum job_stage {
 
 /* What to publish once a job's rows are durable. */
 typedef enum job_end {
-    END_NONE,      /* nothing (a duplicate) */
-    END_DELIVERED, /* delivered event */
-    END_FAILED,    /* failed event (permanent) */
-    END_RETRY,     /* retry hop */
-    END_EXHAUSTED, /* exhausted event + dead letter */
-    END_REQUEUE,   /* saturated endpoint: first retry tier, no attempt counted */
-    END_MALFORMED, /* dead letter + failed event */
+    END_NONE,         /* nothing (a duplicate) */
+    END_DELIVERED,    /* delivered event */
+    END_FAILED,       /* failed event (permanent) */
+    END_RETRY,        /* retry hop */
+    END_EXHAUSTED,    /* exhausted event + dead letter */
+    END_REQUEUE,      /* saturated endpoint: first retry tier, no attempt counted */
+    END_MALFORMED,    /* dead letter + failed event */
+    END_DEDUPLICATED, /* another delivery holds its (endpoint, event): recorded + deduplicated event
+                       */
+    END_REFUSED, /* another tenant's endpoint or delivery: failed event + dead letter, no row */
 } job_end_t;
 
 /* One job from poll to done. */
@@ -127,7 +134,8 @@ typedef struct wjob {
     char error_message[640];
     bool permanent;
     int64_t next_attempt_ms;
-    bool endpoint_disabled_now; /* this job's answer disabled the endpoint */
+    bool endpoint_disabled_now;                 /* this job's answer disabled the endpoint */
+    char duplicate_of[NUDGEL_UUID_STR_LEN + 1]; /* END_DEDUPLICATED: the delivery that holds it */
     char disabled_reason[256];
     bool record_attempt;
     int latency_ms;
@@ -200,6 +208,7 @@ struct worker {
     nudgel_secretbox_t *box;
     nudgel_ssrf_policy_t *ssrf;
     bool with_payload;
+    bool with_duplicates; /* the table webhook_duplicates exists (migration 017) */
     bool draining, tearing_down;
     const char *topic_retry[NUDGEL_RETRY_TIERS_MAX]; /* owned by the skeleton */
     int64_t tier_delay_ms[NUDGEL_RETRY_TIERS_MAX];
@@ -277,8 +286,8 @@ nudgel_err_t postgres_open(worker_t *w, const nudgel_conf_t *conf, char *errstr,
 void postgres_close(worker_t *w);
 bool postgres_usable(nudgel_pgconn_t *c); /* up and idle: a statement may be sent */
 
-/* jobs.c — a job's life, the index by (endpoint, event), its log context */
-bool index_holds(worker_t *w, wjob_t *j);
+/* jobs.c — a job's life, the index by (tenant, endpoint, event), its log context */
+wjob_t *index_holder(worker_t *w, wjob_t *j); /* the job holding it, else NULL and j does now */
 void index_remove(worker_t *w, wjob_t *j);
 void job_release(wjob_t *j);
 void job_fail(wjob_t *j);
@@ -335,7 +344,9 @@ bool guard_open(worker_t *w); /* false: out of memory */
 const vetted_t *guard_vet(worker_t *w, const char *url);
 void guard_free(worker_t *w);
 
-/* attempts.c — one HTTP attempt */
+/* attempts.c — one HTTP attempt; tenant isolation */
+bool endpoint_foreign(const wjob_t *j); /* its endpoint's row says another tenant owns it */
+void job_refuse(wjob_t *j, const char *error_class, const char *message);
 void submit(worker_t *w, wjob_t *j);
 void attempt_failed(wjob_t *j, nudgel_outcome_kind_t kind, int64_t not_before_ms);
 

@@ -91,8 +91,11 @@ void lanes_drain(worker_t *w)
         bool throttled = ep->enabled && ep->found && ep->throttled_until_us > now;
         if (throttled)
             due = ep->throttled_until_us;
+        /* Jobs that will not be sent (another tenant's, a missing or disabled endpoint) end
+         * without taking a slot or a token. */
         while (!throttled && ep->head &&
-               (!ep->enabled || !ep->found || lane_may_send(ep, now, &due)))
+               (!ep->enabled || !ep->found || endpoint_foreign(ep->head) ||
+                lane_may_send(ep, now, &due)))
             submit(w, lane_pop(w, ep));
         if (due && (!next_token || due < next_token))
             next_token = due;
