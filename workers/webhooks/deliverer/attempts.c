@@ -99,6 +99,9 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
     ep->in_flight--;
     j->record_attempt = true;
     j->latency_ms = (int)(r->total_ms + 0.5);
+    int64_t sample_us = (int64_t)(r->total_ms * 1000.0);
+    ep->latency_us = ep->latency_us ? (ep->latency_us * 7 + sample_us) / 8 : sample_us;
+    ep->progress_us = nudgel_mono_us();
     j->status_code = r->status;
     nudgel_metric_observe(w->m_latency, NULL, r->total_ms / 1000.0);
     nudgel_attempt_result_t ar = {
@@ -125,6 +128,7 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
         job_log_limited(j, &w->log_answers, NUDGEL_LOG_WARN,
                         "endpoint %s answered HTTP %ld to delivery %s (attempt %d)", ep->id,
                         r->status, j->job.id, j->attempt);
+    ep->failing = out.kind != NUDGEL_OUTCOME_DELIVERED;
     switch (out.kind) {
     case NUDGEL_OUTCOME_DELIVERED:
         j->end = END_DELIVERED;
@@ -277,5 +281,6 @@ void submit(worker_t *w, wjob_t *j)
             j, err == NUDGEL_ERR_INVALID_ARG ? NUDGEL_OUTCOME_PERMANENT : NUDGEL_OUTCOME_RETRY, 0);
         return;
     }
-    ep->in_flight++;
+    if (ep->in_flight++ == 0)
+        ep->progress_us = nudgel_mono_us(); /* a stall is measured from here */
 }

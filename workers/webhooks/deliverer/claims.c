@@ -56,6 +56,7 @@ static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, 
                            "deduplicated",
                            j->job.id, j->job.event_id, c->duplicate_of, j->job.endpoint_id);
             snprintf(j->duplicate_of, sizeof(j->duplicate_of), "%s", c->duplicate_of);
+            j->attempt = 0; /* none made: the same event whichever way it was found */
             j->end = END_DEDUPLICATED;
             outcome_add(j);
             continue;
@@ -92,7 +93,9 @@ static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, 
             job_refuse(j, WH_ENDPOINT_TENANT_MISMATCH, NULL);
             continue;
         }
-        if (ep->queued >= w->s.queue_max) {
+        if (ep->queued >= w->s.queue_max && lane_overflows(w, ep, nudgel_mono_us())) {
+            /* A slow or failing endpoint's overflow: the first retry tier. A lane that is
+             * merely busy keeps it (lanes.c). */
             j->end = END_REQUEUE;
             outcome_add(j);
             continue;

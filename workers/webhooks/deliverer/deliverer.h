@@ -19,9 +19,13 @@
  *       its jobs wait in its lane
  *     → lanes.c: the endpoint's lane: at most max_concurrency requests in
  *       flight and rate_limit_per_second (a timer for the next token); jobs
- *       over that wait in the lane's bounded queue, beyond it they go to the
- *       first retry tier — a slow endpoint never holds back the others; a
- *       429/503 with Retry-After holds the whole lane until then (throttle)
+ *       over that wait in the lane. A lane that is merely busy (it answers
+ *       well and fast enough to serve endpoint_queue_max jobs within the
+ *       first retry delay) keeps them all: backpressure comes from the
+ *       in-flight cap and the claim gate, not from the retry tier. Only a
+ *       slow, failing or throttled endpoint's jobs beyond endpoint_queue_max
+ *       go to the first retry tier — a slow endpoint never holds back the
+ *       others; a 429/503 with Retry-After holds the whole lane until then
  *     → tenant isolation: a job naming another tenant's endpoint (or
  *       delivery id) is refused (attempts.c: failed event, dead letter, no
  *       row; nothing of the other tenant's endpoint in its event or logs)
@@ -170,6 +174,9 @@ struct endpoint {
     int64_t tokens_us;
     size_t in_flight;
     int64_t throttled_until_us; /* no new request before (a 429/503's Retry-After), mono */
+    int64_t latency_us;         /* answers' latency, moving average (0: none yet) */
+    int64_t progress_us;        /* the last answer, or the first request after an idle spell */
+    bool failing;               /* its last answer was not a success */
     wjob_t *head, *tail;
     size_t queued;
     bool active; /* on the worker's list of lanes with queued jobs (endpoint_set_active()) */
@@ -334,8 +341,9 @@ void lookups_disable(worker_t *w, wjob_t *j);
 void lookups_pump(worker_t *w);
 void lookups_down(worker_t *w);
 
-/* lanes.c — each endpoint's queue, concurrency and rate */
+/* lanes.c — each endpoint's queue, concurrency and rate; overflow only when slow or failing */
 void lane_push(worker_t *w, endpoint_t *ep, wjob_t *j);
+bool lane_overflows(const worker_t *w, const endpoint_t *ep, int64_t now_us);
 void lanes_drain(worker_t *w);
 void lanes_timer(void *opaque);
 
