@@ -200,13 +200,14 @@ bool nudgel_job_envelope_ok(const rd_kafka_message_t *km, const char *schema, co
                             char *reason, size_t reason_size)
 {
     char header[128];
-    /* Required: a record without it may be any shape from any producer (DESIGN §4). */
+    /* Required (DESIGN §4), checked once the job parsed (@p tenant_id known): a body that
+     * does not parse is dead-lettered for what is wrong with it. */
     nudgel_message_header(km, NUDGEL_HDR_SCHEMA, header, sizeof(header));
-    if (!header[0]) {
+    if (!header[0] && tenant_id) {
         snprintf(reason, reason_size, "nudgel-schema header missing (expected %s)", schema);
         return false;
     }
-    if (strcmp(header, schema) != 0) {
+    if (header[0] && strcmp(header, schema) != 0) {
         snprintf(reason, reason_size, "nudgel-schema: expected %s, got \"%s\"", schema, header);
         return false;
     }

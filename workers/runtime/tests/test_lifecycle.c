@@ -274,8 +274,10 @@ static void test_envelope(void **state)
     char reason[256];
     rd_kafka_message_t km = {0};
     header_schema = header_tenant = NULL; /* no nudgel-schema: refused (issue 10, item 12) */
-    assert_false(nudgel_job_envelope_ok(&km, "message.job/v1", NULL, reason, sizeof(reason)));
+    assert_false(nudgel_job_envelope_ok(&km, "message.job/v1", "acme", reason, sizeof(reason)));
     assert_non_null(strstr(reason, "nudgel-schema"));
+    /* ... once the job parsed: before, its body's faults are the reason. */
+    assert_true(nudgel_job_envelope_ok(&km, "message.job/v1", NULL, reason, sizeof(reason)));
     header_schema = "message.job/v1"; /* no nudgel-tenant header, no key: acceptable */
     assert_true(nudgel_job_envelope_ok(&km, "message.job/v1", "acme", reason, sizeof(reason)));
     header_tenant = "acme";
