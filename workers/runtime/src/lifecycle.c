@@ -229,7 +229,13 @@ bool nudgel_job_envelope_ok(const rd_kafka_message_t *km, const char *schema, co
                             char *reason, size_t reason_size)
 {
     char header[128];
+    /* Required (DESIGN §4), checked once the job parsed (@p tenant_id known): a body that
+     * does not parse is dead-lettered for what is wrong with it. */
     nudgel_message_header(km, NUDGEL_HDR_SCHEMA, header, sizeof(header));
+    if (!header[0] && tenant_id) {
+        snprintf(reason, reason_size, "nudgel-schema header missing (expected %s)", schema);
+        return false;
+    }
     if (header[0] && strcmp(header, schema) != 0) {
         snprintf(reason, reason_size, "nudgel-schema: expected %s, got \"%s\"", schema, header);
         return false;
@@ -241,6 +247,15 @@ bool nudgel_job_envelope_ok(const rd_kafka_message_t *km, const char *schema, co
         snprintf(reason, reason_size,
                  "nudgel-tenant header \"%s\" does not match tenant_id \"%s\" (mismatch)", header,
                  tenant_id);
+        return false;
+    }
+    /* The key is the tenant (DESIGN §4): another key puts the job on another tenant's
+     * partition, past its ordering and limits. A record without a key is let through. */
+    if (km->key && km->key_len > 0 &&
+        (km->key_len != strlen(tenant_id) || memcmp(km->key, tenant_id, km->key_len) != 0)) {
+        snprintf(reason, reason_size,
+                 "Kafka key \"%.*s\" does not match tenant_id \"%s\" (tenant mismatch)",
+                 km->key_len < 72 ? (int)km->key_len : 72, (const char *)km->key, tenant_id);
         return false;
     }
     return true;

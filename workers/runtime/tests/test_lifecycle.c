@@ -273,11 +273,27 @@ static void test_envelope(void **state)
     (void)state;
     char reason[256];
     rd_kafka_message_t km = {0};
-    header_schema = header_tenant = NULL; /* absent headers: acceptable */
+    header_schema = header_tenant = NULL; /* no nudgel-schema: refused (issue 10, item 12) */
+    assert_false(nudgel_job_envelope_ok(&km, "message.job/v1", "acme", reason, sizeof(reason)));
+    assert_non_null(strstr(reason, "nudgel-schema"));
+    /* ... once the job parsed: before, its body's faults are the reason. */
+    assert_true(nudgel_job_envelope_ok(&km, "message.job/v1", NULL, reason, sizeof(reason)));
+    header_schema = "message.job/v1"; /* no nudgel-tenant header, no key: acceptable */
     assert_true(nudgel_job_envelope_ok(&km, "message.job/v1", "acme", reason, sizeof(reason)));
-    header_schema = "message.job/v1";
     header_tenant = "acme";
     assert_true(nudgel_job_envelope_ok(&km, "message.job/v1", "acme", reason, sizeof(reason)));
+    km.key = "acme";
+    km.key_len = 4;
+    assert_true(nudgel_job_envelope_ok(&km, "message.job/v1", "acme", reason, sizeof(reason)));
+    km.key = "acme-other"; /* the key names another tenant */
+    km.key_len = 10;
+    assert_false(nudgel_job_envelope_ok(&km, "message.job/v1", "acme", reason, sizeof(reason)));
+    assert_non_null(strstr(reason, "key"));
+    km.key = "acm"; /* a prefix is not the tenant either */
+    km.key_len = 3;
+    assert_false(nudgel_job_envelope_ok(&km, "message.job/v1", "acme", reason, sizeof(reason)));
+    km.key = NULL;
+    km.key_len = 0;
     header_schema = "webhook.job/v1";
     assert_false(nudgel_job_envelope_ok(&km, "message.job/v1", "acme", reason, sizeof(reason)));
     assert_non_null(strstr(reason, "nudgel-schema"));

@@ -99,6 +99,9 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
     ep->in_flight--;
     j->record_attempt = true;
     j->latency_ms = (int)(r->total_ms + 0.5);
+    int64_t sample_us = (int64_t)(r->total_ms * 1000.0);
+    ep->latency_us = ep->latency_us ? (ep->latency_us * 7 + sample_us) / 8 : sample_us;
+    ep->progress_us = nudgel_mono_us();
     j->status_code = r->status;
     nudgel_metric_observe(w->m_latency, NULL, r->total_ms / 1000.0);
     nudgel_attempt_result_t ar = {
@@ -125,6 +128,7 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
         job_log_limited(j, &w->log_answers, NUDGEL_LOG_WARN,
                         "endpoint %s answered HTTP %ld to delivery %s (attempt %d)", ep->id,
                         r->status, j->job.id, j->attempt);
+    ep->failing = out.kind != NUDGEL_OUTCOME_DELIVERED;
     switch (out.kind) {
     case NUDGEL_OUTCOME_DELIVERED:
         j->end = END_DELIVERED;
@@ -153,10 +157,47 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
     }
 }
 
+/* @p j's endpoint row is loaded and names another tenant than the job's (DESIGN §5). */
+bool endpoint_foreign(const wjob_t *j)
+{
+    const endpoint_t *ep = j->ep;
+    return ep && ep->loaded && ep->found && strcmp(ep->tenant_id, j->job.tenant_id) != 0;
+}
+
+/*
+ * Refuses @p j (tenant isolation): nothing is sent, no delivery row is
+ * written (the (endpoint, event) pair and the delivery id stay the owner's),
+ * a failed event and a dead letter follow (events.c). The error names only
+ * what the job itself carries: never the other tenant, its URL or its
+ * endpoint's state. @p message NULL: the endpoint-mismatch text.
+ */
+void job_refuse(wjob_t *j, const char *error_class, const char *message)
+{
+    snprintf(j->error_class, sizeof(j->error_class), "%s", error_class);
+    if (message)
+        snprintf(j->error_message, sizeof(j->error_message), "%s", message);
+    else
+        snprintf(j->error_message, sizeof(j->error_message),
+                 "the endpoint %s does not belong to tenant %s", j->job.endpoint_id,
+                 j->job.tenant_id);
+    job_log_limited(j, &j->w->log_dead, NUDGEL_LOG_WARN, "webhook job %s refused: %s: %s",
+                    j->job.id, j->error_class, j->error_message);
+    nudgel_metric_add(j->w->m_attempts, error_class, 1);
+    j->end = END_REFUSED;
+    j->delivery_status = WH_DELIVERY_FAILED;
+    j->permanent = true;
+    j->attempt = 0; /* nothing was attempted */
+    outcome_add(j);
+}
+
 /* Signs and sends @p j to its endpoint, or ends it when it cannot be sent. */
 void submit(worker_t *w, wjob_t *j)
 {
     endpoint_t *ep = j->ep;
+    if (endpoint_foreign(j)) {
+        job_refuse(j, WH_ENDPOINT_TENANT_MISMATCH, NULL);
+        return;
+    }
     if (!ep->found || !ep->enabled || ep->secret_broken) {
         snprintf(j->error_class, sizeof(j->error_class), "%s",
                  !ep->found     ? WH_ENDPOINT_NOT_FOUND
@@ -240,5 +281,6 @@ void submit(worker_t *w, wjob_t *j)
             j, err == NUDGEL_ERR_INVALID_ARG ? NUDGEL_OUTCOME_PERMANENT : NUDGEL_OUTCOME_RETRY, 0);
         return;
     }
-    ep->in_flight++;
+    if (ep->in_flight++ == 0)
+        ep->progress_us = nudgel_mono_us(); /* a stall is measured from here */
 }

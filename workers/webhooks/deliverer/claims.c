@@ -2,7 +2,8 @@
  * claims.c — batched claims: the jobs polled meanwhile go to
  * webhook_deliveries in one statement on the "claims" connection, and what
  * the table says of each decides its way (its endpoint's lane, or ended at
- * once: already final, another delivery of the same event; a delivery
+ * once: already final, another tenant's delivery id (refused), another
+ * delivery of the tenant of the same event (deduplicated); a delivery
  * cancelled for want of its endpoint and replayed from the dead letter topic
  * goes on as new). A claim that
  * does not come back (connection lost, statement failed) puts its batch back
@@ -24,6 +25,7 @@ static const char *final_event_type(wh_delivery_status_t s)
         return "delivered";
     case WH_DELIVERY_EXHAUSTED:
         return "exhausted";
+    case WH_DELIVERY_DEDUPLICATED: /* not a row's status: never read back */
     case WH_DELIVERY_FAILED:
     case WH_DELIVERY_CANCELLED:
     case WH_DELIVERY_PENDING: /* not final: never asked */
@@ -41,15 +43,24 @@ static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, 
         const wh_claim_t *c = &claims[i];
         int made = c->attempts > j->header_attempts ? c->attempts : j->header_attempts;
         j->attempt = made + 1;
+        if (c->foreign) {
+            job_refuse(j, WH_DELIVERY_ID_CONFLICT,
+                       "the delivery id is taken by another tenant's delivery");
+            continue;
+        }
         if (c->duplicate) {
+            /* Another delivery of the tenant holds this (endpoint, event): nothing is sent; the
+             * outcome is recorded (webhook_duplicates) and published as deduplicated. */
             nudgel_log_ctx_t ctx;
             job_log_ctx(j, &ctx);
             NUDGEL_LOG_CTX(NUDGEL_LOG_INFO, &ctx,
-                           "webhook job %s: event %s already has another delivery to endpoint "
-                           "%s; skipped",
-                           j->job.id, j->job.event_id, j->job.endpoint_id);
-            j->end = END_NONE;
-            job_publish(j);
+                           "webhook job %s: event %s already has delivery %s to endpoint %s; "
+                           "deduplicated",
+                           j->job.id, j->job.event_id, c->duplicate_of, j->job.endpoint_id);
+            snprintf(j->duplicate_of, sizeof(j->duplicate_of), "%s", c->duplicate_of);
+            j->attempt = 0; /* none made: the same event whichever way it was found */
+            j->end = END_DEDUPLICATED;
+            outcome_add(j);
             continue;
         }
         /* Cancelled for want of its endpoint, then replayed from the dead letter (the
@@ -80,7 +91,14 @@ static void claims_apply(worker_t *w, wjob_t **batch, const wh_claim_t *claims, 
             continue;
         }
         endpoint_hold(ep, j);
-        if (ep->queued >= w->s.queue_max) {
+        if (endpoint_foreign(j)) {
+            /* Known already: refused now, never queued in the other tenant's lane. */
+            job_refuse(j, WH_ENDPOINT_TENANT_MISMATCH, NULL);
+            continue;
+        }
+        if (ep->queued >= w->s.queue_max && lane_overflows(w, ep, nudgel_mono_us())) {
+            /* A slow or failing endpoint's overflow: the first retry tier. A lane that is
+             * merely busy keeps it (lanes.c). */
             j->end = END_REQUEUE;
             outcome_add(j);
             continue;
@@ -140,9 +158,10 @@ void claims_pump(worker_t *w)
     json_t *rows = json_array();
     for (size_t i = 0; rows && i < n; i++) {
         const nudgel_webhook_job_t *jb = &w->claim_sent[i]->job;
-        if (json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:I}", "delivery_id", jb->id,
-                                                  "endpoint_id", jb->endpoint_id, "event_id",
-                                                  jb->event_id, "n", (json_int_t)(i + 1))) != 0) {
+        if (json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:s, s:I}", "delivery_id",
+                                                  jb->id, "tenant_id", jb->tenant_id, "endpoint_id",
+                                                  jb->endpoint_id, "event_id", jb->event_id, "n",
+                                                  (json_int_t)(i + 1))) != 0) {
             json_decref(rows);
             rows = NULL;
         }

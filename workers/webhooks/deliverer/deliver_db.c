@@ -26,6 +26,8 @@ const char *wh_delivery_status_name(wh_delivery_status_t s)
         return "exhausted";
     case WH_DELIVERY_CANCELLED:
         return "cancelled";
+    case WH_DELIVERY_DEDUPLICATED:
+        return "deduplicated";
     }
     return "unknown";
 }
@@ -40,12 +42,13 @@ bool wh_delivery_status_is_final(wh_delivery_status_t s)
     case WH_DELIVERY_FAILED:
     case WH_DELIVERY_EXHAUSTED:
     case WH_DELIVERY_CANCELLED:
+    case WH_DELIVERY_DEDUPLICATED:
         return true;
     }
     return false;
 }
 
-/* A stored status into the enum: the one place its text is read. */
+/* A stored status into the enum: the one place its text is read (never "deduplicated"). */
 static bool status_parse(const char *text, wh_delivery_status_t *out)
 {
     for (int s = WH_DELIVERY_PENDING; s <= WH_DELIVERY_CANCELLED; s++) {
@@ -122,6 +125,15 @@ static nudgel_err_t send_json(PGconn *pg, const char *what, const char *sql, jso
     return NUDGEL_OK;
 }
 
+bool wh_db_has_duplicates_table(PGconn *pg)
+{
+    PGresult *res = PQexec(pg, "SELECT 1 FROM information_schema.tables WHERE table_schema = "
+                               "'nudgel' AND table_name = 'webhook_duplicates'");
+    bool has = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    PQclear(res);
+    return has;
+}
+
 bool wh_db_has_payload_column(PGconn *pg)
 {
     PGresult *res = PQexec(pg, "SELECT 1 FROM information_schema.columns WHERE table_schema = "
@@ -133,22 +145,26 @@ bool wh_db_has_payload_column(PGconn *pg)
 }
 
 /*
- * A read: the rows that exist for the batch's deliveries, and other
- * deliveries of the same event to the same endpoint. Two joins, not one with
- * OR: each uses its index (an OR join would scan). The row itself is written
- * with the first outcome (the flush), one write instead of two.
+ * A read: the rows that exist for the batch's deliveries (with whether the
+ * row is the job's tenant's), and other deliveries of the same tenant of the
+ * same event to the same endpoint (another tenant's job naming that endpoint
+ * is not its duplicate: it is refused as foreign later, and must not learn of
+ * the other's delivery). Two joins, not one with OR: each uses its index (an
+ * OR join would scan). The row itself is written with the first outcome (the
+ * flush), one write instead of two.
  */
 static void claim_sql(char *sql, size_t size, bool with_payload)
 {
     snprintf(sql, size,
              "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(delivery_id uuid, "
-             "endpoint_id uuid, event_id text, n bigint)) "
-             "SELECT i.n, true, d.status, d.attempts, d.last_status_code, d.last_error, d.url FROM "
-             "input i JOIN nudgel.webhook_deliveries d ON d.delivery_id = i.delivery_id "
+             "tenant_id text, endpoint_id uuid, event_id text, n bigint)) "
+             "SELECT i.n, true, d.status, d.attempts, d.last_status_code, d.last_error, d.url, "
+             "d.tenant_id = i.tenant_id, d.delivery_id::text FROM input i JOIN "
+             "nudgel.webhook_deliveries d ON d.delivery_id = i.delivery_id "
              "UNION ALL SELECT i.n, false, d.status, d.attempts, d.last_status_code, d.last_error, "
-             "d.url "
-             "FROM input i JOIN nudgel.webhook_deliveries d ON d.endpoint_id = i.endpoint_id AND "
-             "d.event_id = i.event_id AND d.delivery_id <> i.delivery_id%s ORDER BY 1, 2 DESC",
+             "d.url, true, d.delivery_id::text FROM input i JOIN nudgel.webhook_deliveries d ON "
+             "d.endpoint_id = i.endpoint_id AND d.event_id = i.event_id AND d.delivery_id <> "
+             "i.delivery_id AND d.tenant_id = i.tenant_id%s ORDER BY 1, 2 DESC",
              with_payload ? " AND d.replay_of IS NULL" : "");
 }
 
@@ -188,6 +204,8 @@ nudgel_err_t wh_db_claim_read(const PGresult *res, wh_claim_t *out, size_t count
         last_error_split(PQgetvalue(res, r, 5), c);
         snprintf(c->url, sizeof(c->url), "%s", PQgetvalue(res, r, 6)); /* "" when NULL */
         c->duplicate = !own;
+        c->foreign = own && PQgetvalue(res, r, 7)[0] != 't';
+        snprintf(c->duplicate_of, sizeof(c->duplicate_of), "%s", own ? "" : PQgetvalue(res, r, 8));
         c->final = own && wh_delivery_status_is_final(c->status);
         c->fresh = own && !c->final;
     }
@@ -201,10 +219,10 @@ static const char update_sql[] =
     "u.last_error, url = coalesce(u.url, d.url), next_attempt_at = CASE WHEN u.next_attempt_ms IS "
     "NULL THEN NULL ELSE "
     "to_timestamp(u.next_attempt_ms / 1000.0) END, final_at = CASE WHEN u.final THEN now() "
-    "END, updated_at = now() FROM jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, status "
-    "text, attempts int, last_status_code int, last_error text, next_attempt_ms bigint, final "
-    "boolean, url text) WHERE d.delivery_id = u.delivery_id AND (d.status NOT IN ('delivered', "
-    "'failed', "
+    "END, updated_at = now() FROM jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, "
+    "tenant_id text, status text, attempts int, last_status_code int, last_error text, "
+    "next_attempt_ms bigint, final boolean, url text) WHERE d.delivery_id = u.delivery_id AND "
+    "d.tenant_id = u.tenant_id AND (d.status NOT IN ('delivered', 'failed', "
     "'exhausted', 'cancelled') OR (d.status = 'cancelled' AND d.last_error LIKE "
     "'endpoint\\_not\\_found:%'))";
 
@@ -221,6 +239,14 @@ static const char failing_sql[] =
     "UPDATE nudgel.webhook_endpoints SET failing_since = now(), updated_at = "
     "now() WHERE endpoint_id IN (SELECT value::uuid FROM "
     "jsonb_array_elements_text($1::jsonb)) AND failing_since IS NULL";
+
+/* Jobs ended deduplicated (webhook_duplicates, migration 017); a re-delivered one is a no-op. */
+static const char duplicates_sql[] =
+    "INSERT INTO nudgel.webhook_duplicates (delivery_id, tenant_id, endpoint_id, event_type, "
+    "event_id, duplicate_of) SELECT delivery_id, tenant_id, endpoint_id, event_type, event_id, "
+    "duplicate_of FROM jsonb_to_recordset($1::jsonb) AS u(delivery_id uuid, tenant_id text, "
+    "endpoint_id uuid, event_type text, event_id text, duplicate_of uuid) ON CONFLICT "
+    "(delivery_id) DO NOTHING";
 
 static const char succeeding_sql[] =
     "UPDATE nudgel.webhook_endpoints SET failing_since = NULL, "
@@ -280,8 +306,9 @@ static bool pipe_json(PGconn *pg, wh_flush_call_t *call, const char *what, const
  * the sync, rolled back as a whole when one of them fails.
  */
 nudgel_err_t wh_db_flush_send(PGconn *pg, bool with_payload, json_t *attempts, json_t *deliveries,
-                              json_t *succeeded, json_t *failed, int64_t failing_window_ms,
-                              wh_flush_call_t *call, char *errstr, size_t errstr_size)
+                              json_t *succeeded, json_t *failed, json_t *duplicates,
+                              int64_t failing_window_ms, wh_flush_call_t *call, char *errstr,
+                              size_t errstr_size)
 {
     char sql[3072];
     memset(call, 0, sizeof(*call));
@@ -298,6 +325,9 @@ nudgel_err_t wh_db_flush_send(PGconn *pg, bool with_payload, json_t *attempts, j
              pipe_json(pg, call, "recording deliveries", sql, deliveries, errstr, errstr_size);
     if (ok && json_array_size(attempts))
         ok = pipe_json(pg, call, "recording attempts", attempts_sql, attempts, errstr, errstr_size);
+    if (ok && json_array_size(duplicates))
+        ok = pipe_json(pg, call, "recording duplicates", duplicates_sql, duplicates, errstr,
+                       errstr_size);
     /* Failures first, successes last: an endpoint with both in one batch is not failing. */
     if (ok && json_array_size(failed))
         ok = pipe_json(pg, call, "marking failing endpoints", failing_sql, failed, errstr,

@@ -37,6 +37,9 @@ typedef enum wh_delivery_status {
     WH_DELIVERY_FAILED,     /* final: a permanent failure */
     WH_DELIVERY_EXHAUSTED,  /* final: the last attempt failed */
     WH_DELIVERY_CANCELLED,  /* final: the endpoint is gone or disabled */
+    /* Not a row's status: a second job for an (endpoint, event) another delivery holds ends so;
+     * it is recorded in webhook_duplicates (migration 017), never in webhook_deliveries. */
+    WH_DELIVERY_DEDUPLICATED,
 } wh_delivery_status_t;
 
 /** @brief The status's name as stored and published ("delivered"). @returns a static string. */
@@ -50,6 +53,8 @@ typedef struct wh_claim {
     bool fresh;                  /* the row was created now, or exists and is not final */
     bool final;                  /* the delivery already ended: send nothing */
     bool duplicate;              /* another delivery of the same (endpoint, event) exists */
+    bool foreign;                /* its delivery id is another tenant's row: refused */
+    char duplicate_of[37];       /* the other delivery's id when duplicate */
     wh_delivery_status_t status; /* the row's status when it existed */
     int attempts;                /* attempts recorded so far */
     int last_status_code;
@@ -61,9 +66,10 @@ typedef struct wh_claim {
 } wh_claim_t;
 
 /**
- * @brief Sends the claim of @p jobs (array of {delivery_id, endpoint_id,
- * event_id, n}, n = 1-based position; borrowed): what the deliveries table
- * holds for each, its own row or another delivery of the same event to the
+ * @brief Sends the claim of @p jobs (array of {delivery_id, tenant_id,
+ * endpoint_id, event_id, n}, n = 1-based position; borrowed): what the
+ * deliveries table holds for each, its own row (and whether it is the same
+ * tenant's) or another delivery of the same tenant of the same event to the
  * same endpoint. @p with_payload: the table has migration 003 (payload,
  * replay_of). @returns NUDGEL_OK, NUDGEL_ERR_NO_MEMORY or
  * NUDGEL_ERR_PG_UNREACHABLE with the reason.
@@ -97,7 +103,9 @@ typedef struct wh_flush_call {
  * url, the one the attempt went to, kept when null),
  * attempt rows (array of {delivery_id, attempt, status_code|null,
  * latency_ms, error_class|null, error_message|null, response_snippet|null}),
- * endpoints that succeeded and that failed (arrays of ids). Endpoints
+ * endpoints that succeeded and that failed (arrays of ids), deduplicated
+ * jobs (array of {delivery_id, tenant_id, endpoint_id, event_type, event_id,
+ * duplicate_of}; written only when @p with_duplicates). Endpoints
  * failing without a success for longer than @p failing_window_ms are
  * disabled. Final rows are never moved back. Every statement is idempotent,
  * so a flush whose fate is unknown may be sent again. Arrays are borrowed.
@@ -105,8 +113,9 @@ typedef struct wh_flush_call {
  * reason (the connection must be replaced: it is in pipeline mode).
  */
 nudgel_err_t wh_db_flush_send(PGconn *pg, bool with_payload, json_t *attempts, json_t *deliveries,
-                              json_t *succeeded, json_t *failed, int64_t failing_window_ms,
-                              wh_flush_call_t *call, char *errstr, size_t errstr_size);
+                              json_t *succeeded, json_t *failed, json_t *duplicates,
+                              int64_t failing_window_ms, wh_flush_call_t *call, char *errstr,
+                              size_t errstr_size);
 
 /**
  * @brief The results of a wh_db_flush_send() pipeline (@p results, @p n as
@@ -180,8 +189,20 @@ nudgel_err_t wh_db_endpoint_disable_read(const PGresult *res, bool *changed, cha
  */
 bool wh_db_has_payload_column(PGconn *pg);
 
+/**
+ * @brief Whether the table webhook_duplicates exists (migration 017).
+ * Blocking: for the start-up only, before the loop turns.
+ */
+bool wh_db_has_duplicates_table(PGconn *pg);
+
 /* The error class of a job whose endpoint does not exist: cancelled and dead-lettered; a
  * replay of it (nudgel-replay-of) may update its cancelled row (wh_db_flush_send). */
 #define WH_ENDPOINT_NOT_FOUND "endpoint_not_found"
+
+/* The error class of a job naming an endpoint of another tenant (DESIGN §5, tenant isolation):
+ * refused before anything is sent, failed event + dead letter, no delivery row. */
+#define WH_ENDPOINT_TENANT_MISMATCH "endpoint_tenant_mismatch"
+/* The error class of a job whose delivery id is another tenant's delivery: refused likewise. */
+#define WH_DELIVERY_ID_CONFLICT "delivery_id_conflict"
 
 #endif

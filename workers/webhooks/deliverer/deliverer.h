@@ -12,15 +12,23 @@
  *       event), then the claim queue
  *     → claims.c: claim in webhook_deliveries, a batch per statement on the
  *       "claims" connection (final: send nothing, re-emit its event; another
- *       delivery of the same event: skip)
+ *       delivery of the same tenant of the same event to the endpoint:
+ *       deduplicated, recorded in webhook_duplicates, a deduplicated event)
  *     → endpoints.c: the endpoint (cached, capped, secrets opened with the
  *       keyring), its row read on the "lookups" connection (lookups.c) while
  *       its jobs wait in its lane
  *     → lanes.c: the endpoint's lane: at most max_concurrency requests in
  *       flight and rate_limit_per_second (a timer for the next token); jobs
- *       over that wait in the lane's bounded queue, beyond it they go to the
- *       first retry tier — a slow endpoint never holds back the others; a
- *       429/503 with Retry-After holds the whole lane until then (throttle)
+ *       over that wait in the lane. A lane that is merely busy (it answers
+ *       well and fast enough to serve endpoint_queue_max jobs within the
+ *       first retry delay) keeps them all: backpressure comes from the
+ *       in-flight cap and the claim gate, not from the retry tier. Only a
+ *       slow, failing or throttled endpoint's jobs beyond endpoint_queue_max
+ *       go to the first retry tier — a slow endpoint never holds back the
+ *       others; a 429/503 with Retry-After holds the whole lane until then
+ *     → tenant isolation: a job naming another tenant's endpoint (or
+ *       delivery id) is refused (attempts.c: failed event, dead letter, no
+ *       row; nothing of the other tenant's endpoint in its event or logs)
  *     → guard.c: the SSRF verdict of the target host (cached, capped, pinned)
  *     → attempts.c: sign the exact body bytes (Standard Webhooks; both
  *       signatures while a rotated-out secret lives) → POST on curl multi →
@@ -95,13 +103,16 @@ typedef enum job_stage {
 
 /* What to publish once a job's rows are durable. */
 typedef enum job_end {
-    END_NONE,      /* nothing (a duplicate) */
-    END_DELIVERED, /* delivered event */
-    END_FAILED,    /* failed event (permanent) */
-    END_RETRY,     /* retry hop */
-    END_EXHAUSTED, /* exhausted event + dead letter */
-    END_REQUEUE,   /* saturated endpoint: first retry tier, no attempt counted */
-    END_MALFORMED, /* dead letter + failed event */
+    END_NONE,         /* nothing (a duplicate) */
+    END_DELIVERED,    /* delivered event */
+    END_FAILED,       /* failed event (permanent) */
+    END_RETRY,        /* retry hop */
+    END_EXHAUSTED,    /* exhausted event + dead letter */
+    END_REQUEUE,      /* saturated endpoint: first retry tier, no attempt counted */
+    END_MALFORMED,    /* dead letter + failed event */
+    END_DEDUPLICATED, /* another delivery holds its (endpoint, event): recorded + deduplicated event
+                       */
+    END_REFUSED, /* another tenant's endpoint or delivery: failed event + dead letter, no row */
 } job_end_t;
 
 /* One job from poll to done. */
@@ -128,7 +139,8 @@ typedef struct wjob {
     char error_message[640];
     bool permanent;
     int64_t next_attempt_ms;
-    bool endpoint_disabled_now; /* this job's answer disabled the endpoint */
+    bool endpoint_disabled_now;                 /* this job's answer disabled the endpoint */
+    char duplicate_of[NUDGEL_UUID_STR_LEN + 1]; /* END_DEDUPLICATED: the delivery that holds it */
     char disabled_reason[256];
     bool record_attempt;
     int latency_ms;
@@ -165,6 +177,9 @@ struct endpoint {
     int64_t tokens_us;
     size_t in_flight;
     int64_t throttled_until_us; /* no new request before (a 429/503's Retry-After), mono */
+    int64_t latency_us;         /* answers' latency, moving average (0: none yet) */
+    int64_t progress_us;        /* the last answer, or the first request after an idle spell */
+    bool failing;               /* its last answer was not a success */
     wjob_t *head, *tail;
     size_t queued;
     bool active; /* on the worker's list of lanes with queued jobs (endpoint_set_active()) */
@@ -203,6 +218,7 @@ struct worker {
     nudgel_secretbox_t *box;
     nudgel_ssrf_policy_t *ssrf;
     bool with_payload;
+    bool with_duplicates; /* the table webhook_duplicates exists (migration 017) */
     bool draining, tearing_down;
     const char *topic_retry[NUDGEL_RETRY_TIERS_MAX]; /* owned by the skeleton */
     int64_t tier_delay_ms[NUDGEL_RETRY_TIERS_MAX];
@@ -280,8 +296,8 @@ nudgel_err_t postgres_open(worker_t *w, const nudgel_conf_t *conf, char *errstr,
 void postgres_close(worker_t *w);
 bool postgres_usable(nudgel_pgconn_t *c); /* up and idle: a statement may be sent */
 
-/* jobs.c — a job's life, the index by (endpoint, event), its log context */
-bool index_holds(worker_t *w, wjob_t *j);
+/* jobs.c — a job's life, the index by (tenant, endpoint, event), its log context */
+wjob_t *index_holder(worker_t *w, wjob_t *j); /* the job holding it, else NULL and j does now */
 void index_remove(worker_t *w, wjob_t *j);
 void job_release(wjob_t *j);
 void job_fail(wjob_t *j);
@@ -328,8 +344,9 @@ void lookups_disable(worker_t *w, wjob_t *j);
 void lookups_pump(worker_t *w);
 void lookups_down(worker_t *w);
 
-/* lanes.c — each endpoint's queue, concurrency and rate */
+/* lanes.c — each endpoint's queue, concurrency and rate; overflow only when slow or failing */
 void lane_push(worker_t *w, endpoint_t *ep, wjob_t *j);
+bool lane_overflows(const worker_t *w, const endpoint_t *ep, int64_t now_us);
 void lanes_drain(worker_t *w);
 void lanes_timer(void *opaque);
 
@@ -338,7 +355,9 @@ bool guard_open(worker_t *w); /* false: out of memory */
 const vetted_t *guard_vet(worker_t *w, const char *url);
 void guard_free(worker_t *w);
 
-/* attempts.c — one HTTP attempt */
+/* attempts.c — one HTTP attempt; tenant isolation */
+bool endpoint_foreign(const wjob_t *j); /* its endpoint's row says another tenant owns it */
+void job_refuse(wjob_t *j, const char *error_class, const char *message);
 void submit(worker_t *w, wjob_t *j);
 void attempt_failed(wjob_t *j, nudgel_outcome_kind_t kind, int64_t not_before_ms);
 

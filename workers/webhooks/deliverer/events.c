@@ -17,7 +17,7 @@
 
 /*
  * A webhook status event for @p j: @p type_suffix "delivered", "failed",
- * "exhausted" or "endpoint_disabled". Fields the job lacks (a malformed one)
+ * "exhausted", "endpoint_disabled" or "deduplicated". Fields the job lacks (a malformed one)
  * come from the delivery_id .. event_id arguments.
  *
  * The one builder of every webhook event, first emission and re-emission
@@ -53,11 +53,13 @@ void publish_event(wjob_t *j, const char *type_suffix, const char *status, int a
                                       error_message ? error_message : "", "permanent", permanent));
     else
         json_object_set_new(data, "error", json_null());
-    const char *url = j->url;
+    const char *url = j->url; /* never another tenant's: flush.c records only the job's own */
     if (url && strlen(url) <= 2048)
         json_object_set_new(data, "url", json_string(url));
     if (disabled_reason)
         json_object_set_new(data, "disabled_reason", json_string(disabled_reason));
+    if (j->duplicate_of[0])
+        json_object_set_new(data, "duplicate_of", json_string(j->duplicate_of));
     const char *tp = j->traceparent[0] ? j->traceparent : NULL;
     /* NULL (out of memory) marks the job failed inside. */
     nudgel_job_publish_event(&j->life, tenant_id,
@@ -138,16 +140,26 @@ void job_publish(wjob_t *j)
         break;
     case END_MALFORMED:
         break; /* published where it was found */
+    case END_DEDUPLICATED:
+        job_event(j, "deduplicated", WH_DELIVERY_DEDUPLICATED);
+        break;
+    case END_REFUSED:
+        job_event(j, "failed", j->delivery_status);
+        snprintf(reason, sizeof(reason), "%s: %s", j->error_class, j->error_message);
+        publish_dlq(j, reason);
+        break;
     }
     if (j->endpoint_disabled_now)
         job_event(j, "endpoint_disabled", j->delivery_status);
     nudgel_metric_add(w->m_outcomes,
-                      j->end == END_DELIVERED   ? "delivered"
-                      : j->end == END_FAILED    ? "failed"
-                      : j->end == END_RETRY     ? "retried"
-                      : j->end == END_EXHAUSTED ? "exhausted"
-                      : j->end == END_REQUEUE   ? "requeued"
-                                                : "skipped",
+                      j->end == END_DELIVERED      ? "delivered"
+                      : j->end == END_FAILED       ? "failed"
+                      : j->end == END_RETRY        ? "retried"
+                      : j->end == END_EXHAUSTED    ? "exhausted"
+                      : j->end == END_REQUEUE      ? "requeued"
+                      : j->end == END_DEDUPLICATED ? "deduplicated"
+                      : j->end == END_REFUSED      ? "refused"
+                                                   : "skipped",
                       1);
     job_release(j);
 }

@@ -77,14 +77,24 @@ static void flush_done(worker_t *w, wjob_t **batch, size_t n, json_t *disabled)
 /* The flush's rows of @p batch into the four arrays (new references). @returns false when out of
  * memory. */
 static bool flush_rows(worker_t *w, wjob_t **batch, size_t n, json_t **attempts_out,
-                       json_t **deliveries_out, json_t **ok_out, json_t **bad_out)
+                       json_t **deliveries_out, json_t **ok_out, json_t **bad_out,
+                       json_t **dups_out)
 {
     json_t *attempts = json_array(), *deliveries = json_array(), *ok = json_array(),
-           *bad = json_array();
+           *bad = json_array(), *dups = json_array();
     for (size_t i = 0; i < n; i++) {
         wjob_t *j = batch[i];
-        if (!j->parsed || j->end == END_NONE || j->end == END_MALFORMED)
+        if (!j->parsed || j->end == END_NONE || j->end == END_MALFORMED || j->end == END_REFUSED)
+            continue; /* refused: no row of another tenant's endpoint or delivery id */
+        if (j->end == END_DEDUPLICATED) {
+            if (w->with_duplicates)
+                json_array_append_new(
+                    dups, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "delivery_id", j->job.id,
+                                    "tenant_id", j->job.tenant_id, "endpoint_id",
+                                    j->job.endpoint_id, "event_type", j->job.event_type, "event_id",
+                                    j->job.event_id, "duplicate_of", j->duplicate_of));
             continue;
+        }
         if (j->record_attempt) {
             json_array_append_new(
                 attempts,
@@ -119,7 +129,7 @@ static bool flush_rows(worker_t *w, wjob_t **batch, size_t n, json_t **attempts_
             "next_attempt_ms", j->end == END_RETRY ? json_integer(j->next_attempt_ms) : json_null(),
             "final", final);
         /* The url the attempt went to, recorded so a re-emitted event carries it too. */
-        const char *url = j->ep && j->ep->url ? j->ep->url : j->job.url;
+        const char *url = j->ep && j->ep->url && !endpoint_foreign(j) ? j->ep->url : j->job.url;
         if (url && (!j->url || strcmp(j->url, url) != 0)) {
             free(j->url);
             j->url = strdup(url);
@@ -137,7 +147,8 @@ static bool flush_rows(worker_t *w, wjob_t **batch, size_t n, json_t **attempts_
     *deliveries_out = deliveries;
     *ok_out = ok;
     *bad_out = bad;
-    return attempts && deliveries && ok && bad;
+    *dups_out = dups;
+    return attempts && deliveries && ok && bad && dups;
 }
 
 static void flush_sent_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, size_t n,
@@ -179,25 +190,25 @@ static void flush_start(worker_t *w)
     nudgel_pgconn_t *c = w->pg_outcomes;
     size_t n = nudgel_batchq_count(w->outcomes);
     wjob_t **batch = malloc(n * sizeof(*batch));
-    json_t *attempts = NULL, *deliveries = NULL, *ok = NULL, *bad = NULL;
+    json_t *attempts = NULL, *deliveries = NULL, *ok = NULL, *bad = NULL, *dups = NULL;
     nudgel_err_t err;
     if (!batch)
         return; /* tried again at the next outcome or timer */
     nudgel_batchq_shift(w->outcomes, (void **)batch, n);
     w->last_flush_us = nudgel_mono_us();
     nudgel_timer_disarm(w->flush_timer);
-    if (!flush_rows(w, batch, n, &attempts, &deliveries, &ok, &bad)) {
+    if (!flush_rows(w, batch, n, &attempts, &deliveries, &ok, &bad, &dups)) {
         snprintf(errstr, sizeof(errstr), "writing outcomes: out of memory");
         goto put_back;
     }
     if (!json_array_size(attempts) && !json_array_size(deliveries) && !json_array_size(ok) &&
-        !json_array_size(bad)) {
+        !json_array_size(bad) && !json_array_size(dups)) {
         flush_done(w, batch, n, json_array()); /* nothing to write (requeues, skips) */
         free(batch);
         goto out;
     }
     err = wh_db_flush_send(nudgel_pgconn_conn(c), w->with_payload, attempts, deliveries, ok, bad,
-                           w->s.failing_window_ms, &w->flush_call, errstr, sizeof(errstr));
+                           dups, w->s.failing_window_ms, &w->flush_call, errstr, sizeof(errstr));
     if (err == NUDGEL_OK && (err = nudgel_pgconn_sent(c, 1, flush_sent_done, w)) != NUDGEL_OK)
         snprintf(errstr, sizeof(errstr), "writing outcomes: not handed over (%s)",
                  nudgel_strerror(err));
@@ -216,6 +227,7 @@ out:
     json_decref(deliveries);
     json_decref(ok);
     json_decref(bad);
+    json_decref(dups);
 }
 
 /*

@@ -3,10 +3,12 @@
  * says there is something (its on_ready) and by ourselves when room frees
  * up (the wake-up contract of nudgel/consumer.h); a retry-tier job deferred
  * until its not-before, or hopped on when it would hold back the hops
- * behind it (nudgel/retry_tiers.h); a due one checked (envelope, parse; a malformed one ends at
- * once: dead letter + failed event), skipped when the same delivery is already in flight here, else
- * queued for the next claim. The in-flight cap pauses every partition above webhooks.max_in_flight
- * and resumes below half.
+ * behind it (nudgel/retry_tiers.h); a due one checked (envelope, parse; a
+ * malformed one ends at once: dead letter + failed event), skipped when the
+ * same job is already in flight here, deduplicated when another job of the
+ * tenant delivers the same event to the same endpoint here, else queued for
+ * the next claim. The in-flight cap pauses every partition above
+ * webhooks.max_in_flight and resumes below half.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,8 +142,9 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
                   "secret); register an endpoint");
         return;
     }
-    if (index_holds(w, j)) {
-        /* The same delivery is already in flight here (a re-delivered copy): that one ends it. */
+    wjob_t *holder = index_holder(w, j);
+    if (holder && strcmp(holder->job.id, j->job.id) == 0) {
+        /* The same job is already in flight here (a re-delivered copy): that one ends it. */
         nudgel_log_ctx_t ctx;
         job_log_ctx(j, &ctx);
         NUDGEL_LOG_CTX(NUDGEL_LOG_INFO, &ctx,
@@ -150,6 +153,14 @@ static void handle(worker_t *w, nudgel_job_ref_t *ref)
                        j->job.id, j->job.event_id, j->job.endpoint_id);
         j->end = END_NONE;
         job_publish(j);
+        return;
+    }
+    if (holder) {
+        /* Another job of the tenant delivers the same event to the same endpoint: this one is
+         * deduplicated (recorded, evented), as the claim would say once the other's row is in. */
+        snprintf(j->duplicate_of, sizeof(j->duplicate_of), "%s", holder->job.id);
+        j->end = END_DEDUPLICATED;
+        outcome_add(j);
         return;
     }
     j->stage = STAGE_CLAIM;

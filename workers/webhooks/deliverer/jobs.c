@@ -15,27 +15,29 @@
 #include "deliverer.h"
 
 /*
- * Jobs in flight are indexed by (endpoint, event): a copy of one (the same
- * job re-delivered) or a second job for the same event and endpoint is a
- * duplicate while the first is in flight, and the first decides.
+ * Jobs in flight are indexed by (tenant, endpoint, event): a copy of one (the
+ * same job re-delivered) or a second job of the tenant for the same event and
+ * endpoint is a duplicate while the first is in flight, and the first
+ * decides. Another tenant's job naming the endpoint is never a duplicate of
+ * it (it is refused on its own, and must not make the owner's job skip).
  */
 static uint32_t index_bucket(const wjob_t *j)
 {
     return (hash_str(j->job.event_id) ^ hash_str(j->job.endpoint_id)) % HASH_BUCKETS;
 }
 
-/* Another job of this process already holds @p j's (endpoint, event)? Else @p j does now. */
-bool index_holds(worker_t *w, wjob_t *j)
+wjob_t *index_holder(worker_t *w, wjob_t *j)
 {
     wjob_t **head = &w->by_id[index_bucket(j)];
     for (wjob_t *o = *head; o; o = o->next_by_id)
         if (strcmp(o->job.event_id, j->job.event_id) == 0 &&
-            strcmp(o->job.endpoint_id, j->job.endpoint_id) == 0)
-            return true;
+            strcmp(o->job.endpoint_id, j->job.endpoint_id) == 0 &&
+            strcmp(o->job.tenant_id, j->job.tenant_id) == 0)
+            return o;
     j->next_by_id = *head;
     *head = j;
     j->indexed = true;
-    return false;
+    return NULL;
 }
 
 void index_remove(worker_t *w, wjob_t *j)

@@ -8,9 +8,21 @@
  * here polls: an answer frees a slot (the turn hook drains the lanes after it), a row read opens
  * a lane, and a lane short of tokens (or throttled) arms the lane timer for when it may send
  * again.
+ *
+ * Overflow (issue 10, item 18): a lane that is merely busy holds every job it
+ * is given — the worker's in-flight cap (intake paused) and the claim gate
+ * (claims.c) bound them, and the retry tier would only bring them back later
+ * to the same lane. A lane overflows — its jobs beyond endpoint_queue_max go
+ * to the first retry tier — only when its endpoint is slow (at its latency,
+ * a stall included, or its rate, it cannot serve endpoint_queue_max jobs
+ * within the first retry delay; no answer for a second is a stall), failing (its last answer was
+ * not a success) or throttled (Retry-After). A lane that turns slow sheds what it holds beyond
+ * endpoint_queue_max at once (lanes_drain).
  */
 #include "deliverer.h"
 #include "nudgel/timeutil.h"
+
+#define STALL_US 1000000 /* an endpoint without an answer for this long is slow */
 
 void lane_push(worker_t *w, endpoint_t *ep, wjob_t *j)
 {
@@ -41,6 +53,56 @@ static wjob_t *lane_pop(worker_t *w, endpoint_t *ep)
     ep->queued--;
     w->lane_waiting--;
     return j;
+}
+
+/*
+ * Whether @p ep's jobs beyond endpoint_queue_max leave for the first retry
+ * tier: throttled, failing, or too slow to serve endpoint_queue_max jobs
+ * within the first retry delay. An endpoint whose row is not read yet, or
+ * that sends nothing (missing, disabled: its jobs end at once), is not.
+ */
+bool lane_overflows(const worker_t *w, const endpoint_t *ep, int64_t now_us)
+{
+    if (!ep->loaded || !ep->found || !ep->enabled)
+        return false;
+    if (ep->throttled_until_us > now_us || ep->failing)
+        return true;
+    int64_t delay_us = (w->s.schedule.count ? w->s.schedule.delays_ms[0] : 5000) * 1000;
+    double queue = (double)w->s.queue_max;
+    int64_t latency = ep->latency_us;
+    /* No answer for over a second (and longer than usual): a stall, counted as latency. Shorter
+     * gaps are noise (a busy turn of our own loop, a receiver's pause). */
+    int64_t stall = ep->in_flight > 0 ? now_us - ep->progress_us : 0;
+    if (stall > STALL_US && stall > latency)
+        latency = stall;
+    double conc = ep->max_concurrency ? (double)ep->max_concurrency : 1;
+    if (queue * (double)latency / conc > (double)delay_us)
+        return true;
+    return ep->rate > 0 && queue / ep->rate * 1e6 > (double)delay_us;
+}
+
+/*
+ * A slow or failing lane sheds its jobs beyond endpoint_queue_max to the
+ * first retry tier (not counted as attempts); it keeps the first ones.
+ */
+static void lane_shed(worker_t *w, endpoint_t *ep)
+{
+    wjob_t *keep = ep->head;
+    for (size_t i = 1; keep && i < w->s.queue_max; i++)
+        keep = keep->next_in_lane;
+    if (!keep || !keep->next_in_lane)
+        return;
+    wjob_t *j = keep->next_in_lane;
+    keep->next_in_lane = NULL;
+    ep->tail = keep;
+    while (j) {
+        wjob_t *next = j->next_in_lane;
+        ep->queued--;
+        w->lane_waiting--;
+        j->end = END_REQUEUE;
+        outcome_add(j);
+        j = next;
+    }
 }
 
 /*
@@ -91,9 +153,14 @@ void lanes_drain(worker_t *w)
         bool throttled = ep->enabled && ep->found && ep->throttled_until_us > now;
         if (throttled)
             due = ep->throttled_until_us;
+        /* Jobs that will not be sent (another tenant's, a missing or disabled endpoint) end
+         * without taking a slot or a token. */
         while (!throttled && ep->head &&
-               (!ep->enabled || !ep->found || lane_may_send(ep, now, &due)))
+               (!ep->enabled || !ep->found || endpoint_foreign(ep->head) ||
+                lane_may_send(ep, now, &due)))
             submit(w, lane_pop(w, ep));
+        if (ep->queued > w->s.queue_max && lane_overflows(w, ep, now))
+            lane_shed(w, ep);
         if (due && (!next_token || due < next_token))
             next_token = due;
         if (!ep->head) {

@@ -50,8 +50,10 @@ static const nudgel_conf_entry_t webhooks_table[] = {
      "Requests per second per endpoint when its row sets no rate_limit_per_second; 0 = no "
      "limit."},
     {"webhooks.endpoint_queue_max", NUDGEL_CONF_INT, "1000", 1, 100000, NULL, 0,
-     "Jobs waiting for a saturated endpoint; beyond it a job goes to the first retry tier "
-     "(not counted as an attempt)."},
+     "Jobs a slow, failing or throttled endpoint's lane keeps; beyond it a job goes to the "
+     "first retry tier (not counted as an attempt). A lane that is merely busy (fast enough to "
+     "serve this many jobs within the first retry delay) keeps every job; the in-flight cap "
+     "pauses intake instead."},
     {"webhooks.max_host_connections", NUDGEL_CONF_INT, "256", 1, 10000, NULL, 0,
      "Connections per host:port kept by the HTTP client."},
     {"webhooks.max_in_flight", NUDGEL_CONF_INT, "5000", 1, 100000, NULL, 0,

@@ -71,7 +71,7 @@ static void on_state(void *opaque, nudgel_pgconn_t *c, bool up)
 }
 
 /*
- * The payload column probe (blocking, once), then the three connections,
+ * The payload column and duplicates table probes (blocking, once), then the three connections,
  * connecting on the loop. Intake starts paused until all three are up.
  */
 nudgel_err_t postgres_open(worker_t *w, const nudgel_conf_t *conf, char *errstr, size_t errstr_size)
@@ -82,6 +82,10 @@ nudgel_err_t postgres_open(worker_t *w, const nudgel_conf_t *conf, char *errstr,
     if (!probe)
         return NUDGEL_ERR_PG_UNREACHABLE;
     w->with_payload = wh_db_has_payload_column(probe);
+    w->with_duplicates = wh_db_has_duplicates_table(probe);
+    if (!w->with_duplicates)
+        nudgel_log_warn("nudgel.webhook_duplicates is missing (migration 017): deduplicated "
+                        "jobs are evented but not recorded; run nudgel-admin migrate");
     PQfinish(probe);
 
     nudgel_readiness_t *r = nudgel_worker_readiness(w->nw);

@@ -41,19 +41,76 @@ static PGresult *result(ExecStatusType status, int ncols, int nrows, const char 
 static void test_claim_read(void **state)
 {
     (void)state;
-    /* n, own, status, attempts, last_status_code, last_error — ORDER BY n, own DESC */
+    /* n, own, status, attempts, last_status_code, last_error, url, same tenant, delivery id —
+     * ORDER BY n, own DESC */
+#define D1 "01890a5d-ac96-774b-bcce-b302099a9001"
+#define D2 "01890a5d-ac96-774b-bcce-b302099a9002"
     static const char *const cells[] = {
-        "1", "t", "delivered",  "2", "200", "",                   /* final */
-        "2", "f", "delivering", "1", NULL,  "http_5xx: HTTP 500", /* duplicate */
-        "4", "t", "delivering", "3", "503", "http_5xx: HTTP 503", /* own row... */
-        "4", "f", "delivered",  "1", "200", "",                   /* ...wins */
-        "9", "t", "delivered",  "1", "200", "",                   /* out of range */
+        "1",
+        "t",
+        "delivered",
+        "2",
+        "200",
+        "",
+        "https://a.example/h",
+        "t",
+        D1, /* final */
+        "2",
+        "f",
+        "delivering",
+        "1",
+        NULL,
+        "http_5xx: HTTP 500",
+        "https://a.example/h",
+        "t",
+        D2, /* duplicate */
+        "4",
+        "t",
+        "delivering",
+        "3",
+        "503",
+        "http_5xx: HTTP 503",
+        NULL,
+        "t",
+        D1, /* own row... */
+        "4",
+        "f",
+        "delivered",
+        "1",
+        "200",
+        "",
+        "https://a.example/h",
+        "t",
+        D2, /* ...wins */
+        "5",
+        "t",
+        "delivered",
+        "1",
+        "200",
+        "",
+        "https://b.example/h",
+        "f",
+        D1, /* another tenant's */
+        "9",
+        "t",
+        "delivered",
+        "1",
+        "200",
+        "",
+        "https://a.example/h",
+        "t",
+        D1, /* out of range */
     };
-    PGresult *res = result(PGRES_TUPLES_OK, 6, 5, cells);
-    wh_claim_t out[4];
+    PGresult *res = result(PGRES_TUPLES_OK, 9, 6, cells);
+    wh_claim_t out[5];
     char errstr[256];
-    assert_int_equal(wh_db_claim_read(res, out, 4, errstr, sizeof(errstr)), NUDGEL_OK);
-    assert_true(out[0].final && !out[0].fresh && !out[0].duplicate);
+    assert_int_equal(wh_db_claim_read(res, out, 5, errstr, sizeof(errstr)), NUDGEL_OK);
+    assert_true(out[0].final && !out[0].fresh && !out[0].duplicate && !out[0].foreign);
+    assert_string_equal(out[0].url, "https://a.example/h"); /* the url the row records */
+    assert_string_equal(out[3].url, "");                    /* none recorded yet */
+    assert_string_equal(out[1].duplicate_of, D2);
+    assert_string_equal(out[0].duplicate_of, "");
+    assert_true(out[4].foreign && !out[4].duplicate); /* its delivery id is another's row */
     assert_int_equal(out[0].status, WH_DELIVERY_DELIVERED);
     assert_string_equal(wh_delivery_status_name(out[0].status), "delivered");
     assert_string_equal(out[0].error_class, "");
@@ -70,8 +127,9 @@ static void test_claim_read(void **state)
     PQclear(res);
 
     /* Stored text is parsed once, here: a status the enum does not know is an error. */
-    static const char *const odd[] = {"1", "t", "delivered ", "1", "200", "no colon"};
-    res = result(PGRES_TUPLES_OK, 6, 1, odd);
+    static const char *const odd[] = {"1",        "t",  "delivered ", "1", "200",
+                                      "no colon", NULL, "t",          D1};
+    res = result(PGRES_TUPLES_OK, 9, 1, odd);
     assert_int_equal(wh_db_claim_read(res, out, 1, errstr, sizeof(errstr)), NUDGEL_ERR_PG);
     assert_non_null(strstr(errstr, "is not a delivery status"));
     PQclear(res);
@@ -87,8 +145,8 @@ static void test_claim_read(void **state)
         {"exhausted", WH_DELIVERY_EXHAUSTED, true}, {"cancelled", WH_DELIVERY_CANCELLED, true},
     };
     for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
-        const char *row[] = {"1", "t", statuses[i].text, "1", NULL, "no colon"};
-        res = result(PGRES_TUPLES_OK, 6, 1, row);
+        const char *row[] = {"1", "t", statuses[i].text, "1", NULL, "no colon", NULL, "t", D1};
+        res = result(PGRES_TUPLES_OK, 9, 1, row);
         assert_int_equal(wh_db_claim_read(res, out, 1, errstr, sizeof(errstr)), NUDGEL_OK);
         assert_int_equal(out[0].status, statuses[i].status);
         assert_string_equal(wh_delivery_status_name(out[0].status), statuses[i].text);

@@ -152,11 +152,14 @@ void nudgel_job_abandon(nudgel_job_life_t *job);
 bool nudgel_job_is_current(const nudgel_job_life_t *job);
 
 /**
- * @brief The envelope check every role applies before parsing: a job whose
+ * @brief The envelope check every role applies before parsing (with
+ * @p tenant_id NULL) and again once the job's tenant is known: a job whose
  * nudgel-schema header names another schema than @p schema, or (with
- * @p tenant_id known) whose nudgel-tenant header names another tenant, is
- * not this role's to handle. @returns true when acceptable; else false
- * with the reason in @p reason.
+ * @p tenant_id known) that has no nudgel-schema header or whose
+ * nudgel-tenant header or Kafka key names another tenant, is not this
+ * role's to handle (a missing nudgel-tenant header or key is let through). @returns true when
+ * acceptable; else false with the reason in @p reason (it names the header
+ * or the key).
  */
 bool nudgel_job_envelope_ok(const rd_kafka_message_t *km, const char *schema, const char *tenant_id,
                             char *reason, size_t reason_size);
