@@ -20,7 +20,7 @@ from conftest import SOURCE_DIR, binary, group_lag, scrape_metrics
 from test_carrier_sim import AT_KEY, GENERIC_KEY, INFOBIP_KEY
 
 SCHEMA_HEADER = "message.job/v1"
-FINAL_SQL = "status <> 'submitting'"
+FINAL_SQL = "status NOT IN ('accepted', 'submitting')"
 
 
 def uuid7() -> str:

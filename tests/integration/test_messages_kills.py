@@ -72,16 +72,16 @@ def run_with_kills(bootstrap, pg_dsn, ns, gw, tenant, total, rng, tmp_path, labe
     started = time.monotonic()
     for n in range(KILLS):
         wid = f"{tenant}-kill{n}"
-        threshold = min(total - 1, count_where(pg_dsn, tenant, "status <> 'submitting'") +
+        threshold = min(total - 1, count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") +
                         rng.randint(max(1, total // 100), total * 8 // 100))
         worker = Worker(ns, gw, tmp_path / f"worker-{n}.log", *sets, worker_id=wid)
         reached = wait_until(lambda: not worker.alive() or
-                             (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
+                             (count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") or 0)
                              >= threshold, timeout=600, interval=0.1)
         assert reached and worker.alive(), f"worker {n} died or stalled:\n{worker.log_tail()}"
         time.sleep(rng.uniform(0, 0.5))  # the random moment itself (seeded), not a wait
         worker.kill()
-        at_kill = count_where(pg_dsn, tenant, "status <> 'submitting'")
+        at_kill = count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')")
         left = count_where(pg_dsn, tenant, f"status = 'submitting' AND claimed_by = '{wid}'")
         kills.append({"at_final": at_kill, "threshold": threshold, "in_flight": left,
                       "t": round(time.monotonic() - started, 1)})
@@ -89,7 +89,7 @@ def run_with_kills(bootstrap, pg_dsn, ns, gw, tenant, total, rng, tmp_path, labe
               f"{at_kill}/{total} final, {left} claims left in submitting")
     last = Worker(ns, gw, tmp_path / "worker-last.log", *sets, worker_id=f"{tenant}-last")
     done = wait_until(lambda: not last.alive() or
-                      count_where(pg_dsn, tenant, "status <> 'submitting'") == total,
+                      count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") == total,
                       timeout=900, interval=0.5)
     # A receipt written just before a kill whose event was not yet acknowledged
     # is re-delivered and its event re-emitted by a later worker: wait for the
@@ -196,11 +196,11 @@ def test_two_workers_share_partitions_and_send_each_message_once(bootstrap, pg_d
         gw = gateways_file(sim, tmp_path / "gateways.json", "infobip", tps=100000)
         started = time.monotonic()
         workers.append(Worker(ns, gw, tmp_path / "worker-a.log", *sets))
-        wait_until(lambda: (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
+        wait_until(lambda: (count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") or 0)
                    >= total // 10 or not workers[0].alive(), timeout=300)
         workers.append(Worker(ns, gw, tmp_path / "worker-b.log", *sets))
         joined = time.monotonic() - started
-        done = wait_until(lambda: count_where(pg_dsn, tenant, "status <> 'submitting'") == total
+        done = wait_until(lambda: count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") == total
                           or not all(w.alive() for w in workers), timeout=600, interval=0.5)
         # The last events and offsets: neither worker has a job in flight, every record
         # committed (so the counters read next are final too).

@@ -24,7 +24,8 @@ struct nudgel_gateway {
     char *key;            /* the secret: wiped on free, never in an error */
     size_t key_len;       /* bytes allocated for key, all wiped on free */
     uint32_t tps, connect_timeout_ms, timeout_ms;
-    char *sender_id; /* NULL when none */
+    nudgel_gateway_unknown_policy_t unknown_outcome; /* the file's, else the dialect's default */
+    char *sender_id;                                 /* NULL when none */
 };
 
 typedef struct gateway_route {
