@@ -315,7 +315,8 @@ def test_twenty_thousand_messages_twenty_tenants(bootstrap, pg_dsn, topics_ready
         ledger = sim.ledger("?summary=1")
         print(f"20 000 messages in {elapsed:.1f}s ({20000 / elapsed:.0f}/s end to end)")
         assert sent == 20000
-        assert history == 2 * 20000  # submitting, then sent: one row per transition
+        # accepted (claimed), submitting (handed to the gateway), sent: one row per transition
+        assert history == 3 * 20000
         assert ledger["totals"]["sms"] == 20000 and ledger["duplicates"] == 0
         events = kcat_consume(bootstrap, f"{ns}nudgel.delivery-status.v1", timeout=300)
         assert len(events) == 20000
