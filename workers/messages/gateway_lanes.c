@@ -168,6 +168,7 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
     worker_t *w = m->w;
     nudgel_gateway_response_t resp = {
         .transport_error = r->transport_error,
+        .request_sent = r->request_sent,
         .transport_detail = r->error,
         .http_status = (int)r->status,
         .body = r->body,
