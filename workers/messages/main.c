@@ -24,7 +24,9 @@ static const nudgel_conf_entry_t messages_table[] = {
     {"messages.worker_id", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0,
      "Claim owner name; default host-pid-start time (must be unique per process)."},
     {"messages.claim_stale_ms", NUDGEL_CONF_INT, "30000", 1000, 3600000, NULL, 0,
-     "A claim older than this is taken over (longer than the gateway timeout)."},
+     "A claim older than this is taken over (longer than the gateway timeout): a job never "
+     "handed to its gateway is then sent by the new owner without doubt, one whose request was "
+     "out is an unknown outcome (the gateway's unknown_outcome)."},
     {"messages.validity_ms", NUDGEL_CONF_INT, "3600000", 1000, 604800000, NULL, 0,
      "How long after created_at a job without expires_at may still be sent."},
     {"messages.max_in_flight", NUDGEL_CONF_INT, "2000", 1, 100000, NULL, 0,
