@@ -314,7 +314,7 @@ def final_count(tenant):
     (tenant_id, created_at), so polling costs Postgres little."""
     ids = ", ".join(f"'{tenant}-{i}'" for i in range(TENANTS))
     return int(psql("SELECT count(*) FROM nudgel.message_receipts WHERE "
-                    f"tenant_id IN ({ids}) AND status <> 'submitting'"))
+                    f"tenant_id IN ({ids}) AND status NOT IN ('accepted', 'submitting')"))
 
 
 def run_ours(ctx, r, n):

@@ -20,7 +20,7 @@ from conftest import SOURCE_DIR, binary, group_lag, scrape_metrics
 from test_carrier_sim import AT_KEY, GENERIC_KEY, INFOBIP_KEY
 
 SCHEMA_HEADER = "message.job/v1"
-FINAL_SQL = "status <> 'submitting'"
+FINAL_SQL = "status NOT IN ('accepted', 'submitting')"  # accepted: claimed, not yet sent
 
 
 def uuid7() -> str:
@@ -115,8 +115,9 @@ def consume(bootstrap, topic, timeout=300):
             if line.startswith("{")]
 
 
-def gateways_file(sim, path, dialect="infobip", tps=2000):
-    """One simulator gateway of @dialect routing KE, NG and UG (no default route)."""
+def gateways_file(sim, path, dialect="infobip", tps=2000, **keys):
+    """One simulator gateway of @dialect routing KE, NG and UG (no default route); @keys are
+    more keys of the gateway (unknown_outcome="hold", timeout_ms=1000, ...)."""
     if dialect == "infobip":
         gw = {"name": "sim-infobip", "dialect": "infobip",
               "base_url": f"http://127.0.0.1:{sim.port}/infobip",
@@ -128,6 +129,7 @@ def gateways_file(sim, path, dialect="infobip", tps=2000):
               "sender_id": "NUDGEL"}
     else:
         raise ValueError(dialect)
+    gw.update(keys)
     conf = {"gateways": [gw],
             "routes": [{"country": c, "operator": "*", "gateways": [gw["name"]]}
                        for c in ("KE", "NG", "UG")]}

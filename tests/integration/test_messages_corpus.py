@@ -241,7 +241,7 @@ def corpus_run(bootstrap, pg_dsn, topics_ready, tmp_path_factory):
 
         def goods_done():
             n = psql(pg_dsn, "SELECT count(*) FROM nudgel.message_receipts WHERE "
-                             f"message_id IN ({id_list}) AND status <> 'submitting'")
+                             f"message_id IN ({id_list}) AND status NOT IN ('accepted', 'submitting')")
             return int(n) == len(goods) or not worker.alive()
 
         wait_until(goods_done, timeout=120, interval=0.5)

@@ -53,7 +53,7 @@ def finish_run(pg_dsn, ns, gw, tenant, total, worker, tmp_path, sets, problems):
     deadline = time.monotonic() + 600
     replacements = 0
     while time.monotonic() < deadline:
-        if count_where(pg_dsn, tenant, "status <> 'submitting'") == total:
+        if count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") == total:
             break
         if not worker.alive():
             problems.append(f"the worker exited {worker.proc.returncode}; last log lines:\n"
@@ -111,10 +111,10 @@ def test_postgres_stopped_20s_mid_run(stack, bootstrap, pg_dsn, topics_ready, ru
                 "pg.connect_timeout_s=2")
         started = time.monotonic()
         worker = Worker(ns, gw, tmp_path / "worker.log", *sets)
-        wait_until(lambda: (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
+        wait_until(lambda: (count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") or 0)
                    >= total // 5 or not worker.alive(), timeout=300)
         assert worker.alive(), worker.log_tail()
-        before = count_where(pg_dsn, tenant, "status <> 'submitting'")
+        before = count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')")
 
         stack.down("pg")
         stopped = time.monotonic()
@@ -164,10 +164,10 @@ def test_kafka_broker_restarted_mid_run(stack, bootstrap, pg_dsn, topics_ready, 
         sets = ("messages.retry_delays_ms=500,500,500,500", "messages.claim_stale_ms=5000")
         started = time.monotonic()
         worker = Worker(ns, gw, tmp_path / "worker.log", *sets)
-        wait_until(lambda: (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
+        wait_until(lambda: (count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") or 0)
                    >= total // 4 or not worker.alive(), timeout=300)
         assert worker.alive(), worker.log_tail()
-        before = count_where(pg_dsn, tenant, "status <> 'submitting'")
+        before = count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')")
         stack.down("kafka")
         down_at = time.monotonic()
         time.sleep(5)  # the outage itself lasts 5 s: a span of time, not a wait for state

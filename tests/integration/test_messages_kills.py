@@ -10,13 +10,16 @@ reached the carrier is counted at the simulator's ledger:
   duplicate SMS must be 0 (the ledger's `duplicates`, keys accepted more than
   once, counts those repeats and is printed).
 - Africa's Talking has no client reference: a job the carrier accepted just
-  before a kill, whose receipt was not yet written, is sent again. Those
-  duplicates are printed and must stay within what was in flight at the kills:
-  at most the `submitting` claims each killed worker left behind, and at most
-  kills × messages.max_in_flight (DESIGN §5: the only window for a duplicate
-  is between a carrier's accept and the result write). Also printed: the
-  duplicates per kill against messages.gateway_max_in_flight, the carrier's
-  share of that window (the rest is answers waiting for their receipt write).
+  before a kill, whose receipt was not yet written, is sent again (the gateway
+  is set to unknown_outcome=resubmit here, so those duplicates happen and are
+  measured; its default, hold, would end them failed/outcome_unknown). Those
+  duplicates are printed and must stay within what was really at the carrier
+  at the kills: the requests each killed worker had handed to the gateway and
+  not yet recorded (its `submitting` claims with handed_at: DESIGN §5, the only
+  window for a duplicate is between a carrier's accept and the result write).
+  Claims a killed worker held but had not handed over (`accepted`) are printed
+  too: they are resumed without doubt and must not add a duplicate. Also
+  printed: the duplicates per kill against messages.gateway_max_in_flight.
 
 Sizes come from the environment: NUDGEL_TEST_KILL_MESSAGES (Infobip, default
 50 000), NUDGEL_TEST_KILL_AT_MESSAGES (Africa's Talking, default 5 000),
@@ -72,24 +75,29 @@ def run_with_kills(bootstrap, pg_dsn, ns, gw, tenant, total, rng, tmp_path, labe
     started = time.monotonic()
     for n in range(KILLS):
         wid = f"{tenant}-kill{n}"
-        threshold = min(total - 1, count_where(pg_dsn, tenant, "status <> 'submitting'") +
+        threshold = min(total - 1, count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") +
                         rng.randint(max(1, total // 100), total * 8 // 100))
         worker = Worker(ns, gw, tmp_path / f"worker-{n}.log", *sets, worker_id=wid)
         reached = wait_until(lambda: not worker.alive() or
-                             (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
+                             (count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") or 0)
                              >= threshold, timeout=600, interval=0.1)
         assert reached and worker.alive(), f"worker {n} died or stalled:\n{worker.log_tail()}"
         time.sleep(rng.uniform(0, 0.5))  # the random moment itself (seeded), not a wait
         worker.kill()
-        at_kill = count_where(pg_dsn, tenant, "status <> 'submitting'")
-        left = count_where(pg_dsn, tenant, f"status = 'submitting' AND claimed_by = '{wid}'")
-        kills.append({"at_final": at_kill, "threshold": threshold, "in_flight": left,
-                      "t": round(time.monotonic() - started, 1)})
+        at_kill = count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')")
+        # Handed to the gateway and unanswered (or answered, not yet recorded): what the
+        # carrier may hold of this worker's requests. Claimed and never handed over: no doubt.
+        handed = count_where(pg_dsn, tenant, f"status = 'submitting' AND claimed_by = '{wid}' "
+                                             "AND handed_at IS NOT NULL")
+        unsent = count_where(pg_dsn, tenant, f"status = 'accepted' AND claimed_by = '{wid}'")
+        kills.append({"at_final": at_kill, "threshold": threshold, "in_flight": handed,
+                      "unsent": unsent, "t": round(time.monotonic() - started, 1)})
         print(f"{label}: kill {n + 1} at {time.monotonic() - started:.1f}s, "
-              f"{at_kill}/{total} final, {left} claims left in submitting")
+              f"{at_kill}/{total} final, {handed} requests at the gateway (submitting), "
+              f"{unsent} claims never handed over (accepted)")
     last = Worker(ns, gw, tmp_path / "worker-last.log", *sets, worker_id=f"{tenant}-last")
     done = wait_until(lambda: not last.alive() or
-                      count_where(pg_dsn, tenant, "status <> 'submitting'") == total,
+                      count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") == total,
                       timeout=900, interval=0.5)
     # A receipt written just before a kill whose event was not yet acknowledged
     # is re-delivered and its event re-emitted by a later worker: wait for the
@@ -158,22 +166,25 @@ def test_africastalking_sigkill_duplicates_bounded_by_in_flight(bootstrap, pg_ds
         ns, tenant = f"ka{run_id}.", f"ka{run_id}"
         make_topics(ns, partitions=6)
         enqueue(ns, jobs_for(tenant, run_id, total))
-        gw = gateways_file(sim, tmp_path / "gateways.json", "africastalking", tps=100000)
+        gw = gateways_file(sim, tmp_path / "gateways.json", "africastalking", tps=100000,
+                           unknown_outcome="resubmit")
         kills = run_with_kills(bootstrap, pg_dsn, ns, gw, tenant, total, rng, tmp_path,
                                "africastalking kills")
         ledger = sim.ledger("?summary=1")
         totals = ledger["totals"]
         duplicates = totals["sms"] - total
-        left = sum(k["in_flight"] for k in kills)
-        cap = KILLS * MAX_IN_FLIGHT
+        at_carrier = sum(k["in_flight"] for k in kills)
+        unsent = sum(k["unsent"] for k in kills)
         print(f"africastalking kills: {duplicates} duplicate SMS (ledger duplicates "
-              f"{ledger['duplicates']}); claims in flight at the kills "
-              f"{[k['in_flight'] for k in kills]} = {left}; config bound {KILLS} x "
-              f"{MAX_IN_FLIGHT} = {cap}; {duplicates / KILLS:.0f} per kill against "
-              f"{GATEWAY_MAX_IN_FLIGHT} submissions awaiting the carrier")
+              f"{ledger['duplicates']}); requests at the gateway at the kills "
+              f"{[k['in_flight'] for k in kills]} = {at_carrier}; claims never handed over "
+              f"{[k['unsent'] for k in kills]} = {unsent}; {duplicates / KILLS:.0f} per kill "
+              f"against {GATEWAY_MAX_IN_FLIGHT} submissions awaiting the carrier")
         assert totals["sms"] >= total and ledger["keys"] == total, "a message never reached AT"
-        assert duplicates <= left, "more duplicates than claims in flight at the kills"
-        assert duplicates <= cap
+        # Only what was really at the carrier may come twice: a claim never handed over is
+        # resumed without doubt.
+        assert duplicates <= at_carrier, "more duplicates than requests at the carrier"
+        assert duplicates <= KILLS * MAX_IN_FLIGHT
         check_every_message_sent_with_one_event(bootstrap, pg_dsn, ns, tenant, total)
     finally:
         sim.stop()
@@ -196,11 +207,11 @@ def test_two_workers_share_partitions_and_send_each_message_once(bootstrap, pg_d
         gw = gateways_file(sim, tmp_path / "gateways.json", "infobip", tps=100000)
         started = time.monotonic()
         workers.append(Worker(ns, gw, tmp_path / "worker-a.log", *sets))
-        wait_until(lambda: (count_where(pg_dsn, tenant, "status <> 'submitting'") or 0)
+        wait_until(lambda: (count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") or 0)
                    >= total // 10 or not workers[0].alive(), timeout=300)
         workers.append(Worker(ns, gw, tmp_path / "worker-b.log", *sets))
         joined = time.monotonic() - started
-        done = wait_until(lambda: count_where(pg_dsn, tenant, "status <> 'submitting'") == total
+        done = wait_until(lambda: count_where(pg_dsn, tenant, "status NOT IN ('accepted', 'submitting')") == total
                           or not all(w.alive() for w in workers), timeout=600, interval=0.5)
         # The last events and offsets: neither worker has a job in flight, every record
         # committed (so the counters read next are final too).

@@ -25,14 +25,37 @@
 
 #include "messages.h"
 
+/*
+ * What the claim says decides the job's way. A lease taken (fresh, a
+ * resubmission, an unknown outcome) is ours to record or release; while the
+ * worker drains, such a job is handed back at once instead of being sent.
+ */
 static void on_claimed(worker_t *w, msg_t *m, const nudgel_receipt_claim_t *claim)
 {
     switch (claim->outcome) {
+    case NUDGEL_RECEIPT_CLAIM_OUTCOME_UNKNOWN: {
+        /* A crashed worker's request was at this gateway: its policy decides. */
+        const nudgel_receipt_t *r = &claim->receipt;
+        m->receipt_attempt = r->attempt;
+        m->leased = true;
+        if (unknown_outcome(m, nudgel_gateway_find(w->gateways, r->gateway), r->gateway,
+                            "its claim went stale while the request was at the gateway"))
+            return;
+        if (w->draining)
+            hand_back(m);
+        else
+            prepare_and_route(w, m);
+        return;
+    }
     case NUDGEL_RECEIPT_CLAIM_FRESH:
     case NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE:
         m->receipt_attempt = claim->receipt.attempt;
         snprintf(m->resent_from, sizeof(m->resent_from), "%s", claim->receipt.resent_from);
-        prepare_and_route(w, m);
+        m->leased = true;
+        if (w->draining)
+            hand_back(m);
+        else
+            prepare_and_route(w, m);
         return;
     case NUDGEL_RECEIPT_CLAIM_IN_PROGRESS:
         wait_for_other_claim(m);
@@ -217,6 +240,14 @@ void claims_pump(void *opaque)
 {
     worker_t *w = opaque;
     nudgel_pgconn_t *pc = w->pg_claims.conn;
+    if (w->draining) {
+        /* Not claimed: nothing to release, they are delivered again. */
+        msg_t *m;
+        while (nudgel_batchq_shift(w->to_claim, (void **)&m, 1) == 1)
+            hand_back(m);
+        w->claim_wait_since_us = 0;
+        return;
+    }
     size_t waiting = nudgel_batchq_count(w->to_claim);
     if (waiting == 0 || w->claims_one_pending > 0 || !pc || !nudgel_pgconn_up(pc) ||
         nudgel_pgconn_busy(pc) || w->claim->n > 0)

@@ -123,6 +123,17 @@ void gates_tick(void *opaque)
     msg_t *m;
     while (nudgel_batchq_shift(w->recipient_ready, (void **)&m, 1) == 1)
         tenant_gate(w, m);
+    if (w->draining) {
+        /* Parked tenants' jobs were never handed over: back to the next owner, limits or not. */
+        for (nudgel_keyq_entry_t *e = nudgel_keyq_first_waiting(w->tenant_waits), *after; e;
+             e = after) {
+            after = nudgel_keyq_next_waiting(e);
+            while ((m = nudgel_keyq_pop(w->tenant_waits, e)))
+                hand_back(m);
+            nudgel_keyq_drop_if_idle(w->tenant_waits, e);
+        }
+        return;
+    }
     int64_t now = nudgel_mono_us(), next = INT64_MAX;
     for (nudgel_keyq_entry_t *e = nudgel_keyq_first_waiting(w->tenant_waits), *after; e;
          e = after) {

@@ -4,8 +4,14 @@
  * and a circuit breaker whose open circuit sends jobs on along their route.
  * Jobs wait on a lane for a token (a loop timer is armed for the earliest
  * next token of a lane with jobs waiting) or for an answer (the in-flight
- * cap); submit() sends them with the HTTP client on the loop and
+ * cap); a job with a token takes a slot under the cap and goes to its
+ * hand-over (handover.c: its receipt marked `submitting`), then
+ * lane_submit() sends it with the HTTP client on the loop and
  * on_gateway_answer() classifies the answer into an outcome (outcomes.c).
+ * An answer lost or unreadable after the request went out is an unknown
+ * outcome: the gateway's unknown_outcome policy holds it (final failed,
+ * outcome_unknown) or sends it again (unknown_outcome(), handover.c).
+ * While the worker drains, jobs still waiting on a lane are handed back.
  * A gateway's error answers and its breaker's transitions are logged, at
  * most a few lines a second per gateway.
  *
@@ -124,6 +130,10 @@ static int64_t until_a_circuit_half_opens(worker_t *w, const msg_t *m)
 /* Onto its gateway's lane, or a retry hop when every circuit of its route is open. */
 void to_lane(worker_t *w, msg_t *m)
 {
+    if (w->draining) {
+        hand_back(m);
+        return;
+    }
     gateway_lane_t *lane = next_open_lane(w, m, NULL);
     if (lane) {
         enqueue_on_lane(lane, m);
@@ -158,6 +168,7 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
     worker_t *w = m->w;
     nudgel_gateway_response_t resp = {
         .transport_error = r->transport_error,
+        .request_sent = r->request_sent,
         .transport_detail = r->error,
         .http_status = (int)r->status,
         .body = r->body,
@@ -216,8 +227,11 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
                NULL, NULL);
         break;
     case NUDGEL_GATEWAY_TRANSIENT:
-        if (out.maybe_accepted)
+        if (out.maybe_accepted) {
             nudgel_metric_add(w->m_outcomes, "maybe_accepted", 1);
+            if (unknown_outcome(m, m->gateway, gw, out.error_message))
+                break;
+        }
         retry_or_give_up(m, out.error_code, out.error_message, out.retry_after_ms);
         break;
     }
@@ -232,7 +246,16 @@ static void give_back_probe(worker_t *w, msg_t *m)
     lane_for(w, m->gateway)->breaker.probe_in_flight = false;
 }
 
-static void submit(msg_t *m)
+void lane_give_back(worker_t *w, msg_t *m)
+{
+    give_back_probe(w, m);
+    gateway_lane_t *lane = lane_for(w, m->gateway);
+    if (lane && lane->in_flight > 0)
+        lane->in_flight--;
+    kick(w); /* the slot may take the lane's next job */
+}
+
+void lane_submit(msg_t *m)
 {
     worker_t *w = m->w;
     char errstr[256];
@@ -249,7 +272,7 @@ static void submit(msg_t *m)
             nudgel_gateway_validity_minutes(msg_expires_at_ms(w, m), nudgel_now_unix_ms()),
     };
     if (nudgel_gateway_build_request(m->gateway, &gm, &req, errstr, sizeof(errstr)) != NUDGEL_OK) {
-        give_back_probe(w, m);
+        lane_give_back(w, m);
         leave_gates(w, m);
         finish(m, NUDGEL_RECEIPT_FAILED, nudgel_gateway_name(m->gateway), NULL, "invalid_request",
                errstr, NULL, NULL, NULL);
@@ -268,11 +291,9 @@ static void submit(msg_t *m)
         hr.headers[i] = req.headers[i];
     nudgel_err_t err = nudgel_http_submit(w->http, &hr, on_gateway_answer, m);
     nudgel_gateway_request_clear(&req);
-    if (err == NUDGEL_OK) {
-        lane_for(w, m->gateway)->in_flight++;
-        return;
-    }
-    give_back_probe(w, m);
+    if (err == NUDGEL_OK)
+        return; /* its slot was taken by drain_lanes() */
+    lane_give_back(w, m);
     leave_gates(w, m);
     retry_or_give_up(m, "submit_failed", nudgel_strerror(err), -1);
 }
@@ -293,6 +314,16 @@ void drain_lanes(void *opaque)
         nudgel_breaker_state_t was = lane->breaker.state;
         if (nudgel_breaker_poll(&lane->breaker, now))
             breaker_changed(w, lane, was);
+    }
+    for (size_t i = 0; i < w->lane_count && w->draining; i++) {
+        gateway_lane_t *lane = &w->lanes[i];
+        while (lane->head) { /* not handed over: back to the next owner */
+            msg_t *m = lane->head;
+            lane->head = m->next_waiting;
+            if (!lane->head)
+                lane->tail = NULL;
+            hand_back(m);
+        }
     }
     for (size_t i = 0; i < w->lane_count; i++) {
         gateway_lane_t *lane = &w->lanes[i];
@@ -317,7 +348,8 @@ void drain_lanes(void *opaque)
                 lane->tail = NULL;
             if (allowed) {
                 m->probe = before != NUDGEL_BREAKER_CLOSED;
-                submit(m);
+                lane->in_flight++; /* its slot, held from the hand-over to the answer */
+                hand_over(w, m);
                 continue;
             }
             if (other) {

@@ -24,7 +24,9 @@ static const nudgel_conf_entry_t messages_table[] = {
     {"messages.worker_id", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0,
      "Claim owner name; default host-pid-start time (must be unique per process)."},
     {"messages.claim_stale_ms", NUDGEL_CONF_INT, "30000", 1000, 3600000, NULL, 0,
-     "A claim older than this is taken over (longer than the gateway timeout)."},
+     "A claim older than this is taken over (longer than the gateway timeout): a job never "
+     "handed to its gateway is then sent by the new owner without doubt, one whose request was "
+     "out is an unknown outcome (the gateway's unknown_outcome)."},
     {"messages.validity_ms", NUDGEL_CONF_INT, "3600000", 1000, 604800000, NULL, 0,
      "How long after created_at a job without expires_at may still be sent."},
     {"messages.max_in_flight", NUDGEL_CONF_INT, "2000", 1, 100000, NULL, 0,
@@ -63,7 +65,9 @@ static const nudgel_conf_entry_t messages_table[] = {
     {"messages.pg_reconnect_max_ms", NUDGEL_CONF_INT, "5000", 100, 600000, NULL, 0,
      "Longest wait between reconnect attempts while Postgres is unreachable."},
     {"messages.drain_timeout_ms", NUDGEL_CONF_INT, "20000", 0, 600000, NULL, 0,
-     "On SIGTERM, how long to finish jobs in flight before leaving the group."},
+     "On SIGTERM, how long to wait for the answers of requests already at a gateway (recorded "
+     "and published) before leaving the group; jobs not yet sent are handed back at once. "
+     "Keep it above the gateways' timeout_ms."},
     {NULL, NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0, NULL},
 };
 
@@ -185,6 +189,16 @@ static void register_metrics(worker_t *w)
         m, NUDGEL_METRIC_COUNTER, "nudgel_messages_gateway_auth_failures_total",
         "Answers in which a gateway refused our credentials (account-level 401/403).", "gateway",
         NULL, 0);
+    w->m_unknown = nudgel_metrics_register(
+        m, NUDGEL_METRIC_COUNTER, "nudgel_messages_outcome_unknown_total",
+        "Submissions whose outcome is unknown (an answer lost or unreadable after the request "
+        "went out, or a crashed worker's claim with its request at the gateway), by gateway.",
+        "gateway", NULL, 0);
+    w->m_unknown_held = nudgel_metrics_register(
+        m, NUDGEL_METRIC_COUNTER, "nudgel_messages_outcome_unknown_held_total",
+        "Unknown outcomes held (unknown_outcome=hold): final failed with error outcome_unknown, "
+        "never resent; the rest were sent again.",
+        "gateway", NULL, 0);
     w->m_pg_up = nudgel_metrics_register(m, NUDGEL_METRIC_GAUGE, "nudgel_messages_postgres_up",
                                          "1 while Postgres is reachable, 0 while intake is paused "
                                          "for it.",
@@ -197,8 +211,9 @@ static nudgel_err_t make_structures(worker_t *w, char *errstr, size_t errstr_siz
     size_t queue_max = w->max_in_flight * 4 + 4096;
     if (!(w->recipients = nudgel_keyq_new()) || !(w->tenant_waits = nudgel_keyq_new()) ||
         !templates_open(w) || !(w->claim = calloc(1, sizeof(*w->claim))) ||
-        !(w->record = calloc(1, sizeof(*w->record))) ||
+        !(w->record = calloc(1, sizeof(*w->record))) || !(w->hand = calloc(1, sizeof(*w->hand))) ||
         nudgel_batchq_new(queue_max, &w->to_claim) != NUDGEL_OK ||
+        nudgel_batchq_new(queue_max, &w->to_hand) != NUDGEL_OK ||
         nudgel_batchq_new(queue_max, &w->to_record) != NUDGEL_OK ||
         nudgel_batchq_new(queue_max, &w->recipient_ready) != NUDGEL_OK) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -213,8 +228,9 @@ static nudgel_err_t make_structures(worker_t *w, char *errstr, size_t errstr_siz
 /* The loop's hooks, in the order a job meets the stages within one turn. */
 static nudgel_err_t add_hooks(worker_t *w, char *errstr, size_t errstr_size)
 {
-    nudgel_loop_hook_fn *const hooks[] = {intake_turn, claims_pump,   gates_tick,
-                                          drain_lanes, outcomes_pump, lookups_pump};
+    /* handover_pump before outcomes_pump: a mark goes ahead of the next outcome batch. */
+    nudgel_loop_hook_fn *const hooks[] = {intake_turn,   claims_pump,   gates_tick,  drain_lanes,
+                                          handover_pump, outcomes_pump, lookups_pump};
     for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++) {
         if (nudgel_loop_add_hook(w->loop, hooks[i], w) != NUDGEL_OK) {
             snprintf(errstr, errstr_size, "out of memory");
@@ -280,9 +296,26 @@ static nudgel_err_t messages_setup(nudgel_worker_t *rt, void **ctx, char *errstr
     return add_hooks(w, errstr, errstr_size);
 }
 
+/*
+ * SIGTERM (DESIGN §5 Shutdown): intake stops first; then every stage hands
+ * back the jobs it holds that were never handed to a gateway (claims.c,
+ * gates.c, gateway_lanes.c, handover.c: claims released, offsets not
+ * stored) while the requests already at a gateway are waited for and their
+ * outcomes recorded and published as usual. The skeleton ends the drain
+ * when nothing is in flight, or at messages.drain_timeout_ms.
+ */
 static void messages_drain(void *ctx)
 {
-    intake_drain(ctx);
+    worker_t *w = ctx;
+    size_t at_gateways = 0;
+    for (size_t i = 0; i < w->lane_count; i++)
+        at_gateways += w->lanes[i].in_flight;
+    w->draining = true;
+    intake_drain(w);
+    nudgel_log_info("draining: %zu request(s) at gateways or being handed over are waited for; "
+                    "jobs not yet handed over go back to the next owner",
+                    at_gateways);
+    kick(w);
 }
 
 static size_t messages_in_flight(void *ctx)
@@ -348,10 +381,12 @@ static void messages_teardown(void *ctx, bool drained)
     nudgel_throttle_tenants_free(w->tenants);
     nudgel_batchq_free(w->to_claim);
     nudgel_batchq_free(w->to_record);
+    nudgel_batchq_free(w->to_hand);
     nudgel_batchq_free(w->recipient_ready);
     free(w->tenant_limits);
     free(w->claim);
     free(w->record);
+    free(w->hand);
     nudgel_log_ratelimit_flush(&w->malformed_log, NUDGEL_LOG_WARN);
     nudgel_log_ratelimit_flush(&w->dlq_log, NUDGEL_LOG_WARN);
     free(w);

@@ -19,7 +19,10 @@
  *      jobs in order, and the tenant's in-flight cap and send rate
  *      (tenant_limits.c); then its gateway's lane (gateway_lanes.c: token
  *      bucket at the fleet share of the gateway's TPS, in-flight cap, circuit
- *      breaker with fallback along the route; HTTP on the loop);
+ *      breaker with fallback along the route); then the hand-over
+ *      (handover.c): the claim, a lease on a row in `accepted` until now,
+ *      becomes `submitting` in one batched statement on the "outcomes"
+ *      connection, and only then does the request go out (HTTP on the loop);
  *   4. outcomes.c: the outcomes are written in one statement on the
  *      "outcomes" connection (receipt + history, released claims), and only
  *      then its status event, dead letter (events.c) or retry hop go out; a
@@ -29,6 +32,10 @@
  * While one is down, intake pauses, jobs in hand wait in their queues, a
  * statement whose fate is unknown goes back to the front of its queue;
  * nothing is published before it is durable.
+ * SIGTERM (drain): intake stops; jobs not yet handed to a gateway are handed
+ * back (their claims released, their offsets not stored: the next owner
+ * sends them without doubt); requests already at a gateway are waited for,
+ * their outcomes recorded and published, and only then does the worker go.
  *
  * Threading: one thread; everything below runs on the event loop. A msg_t is
  * allocated by intake and freed by the lifecycle's finished callback
@@ -76,8 +83,10 @@ typedef struct worker worker_t;
 /* What a job's turn ends with, once Postgres has it (see outcomes_pump()). */
 typedef enum outcome_kind {
     OUTCOME_NONE = 0,
-    OUTCOME_RECORD, /* write the receipt state, then its event (and a dead letter) */
-    OUTCOME_RETRY,  /* release our claim, then the next retry tier */
+    OUTCOME_RECORD,    /* write the receipt state, then its event (and a dead letter) */
+    OUTCOME_RETRY,     /* release our claim, then the next retry tier */
+    OUTCOME_HAND_BACK, /* shutdown: release our claim (never sent), then let the job go
+                          unfinished (not stored: the next owner of its partition sends it) */
 } outcome_kind_t;
 
 typedef struct outcome {
@@ -112,6 +121,7 @@ typedef struct msg {
     struct msg *prev, *next; /* every job alive (teardown abandons what is left) */
     int receipt_attempt;     /* the receipt's attempt (claims) once claimed; 0 before */
     char resent_from[NUDGEL_UUID_STR_LEN + 1]; /* the claimed receipt's resent_from, or "" */
+    bool leased; /* its claim is ours (released or recorded at its end) */
     nudgel_message_job_t job;
     bool parsed;
     int attempt;           /* retry hops so far (nudgel-attempt header) */
@@ -153,6 +163,14 @@ typedef struct claim_batch {
     nudgel_receipt_claim_t claims[NUDGEL_RECEIPTS_BATCH_MAX];
     bool claimed[NUDGEL_RECEIPTS_BATCH_MAX];
 } claim_batch_t;
+
+/* The hand-over mark in flight on the outcomes connection (handover.c). */
+typedef struct hand_batch {
+    msg_t *batch[NUDGEL_RECEIPTS_BATCH_MAX];
+    size_t n;
+    nudgel_receipt_mark_t marks[NUDGEL_RECEIPTS_BATCH_MAX];
+    bool marked[NUDGEL_RECEIPTS_BATCH_MAX];
+} hand_batch_t;
 
 /* The outcome statement in flight on the outcomes connection (outcomes.c). */
 typedef struct record_batch {
@@ -245,6 +263,10 @@ struct worker {
     int64_t claim_wait_since_us; /* the head batch waits for template lookups since */
     bool claim_recheck;          /* a template lookup ended: look at the batch again */
 
+    /* handover.c */
+    nudgel_batchq_t *to_hand; /* jobs with a token and a lane slot, waiting for their mark */
+    hand_batch_t *hand;
+
     /* outcomes.c */
     nudgel_batchq_t *to_record; /* outcomes waiting for the batched write */
     record_batch_t *record;
@@ -282,10 +304,12 @@ struct worker {
     size_t max_in_flight;
     size_t gateway_max_in_flight;
     const char *callback_url;
+    bool draining; /* SIGTERM: no more jobs, hand back what is not at a gateway */
 
     /* metrics */
     nudgel_metric_t *m_outcomes, *m_in_flight, *m_submit_latency, *m_waiting, *m_pg_up, *m_pg_batch;
     nudgel_metric_t *m_breaker_state, *m_auth_failures; /* per gateway */
+    nudgel_metric_t *m_unknown, *m_unknown_held;        /* per gateway */
 };
 
 /* ---- main.c ---------------------------------------------------------------- */
@@ -374,6 +398,21 @@ void drain_lanes(void *opaque);
 void update_fleet_share(worker_t *w);
 /* SIGHUP: the breakers' settings that may change live. */
 void gateway_lanes_reload(worker_t *w, const nudgel_conf_t *conf);
+/* @p m (marked submitting) goes to its gateway now, on the slot drain_lanes() reserved. */
+void lane_submit(msg_t *m);
+/* @p m will not be sent after all: its lane slot (and a probe it carried) is given back. */
+void lane_give_back(worker_t *w, msg_t *m);
+
+/* ---- handover.c ---------------------------------------------------------- */
+
+/* @p m (a token and a lane slot taken) waits for its `submitting` mark, then is sent. */
+void hand_over(worker_t *w, msg_t *m);
+/* Turn hook: sends the next batch of marks when the outcomes connection is free. */
+void handover_pump(void *opaque);
+/* Unknown outcome at @p gw (@p detail says why): counted, then held (final failed,
+ * outcome_unknown) or sent again by the gateway's policy. @returns true when held. */
+bool unknown_outcome(msg_t *m, const nudgel_gateway_t *gw, const char *gateway_name,
+                     const char *detail);
 
 /* ---- outcomes.c ---------------------------------------------------------- */
 
@@ -388,6 +427,8 @@ void retry_or_give_up(msg_t *m, const char *error_code, const char *error_messag
 void wait_for_other_claim(msg_t *m);
 /* Turn hook: sends the next batch of outcomes when the outcomes connection is free. */
 void outcomes_pump(void *opaque);
+/* Shutdown: @p m is not sent here; its claim (if ours) is released, then it is let go. */
+void hand_back(msg_t *m);
 
 /* ---- jobs.c -------------------------------------------------------------- */
 

@@ -2,7 +2,8 @@
  * outcomes.c — how a job's turn ends. finish() (a receipt state: sent,
  * failed, rejected, expired), retry_or_give_up() (the next retry tier, or
  * failed at the end of the ladder) and wait_for_other_claim() record the
- * outcome on the job and queue it; outcomes_pump() writes every queued
+ * outcome on the job and queue it; hand_back() (shutdown) only releases
+ * the job's claim and lets it go unfinished; outcomes_pump() writes every queued
  * outcome in one statement on the "outcomes" connection (receipts with
  * their history, released claims) and only once that is durable publishes
  * each job's status event, dead letter or retry hop. The job then ends
@@ -140,11 +141,45 @@ void wait_for_other_claim(msg_t *m)
     to_record(m);
 }
 
+/*
+ * Shutdown (DESIGN §5): @p m was never handed to a gateway here, so it is
+ * handed back — its claim released (with the next outcome batch, so the
+ * next owner takes it over at once and sends it without doubt), then the
+ * job let go without storing its offset (it is delivered again). A job
+ * holding no claim (not claimed yet, or someone else's) is let go at once.
+ */
+void hand_back(msg_t *m)
+{
+    worker_t *w = m->w;
+    leave_gates(w, m);
+    nudgel_metric_add(w->m_outcomes, "handed_back", 1);
+    if (!m->leased) {
+        nudgel_job_abandon(&m->life);
+        return;
+    }
+    outcome_t *o = outcome_of(m);
+    if (!o) {
+        nudgel_job_abandon(&m->life); /* its lease goes stale: still no doubt (never sent) */
+        return;
+    }
+    o->kind = OUTCOME_HAND_BACK;
+    o->release_claim = true;
+    if (nudgel_batchq_push(w->to_record, m) != NUDGEL_OK) {
+        nudgel_job_abandon(&m->life);
+        return;
+    }
+    kick(w);
+}
+
 /* After the batch is durable: metrics, the event, a dead letter or a retry hop. */
 static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
 {
     worker_t *w = m->w;
     outcome_t *o = m->out;
+    if (o->kind == OUTCOME_HAND_BACK) {
+        nudgel_job_abandon(&m->life); /* frees m: not stored, delivered again */
+        return;
+    }
     if (o->kind == OUTCOME_RETRY) {
         char last_error[400];
         snprintf(last_error, sizeof(last_error), "%s: %s", o->error_code, o->error_message);
@@ -175,15 +210,24 @@ static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
 static void on_outcomes_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, size_t n,
                              nudgel_err_t err, const char *errstr);
 
+/* @p m's outcome could not be written: it must come again (a hand-back just goes). */
+static void outcome_lost(msg_t *m)
+{
+    if (m->out && m->out->kind == OUTCOME_HAND_BACK) {
+        nudgel_job_abandon(&m->life);
+        return;
+    }
+    msg_fail(m);
+    msg_release(m);
+}
+
 /* The batch back to the front of the queue, in order: written again once Postgres is back. */
 static void requeue(worker_t *w)
 {
     record_batch_t *b = w->record;
     if (nudgel_batchq_unshift(w->to_record, (void **)b->batch, b->n) != NUDGEL_OK) {
-        for (size_t i = 0; i < b->n; i++) {
-            msg_fail(b->batch[i]);
-            msg_release(b->batch[i]);
-        }
+        for (size_t i = 0; i < b->n; i++)
+            outcome_lost(b->batch[i]);
     }
     b->n = 0;
     kick(w);
@@ -211,7 +255,7 @@ static void fill_batch(worker_t *w)
             break;
         }
         b->result_of[i] = -1;
-        if (m->out->kind == OUTCOME_RETRY) {
+        if (m->out->kind == OUTCOME_RETRY || m->out->kind == OUTCOME_HAND_BACK) {
             if (m->out->release_claim)
                 b->release_ids[b->nreleases++] = m->job.id;
             continue;
@@ -238,10 +282,8 @@ static void fail_batch(worker_t *w, const char *why)
     size_t n = b->n;
     b->n = 0;
     nudgel_log_error("writing %zu outcome(s): %s", n, why);
-    for (size_t i = 0; i < n; i++) {
-        msg_fail(b->batch[i]);
-        msg_release(b->batch[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+        outcome_lost(b->batch[i]);
 }
 
 /* The batch is durable (or not): then each job's event, dead letter or retry hop. */

@@ -169,6 +169,22 @@ bool nudgel_gateway_dedupes(const nudgel_gateway_t *gw)
     return gw->ops->dedupes;
 }
 
+nudgel_gateway_unknown_policy_t nudgel_gateway_unknown_outcome(const nudgel_gateway_t *gw)
+{
+    return gw->unknown_outcome;
+}
+
+const char *nudgel_gateway_unknown_policy_name(nudgel_gateway_unknown_policy_t p)
+{
+    switch (p) {
+    case NUDGEL_GATEWAY_UNKNOWN_RESUBMIT:
+        return "resubmit";
+    case NUDGEL_GATEWAY_UNKNOWN_HOLD:
+        return "hold";
+    }
+    return "unknown";
+}
+
 uint32_t nudgel_gateway_validity_minutes(int64_t expires_at_unix_ms, int64_t now_unix_ms)
 {
     int64_t left_min = (expires_at_unix_ms - now_unix_ms) / 60000;
@@ -430,6 +446,8 @@ nudgel_err_t nudgel_gateway_classify(const nudgel_gateway_t *gw,
     }
     if (resp->transport_error) {
         dialect_transient(out);
+        /* Lost after the request went out: the carrier may have taken it. */
+        out->maybe_accepted = resp->request_sent;
         dialect_error(out, "transport", "no answer from %s: %s", gw->name,
                       resp->transport_detail ? resp->transport_detail
                                              : "timeout or connection error");

@@ -28,8 +28,9 @@ struct nudgel_gateway {
     char *dlr_token;      /* delivery-report URL token, a secret as key; NULL when none */
     size_t dlr_token_len; /* bytes allocated for dlr_token, all wiped on free */
     uint32_t tps, connect_timeout_ms, timeout_ms;
-    char *sender_id; /* NULL when none */
-    json_t *dlr;     /* the "dlr" object (delivery reports, read by nudgel-dlr); owned, or NULL */
+    nudgel_gateway_unknown_policy_t unknown_outcome; /* the file's, else the dialect's default */
+    char *sender_id;                                 /* NULL when none */
+    json_t *dlr; /* the "dlr" object (delivery reports, read by nudgel-dlr); owned, or NULL */
 };
 
 typedef struct gateway_route {

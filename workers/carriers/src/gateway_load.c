@@ -25,7 +25,7 @@
 static const char *const common_keys[] = {
     "name",        "dialect",      "base_url", "path",
     "api_key_env", "api_key_file", "tps",      "connect_timeout_ms",
-    "timeout_ms",  "sender_id",    "dlr",
+    "timeout_ms",  "sender_id",    "dlr",      "unknown_outcome",
 };
 
 static bool list_has(const char *const *list, const char *key)
@@ -280,6 +280,33 @@ out:
     return rc;
 }
 
+/*
+ * unknown_outcome: what a submission whose outcome is unknown (an answer
+ * lost or unreadable after the request went out) becomes. Absent: hold
+ * where the carrier cannot dedupe our client reference (Africa's Talking),
+ * resubmit where it can (Infobip, generic).
+ */
+static int read_unknown_outcome(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t *g)
+{
+    char *s = NULL;
+    if (dialect_get_str(c, obj, "unknown_outcome", 16, false, false, &s) < 0)
+        return -1;
+    int rc = 0;
+    if (!s)
+        g->unknown_outcome =
+            g->ops->dedupes ? NUDGEL_GATEWAY_UNKNOWN_RESUBMIT : NUDGEL_GATEWAY_UNKNOWN_HOLD;
+    else if (strcmp(s, "resubmit") == 0)
+        g->unknown_outcome = NUDGEL_GATEWAY_UNKNOWN_RESUBMIT;
+    else if (strcmp(s, "hold") == 0)
+        g->unknown_outcome = NUDGEL_GATEWAY_UNKNOWN_HOLD;
+    else {
+        dialect_cerr(c, "unknown_outcome", "\"%s\" is not one of resubmit, hold", s);
+        rc = -1;
+    }
+    free(s);
+    return rc;
+}
+
 static int load_gateway(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_set_t *set,
                         nudgel_gateway_t *g, unsigned flags)
 {
@@ -316,6 +343,8 @@ static int load_gateway(const dialect_ctx_t *c, const json_t *obj, nudgel_gatewa
                      g->connect_timeout_ms, g->timeout_ms);
         goto out;
     }
+    if (read_unknown_outcome(c, obj, g) < 0)
+        goto out;
     if (dialect_get_str(c, obj, "sender_id", NUDGEL_GATEWAY_SENDER_MAX, false, false,
                         &g->sender_id) < 0)
         goto out;

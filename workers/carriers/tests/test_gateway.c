@@ -903,6 +903,87 @@ static void test_load_bad(void **state)
     }
 }
 
+/*
+ * Issue 10, item 8: the unknown-outcome policy per gateway — the dialect's
+ * default (hold where the carrier cannot dedupe our client reference,
+ * resubmit where it can), the file's key over it, a bad value refused — and
+ * what counts as an unknown outcome: a lost answer only once the request went
+ * out (a refused connection is a plain transient failure).
+ */
+static void test_unknown_outcome_policy(void **state)
+{
+    (void)state;
+    set_keys();
+    static const char file[] =
+        "{\"gateways\": ["
+        "{\"name\": \"at\", \"dialect\": \"africastalking\", \"base_url\": "
+        "\"http://127.0.0.1:1/at\","
+        " \"api_key_env\": \"NUDGEL_TEST_AT_KEY\", \"username\": \"sandbox\", \"tps\": 10},"
+        "{\"name\": \"at-resubmit\", \"dialect\": \"africastalking\","
+        " \"base_url\": \"http://127.0.0.1:1/at\", \"api_key_env\": \"NUDGEL_TEST_AT_KEY\","
+        " \"username\": \"sandbox\", \"tps\": 10, \"unknown_outcome\": \"resubmit\"},"
+        "{\"name\": \"ib\", \"dialect\": \"infobip\", \"base_url\": \"http://127.0.0.1:1/ib\","
+        " \"api_key_env\": \"NUDGEL_TEST_INFOBIP_KEY\", \"tps\": 10},"
+        "{\"name\": \"ib-hold\", \"dialect\": \"infobip\", \"base_url\": \"http://127.0.0.1:1/ib\","
+        " \"api_key_env\": \"NUDGEL_TEST_INFOBIP_KEY\", \"tps\": 10, \"unknown_outcome\": "
+        "\"hold\"}],"
+        " \"routes\": [{\"country\": \"KE\", \"operator\": \"*\", \"gateways\": [\"at\"]}]}";
+    char err[512] = "";
+    nudgel_gateway_set_t *set = NULL;
+    assert_int_equal(nudgel_gateway_set_parse(file, strlen(file), &set, err, sizeof(err)),
+                     NUDGEL_OK);
+    static const struct {
+        const char *name;
+        nudgel_gateway_unknown_policy_t want;
+    } cases[] = {
+        {"at", NUDGEL_GATEWAY_UNKNOWN_HOLD},
+        {"at-resubmit", NUDGEL_GATEWAY_UNKNOWN_RESUBMIT},
+        {"ib", NUDGEL_GATEWAY_UNKNOWN_RESUBMIT},
+        {"ib-hold", NUDGEL_GATEWAY_UNKNOWN_HOLD},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(nudgel_gateway_unknown_outcome(nudgel_gateway_find(set, cases[i].name)),
+                         cases[i].want);
+    assert_string_equal(nudgel_gateway_unknown_policy_name(NUDGEL_GATEWAY_UNKNOWN_HOLD), "hold");
+    assert_string_equal(nudgel_gateway_unknown_policy_name(NUDGEL_GATEWAY_UNKNOWN_RESUBMIT),
+                        "resubmit");
+
+    /* Lost answers: unknown only once the request went out. */
+    nudgel_gateway_outcome_t o;
+    const nudgel_gateway_t *at = nudgel_gateway_find(set, "at");
+    nudgel_gateway_response_t refused = {.transport_error = true,
+                                         .transport_detail = "Couldn't connect to server"};
+    assert_int_equal(nudgel_gateway_classify(at, &refused, &o), NUDGEL_OK);
+    assert_int_equal(o.kind, TRAN);
+    assert_false(o.maybe_accepted);
+    nudgel_gateway_response_t lost = {.transport_error = true,
+                                      .request_sent = true,
+                                      .transport_detail = "Empty reply from server"};
+    assert_int_equal(nudgel_gateway_classify(at, &lost, &o), NUDGEL_OK);
+    assert_int_equal(o.kind, TRAN);
+    assert_true(o.maybe_accepted);
+    /* A truncated 2xx: unknown too. */
+    static const char cut[] = "{\"SMSMessageData\":{\"Message\":\"Sent to 1/1\",\"Reci";
+    nudgel_gateway_response_t trunc = {
+        .http_status = 201, .body = cut, .body_len = sizeof(cut) - 1};
+    assert_int_equal(nudgel_gateway_classify(at, &trunc, &o), NUDGEL_OK);
+    assert_int_equal(o.kind, TRAN);
+    assert_true(o.maybe_accepted);
+    nudgel_gateway_set_free(set);
+
+    /* A value other than resubmit or hold is a config error naming the key. */
+    static const char bad[] =
+        "{\"gateways\": [{\"name\": \"at\", \"dialect\": \"africastalking\","
+        " \"base_url\": \"http://127.0.0.1:1/at\", \"api_key_env\": \"NUDGEL_TEST_AT_KEY\","
+        " \"username\": \"sandbox\", \"tps\": 10, \"unknown_outcome\": \"retry\"}],"
+        " \"routes\": [{\"country\": \"KE\", \"operator\": \"*\", \"gateways\": [\"at\"]}]}";
+    set = NULL;
+    assert_int_equal(nudgel_gateway_set_parse(bad, strlen(bad), &set, err, sizeof(err)),
+                     NUDGEL_ERR_CONFIG);
+    assert_null(set);
+    assert_non_null(strstr(err, "unknown_outcome"));
+}
+
 /* Secrets: errors after the key was read never show it. */
 static void test_no_secret_in_errors(void **state)
 {
@@ -1010,13 +1091,21 @@ static void test_route_table(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_classify_table),  cmocka_unit_test(test_classify_details),
-        cmocka_unit_test(test_retry_after),     cmocka_unit_test(test_form_encode),
-        cmocka_unit_test(test_request_at),      cmocka_unit_test(test_request_infobip),
-        cmocka_unit_test(test_request_generic), cmocka_unit_test(test_request_invalid),
-        cmocka_unit_test(test_load_good),       cmocka_unit_test(test_load_example_and_key_file),
-        cmocka_unit_test(test_load_bad),        cmocka_unit_test(test_no_secret_in_errors),
-        cmocka_unit_test(test_route_table),     cmocka_unit_test(test_validity_period),
+        cmocka_unit_test(test_classify_table),
+        cmocka_unit_test(test_classify_details),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_form_encode),
+        cmocka_unit_test(test_request_at),
+        cmocka_unit_test(test_request_infobip),
+        cmocka_unit_test(test_request_generic),
+        cmocka_unit_test(test_request_invalid),
+        cmocka_unit_test(test_load_good),
+        cmocka_unit_test(test_load_example_and_key_file),
+        cmocka_unit_test(test_load_bad),
+        cmocka_unit_test(test_no_secret_in_errors),
+        cmocka_unit_test(test_route_table),
+        cmocka_unit_test(test_validity_period),
+        cmocka_unit_test(test_unknown_outcome_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,41 +54,86 @@ static const char claim_batch_sql[] =
 
 /*
  * The fast path of a batched claim: one set-based INSERT of every new
- * message (status submitting, attempt 1) with its history row; returns the
- * rows it inserted. A message that already has a row, or whose tenant's
- * idempotency key is taken, is not inserted and goes to claim_batch_sql
- * (the full protocol). $1 as claim_batch_sql's, without repeated ids.
+ * message (status accepted, attempt 1: a lease, nothing sent yet) with its
+ * history row; returns the rows it inserted. A message that already has a
+ * row, or whose tenant's idempotency key is taken, is not inserted and goes
+ * to claim_batch_sql (the full protocol). $1 as claim_batch_sql's, without
+ * repeated ids.
+ *
+ * Two jobs of the batch with one tenant + idempotency key: the first in
+ * offset order (the lowest ord: the batch is in poll order) is the only one
+ * offered to the INSERT, so it wins; the other goes to the full protocol and
+ * is deduplicated. (Offering both and letting ON CONFLICT pick would make
+ * the winner the one inserted first: the smallest message id, since rows
+ * are inserted in id order for one lock order across batches.)
  */
 static const char claim_fresh_sql[] =
     "WITH input AS ("
     " SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, tenant_id text,"
     "  idempotency_key text, to_e164 text, country text, operator text, trace_id text,"
     "  metadata jsonb)),"
+    " first AS ("
+    " SELECT DISTINCT ON (tenant_id, idempotency_key,"
+    "  CASE WHEN idempotency_key IS NULL THEN message_id END) * FROM input"
+    "  ORDER BY tenant_id, idempotency_key, CASE WHEN idempotency_key IS NULL THEN message_id END,"
+    "  ord),"
     " ins AS ("
     " INSERT INTO nudgel.message_receipts AS m (message_id, tenant_id, idempotency_key, to_e164,"
     "  country, operator, status, attempt, client_ref, claimed_by, claimed_at, trace_id, metadata,"
     "  created_at, updated_at)"
-    " SELECT message_id, tenant_id, idempotency_key, to_e164, country, operator, 'submitting', 1,"
+    " SELECT message_id, tenant_id, idempotency_key, to_e164, country, operator, 'accepted', 1,"
     "  message_id::text, $2::text, clock_timestamp(), trace_id, metadata, clock_timestamp(),"
-    "  clock_timestamp() FROM input ORDER BY 1"
+    "  clock_timestamp() FROM first ORDER BY 1"
     " ON CONFLICT DO NOTHING RETURNING m.*),"
     " hist AS ("
     " INSERT INTO nudgel.message_receipt_history AS h (message_id, from_status, to_status, detail,"
     "  at)"
-    " SELECT message_id, NULL, 'submitting', jsonb_build_object('attempt', 1, 'worker', $2::text),"
+    " SELECT message_id, NULL, 'accepted', jsonb_build_object('attempt', 1, 'worker', $2::text),"
     "  claimed_at FROM ins ON CONFLICT DO NOTHING)"
     " SELECT ord, " RECEIPT_COLS " FROM (SELECT i.ord, ins.* FROM input i"
     "  JOIN ins ON ins.message_id = i.message_id) AS r ORDER BY ord";
 
+/* A release ends the lease and the doubt: what it releases was not sent, or failed for sure. */
 static const char release_batch_sql[] =
-    "UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL, "
+    "UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL, handed_at = NULL, "
     "updated_at = clock_timestamp() "
-    "WHERE message_id = ANY($1::uuid[]) AND status = 'submitting' AND claimed_by = $2::text";
+    "WHERE message_id = ANY($1::uuid[]) AND status IN ('accepted', 'submitting') "
+    "AND claimed_by = $2::text";
 
 static const char release_sql[] =
-    "UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL, "
+    "UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL, handed_at = NULL, "
     "updated_at = clock_timestamp() "
-    "WHERE message_id = $1::uuid AND status = 'submitting' AND claimed_by = $2::text";
+    "WHERE message_id = $1::uuid AND status IN ('accepted', 'submitting') "
+    "AND claimed_by = $2::text";
+
+/*
+ * The hand-over mark: $1 a JSON array of {ord, message_id, gateway} sorted by
+ * message id; $2 the worker. Each row still leased by $2 (accepted or
+ * submitting) becomes submitting with handed_at and the gateway, and an
+ * accepted one gets its history row; a row whose lease another worker took
+ * over is left alone and not returned (its job must not be sent). Returns
+ * the ords marked.
+ */
+static const char mark_sql[] =
+    "WITH input AS ("
+    " SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, gateway text)),"
+    " locked AS ("
+    " SELECT r.message_id, r.status FROM nudgel.message_receipts r"
+    "  WHERE r.message_id IN (SELECT message_id FROM input) AND r.claimed_by = $2::text"
+    "   AND r.status IN ('accepted', 'submitting')"
+    "  ORDER BY r.message_id FOR UPDATE),"
+    " upd AS ("
+    " UPDATE nudgel.message_receipts r SET status = 'submitting', gateway = i.gateway,"
+    "  handed_at = clock_timestamp(), updated_at = clock_timestamp()"
+    "  FROM input i JOIN locked l ON l.message_id = i.message_id"
+    "  WHERE r.message_id = i.message_id AND r.claimed_by = $2::text"
+    "  RETURNING r.message_id, l.status AS from_status, r.attempt, r.gateway, r.handed_at),"
+    " hist AS ("
+    " INSERT INTO nudgel.message_receipt_history (message_id, from_status, to_status, detail, at)"
+    " SELECT u.message_id, 'accepted', 'submitting',"
+    "  jsonb_build_object('attempt', u.attempt, 'worker', $2::text, 'gateway', u.gateway),"
+    "  u.handed_at FROM upd u WHERE u.from_status = 'accepted' ON CONFLICT DO NOTHING)"
+    " SELECT i.ord FROM input i JOIN upd u ON u.message_id = i.message_id ORDER BY i.ord";
 
 const char *nudgel_receipt_claim_outcome_name(nudgel_receipt_claim_outcome_t o)
 {
@@ -103,6 +148,8 @@ const char *nudgel_receipt_claim_outcome_name(nudgel_receipt_claim_outcome_t o)
         return "already_final";
     case NUDGEL_RECEIPT_CLAIM_DEDUPLICATED:
         return "deduplicated";
+    case NUDGEL_RECEIPT_CLAIM_OUTCOME_UNKNOWN:
+        return "outcome_unknown";
     }
     return "unknown";
 }
@@ -157,6 +204,7 @@ static nudgel_err_t parse_claim_outcome(const char *name, nudgel_receipt_claim_o
         {"in_progress", NUDGEL_RECEIPT_CLAIM_IN_PROGRESS},
         {"already_final", NUDGEL_RECEIPT_CLAIM_ALREADY_FINAL},
         {"deduplicated", NUDGEL_RECEIPT_CLAIM_DEDUPLICATED},
+        {"outcome_unknown", NUDGEL_RECEIPT_CLAIM_OUTCOME_UNKNOWN},
     };
     for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++) {
         if (strcmp(name, outcomes[i].name) == 0) {
@@ -506,5 +554,103 @@ nudgel_err_t nudgel_receipts_release_batch(PGconn *conn, const char *const *mess
         *released = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
     PQclear(res);
     free(array);
+    return err;
+}
+
+/* ---- the hand-over mark ------------------------------------------------- */
+
+typedef struct mark_order {
+    const char *id;
+    size_t ord;
+} mark_order_t;
+
+static int cmp_mark_order(const void *a, const void *b)
+{
+    const mark_order_t *x = a, *y = b;
+    return strcasecmp(x->id, y->id);
+}
+
+nudgel_err_t nudgel_receipts_mark_send(PGconn *conn, const nudgel_receipt_mark_t *marks, size_t n,
+                                       const char *worker_id, char *errstr, size_t errstr_size)
+{
+    nudgel_err_t err = NUDGEL_ERR_NO_MEMORY;
+    mark_order_t *order = NULL;
+    json_t *arr = NULL;
+    char *text = NULL;
+    if (!conn || !marks || n == 0 || n > NUDGEL_RECEIPTS_BATCH_MAX || !worker_id || !*worker_id) {
+        receipts_set_err(errstr, errstr_size, "receipts mark", "invalid argument or batch size");
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!marks[i].message_id || !marks[i].gateway) {
+            receipts_set_err(errstr, errstr_size, "receipts mark", "a mark without id or gateway");
+            return NUDGEL_ERR_INVALID_ARG;
+        }
+    }
+    if (!(order = malloc(n * sizeof(*order))) || !(arr = json_array())) {
+        receipts_set_err(errstr, errstr_size, "receipts mark", "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = (mark_order_t){marks[i].message_id, i};
+    qsort(order, n, sizeof(*order), cmp_mark_order); /* one lock order for every batch */
+    for (size_t i = 0; i < n; i++) {
+        const nudgel_receipt_mark_t *mk = &marks[order[i].ord];
+        json_t *o = json_pack("{s:I, s:s, s:s}", "ord", (json_int_t)order[i].ord, "message_id",
+                              mk->message_id, "gateway", mk->gateway);
+        if (!o || json_array_append_new(arr, o) != 0) {
+            receipts_set_err(errstr, errstr_size, "receipts mark",
+                             "cannot encode the batch (memory or UTF-8)");
+            err = NUDGEL_ERR_INVALID_ARG;
+            goto out;
+        }
+    }
+    if (!(text = json_dumps(arr, JSON_COMPACT))) {
+        receipts_set_err(errstr, errstr_size, "receipts mark", "out of memory");
+        goto out;
+    }
+    const char *values[2] = {text, worker_id};
+    err = NUDGEL_OK;
+    if (!PQsendQueryParams(conn, mark_sql, 2, NULL, values, NULL, NULL, 0))
+        err = receipts_pg_fail(conn, NULL, "receipts mark", errstr, errstr_size);
+out:
+    free(text);
+    json_decref(arr);
+    free(order);
+    return err;
+}
+
+nudgel_err_t nudgel_receipts_mark_read(PGconn *conn, const PGresult *res, size_t n, bool *marked,
+                                       char *errstr, size_t errstr_size)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return receipts_pg_fail(conn, res, "receipts mark", errstr, errstr_size);
+    if ((size_t)PQntuples(res) > n || PQnfields(res) != 1) {
+        receipts_set_err(errstr, errstr_size, "receipts mark", "unexpected result shape");
+        return NUDGEL_ERR_PG;
+    }
+    for (size_t i = 0; i < n; i++)
+        marked[i] = false;
+    for (int row = 0; row < PQntuples(res); row++) {
+        size_t ord = (size_t)receipts_int_field(res, row, 0);
+        if (ord >= n || marked[ord]) {
+            receipts_set_err(errstr, errstr_size, "receipts mark", "unexpected result row");
+            return NUDGEL_ERR_PG;
+        }
+        marked[ord] = true;
+    }
+    return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_receipts_mark(PGconn *conn, const nudgel_receipt_mark_t *marks, size_t n,
+                                  const char *worker_id, bool *marked, char *errstr,
+                                  size_t errstr_size)
+{
+    nudgel_err_t err = nudgel_receipts_mark_send(conn, marks, n, worker_id, errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    PGresult *res = receipts_wait_result(conn);
+    err = nudgel_receipts_mark_read(conn, res, n, marked, errstr, errstr_size);
+    PQclear(res);
     return err;
 }

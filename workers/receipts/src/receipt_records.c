@@ -36,9 +36,10 @@
  */
 static const char record_sql[] =
     "WITH rel AS ("
-    " UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL,"
+    " UPDATE nudgel.message_receipts SET claimed_by = NULL, claimed_at = NULL, handed_at = NULL,"
     "  updated_at = clock_timestamp()"
-    "  WHERE message_id = ANY($2::uuid[]) AND status = 'submitting' AND claimed_by = $3::text),"
+    "  WHERE message_id = ANY($2::uuid[]) AND status IN ('accepted', 'submitting')"
+    "   AND claimed_by = $3::text),"
     " input AS ("
     " SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, status text,"
     "  gateway text, gateway_message_id text, error_code text, error_message text,"

@@ -1,7 +1,7 @@
 /*
  * receipt_state.c — the forward-only receipt state machine as one table.
  * Keep it equal to nudgel.receipt_transition_allowed() in
- * schemas/postgres/002_receipts_claim.sql.
+ * schemas/postgres/002_receipts_claim.sql as replaced by 005_claim_lease.sql.
  */
 #include "nudgel/receipt_state.h"
 
@@ -15,7 +15,8 @@ static const struct {
     unsigned next; /* bit set of the states reachable in one step */
 } states[NUDGEL_RECEIPT_STATE_COUNT] = {
     [NUDGEL_RECEIPT_ACCEPTED] = {"accepted",
-                                 BIT(NUDGEL_RECEIPT_SUBMITTING) | BIT(NUDGEL_RECEIPT_EXPIRED)},
+                                 BIT(NUDGEL_RECEIPT_SUBMITTING) | BIT(NUDGEL_RECEIPT_FAILED) |
+                                     BIT(NUDGEL_RECEIPT_REJECTED) | BIT(NUDGEL_RECEIPT_EXPIRED)},
     [NUDGEL_RECEIPT_SUBMITTING] = {"submitting",
                                    BIT(NUDGEL_RECEIPT_SENT) | BIT(NUDGEL_RECEIPT_FAILED) |
                                        BIT(NUDGEL_RECEIPT_REJECTED) | BIT(NUDGEL_RECEIPT_EXPIRED)},

@@ -1,6 +1,6 @@
 /*
  * test_receipts_pg.c — the receipts store against a real Postgres migrated
- * with nudgel-admin (001 and 002). Needs NUDGEL_PG_DSN; fails at once
+ * with nudgel-admin (001 to 004). Needs NUDGEL_PG_DSN; fails at once
  * without it. Every test makes its own tenant ids and UUIDv7 message ids, so
  * it never collides with other data or with a previous run.
  */
@@ -105,6 +105,17 @@ static long long history_has(PGconn *c, const char *id, const char *edge)
                      id, edge);
 }
 
+/* The hand-over mark of one job by @p worker: @returns whether it was marked. */
+static bool mark(PGconn *c, const char *id, const char *worker, const char *gateway)
+{
+    char errstr[256] = "";
+    bool marked = false;
+    nudgel_receipt_mark_t mk = {.message_id = id, .gateway = gateway};
+    if (nudgel_receipts_mark(c, &mk, 1, worker, &marked, errstr, sizeof(errstr)) != NUDGEL_OK)
+        fail_msg("mark: %s", errstr);
+    return marked;
+}
+
 static void record_ok(PGconn *c, const nudgel_receipt_result_t *r, size_t n,
                       nudgel_receipt_applied_t *out)
 {
@@ -142,6 +153,7 @@ static void test_claim_batch_matches_single_claims(void **state)
                      NUDGEL_RECEIPT_CLAIM_FRESH);
     assert_int_equal(claim(c, &jobs[4], "worker-b", STALE_LONG).outcome,
                      NUDGEL_RECEIPT_CLAIM_FRESH);
+    assert_true(mark(c, ids[4], "worker-b", "gw"));
     nudgel_receipt_result_t sent = {
         .message_id = ids[4], .status = NUDGEL_RECEIPT_SENT, .segments = -1};
     nudgel_receipt_applied_t applied;
@@ -177,21 +189,59 @@ static void test_claim_batch_matches_single_claims(void **state)
                                tenant, NULL),
                      5); /* 0, 1, 3, 4, 5: the deduplicated job has no row */
 
-    /* Release: only worker-a's submitting claims move (0, 1, 5), not worker-b's. */
+    /* Release: only worker-a's claims move (0, 1, 5), not worker-b's. */
     const char *rel[] = {ids[0], ids[1], ids[3], ids[4], ids[5]};
     size_t released = 99;
     if (nudgel_receipts_release_batch(c, rel, 5, "worker-a", &released, errstr, sizeof(errstr)) !=
         NUDGEL_OK)
         fail_msg("release batch: %s", errstr);
     assert_int_equal(released, 3);
+    /* Released before any hand-over: the next claim resumes it as new. */
     assert_int_equal(claim(c, &jobs[0], "worker-c", STALE_LONG).outcome,
-                     NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE);
+                     NUDGEL_RECEIPT_CLAIM_FRESH);
     assert_int_equal(claim(c, &jobs[3], "worker-c", STALE_LONG).outcome,
                      NUDGEL_RECEIPT_CLAIM_IN_PROGRESS);
     const char *bad[] = {"not-a-uuid"};
     assert_int_equal(
         nudgel_receipts_release_batch(c, bad, 1, "worker-a", NULL, errstr, sizeof(errstr)),
         NUDGEL_ERR_INVALID_ARG);
+}
+
+/*
+ * Issue 10, item 10: two jobs of one tenant with one idempotency key in one
+ * batch — the first in offset order (batch order) has the larger message id.
+ * The first one wins (sent), the second is deduplicated against it; before
+ * the fix the smallest id won, whatever came first in the topic.
+ */
+static void test_claim_winner_is_first_in_offset_order(void **state)
+{
+    PGconn *c = *state;
+    char tenant[64], errstr[256] = "";
+    char a[NUDGEL_UUID_STR_LEN + 1] = "", b[NUDGEL_UUID_STR_LEN + 1] = "";
+    new_tenant(tenant, sizeof(tenant), "order");
+    nudgel_uuid7_string(b); /* b first: the smaller UUIDv7 */
+    nudgel_uuid7_string(a);
+    assert_true(strcmp(a, b) > 0);
+    nudgel_message_job_t ja, jb, other;
+    make_job(&ja, a, tenant, "order-7"); /* first in the partition, larger id */
+    make_job(&jb, b, tenant, "order-7");
+    char o[NUDGEL_UUID_STR_LEN + 1] = "";
+    make_job(&other, o, tenant, "order-8");
+    nudgel_receipt_claim_request_t reqs[3] = {{.job = &ja}, {.job = &other}, {.job = &jb}};
+    nudgel_receipt_claim_t out[3];
+    if (nudgel_receipts_claim_batch(c, reqs, 3, "worker-a", STALE_LONG, out, errstr,
+                                    sizeof(errstr)) != NUDGEL_OK)
+        fail_msg("claim batch: %s", errstr);
+    assert_int_equal(out[0].outcome, NUDGEL_RECEIPT_CLAIM_FRESH);
+    assert_string_equal(out[0].receipt.message_id, a);
+    assert_int_equal(out[1].outcome, NUDGEL_RECEIPT_CLAIM_FRESH);
+    assert_int_equal(out[2].outcome, NUDGEL_RECEIPT_CLAIM_DEDUPLICATED);
+    assert_string_equal(out[2].receipt.message_id, a); /* deduplicated against the first */
+    assert_int_equal(query_int(c,
+                               "SELECT count(*) FROM nudgel.message_receipts WHERE message_id "
+                               "= $1",
+                               b, NULL),
+                     0);
 }
 
 /* The event loop's form: one statement records outcomes and releases claims. */
@@ -206,6 +256,8 @@ static void test_record_and_release_in_one_statement(void **state)
     make_job(&jb, b, tenant, NULL);
     claim(c, &ja, "worker-a", STALE_LONG);
     claim(c, &jb, "worker-a", STALE_LONG);
+    assert_true(mark(c, a, "worker-a", "gw"));
+    assert_true(mark(c, b, "worker-a", "gw"));
     nudgel_receipt_result_t sent = {.message_id = a,
                                     .status = NUDGEL_RECEIPT_SENT,
                                     .gateway = "gw",
@@ -278,14 +330,15 @@ static void test_claim_fresh_in_progress_final(void **state)
     assert_string_equal(r.receipt.tenant_id, tenant);
     assert_string_equal(r.receipt.idempotency_key, "key-1");
     assert_string_equal(r.receipt.to_e164, "+254722000000");
-    assert_int_equal(r.receipt.status, NUDGEL_RECEIPT_SUBMITTING);
+    /* A lease on a row in accepted: nothing handed to a gateway yet. */
+    assert_int_equal(r.receipt.status, NUDGEL_RECEIPT_ACCEPTED);
     assert_int_equal(r.receipt.attempt, 1);
     assert_string_equal(r.receipt.client_ref, id);
     assert_string_equal(r.receipt.claimed_by, "worker-a");
     assert_string_equal(r.receipt.trace_id, "trace-1");
     assert_int_equal(r.receipt.segments, -1);
     assert_true(r.receipt.created_at_ms > 0);
-    assert_int_equal(history_has(c, id, ">submitting"), 1);
+    assert_int_equal(history_has(c, id, ">accepted"), 1);
 
     /* Another worker, and the same worker, while the claim is fresh. */
     r = claim(c, &job, "worker-b", STALE_LONG);
@@ -294,6 +347,14 @@ static void test_claim_fresh_in_progress_final(void **state)
     assert_int_equal(r.receipt.attempt, 1);
     r = claim(c, &job, "worker-a", STALE_LONG);
     assert_int_equal(r.outcome, NUDGEL_RECEIPT_CLAIM_IN_PROGRESS);
+    /* Only the holder marks the hand-over; then it is submitting. */
+    assert_false(mark(c, id, "worker-b", "africastalking"));
+    assert_true(mark(c, id, "worker-a", "africastalking"));
+    assert_int_equal(history_has(c, id, "accepted>submitting"), 1);
+    r = claim(c, &job, "worker-b", STALE_LONG);
+    assert_int_equal(r.outcome, NUDGEL_RECEIPT_CLAIM_IN_PROGRESS);
+    assert_int_equal(r.receipt.status, NUDGEL_RECEIPT_SUBMITTING);
+    assert_string_equal(r.receipt.gateway, "africastalking");
 
     /* sent: past sending, the stored fields come back for the event. */
     nudgel_receipt_result_t res = {.message_id = id,
@@ -344,49 +405,82 @@ static void test_claim_row_in_accepted(void **state)
     PQclear(pr);
     nudgel_receipt_claim_t r = claim(c, &job, "worker-a", STALE_LONG);
     assert_int_equal(r.outcome, NUDGEL_RECEIPT_CLAIM_FRESH);
-    assert_int_equal(r.receipt.status, NUDGEL_RECEIPT_SUBMITTING);
+    /* The claim leases the API tier's row; submitting comes with the hand-over. */
+    assert_int_equal(r.receipt.status, NUDGEL_RECEIPT_ACCEPTED);
     assert_int_equal(r.receipt.attempt, 1);
     assert_string_equal(r.receipt.client_ref, id);
+    assert_string_equal(r.receipt.claimed_by, "worker-a");
+    assert_int_equal(history_has(c, id, "accepted>submitting"), 0);
+    assert_true(mark(c, id, "worker-a", "gw"));
     assert_int_equal(history_has(c, id, "accepted>submitting"), 1);
 }
 
+/*
+ * Issue 10, item 8: a stale lease tells sent from unsent. Claimed and never
+ * handed over (accepted): taken over FRESH, no doubt. Handed over
+ * (submitting, handed_at): OUTCOME_UNKNOWN, and the doubt stays with the row
+ * until a release says the request failed for sure.
+ */
 static void test_stale_takeover_and_release(void **state)
 {
     PGconn *c = *state;
     char tenant[64], id[NUDGEL_UUID_STR_LEN + 1] = "", errstr[256];
     nudgel_message_job_t job;
+    struct timespec pause = {.tv_nsec = 60 * 1000 * 1000};
     new_tenant(tenant, sizeof(tenant), "stale");
     make_job(&job, id, tenant, "k");
 
     assert_int_equal(claim(c, &job, "worker-a", STALE_LONG).outcome, NUDGEL_RECEIPT_CLAIM_FRESH);
     assert_int_equal(claim(c, &job, "worker-b", STALE_LONG).outcome,
                      NUDGEL_RECEIPT_CLAIM_IN_PROGRESS);
-    nanosleep(&(struct timespec){.tv_nsec = 60 * 1000 * 1000}, NULL);
-    /* 60 ms old, stale after 20 ms: taken over with the same client_ref. */
+    nanosleep(&pause, NULL);
+    /* 60 ms old, stale after 20 ms, never handed over: resumed without doubt. */
     nudgel_receipt_claim_t r = claim(c, &job, "worker-b", 20);
-    assert_int_equal(r.outcome, NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE);
+    assert_int_equal(r.outcome, NUDGEL_RECEIPT_CLAIM_FRESH);
     assert_int_equal(r.receipt.attempt, 2);
     assert_string_equal(r.receipt.client_ref, id);
     assert_string_equal(r.receipt.claimed_by, "worker-b");
-    assert_int_equal(r.receipt.status, NUDGEL_RECEIPT_SUBMITTING);
-    /* The takeover is fresh again: worker-a (back from a pause) waits. */
+    assert_int_equal(r.receipt.status, NUDGEL_RECEIPT_ACCEPTED);
+    /* The takeover is fresh again: worker-a (back from a pause) waits, and may not send. */
     assert_int_equal(claim(c, &job, "worker-a", STALE_LONG).outcome,
                      NUDGEL_RECEIPT_CLAIM_IN_PROGRESS);
+    assert_false(mark(c, id, "worker-a", "gw-a"));
     /* No history row for a takeover: the status did not change. */
     assert_int_equal(history_count(c, id), 1);
 
-    /* Release: only by the holder; then the next claim takes over at once. */
+    /* worker-b hands it to gw-b, then dies: the next claim cannot know. */
+    assert_true(mark(c, id, "worker-b", "gw-b"));
+    assert_int_equal(history_count(c, id), 2);
+    nanosleep(&pause, NULL);
+    r = claim(c, &job, "worker-c", 20);
+    assert_int_equal(r.outcome, NUDGEL_RECEIPT_CLAIM_OUTCOME_UNKNOWN);
+    assert_int_equal(r.receipt.attempt, 3);
+    assert_string_equal(r.receipt.gateway, "gw-b");
+    assert_string_equal(r.receipt.claimed_by, "worker-c");
+    /* worker-c dies before deciding: the doubt is still there for worker-d. */
+    nanosleep(&pause, NULL);
+    r = claim(c, &job, "worker-d", 20);
+    assert_int_equal(r.outcome, NUDGEL_RECEIPT_CLAIM_OUTCOME_UNKNOWN);
+    assert_int_equal(r.receipt.attempt, 4);
+
+    /* Release: only by the holder; it ends the doubt, the next claim takes over at once. */
     bool released = true;
     assert_int_equal(nudgel_receipts_release(c, id, "worker-a", &released, errstr, sizeof(errstr)),
                      NUDGEL_OK);
     assert_false(released);
-    assert_int_equal(nudgel_receipts_release(c, id, "worker-b", &released, errstr, sizeof(errstr)),
+    assert_int_equal(nudgel_receipts_release(c, id, "worker-d", &released, errstr, sizeof(errstr)),
                      NUDGEL_OK);
     assert_true(released);
-    r = claim(c, &job, "worker-c", STALE_LONG);
+    r = claim(c, &job, "worker-e", STALE_LONG);
     assert_int_equal(r.outcome, NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE);
-    assert_int_equal(r.receipt.attempt, 3);
+    assert_int_equal(r.receipt.attempt, 5);
     assert_string_equal(r.receipt.client_ref, id);
+    /* Stale again before its hand-over: still no request out, still no doubt. */
+    nanosleep(&pause, NULL);
+    r = claim(c, &job, "worker-f", 20);
+    assert_int_equal(r.outcome, NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE);
+    assert_true(mark(c, id, "worker-f", "gw-f"));
+    assert_int_equal(history_count(c, id), 2); /* accepted, submitting: no status changed since */
 }
 
 static void test_dedupe_by_idempotency_key(void **state)
@@ -513,6 +607,7 @@ static void test_record_batches_forward_only(void **state)
         make_job(&job, id[i], tenant, NULL);
         assert_int_equal(claim(c, &job, "worker-a", STALE_LONG).outcome,
                          NUDGEL_RECEIPT_CLAIM_FRESH);
+        assert_true(mark(c, id[i], "worker-a", "gw"));
     }
     nudgel_uuid7_string(missing);
 
@@ -597,8 +692,9 @@ static void test_record_batches_forward_only(void **state)
                      1);
 
     /* History: one row per transition; a replay adds none. */
-    assert_int_equal(history_count(c, id[0]), 3);
-    assert_int_equal(history_has(c, id[0], ">submitting"), 1);
+    assert_int_equal(history_count(c, id[0]), 4);
+    assert_int_equal(history_has(c, id[0], ">accepted"), 1);
+    assert_int_equal(history_has(c, id[0], "accepted>submitting"), 1);
     assert_int_equal(history_has(c, id[0], "submitting>sent"), 1);
     assert_int_equal(history_has(c, id[0], "sent>delivered"), 1);
     assert_int_equal(query_int(c,
@@ -606,17 +702,17 @@ static void test_record_batches_forward_only(void **state)
                                "message_id = $1 AND event_id = $2",
                                id[0], "ev-0-delivered"),
                      1);
-    assert_int_equal(history_count(c, id[1]), 2);
-    assert_int_equal(history_count(c, id[2]), 3);
+    assert_int_equal(history_count(c, id[1]), 3);
+    assert_int_equal(history_count(c, id[2]), 4);
     record_ok(c, b1, 3, o);
     for (int i = 0; i < 3; i++)
         assert_int_equal(o[i].outcome, i == 1 ? NUDGEL_RECEIPT_UNCHANGED : NUDGEL_RECEIPT_REFUSED);
     record_ok(c, b2, 3, o);
     assert_int_equal(o[0].outcome, NUDGEL_RECEIPT_UNCHANGED);
     assert_int_equal(o[2].outcome, NUDGEL_RECEIPT_UNCHANGED);
-    assert_int_equal(history_count(c, id[0]), 3);
-    assert_int_equal(history_count(c, id[1]), 2);
-    assert_int_equal(history_count(c, id[2]), 3);
+    assert_int_equal(history_count(c, id[0]), 4);
+    assert_int_equal(history_count(c, id[1]), 3);
+    assert_int_equal(history_count(c, id[2]), 4);
 }
 
 static void test_record_large_batch(void **state)
@@ -627,6 +723,9 @@ static void test_record_large_batch(void **state)
     static char ids[N][NUDGEL_UUID_STR_LEN + 1];
     nudgel_receipt_result_t res[N];
     nudgel_receipt_applied_t o[N];
+    nudgel_receipt_mark_t marks[N];
+    bool marked[N];
+    char errstr[256] = "";
     nudgel_message_job_t job;
     new_tenant(tenant, sizeof(tenant), "bulk");
     for (int i = 0; i < N; i++) {
@@ -639,7 +738,13 @@ static void test_record_large_batch(void **state)
                                            .gateway = "gw",
                                            .gateway_message_id = ids[i],
                                            .segments = 1};
+        marks[i] = (nudgel_receipt_mark_t){.message_id = ids[i], .gateway = "gw"};
     }
+    /* One statement hands the whole batch over. */
+    if (nudgel_receipts_mark(c, marks, N, "worker-a", marked, errstr, sizeof(errstr)) != NUDGEL_OK)
+        fail_msg("mark: %s", errstr);
+    for (int i = 0; i < N; i++)
+        assert_true(marked[i]);
     record_ok(c, res, N, o);
     for (int i = 0; i < N; i++)
         assert_int_equal(o[i].outcome, NUDGEL_RECEIPT_APPLIED);
@@ -672,6 +777,7 @@ static void test_apply_dlr_forward_only(void **state)
     assert_int_equal(out.outcome, NUDGEL_RECEIPT_NOT_FOUND);
     assert_int_equal(out.matched, 0);
 
+    assert_true(mark(c, id, "worker-a", "infobip"));
     nudgel_receipt_result_t res = {.message_id = id,
                                    .status = NUDGEL_RECEIPT_SENT,
                                    .gateway = "infobip",
@@ -701,7 +807,7 @@ static void test_apply_dlr_forward_only(void **state)
                                "= $1",
                                id, NULL),
                      1);
-    assert_int_equal(history_count(c, id), 3);
+    assert_int_equal(history_count(c, id), 4);
     assert_int_equal(history_has(c, id, "sent>delivered"), 1);
     /* Another gateway with the same id: not ours. */
     dlr.gateway = "twilio";
@@ -743,6 +849,7 @@ static void test_error_classes(void **state)
     new_tenant(tenant, sizeof(tenant), "err");
     make_job(&job, id, tenant, NULL);
     claim(c, &job, "worker-a", STALE_LONG);
+    assert_true(mark(c, id, "worker-a", "gw"));
 
     /* A constraint: encoding must be gsm7 or ucs2. */
     nudgel_receipt_result_t res = {
@@ -793,6 +900,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedupe_by_idempotency_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_claims, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_claim_batch_matches_single_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_winner_is_first_in_offset_order, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_record_and_release_in_one_statement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_batches_forward_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_large_batch, setup, teardown),

@@ -271,6 +271,9 @@ static void finish(nudgel_http_t *h, CURLMsg *msg)
     curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total_s);
     resp.total_ms = total_s * 1000;
     resp.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+    long request_size = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size);
+    resp.request_sent = request_size > 0;
     resp.curl_code = (int)code;
     resp.transport_error = code != CURLE_OK;
     resp.error = code == CURLE_OK ? "" : (t->error[0] ? t->error : curl_easy_strerror(code));

@@ -240,7 +240,7 @@ static const char failing_sql[] =
     "now() WHERE endpoint_id IN (SELECT value::uuid FROM "
     "jsonb_array_elements_text($1::jsonb)) AND failing_since IS NULL";
 
-/* Jobs ended deduplicated (webhook_duplicates, migration 017); a re-delivered one is a no-op. */
+/* Jobs ended deduplicated (webhook_duplicates, migration 007); a re-delivered one is a no-op. */
 static const char duplicates_sql[] =
     "INSERT INTO nudgel.webhook_duplicates (delivery_id, tenant_id, endpoint_id, event_type, "
     "event_id, duplicate_of) SELECT delivery_id, tenant_id, endpoint_id, event_type, event_id, "

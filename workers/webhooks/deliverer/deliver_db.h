@@ -38,7 +38,7 @@ typedef enum wh_delivery_status {
     WH_DELIVERY_EXHAUSTED,  /* final: the last attempt failed */
     WH_DELIVERY_CANCELLED,  /* final: the endpoint is gone or disabled */
     /* Not a row's status: a second job for an (endpoint, event) another delivery holds ends so;
-     * it is recorded in webhook_duplicates (migration 017), never in webhook_deliveries. */
+     * it is recorded in webhook_duplicates (migration 007), never in webhook_deliveries. */
     WH_DELIVERY_DEDUPLICATED,
 } wh_delivery_status_t;
 
@@ -190,7 +190,7 @@ nudgel_err_t wh_db_endpoint_disable_read(const PGresult *res, bool *changed, cha
 bool wh_db_has_payload_column(PGconn *pg);
 
 /**
- * @brief Whether the table webhook_duplicates exists (migration 017).
+ * @brief Whether the table webhook_duplicates exists (migration 007).
  * Blocking: for the start-up only, before the loop turns.
  */
 bool wh_db_has_duplicates_table(PGconn *pg);

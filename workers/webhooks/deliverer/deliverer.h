@@ -218,7 +218,7 @@ struct worker {
     nudgel_secretbox_t *box;
     nudgel_ssrf_policy_t *ssrf;
     bool with_payload;
-    bool with_duplicates; /* the table webhook_duplicates exists (migration 017) */
+    bool with_duplicates; /* the table webhook_duplicates exists (migration 007) */
     bool draining, tearing_down;
     const char *topic_retry[NUDGEL_RETRY_TIERS_MAX]; /* owned by the skeleton */
     int64_t tier_delay_ms[NUDGEL_RETRY_TIERS_MAX];

@@ -84,7 +84,7 @@ nudgel_err_t postgres_open(worker_t *w, const nudgel_conf_t *conf, char *errstr,
     w->with_payload = wh_db_has_payload_column(probe);
     w->with_duplicates = wh_db_has_duplicates_table(probe);
     if (!w->with_duplicates)
-        nudgel_log_warn("nudgel.webhook_duplicates is missing (migration 017): deduplicated "
+        nudgel_log_warn("nudgel.webhook_duplicates is missing (migration 007): deduplicated "
                         "jobs are evented but not recorded; run nudgel-admin migrate");
     PQfinish(probe);
 

@@ -26,7 +26,9 @@
  *                  "api_key_file", "username" (AT), "tps", optional "dlr"
  *                  (delivery-report settings: "token_env" | "token_file", the
  *                  URL token, and what nudgel-dlr reads), "connect_timeout_ms",
- *                  "timeout_ms", "sender_id", "path", generic only: "auth_header", "auth_scheme",
+ *                  "timeout_ms", "sender_id", "path",
+ *                  "unknown_outcome" ("resubmit" | "hold"),
+ *                  generic only: "auth_header", "auth_scheme",
  *                  "message_id_pointer", "status_pointer",
  *                  "segments_pointer", "error_code_pointer",
  *                  "error_message_pointer", "success_statuses",
@@ -184,6 +186,29 @@ const struct json_t *nudgel_gateway_json_pointer(const struct json_t *root, cons
 int nudgel_gateway_callback_url(const nudgel_gateway_t *gw, const char *base, char *out,
                                 size_t out_size);
 
+/*
+ * What becomes of a submission whose outcome is unknown (DESIGN §5): the
+ * request went out and its answer was lost (timeout, connection lost) or
+ * unreadable (a truncated 2xx), or a crashed worker left its claim with the
+ * request at the gateway. The carrier may have accepted it.
+ */
+typedef enum nudgel_gateway_unknown_policy {
+    NUDGEL_GATEWAY_UNKNOWN_RESUBMIT = 0, /* send again (same client reference): a gateway that
+                                            dedupes it sends one SMS; one that does not may send
+                                            two */
+    NUDGEL_GATEWAY_UNKNOWN_HOLD,         /* never resend: final failed, error outcome_unknown */
+} nudgel_gateway_unknown_policy_t;
+
+/**
+ * @brief The gateway's unknown_outcome policy: the file's key, else the
+ * dialect's default — hold where the carrier cannot dedupe our client
+ * reference (Africa's Talking), resubmit where it does (Infobip, generic).
+ */
+nudgel_gateway_unknown_policy_t nudgel_gateway_unknown_outcome(const nudgel_gateway_t *gw);
+
+/** @brief "resubmit" or "hold" (static). */
+const char *nudgel_gateway_unknown_policy_name(nudgel_gateway_unknown_policy_t p);
+
 /** "africastalking", "infobip" or "generic". */
 const char *nudgel_gateway_dialect_name(nudgel_gateway_dialect_t d);
 
@@ -261,6 +286,8 @@ void nudgel_gateway_request_clear(nudgel_gateway_request_t *req);
 /** An answer as the curl loop saw it; pointers borrowed for the call. */
 typedef struct nudgel_gateway_response {
     bool transport_error;         /* timeout, refused, reset: no HTTP answer */
+    bool request_sent;            /* with transport_error: the request had gone out (its
+                                     answer was lost, so the carrier may have taken it) */
     const char *transport_detail; /* e.g. curl_easy_strerror(); NULL is fine */
     int http_status;              /* ignored when transport_error */
     const char *body;             /* may be NULL when body_len is 0 */
@@ -301,9 +328,11 @@ typedef struct nudgel_gateway_outcome {
     char error_code[64];     /* "InvalidPhoneNumber", "REJECTED_DESTINATION", "http_503" */
     char error_message[256]; /* printable ASCII, never a secret */
     int64_t retry_after_ms;  /* TRANSIENT with a usable Retry-After; else -1 */
-    /* TRANSIENT only: the gateway answered 2xx but the body could not be
-       read, so the message may have been accepted. For a gateway that does
-       not dedupe (AT) a resubmission may be a second SMS. */
+    /* TRANSIENT only: the outcome is unknown — the gateway answered 2xx but
+       the body could not be read, or the answer was lost after the request
+       went out (request_sent) — so the message may have been accepted. For
+       a gateway that does not dedupe (AT) a resubmission may be a second
+       SMS: nudgel_gateway_unknown_outcome() says what to do. */
     bool maybe_accepted;
     /* TRANSIENT only: the gateway refused our credentials (an account-level
        401/403: a wrong, rotated or revoked key). A fault of the gateway, not
@@ -322,8 +351,9 @@ typedef struct nudgel_gateway_outcome {
  * followed) and other 4xx PERMANENT; 2xx by dialect — AT per-recipient statusCode
  * 100/101/102 SENT, 401-409 PERMANENT, 500-502 TRANSIENT; Infobip status
  * groupId 1 (PENDING) SENT, 5 (REJECTED) PERMANENT; generic by the
- * configured status lists. A 2xx body that cannot be read is TRANSIENT with
- * maybe_accepted set. A Retry-After (delta seconds or HTTP-date) on a
+ * configured status lists. A 2xx body that cannot be read, and a transport
+ * error after the request was sent, are TRANSIENT with maybe_accepted set.
+ * A Retry-After (delta seconds or HTTP-date) on a
  * TRANSIENT outcome fills retry_after_ms.
  * @returns NUDGEL_OK with @p out filled, or NUDGEL_ERR_INVALID_ARG for NULL
  * arguments.

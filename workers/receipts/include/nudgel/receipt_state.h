@@ -2,12 +2,16 @@
  * nudgel/receipt_state.h — the forward-only state machine of message receipts
  * (DESIGN §5). Pure: no I/O, no allocation.
  *
- *   accepted   -> submitting | expired
+ *   accepted   -> submitting | failed | rejected | expired
  *   submitting -> sent | failed | rejected | expired
  *   sent       -> delivered | undelivered | expired
  *   failed, rejected, delivered, undelivered, expired: final
  *
  * Decisions beyond the design's one-line arrow:
+ * - accepted is a claimed message never handed to a gateway (the messages
+ *   worker's lease); it may end failed or rejected before any submission
+ *   (no route, a missing template, every circuit open to the end of its
+ *   retries), as well as expired. submitting means a request went out.
  * - expired is reachable from accepted and submitting (the job's expires_at
  *   passed before it was sent) as well as from sent (a carrier's DLR).
  * - failed and rejected are final: a carrier that refuses after the gateway

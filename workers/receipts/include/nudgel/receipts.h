@@ -71,16 +71,29 @@ typedef struct nudgel_receipt {
     char resent_from[NUDGEL_UUID_STR_LEN + 1]; /* the message this one resends; "" when none */
 } nudgel_receipt_t;
 
+/*
+ * What a claim decided. A claim is a lease (claimed_by, claimed_at) on a row
+ * in `accepted` — claimed, never handed to a gateway — until the worker marks
+ * it `submitting` as its request goes out (nudgel_receipts_mark_send()), so
+ * after a crash a stale lease tells whether the carrier may have the message.
+ */
 typedef enum nudgel_receipt_claim_outcome {
-    NUDGEL_RECEIPT_CLAIM_FRESH = 0,      /* row now submitting, attempt 1: send */
-    NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE, /* stale or released claim taken over: send again,
-                                            same client_ref, attempt + 1 */
-    NUDGEL_RECEIPT_CLAIM_IN_PROGRESS,    /* a fresh claim exists: retry later, do not send */
-    NUDGEL_RECEIPT_CLAIM_ALREADY_FINAL,  /* sent or final: do not send; re-emit the event */
-    NUDGEL_RECEIPT_CLAIM_DEDUPLICATED,   /* key used by another message: do not send */
+    NUDGEL_RECEIPT_CLAIM_FRESH = 0,       /* row accepted and leased, nothing sent yet: send (a
+                                             new row, the API tier's, or a released or stale
+                                             lease on one never handed to a gateway) */
+    NUDGEL_RECEIPT_CLAIM_RESUBMIT_STALE,  /* submitting, released or stale with no request out:
+                                             send again, same client_ref, attempt + 1 */
+    NUDGEL_RECEIPT_CLAIM_IN_PROGRESS,     /* a fresh lease exists: retry later, do not send */
+    NUDGEL_RECEIPT_CLAIM_ALREADY_FINAL,   /* sent or final: do not send; re-emit the event */
+    NUDGEL_RECEIPT_CLAIM_DEDUPLICATED,    /* key used by another message: do not send */
+    NUDGEL_RECEIPT_CLAIM_OUTCOME_UNKNOWN, /* submitting, the lease went stale with a request at
+                                             receipt.gateway: it may have been accepted. Ours
+                                             now (attempt + 1); that gateway's unknown-outcome
+                                             policy decides: resubmit or hold */
 } nudgel_receipt_claim_outcome_t;
 
-/** @brief "fresh", "resubmit_stale", "in_progress", "already_final", "deduplicated". */
+/** @brief "fresh", "resubmit_stale", "in_progress", "already_final", "deduplicated",
+ * "outcome_unknown". */
 const char *nudgel_receipt_claim_outcome_name(nudgel_receipt_claim_outcome_t o);
 
 /** What a claim decided, and the row it decided on. */
@@ -140,9 +153,11 @@ nudgel_err_t nudgel_receipts_release_batch(PGconn *conn, const char *const *mess
                                            size_t errstr_size);
 
 /**
- * @brief Releases @p worker_id's claim on a submitting row (after a
- * transient failure that goes to a retry topic), so the retried job's claim
- * takes it over at once (RESUBMIT_STALE) instead of waiting for staleness.
+ * @brief Releases @p worker_id's claim on an accepted or submitting row
+ * (after a definite transient failure that goes to a retry topic, or a job
+ * handed back unsent at shutdown), so the next claim takes it over at once
+ * (FRESH or RESUBMIT_STALE) instead of waiting for staleness; the release
+ * also clears handed_at: the next send is without doubt.
  * @returns NUDGEL_OK with @p *released (may be NULL) telling whether a claim
  * of @p worker_id was released, or an error.
  */
@@ -250,6 +265,34 @@ nudgel_err_t nudgel_receipts_record_read(PGconn *conn, const PGresult *res,
                                          const nudgel_receipt_result_t *results, size_t n,
                                          nudgel_receipt_applied_t *outcomes, char *errstr,
                                          size_t errstr_size);
+
+/** One job of a hand-over mark: its request goes to @p gateway now. */
+typedef struct nudgel_receipt_mark {
+    const char *message_id;
+    const char *gateway;
+} nudgel_receipt_mark_t;
+
+/**
+ * @brief Sends the hand-over mark of @p n jobs (1..NUDGEL_RECEIPTS_BATCH_MAX,
+ * each id once) in one statement: each row still leased by @p worker_id
+ * becomes `submitting` with handed_at = now and gateway = its gateway (an
+ * accepted one with a history row accepted → submitting). Only a marked job
+ * may be sent: a row whose lease another worker took over is not marked.
+ * Written before the requests go out, so a crash after it leaves the doubt
+ * on the row (NUDGEL_RECEIPT_CLAIM_OUTCOME_UNKNOWN), and one before it
+ * leaves none (FRESH).
+ */
+nudgel_err_t nudgel_receipts_mark_send(PGconn *conn, const nudgel_receipt_mark_t *marks, size_t n,
+                                       const char *worker_id, char *errstr, size_t errstr_size);
+
+/** @brief Reads it: @p marked[i] for @p marks[i]. */
+nudgel_err_t nudgel_receipts_mark_read(PGconn *conn, const PGresult *res, size_t n, bool *marked,
+                                       char *errstr, size_t errstr_size);
+
+/** @brief The two above in one blocking call (tests, tools). */
+nudgel_err_t nudgel_receipts_mark(PGconn *conn, const nudgel_receipt_mark_t *marks, size_t n,
+                                  const char *worker_id, bool *marked, char *errstr,
+                                  size_t errstr_size);
 
 /** A carrier delivery report, already normalised. */
 typedef struct nudgel_receipt_dlr {

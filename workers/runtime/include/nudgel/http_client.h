@@ -46,6 +46,8 @@ typedef struct nudgel_http_response {
     long status;          /* HTTP status, 0 when no response arrived */
     bool transport_error; /* connection refused, reset, DNS, TLS... */
     bool timed_out;       /* connect or total timeout */
+    bool request_sent;    /* bytes of the request went out (CURLINFO_REQUEST_SIZE > 0): with a
+                             transport error, the server may have acted on it */
     const char *error;    /* curl's message for transport errors, "" otherwise */
     const char *body;     /* first max_response_bytes bytes, NUL-terminated */
     size_t body_len;
