@@ -209,7 +209,7 @@ def test_resend_recovers_a_message_failed_by_an_outage(bootstrap, pg_dsn, topics
         hist = psql(pg_dsn, "SELECT coalesce(from_status, '-') || '>' || to_status FROM "
                             "nudgel.message_receipt_history WHERE message_id = "
                             f"'{orig}' ORDER BY id").split()
-        assert hist == ["->submitting", "submitting>failed"], hist
+        assert hist == ["->accepted", "accepted>submitting", "submitting>failed"], hist
     finally:
         if worker:
             worker.stop()
