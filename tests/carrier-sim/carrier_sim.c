@@ -1209,10 +1209,13 @@ static void handle_ledger(sim_t *sim, const runtime_t *rt, struct MHD_Connection
             limit = (size_t)v;
     }
     bool only_summary = summary && (strcmp(summary, "1") == 0 || strcmp(summary, "true") == 0);
+    /* Pending first, then the counters: a report is counted sent or failed before it stops
+     * being pending, so a reader that sees dlr_pending 0 sees every report's count. */
+    size_t dlr_pending = sim->dlr ? sim_dlr_pending(sim->dlr) : 0;
     json_t *json = sim_ledger_json(sim->ledger, only_summary, key, limit);
     if (json && sim->dlr)
         json_object_set_new(json_object_get(json, "totals"), "dlr_pending",
-                            json_integer((json_int_t)sim_dlr_pending(sim->dlr)));
+                            json_integer((json_int_t)dlr_pending));
     reply_json(r, 200, json);
 }
 
