@@ -405,8 +405,11 @@ def run_scenario(p, pg_dsn, scenario, duplicate_permille, jitter_ms):
     slowest = psql(pg_dsn, "SELECT coalesce(max(extract(epoch FROM final_at - submitted_at)), 0)"
                            " FROM nudgel.message_receipts WHERE tenant_id LIKE "
                            f"'{prefix}-%' AND status <> 'expired'").strip()
+    kept = {k: v for k, v in p.receipts.metrics().items()
+            if k.startswith("nudgel_receipts_reports_total")}
     print(f"scenario {scenario}: checked at {time.monotonic() - t0:.1f} s; slowest report "
-          f"applied {float(slowest):.1f} s after its submission (window {EXPIRY_S} s)")
+          f"applied {float(slowest):.1f} s after its submission (window {EXPIRY_S} s); "
+          f"nudgel-receipts so far {kept}")
 
 
 # --- the tests ---------------------------------------------------------------------------
