@@ -602,12 +602,14 @@ static void dest_prepare(dest_t *x, const char *text_sha)
 static void dlr_schedule(sim_t *sim, const runtime_t *rt, sim_dialect_t d, const dest_t *x,
                          int response_delay_ms)
 {
-    const char *url = x->dlr_url && *x->dlr_url ? x->dlr_url : rt->d[d].dlr_url;
+    bool from_request = x->dlr_url && *x->dlr_url;
+    const char *url = from_request ? x->dlr_url : rt->d[d].dlr_url;
     sim_rng_t *rng = sim_rng_thread();
     /* The mix: none_permille get no report, failure_permille a failure, the rest delivered. */
     int draw = (int)sim_rng_below(rng, SIM_PERMILLE);
     if (url && *url && draw < rt->dlr_none_permille) {
         sim_ledger_count(sim->ledger, d, SIM_C_DLR_WITHHELD, 1);
+        sim_ledger_dlr(sim->ledger, x->key, SIM_DLR_NONE, 0, from_request);
         return;
     }
     bool delivered = draw >= rt->dlr_none_permille + rt->dlr_failure_permille;
@@ -700,19 +702,23 @@ static void dlr_schedule(sim_t *sim, const runtime_t *rt, sim_dialect_t d, const
         free(text);
         json_decref(json);
     }
+    int queued = 0;
     if (!full_url.overflow && !body.overflow) {
         for (int i = 0; i < copies; i++) {
             sim_dlr_item_t *item =
                 sim_dlr_item_new(d, i ? due_of[i] : due, full_url.data, content_type,
                                  content_type ? (body.data ? body.data : "") : NULL);
             if (item)
-                sim_dlr_enqueue(sim->dlr, item);
+                queued += sim_dlr_enqueue(sim->dlr, item) == 0;
             else
                 sim_ledger_count(sim->ledger, d, SIM_C_DLR_DROPPED, 1);
             if (i)
                 sim_ledger_count(sim->ledger, d, SIM_C_DLR_DUPLICATED, 1);
         }
     }
+    /* What the carrier reported, for tests to compare final states with (GET /ledger). */
+    sim_ledger_dlr(sim->ledger, x->key, delivered ? SIM_DLR_DELIVERED : SIM_DLR_FAILED, queued,
+                   from_request);
     sim_buf_free(&body);
     sim_buf_free(&full_url);
 }

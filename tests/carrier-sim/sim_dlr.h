@@ -4,9 +4,10 @@
  *
  * Reports are built by the request thread (sim_dlr_item_new) and owned by
  * the queue once enqueued. A full queue drops the report and counts it
- * (dlr.dropped); a callback answered with 2xx counts as dlr.sent, anything
- * else (status, refused, timed out) as dlr.failed. No retries: a carrier
- * that retries is a later issue's business.
+ * (dlr.dropped); a callback answered with 2xx counts as dlr.sent; anything
+ * else (status, refused, timed out) is sent again after a back-off
+ * (dlr.retried, sim_dlr_set_retry()) and counts as dlr.failed once it has
+ * no retry left.
  */
 #ifndef NUDGEL_SIM_DLR_H
 #define NUDGEL_SIM_DLR_H
@@ -49,7 +50,12 @@ int64_t sim_dlr_backoff_ms(int attempt, int backoff_ms, int backoff_max_ms);
 /** @brief Queues @p item (always consumed). @returns 0, or -1 when dropped (counted). */
 int sim_dlr_enqueue(sim_dlr_t *dlr, sim_dlr_item_t *item);
 
-/** @brief Reports queued and not yet sent. */
+/**
+ * @brief Reports queued or in flight. A report leaves this count only after
+ * its outcome (dlr.sent, dlr.failed) is counted in the ledger, so a 0 read
+ * before the ledger's totals means those totals hold every report queued
+ * before the read.
+ */
 size_t sim_dlr_pending(sim_dlr_t *dlr);
 
 /** @brief Stops the thread; reports still queued are discarded. NULL is fine. */

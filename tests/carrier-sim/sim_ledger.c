@@ -23,6 +23,9 @@ typedef struct entry {
     uint32_t accepted, faults;
     uint8_t dialects; /* bit per sim_dialect_t */
     uint8_t first_dialect;
+    uint8_t dlr;           /* sim_dlr_outcome_t of the latest acceptance */
+    uint8_t dlr_reports;   /* reports queued for the key, saturating at 255 */
+    bool dlr_from_request; /* the report URL came with the submission */
     uint16_t key_len, number_len;
     char data[]; /* key NUL number NUL message_id NUL */
 } entry_t;
@@ -229,6 +232,9 @@ static entry_t **shard_find(sim_ledger_t *l, shard_t *s, uint64_t h, const char 
     e->accepted = e->faults = 0;
     e->dialects = (uint8_t)(1u << d);
     e->first_dialect = (uint8_t)d;
+    e->dlr = SIM_DLR_UNSET;
+    e->dlr_reports = 0;
+    e->dlr_from_request = false;
     e->key_len = (uint16_t)key_len;
     e->number_len = (uint16_t)number_len;
     memcpy(e->data, key, key_len);
@@ -332,6 +338,40 @@ void sim_ledger_fault(sim_ledger_t *l, sim_dialect_t d, const char *key, const c
     pthread_mutex_unlock(&s->lock);
 }
 
+const char *sim_dlr_outcome_name(sim_dlr_outcome_t o)
+{
+    switch (o) {
+    case SIM_DLR_DELIVERED:
+        return "delivered";
+    case SIM_DLR_FAILED:
+        return "failed";
+    case SIM_DLR_NONE:
+        return "none";
+    case SIM_DLR_UNSET:
+        break;
+    }
+    return NULL;
+}
+
+void sim_ledger_dlr(sim_ledger_t *l, const char *key, sim_dlr_outcome_t outcome, int copies,
+                    bool url_from_request)
+{
+    size_t key_len = strnlen(key, LEDGER_MAX_KEY);
+    uint64_t h = hash_key(key, key_len);
+    shard_t *s = &l->shards[h >> 58];
+    bool full;
+    pthread_mutex_lock(&s->lock);
+    entry_t **slot = shard_find(l, s, h, key, key_len, false, SIM_DIALECT_AT, "", "", 0, &full);
+    if (slot) {
+        entry_t *e = *slot;
+        int reports = e->dlr_reports + (copies > 0 ? copies : 0);
+        e->dlr = (uint8_t)outcome;
+        e->dlr_reports = (uint8_t)(reports < UINT8_MAX ? reports : UINT8_MAX);
+        e->dlr_from_request = url_from_request;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
 void sim_ledger_reset(sim_ledger_t *l)
 {
     for (size_t i = 0; i < LEDGER_SHARDS; i++) {
@@ -379,11 +419,19 @@ static json_t *entry_json(const entry_t *e)
     for (int d = 0; d < SIM_DIALECT_COUNT; d++)
         if (e->dialects & (1u << d))
             json_array_append_new(dialects, json_string(sim_dialect_name((sim_dialect_t)d)));
-    return json_pack(
+    json_t *j = json_pack(
         "{s:s%, s:s, s:o, s:s, s:i, s:i, s:s, s:s, s:s}", "key", e->data, (size_t)e->key_len,
         "dialect", sim_dialect_name((sim_dialect_t)e->first_dialect), "dialects", dialects,
         "number", entry_number(e), "count", (json_int_t)e->accepted, "faults",
         (json_int_t)e->faults, "first", first, "last", last, "message_id", entry_message_id(e));
+    const char *dlr = sim_dlr_outcome_name((sim_dlr_outcome_t)e->dlr);
+    if (j && dlr) {
+        json_object_set_new(j, "dlr", json_string(dlr));
+        json_object_set_new(j, "dlr_reports", json_integer(e->dlr_reports));
+        json_object_set_new(j, "dlr_url",
+                            json_string(e->dlr_from_request ? "request" : "configured"));
+    }
+    return j;
 }
 
 json_t *sim_ledger_json(sim_ledger_t *l, bool summary, const char *key, size_t limit)

@@ -84,6 +84,29 @@ int sim_ledger_accept(sim_ledger_t *l, sim_dialect_t d, const char *key, const c
 void sim_ledger_fault(sim_ledger_t *l, sim_dialect_t d, const char *key, const char *number,
                       int64_t now_ms);
 
+/* What the carrier decided to report for a key (its last accepted submission). */
+typedef enum sim_dlr_outcome {
+    SIM_DLR_UNSET = 0, /* no report decided: DLRs off, or no URL to send one to */
+    SIM_DLR_DELIVERED,
+    SIM_DLR_FAILED,
+    SIM_DLR_NONE, /* withheld on purpose (sim.dlr.none_permille) */
+} sim_dlr_outcome_t;
+
+/** @brief The JSON name of an outcome ("delivered", "failed", "none"; NULL for unset). */
+const char *sim_dlr_outcome_name(sim_dlr_outcome_t o);
+
+/**
+ * @brief Records on @p key's entry (when stored) the report decided for its
+ * latest acceptance: @p outcome, @p copies reports queued for it (added to
+ * the key's count: a non-idempotent repeat has reports of its own) and
+ * whether the report URL came with the submission (@p url_from_request:
+ * Infobip notifyUrl, generic callback_url, Kannel dlr-url) or from the
+ * dialect's sim.<dialect>.dlr_url. Tests read it back from GET /ledger as
+ * "dlr", "dlr_reports" and "dlr_url" ("request" or "configured").
+ */
+void sim_ledger_dlr(sim_ledger_t *l, const char *key, sim_dlr_outcome_t outcome, int copies,
+                    bool url_from_request);
+
 /** @brief Number of keys accepted more than once. */
 uint64_t sim_ledger_duplicates(const sim_ledger_t *l);
 size_t sim_ledger_key_count(const sim_ledger_t *l);

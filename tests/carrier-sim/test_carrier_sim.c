@@ -438,6 +438,50 @@ static void test_rng_below_and_ids(void **state)
         assert_non_null(strchr("0123456789abcdef", id[i]));
 }
 
+/* The report decided for a key is on its entry; a key with none shows no "dlr". */
+static void test_ledger_dlr_outcome(void **state)
+{
+    sim_ledger_t *l = sim_ledger_new(10);
+    sim_accept_result_t res;
+    (void)state;
+    sim_ledger_accept(l, SIM_DIALECT_INFOBIP, "job-1", "+254711000001", "job-1", true, 1, &res);
+    sim_ledger_accept(l, SIM_DIALECT_AT, "+254711000002:ab", "+254711000002", "ATXid_1", false, 1,
+                      &res);
+    sim_ledger_accept(l, SIM_DIALECT_AT, "+254711000003:ab", "+254711000003", "ATXid_2", false, 1,
+                      &res);
+    sim_ledger_dlr(l, "job-1", SIM_DLR_DELIVERED, 2, true);
+    sim_ledger_dlr(l, "+254711000002:ab", SIM_DLR_NONE, 0, false);
+    sim_ledger_dlr(l, "absent", SIM_DLR_FAILED, 1, false); /* no entry: nothing happens */
+    assert_int_equal(sim_ledger_key_count(l), 3);
+
+    json_t *j = sim_ledger_json(l, false, "job-1", 10);
+    json_t *e = json_array_get(json_object_get(j, "entries"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "dlr")), "delivered");
+    assert_int_equal(json_integer_value(json_object_get(e, "dlr_reports")), 2);
+    assert_string_equal(json_string_value(json_object_get(e, "dlr_url")), "request");
+    json_decref(j);
+    j = sim_ledger_json(l, false, "+254711000002:ab", 10);
+    e = json_array_get(json_object_get(j, "entries"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "dlr")), "none");
+    assert_int_equal(json_integer_value(json_object_get(e, "dlr_reports")), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "dlr_url")), "configured");
+    json_decref(j);
+    j = sim_ledger_json(l, false, "+254711000003:ab", 10);
+    e = json_array_get(json_object_get(j, "entries"), 0);
+    assert_null(json_object_get(e, "dlr"));
+    json_decref(j);
+
+    /* A second SMS of a non-idempotent key: its report is the latest, reports add up. */
+    sim_ledger_dlr(l, "job-1", SIM_DLR_FAILED, 1, true);
+    j = sim_ledger_json(l, false, "job-1", 10);
+    e = json_array_get(json_object_get(j, "entries"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "dlr")), "failed");
+    assert_int_equal(json_integer_value(json_object_get(e, "dlr_reports")), 3);
+    json_decref(j);
+    assert_null(sim_dlr_outcome_name(SIM_DLR_UNSET));
+    sim_ledger_destroy(l);
+}
+
 /* A refused callback is sent again after a back-off doubling from the base up to the cap. */
 static void test_dlr_backoff(void **state)
 {
@@ -465,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_ledger_fault_then_accept),
         cmocka_unit_test(test_ledger_full),
         cmocka_unit_test(test_ledger_many_keys_and_limit),
+        cmocka_unit_test(test_ledger_dlr_outcome),
         cmocka_unit_test(test_fault_decide_seeded),
         cmocka_unit_test(test_fault_extremes_and_check),
         cmocka_unit_test(test_bucket),
