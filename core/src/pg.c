@@ -76,6 +76,24 @@ nudgel_err_t nudgel_pg_sqlstate_err(const char *sqlstate)
     return NUDGEL_ERR_PG;
 }
 
+bool nudgel_pg_sqlstate_transient(const char *sqlstate)
+{
+    static const char *const momentary[] = {"55P03", "57014"};
+    if (!sqlstate || strlen(sqlstate) != 5)
+        return false;
+    if ((sqlstate[0] == '4' && sqlstate[1] == '0') || (sqlstate[0] == '5' && sqlstate[1] == '3'))
+        return true;
+    for (size_t i = 0; i < sizeof(momentary) / sizeof(momentary[0]); i++)
+        if (memcmp(sqlstate, momentary[i], 5) == 0)
+            return true;
+    return false;
+}
+
+bool nudgel_pg_result_transient(const PGresult *res)
+{
+    return res && nudgel_pg_sqlstate_transient(PQresultErrorField(res, PG_DIAG_SQLSTATE));
+}
+
 nudgel_err_t nudgel_pg_result_err(const PGconn *conn, const PGresult *res)
 {
     if (!res)

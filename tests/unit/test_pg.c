@@ -47,6 +47,41 @@ static void test_sqlstate(void **state)
     }
 }
 
+/* Failures of the moment (run it again) against failures of the statement. */
+static void test_sqlstate_transient(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sqlstate;
+        bool transient;
+    } cases[] = {
+        {"40001", true},  /* serialization_failure */
+        {"40P01", true},  /* deadlock_detected */
+        {"53200", true},  /* out_of_memory */
+        {"53300", true},  /* too_many_connections */
+        {"55P03", true},  /* lock_not_available */
+        {"57014", true},  /* query_canceled (statement_timeout) */
+        {"23505", false}, /* unique_violation */
+        {"22P02", false}, /* invalid_text_representation */
+        {"42P01", false}, /* undefined_table */
+        {"55000", false}, /* object_not_in_prerequisite_state */
+        {"04000", false}, /* "40" not at the start */
+        {"40", false},    /* not a SQLSTATE */
+        {"", false},      {NULL, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bool got = nudgel_pg_sqlstate_transient(cases[i].sqlstate);
+        if (got != cases[i].transient)
+            print_error("SQLSTATE %s: transient %d, want %d\n",
+                        cases[i].sqlstate ? cases[i].sqlstate : "(null)", got, cases[i].transient);
+        assert_int_equal(got, cases[i].transient);
+    }
+    assert_false(nudgel_pg_result_transient(NULL));
+    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR); /* no SQLSTATE */
+    assert_false(nudgel_pg_result_transient(res));
+    PQclear(res);
+}
+
 static void test_result(void **state)
 {
     (void)state;
@@ -77,6 +112,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sqlstate),
+        cmocka_unit_test(test_sqlstate_transient),
         cmocka_unit_test(test_result),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,6 +7,7 @@
 #ifndef NUDGEL_PG_H
 #define NUDGEL_PG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <libpq-fe.h>
@@ -36,6 +37,19 @@ nudgel_err_t nudgel_pg_exec(PGconn *conn, const char *sql, char *errstr, size_t 
  * NUDGEL_ERR_PG for any other code and for NULL (the statement's own error).
  */
 nudgel_err_t nudgel_pg_sqlstate_err(const char *sqlstate);
+
+/**
+ * @brief Whether @p sqlstate (five characters, or NULL) names a failure of
+ * the moment, not of the statement: class 40 (serialization failure,
+ * deadlock detected), class 53 (insufficient resources), 55P03 (lock not
+ * available) or 57014 (query canceled). The same statement, run again, may
+ * succeed; a caller that gives up on a statement after some failures counts
+ * only the others. Pure.
+ */
+bool nudgel_pg_sqlstate_transient(const char *sqlstate);
+
+/** @brief nudgel_pg_sqlstate_transient() of @p res's SQLSTATE (borrowed, may be NULL). */
+bool nudgel_pg_result_transient(const PGresult *res);
 
 /**
  * @brief The class of a statement's result, the one mapping every role uses.

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nudgel/pg.h"
 #include "nudgel/timeutil.h"
 #include "updater.h"
 
@@ -83,15 +84,20 @@ static void backoff(updater_t *u)
     nudgel_timer_arm_in(u->retry_timer, u->retry_us);
 }
 
-/* The statement failed by itself: again later, alone after the first time. */
-static void failed(updater_t *u, const char *errstr)
+/*
+ * The statement failed by itself: again later, alone after the first time. A
+ * report alone is let go after APPLY_ATTEMPTS_MAX failures of its own; a
+ * @p transient one (deadlock, serialization, lock timeout:
+ * nudgel_pg_result_transient()) never counts towards that.
+ */
+static void failed(updater_t *u, const char *errstr, bool transient)
 {
     NUDGEL_LOG_LIMITED(&u->pg_log, NUDGEL_LOG_ERROR, NULL,
                        "applying %zu report(s) failed, trying again: %s", u->batch_n, errstr);
     nudgel_metric_add(u->m_statements, "failed", 1);
     if (u->batch_n == 1) {
         dlr_job_t *j = u->batch[0];
-        if (++j->attempts >= APPLY_ATTEMPTS_MAX) {
+        if (!transient && ++j->attempts >= APPLY_ATTEMPTS_MAX) {
             nudgel_log_ctx_t ctx = intake_log_ctx(j);
             NUDGEL_LOG_CTX(NUDGEL_LOG_ERROR, &ctx,
                            "report %s of %s/%s could not be applied %d times, let go: %s",
@@ -128,7 +134,7 @@ static void on_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, 
     if (err != NUDGEL_OK) {
         for (size_t i = 0; i < u->batch_n; i++)
             nudgel_dlr_applied_clear(&applied[i]);
-        failed(u, why);
+        failed(u, why, nudgel_pg_result_transient(results[0]));
         return;
     }
     nudgel_metric_add(u->m_statements, "ok", 1);
