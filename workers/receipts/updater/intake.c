@@ -37,33 +37,12 @@ nudgel_log_ctx_t intake_log_ctx(const dlr_job_t *j)
     return (nudgel_log_ctx_t){.job_id = j->report.message_id[0] ? j->report.message_id : NULL};
 }
 
-static void live_link(updater_t *u, dlr_job_t *j)
-{
-    j->live_next = u->live;
-    if (u->live)
-        u->live->live_prev = j;
-    u->live = j;
-    u->live_count++;
-}
-
-static void live_unlink(updater_t *u, dlr_job_t *j)
-{
-    if (j->live_prev)
-        j->live_prev->live_next = j->live_next;
-    else
-        u->live = j->live_next;
-    if (j->live_next)
-        j->live_next->live_prev = j->live_prev;
-    u->live_count--;
-}
-
 void intake_job_finished(void *opaque, nudgel_job_life_t *job)
 {
     updater_t *u = opaque;
     dlr_job_t *j = (dlr_job_t *)job;
-    live_unlink(u, j);
     free(j);
-    if (u->full && u->live_count < u->max_in_flight / 2) {
+    if (u->full && nudgel_lifecycle_live(u->lc) < u->max_in_flight / 2) {
         /* Room again: poll by ourselves, no wake-up comes for what is queued. */
         u->full = false;
         nudgel_consumer_resume(u->consumer, NUDGEL_PAUSE_IN_FLIGHT);
@@ -86,7 +65,6 @@ static void handle(updater_t *u, nudgel_job_ref_t *ref)
     }
     j->u = u;
     nudgel_job_begin(u->lc, &j->life, u->consumer, ref);
-    live_link(u, j);
     bool ok =
         nudgel_job_envelope_ok(km, NUDGEL_SCHEMA_CARRIER_DLR_V1, NULL, reason, sizeof(reason)) &&
         nudgel_dlr_parse(km->payload, km->len, &j->report, reason, sizeof(reason)) == NUDGEL_OK;
@@ -114,7 +92,7 @@ static void pump(updater_t *u)
             nudgel_loop_again(u->loop);
             break;
         }
-        if (u->live_count >= u->max_in_flight) {
+        if (nudgel_lifecycle_live(u->lc) >= u->max_in_flight) {
             if (!u->full) {
                 u->full = true;
                 nudgel_consumer_pause(u->consumer, NUDGEL_PAUSE_IN_FLIGHT);
@@ -143,8 +121,8 @@ void intake_turn(void *opaque)
     if (u->pump_wanted)
         pump(u);
     apply_pump(u);
-    if ((double)u->live_count != u->gauge_in_flight) {
-        u->gauge_in_flight = (double)u->live_count;
+    if ((double)nudgel_lifecycle_live(u->lc) != u->gauge_in_flight) {
+        u->gauge_in_flight = (double)nudgel_lifecycle_live(u->lc);
         nudgel_metric_set(u->m_in_flight, NULL, u->gauge_in_flight);
     }
 }
@@ -156,6 +134,5 @@ void intake_drain(updater_t *u)
 
 void intake_abandon_all(updater_t *u)
 {
-    while (u->live)
-        nudgel_job_abandon(&u->live->life);
+    nudgel_lifecycle_abandon_all(u->lc);
 }

@@ -197,7 +197,7 @@ static void receipts_drain(void *ctx)
 static size_t receipts_in_flight(void *ctx)
 {
     const updater_t *u = ctx;
-    return u->live_count + outbox_in_flight(u);
+    return nudgel_lifecycle_live(u->lc) + outbox_in_flight(u);
 }
 
 static nudgel_err_t receipts_reload(void *ctx, const nudgel_conf_t *next, char *errstr,
@@ -207,7 +207,7 @@ static nudgel_err_t receipts_reload(void *ctx, const nudgel_conf_t *next, char *
     nudgel_err_t err = settings_read(u, next, errstr, errstr_size);
     if (err != NUDGEL_OK)
         return err;
-    if (u->full && u->live_count < u->max_in_flight / 2) {
+    if (u->full && nudgel_lifecycle_live(u->lc) < u->max_in_flight / 2) {
         u->full = false;
         nudgel_consumer_resume(u->consumer, NUDGEL_PAUSE_IN_FLIGHT);
     }
@@ -221,8 +221,9 @@ static void receipts_teardown(void *ctx, bool drained)
     updater_t *u = ctx;
     if (!u)
         return;
-    if (!drained && u->live_count)
-        nudgel_log_warn("stopping with %zu report(s) unfinished; they come again", u->live_count);
+    if (!drained && nudgel_lifecycle_live(u->lc))
+        nudgel_log_warn("stopping with %zu report(s) unfinished; they come again",
+                        nudgel_lifecycle_live(u->lc));
     nudgel_publisher_destroy(u->publisher, PUBLISH_WAIT_MS);
     nudgel_publisher_destroy(u->outbox_pub, PUBLISH_WAIT_MS);
     nudgel_pgconn_free(u->apply_pg);

@@ -54,7 +54,6 @@ typedef struct dlr_job {
     updater_t *u;
     nudgel_dlr_report_t report;
     int attempts; /* statements that failed for it (NUDGEL_ERR_PG) */
-    struct dlr_job *live_prev, *live_next;
 } dlr_job_t;
 
 /* A sweep's stage (sweeps.c). */
@@ -87,8 +86,6 @@ struct updater {
 
     /* intake.c */
     bool full, pump_wanted;
-    dlr_job_t *live;
-    size_t live_count;
     double gauge_in_flight;
 
     /* apply.c */

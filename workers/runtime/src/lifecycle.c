@@ -30,6 +30,8 @@ struct nudgel_lifecycle {
     char *status_topic;
     char *dlq_topic;
     nudgel_job_life_t *current; /* the job just polled */
+    nudgel_job_life_t *live;    /* begun and not ended, newest first */
+    size_t live_count;
 };
 
 nudgel_lifecycle_t *nudgel_lifecycle_new(const nudgel_lifecycle_opts_t *opts)
@@ -59,8 +61,25 @@ void nudgel_lifecycle_free(nudgel_lifecycle_t *lc)
 void nudgel_job_begin(nudgel_lifecycle_t *lc, nudgel_job_life_t *job, nudgel_consumer_t *from,
                       nudgel_job_ref_t *ref)
 {
-    *job = (nudgel_job_life_t){.lc = lc, .from = from, .ref = ref};
+    *job = (nudgel_job_life_t){.lc = lc, .from = from, .ref = ref, .live_next = lc->live};
+    if (lc->live)
+        lc->live->live_prev = job;
+    lc->live = job;
+    lc->live_count++;
     lc->current = job;
+}
+
+size_t nudgel_lifecycle_live(const nudgel_lifecycle_t *lc)
+{
+    return lc->live_count;
+}
+
+size_t nudgel_lifecycle_abandon_all(nudgel_lifecycle_t *lc)
+{
+    size_t n = 0;
+    for (; lc->live; n++)
+        nudgel_job_abandon(lc->live); /* ends it: off the list */
+    return n;
 }
 
 void nudgel_lifecycle_polled_end(nudgel_lifecycle_t *lc)
@@ -87,6 +106,14 @@ static void job_end(nudgel_job_life_t *job)
 {
     nudgel_lifecycle_t *lc = job->lc;
     job->ended = true;
+    if (job->live_prev)
+        job->live_prev->live_next = job->live_next;
+    else
+        lc->live = job->live_next;
+    if (job->live_next)
+        job->live_next->live_prev = job->live_prev;
+    job->live_prev = job->live_next = NULL;
+    lc->live_count--;
     free(job->dlq_reason);
     job->dlq_reason = NULL;
     if (lc->current == job)

@@ -253,6 +253,33 @@ static void test_failed_hold(void **state)
     nudgel_lifecycle_free(lc);
 }
 
+/* The lifecycle counts its live jobs, whatever order they end in, and lets go of the rest. */
+static void test_live_jobs(void **state)
+{
+    (void)state;
+    nudgel_lifecycle_t *lc = lifecycle();
+    role_job_t jobs[5] = {0};
+    for (int i = 0; i < 5; i++)
+        nudgel_job_begin(lc, &jobs[i].life, NULL, NULL);
+    nudgel_lifecycle_polled_end(lc);
+    assert_int_equal(nudgel_lifecycle_live(lc), 5);
+    nudgel_job_release(&jobs[2].life); /* the middle of the list */
+    nudgel_job_release(&jobs[4].life); /* its head (newest first) */
+    nudgel_job_release(&jobs[0].life); /* its tail */
+    assert_int_equal(nudgel_lifecycle_live(lc), 2);
+    assert_int_equal(finished_calls, 3);
+    nudgel_job_release(&jobs[2].life); /* ended already: no change */
+    assert_int_equal(nudgel_lifecycle_live(lc), 2);
+    int before = abandon_calls;
+    assert_int_equal(nudgel_lifecycle_abandon_all(lc), 2);
+    assert_int_equal(abandon_calls - before, 2);
+    assert_true(jobs[1].life.ended && jobs[3].life.ended);
+    assert_int_equal(nudgel_lifecycle_live(lc), 0);
+    assert_int_equal(finished_calls, 5);
+    assert_int_equal(nudgel_lifecycle_abandon_all(lc), 0);
+    nudgel_lifecycle_free(lc);
+}
+
 static void test_trace_id(void **state)
 {
     (void)state;
@@ -341,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_failure_of_earlier_job_is_fatal),
         cmocka_unit_test(test_hold_keeps_job_until_unhold),
         cmocka_unit_test(test_failed_hold),
+        cmocka_unit_test(test_live_jobs),
         cmocka_unit_test(test_trace_id),
         cmocka_unit_test(test_envelope),
         cmocka_unit_test(test_derived_ids),

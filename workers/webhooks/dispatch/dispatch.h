@@ -93,8 +93,6 @@ typedef struct dispatch_event {
     bool dead_lettered; /* a job of it was refused: the event went to the DLQ */
     /* In at most one queue at a time: its tenant's waiters, or the fan-out backlog. */
     struct dispatch_event *queue_next;
-    /* Every event alive, to let go of at teardown. */
-    struct dispatch_event *live_prev, *live_next;
 } dispatch_event_t;
 
 struct dispatcher {
@@ -117,8 +115,6 @@ struct dispatcher {
     bool full;              /* paused for max_in_flight (NUDGEL_PAUSE_IN_FLIGHT) */
     bool pump_wanted;       /* room came back: poll again from the turn hook */
     double gauge_in_flight; /* what nudgel_dispatch_in_flight shows */
-    dispatch_event_t *live;
-    size_t live_count;
 
     /* endpoints.c */
     dispatch_tenants_t *tenants;

@@ -48,35 +48,14 @@ nudgel_log_ctx_t intake_log_ctx(const dispatch_event_t *ev)
                               .trace_id = ev->trace_id[0] ? ev->trace_id : NULL};
 }
 
-static void live_link(dispatcher_t *d, dispatch_event_t *ev)
-{
-    ev->live_next = d->live;
-    if (d->live)
-        d->live->live_prev = ev;
-    d->live = ev;
-    d->live_count++;
-}
-
-static void live_unlink(dispatcher_t *d, dispatch_event_t *ev)
-{
-    if (ev->live_prev)
-        ev->live_prev->live_next = ev->live_next;
-    else
-        d->live = ev->live_next;
-    if (ev->live_next)
-        ev->live_next->live_prev = ev->live_prev;
-    d->live_count--;
-}
-
 void intake_event_finished(void *opaque, nudgel_job_life_t *job)
 {
     dispatcher_t *d = opaque;
     dispatch_event_t *ev = (dispatch_event_t *)job;
-    live_unlink(d, ev);
     json_decref(ev->doc);
     dispatch_endpoints_unref(ev->endpoints);
     free(ev);
-    if (d->full && d->live_count < d->max_in_flight / 2) {
+    if (d->full && nudgel_lifecycle_live(d->lc) < d->max_in_flight / 2) {
         /* Room again: the consumer's queue may hold messages that wrote
          * their wake-up long ago, so poll by ourselves (the turn hook). */
         d->full = false;
@@ -181,7 +160,6 @@ static void handle(dispatcher_t *d, nudgel_job_ref_t *ref)
     }
     ev->d = d;
     nudgel_job_begin(d->lc, &ev->life, d->consumer, ref);
-    live_link(d, ev);
     switch (check(ev, km, reason, sizeof(reason))) {
     case VERDICT_SKIP:
         nudgel_metric_add(d->m_events, "skipped", 1);
@@ -225,7 +203,7 @@ static void pump(dispatcher_t *d)
             nudgel_loop_again(d->loop);
             break;
         }
-        if (d->live_count >= d->max_in_flight) {
+        if (nudgel_lifecycle_live(d->lc) >= d->max_in_flight) {
             if (!d->full) {
                 d->full = true;
                 nudgel_consumer_pause(d->consumer, NUDGEL_PAUSE_IN_FLIGHT);
@@ -251,8 +229,8 @@ void intake_turn(void *opaque)
     dispatcher_t *d = opaque;
     if (d->pump_wanted)
         pump(d);
-    if ((double)d->live_count != d->gauge_in_flight) {
-        d->gauge_in_flight = (double)d->live_count;
+    if ((double)nudgel_lifecycle_live(d->lc) != d->gauge_in_flight) {
+        d->gauge_in_flight = (double)nudgel_lifecycle_live(d->lc);
         nudgel_metric_set(d->m_in_flight, NULL, d->gauge_in_flight);
     }
 }
@@ -264,6 +242,5 @@ void intake_drain(dispatcher_t *d)
 
 void intake_abandon_all(dispatcher_t *d)
 {
-    while (d->live)
-        nudgel_job_abandon(&d->live->life); /* its finished callback unlinks it */
+    nudgel_lifecycle_abandon_all(d->lc);
 }

@@ -212,7 +212,7 @@ static void dispatch_drain(void *ctx)
 static size_t dispatch_in_flight(void *ctx)
 {
     const dispatcher_t *d = ctx;
-    return d->live_count;
+    return nudgel_lifecycle_live(d->lc);
 }
 
 static nudgel_err_t dispatch_reload(void *ctx, const nudgel_conf_t *next, char *errstr,
@@ -223,7 +223,7 @@ static nudgel_err_t dispatch_reload(void *ctx, const nudgel_conf_t *next, char *
     (void)errstr_size;
     settings_read(d, next);
     endpoints_trim(d);
-    if (d->full && d->live_count < d->max_in_flight / 2) {
+    if (d->full && nudgel_lifecycle_live(d->lc) < d->max_in_flight / 2) {
         d->full = false;
         nudgel_consumer_resume(d->consumer, NUDGEL_PAUSE_IN_FLIGHT);
     }
@@ -242,9 +242,9 @@ static void dispatch_teardown(void *ctx, bool drained)
     dispatcher_t *d = ctx;
     if (!d)
         return;
-    if (!drained && d->live_count)
+    if (!drained && nudgel_lifecycle_live(d->lc))
         nudgel_log_warn("stopping with %zu status event(s) unfinished; they come again",
-                        d->live_count);
+                        nudgel_lifecycle_live(d->lc));
     if (d->producer_fd >= 0)
         nudgel_loop_unwatch(d->loop, d->producer_fd);
     nudgel_producer_destroy(d->producer);

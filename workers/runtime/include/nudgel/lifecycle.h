@@ -52,6 +52,7 @@ typedef struct nudgel_job_life {
     bool ended;       /* done, deferred or abandoned: the ref is gone */
     char *dlq_reason; /* a dead letter in flight: its reason, to send it smaller if refused */
     bool dlq_shrunk;  /* ... which was done already */
+    struct nudgel_job_life *live_prev, *live_next; /* the lifecycle's list of live jobs */
 } nudgel_job_life_t;
 
 typedef struct nudgel_lifecycle_opts {
@@ -70,6 +71,20 @@ nudgel_lifecycle_t *nudgel_lifecycle_new(const nudgel_lifecycle_opts_t *opts);
 
 /** @brief Frees it (jobs must have ended). NULL is a no-op. */
 void nudgel_lifecycle_free(nudgel_lifecycle_t *lc);
+
+/**
+ * @brief How many jobs are live: begun (nudgel_job_begin()) and not yet
+ * ended (done, deferred or abandoned). A role's in-flight count and cap read
+ * it instead of keeping a list of their own.
+ */
+size_t nudgel_lifecycle_live(const nudgel_lifecycle_t *lc);
+
+/**
+ * @brief Teardown: abandons every live job (nudgel_job_abandon(): nothing
+ * stored, each comes again), each through the finished callback.
+ * @returns how many there were.
+ */
+size_t nudgel_lifecycle_abandon_all(nudgel_lifecycle_t *lc);
 
 /**
  * @brief The publisher's callback (pass it to nudgel_publisher_new() with

@@ -281,7 +281,7 @@ static void test_tenant_waits_in_order_others_go_on(void **state)
     assert_int_equal(done_count, 4);
     assert_string_equal(done_ids[1], "a2");
     assert_string_equal(done_ids[3], "a1");
-    assert_int_equal(d->live_count, 0);
+    assert_int_equal(nudgel_lifecycle_live(d->lc), 0);
     assert_int_equal(fatal_count, 0);
 }
 
@@ -408,7 +408,7 @@ static void test_queue_full_parks_fanout_in_order(void **state)
     for (size_t k = 0; k < job_count; k++)
         ack(k, NUDGEL_OK);
     assert_int_equal(done_count, 3);
-    assert_int_equal(d->live_count, 0);
+    assert_int_equal(nudgel_lifecycle_live(d->lc), 0);
 }
 
 static void test_failed_ack_of_earlier_event_is_fatal(void **state)
@@ -421,7 +421,7 @@ static void test_failed_ack_of_earlier_event_is_fatal(void **state)
     ack(0, NUDGEL_ERR_TIMED_OUT);
     assert_int_equal(fatal_count, 1);
     assert_int_equal(done_count, 0); /* its offset never moves past it */
-    assert_int_equal(d->live_count, 1);
+    assert_int_equal(nudgel_lifecycle_live(d->lc), 1);
 }
 
 static void test_skip_and_dead_letter(void **state)
@@ -434,7 +434,7 @@ static void test_skip_and_dead_letter(void **state)
     assert_int_equal(done_count, 2);
     assert_int_equal(sends, 0);
     assert_non_null(dlq_opaque);
-    assert_int_equal(d->live_count, 1);
+    assert_int_equal(nudgel_lifecycle_live(d->lc), 1);
     nudgel_lifecycle_published(dlq_opaque, NUDGEL_OK, "", NULL);
     assert_int_equal(done_count, 3);
     /* The envelope: a tenant header that is not the event's tenant. */
