@@ -18,23 +18,11 @@ _Static_assert(offsetof(msg_t, life) == 0, "msg_finished() takes the lifecycle f
 
 void msg_track(worker_t *w, msg_t *m)
 {
-    m->w = w;
-    m->prev = NULL;
-    m->next = w->jobs;
-    if (w->jobs)
-        w->jobs->prev = m;
-    w->jobs = m;
+    m->w = w; /* the lifecycle keeps the list of live jobs (nudgel_job_begin()) */
 }
 
 static void msg_free(msg_t *m)
 {
-    worker_t *w = m->w;
-    if (m->prev)
-        m->prev->next = m->next;
-    else if (w->jobs == m)
-        w->jobs = m->next;
-    if (m->next)
-        m->next->prev = m->prev;
     if (m->parsed)
         nudgel_message_job_clear(&m->job);
     free(m->tpl_text);
@@ -70,14 +58,7 @@ void msg_fatal(void *opaque, const char *why)
 
 void msg_abandon_all(worker_t *w)
 {
-    size_t n = 0;
-    for (msg_t *m = w->jobs, *next; m; m = next, n++) {
-        next = m->next;
-        if (m->life.ended)
-            msg_free(m);
-        else
-            nudgel_job_abandon(&m->life); /* its finished callback frees it */
-    }
+    size_t n = nudgel_lifecycle_abandon_all(w->lc); /* each freed by msg_finished() */
     if (n)
         nudgel_log_warn("%zu job(s) left unfinished; they will be delivered again", n);
 }

@@ -118,8 +118,7 @@ typedef enum template_state {
 typedef struct msg {
     nudgel_job_life_t life; /* its lifecycle: publishes held, done/defer/fatal */
     worker_t *w;
-    struct msg *prev, *next; /* every job alive (teardown abandons what is left) */
-    int receipt_attempt;     /* the receipt's attempt (claims) once claimed; 0 before */
+    int receipt_attempt; /* the receipt's attempt (claims) once claimed; 0 before */
     char resent_from[NUDGEL_UUID_STR_LEN + 1]; /* the claimed receipt's resent_from, or "" */
     bool leased; /* its claim is ours (released or recorded at its end) */
     nudgel_message_job_t job;
@@ -232,7 +231,6 @@ struct worker {
     nudgel_consumer_t *retry_consumer; /* the retry tiers (group messages.group_id + ".retry") */
     nudgel_publisher_t *publisher;
     nudgel_http_t *http;
-    msg_t *jobs; /* every job alive */
 
     /* intake.c */
     bool want_poll[2];                /* [0] retry tiers, [1] jobs: a poll may find something */
@@ -432,7 +430,7 @@ void hand_back(msg_t *m);
 
 /* ---- jobs.c -------------------------------------------------------------- */
 
-/* A new job in the list of jobs alive (its lifecycle begun by the caller). */
+/* A new job of @p w (its lifecycle begun by the caller: the lifecycle lists the live jobs). */
 void msg_track(worker_t *w, msg_t *m);
 /* The job needs nothing more of the worker: it ends once its publishes are acknowledged. */
 void msg_release(msg_t *m);
