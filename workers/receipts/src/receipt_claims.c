@@ -22,35 +22,24 @@
 
 #include "receipts_pg.h"
 
-/* The receipt columns, in the order read_receipt() expects. */
-#define MS(col) "coalesce((extract(epoch from " col ") * 1000)::bigint, 0)"
-#define RECEIPT_COLS                                                                               \
-    "message_id::text, tenant_id, coalesce(idempotency_key, ''), coalesce(to_e164, ''), "          \
-    "coalesce(country, ''), coalesce(operator, ''), status, attempt, coalesce(client_ref, ''), "   \
-    "coalesce(claimed_by, ''), coalesce(gateway, ''), coalesce(gateway_message_id, ''), "          \
-    "coalesce(error_code, ''), coalesce(error_message, ''), coalesce(encoding, ''), "              \
-    "coalesce(segments, -1), coalesce(cost_amount::text, ''), coalesce(cost_currency, ''), "       \
-    "coalesce(trace_id, ''), " MS("created_at") ", " MS("submitted_at") ", " MS(                   \
-        "final_at") ", " MS("updated_at") ", coalesce(resent_from::text, '')"
-#define RECEIPT_NCOLS 24
-
-static const char claim_sql[] =
-    "SELECT outcome, " RECEIPT_COLS " FROM (SELECT c.outcome, (c.receipt).* "
-    "FROM nudgel.receipt_claim($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, "
-    "$7::text, $8::jsonb, $9::text, $10::bigint) AS c) AS r";
+static const char claim_sql[] = "SELECT outcome, " RECEIPTS_ROW_COLS(
+    "r") " FROM (SELECT c.outcome, (c.receipt).* "
+         "FROM nudgel.receipt_claim($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, "
+         "$7::text, $8::jsonb, $9::text, $10::bigint) AS c) AS r";
 
 /*
  * $1: a JSON array of {ord, message_id, tenant_id, ...} sorted by message id;
  * one nudgel.receipt_claim() per element, called in array order.
  */
-static const char claim_batch_sql[] =
-    "SELECT ord, outcome, " RECEIPT_COLS " FROM (SELECT i.ord, c.outcome, (c.receipt).* "
-    "FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, tenant_id text,"
-    " idempotency_key text, to_e164 text, country text, operator text, trace_id text,"
-    " metadata jsonb) "
-    "CROSS JOIN LATERAL nudgel.receipt_claim(i.message_id, i.tenant_id, i.idempotency_key,"
-    " i.to_e164, i.country, i.operator, i.trace_id, i.metadata, $2::text, $3::bigint) AS c) AS r "
-    "ORDER BY ord";
+static const char claim_batch_sql[] = "SELECT ord, outcome, " RECEIPTS_ROW_COLS(
+    "r") " FROM (SELECT i.ord, c.outcome, (c.receipt).* "
+         "FROM jsonb_to_recordset($1::jsonb) AS i(ord int, message_id uuid, tenant_id text,"
+         " idempotency_key text, to_e164 text, country text, operator text, trace_id text,"
+         " metadata jsonb) "
+         "CROSS JOIN LATERAL nudgel.receipt_claim(i.message_id, i.tenant_id, i.idempotency_key,"
+         " i.to_e164, i.country, i.operator, i.trace_id, i.metadata, $2::text, $3::bigint) AS c) "
+         "AS r "
+         "ORDER BY ord";
 
 /*
  * The fast path of a batched claim: one set-based INSERT of every new
@@ -90,8 +79,9 @@ static const char claim_fresh_sql[] =
     "  at)"
     " SELECT message_id, NULL, 'accepted', jsonb_build_object('attempt', 1, 'worker', $2::text),"
     "  claimed_at FROM ins ON CONFLICT DO NOTHING)"
-    " SELECT ord, " RECEIPT_COLS " FROM (SELECT i.ord, ins.* FROM input i"
-    "  JOIN ins ON ins.message_id = i.message_id) AS r ORDER BY ord";
+    " SELECT ord, " RECEIPTS_ROW_COLS(
+        "r") " FROM (SELECT i.ord, ins.* FROM input i"
+             "  JOIN ins ON ins.message_id = i.message_id) AS r ORDER BY ord";
 
 /* A release ends the lease and the doubt: what it releases was not sent, or failed for sure. */
 static const char release_batch_sql[] =
@@ -152,40 +142,6 @@ const char *nudgel_receipt_claim_outcome_name(nudgel_receipt_claim_outcome_t o)
         return "outcome_unknown";
     }
     return "unknown";
-}
-
-/* Reads RECEIPT_COLS starting at column @p c. */
-static nudgel_err_t read_receipt(const PGresult *res, int row, int c, nudgel_receipt_t *r,
-                                 char *errstr, size_t errstr_size)
-{
-    memset(r, 0, sizeof(*r));
-    receipts_copy_field(r->message_id, sizeof(r->message_id), res, row, c + 0);
-    receipts_copy_field(r->tenant_id, sizeof(r->tenant_id), res, row, c + 1);
-    receipts_copy_field(r->idempotency_key, sizeof(r->idempotency_key), res, row, c + 2);
-    receipts_copy_field(r->to_e164, sizeof(r->to_e164), res, row, c + 3);
-    receipts_copy_field(r->country, sizeof(r->country), res, row, c + 4);
-    receipts_copy_field(r->operator_name, sizeof(r->operator_name), res, row, c + 5);
-    nudgel_err_t err = receipts_state_field(res, row, c + 6, &r->status, errstr, errstr_size);
-    if (err != NUDGEL_OK)
-        return err;
-    r->attempt = (int)receipts_int_field(res, row, c + 7);
-    receipts_copy_field(r->client_ref, sizeof(r->client_ref), res, row, c + 8);
-    receipts_copy_field(r->claimed_by, sizeof(r->claimed_by), res, row, c + 9);
-    receipts_copy_field(r->gateway, sizeof(r->gateway), res, row, c + 10);
-    receipts_copy_field(r->gateway_message_id, sizeof(r->gateway_message_id), res, row, c + 11);
-    receipts_copy_field(r->error_code, sizeof(r->error_code), res, row, c + 12);
-    receipts_copy_field(r->error_message, sizeof(r->error_message), res, row, c + 13);
-    receipts_copy_field(r->encoding, sizeof(r->encoding), res, row, c + 14);
-    r->segments = (int)receipts_int_field(res, row, c + 15);
-    receipts_copy_field(r->cost_amount, sizeof(r->cost_amount), res, row, c + 16);
-    receipts_copy_field(r->cost_currency, sizeof(r->cost_currency), res, row, c + 17);
-    receipts_copy_field(r->trace_id, sizeof(r->trace_id), res, row, c + 18);
-    r->created_at_ms = receipts_int_field(res, row, c + 19);
-    r->submitted_at_ms = receipts_int_field(res, row, c + 20);
-    r->final_at_ms = receipts_int_field(res, row, c + 21);
-    r->updated_at_ms = receipts_int_field(res, row, c + 22);
-    receipts_copy_field(r->resent_from, sizeof(r->resent_from), res, row, c + 23);
-    return NUDGEL_OK;
 }
 
 static const char *nonempty(const char *s)
@@ -260,7 +216,7 @@ nudgel_err_t nudgel_receipts_claim(PGconn *conn, const nudgel_message_job_t *job
         err = receipts_pg_fail(conn, res, "receipts claim", errstr, errstr_size);
         goto out;
     }
-    if (PQntuples(res) != 1 || PQnfields(res) != 1 + RECEIPT_NCOLS) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 1 + RECEIPTS_ROW_NCOLS) {
         receipts_set_err(errstr, errstr_size, "receipts claim", "unexpected result shape");
         err = NUDGEL_ERR_PG;
         goto out;
@@ -271,7 +227,7 @@ nudgel_err_t nudgel_receipts_claim(PGconn *conn, const nudgel_message_job_t *job
         err = NUDGEL_ERR_PG;
         goto out;
     }
-    err = read_receipt(res, 0, 1, &out->receipt, errstr, errstr_size);
+    err = receipts_read_row(res, 0, 1, &out->receipt, errstr, errstr_size);
 out:
     PQclear(res);
     free(metadata);
@@ -426,7 +382,7 @@ nudgel_err_t nudgel_receipts_claim_batch_read(PGconn *conn, const PGresult *res,
 {
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return receipts_pg_fail(conn, res, "receipts claim batch", errstr, errstr_size);
-    if ((size_t)PQntuples(res) != n || PQnfields(res) != 2 + RECEIPT_NCOLS) {
+    if ((size_t)PQntuples(res) != n || PQnfields(res) != 2 + RECEIPTS_ROW_NCOLS) {
         receipts_set_err(errstr, errstr_size, "receipts claim batch", "unexpected result shape");
         return NUDGEL_ERR_PG;
     }
@@ -437,7 +393,7 @@ nudgel_err_t nudgel_receipts_claim_batch_read(PGconn *conn, const PGresult *res,
             receipts_set_err(errstr, errstr_size, "receipts claim batch: unexpected row", name);
             return NUDGEL_ERR_PG;
         }
-        nudgel_err_t err = read_receipt(res, row, 2, &out[ord].receipt, errstr, errstr_size);
+        nudgel_err_t err = receipts_read_row(res, row, 2, &out[ord].receipt, errstr, errstr_size);
         if (err != NUDGEL_OK)
             return err;
     }
@@ -469,7 +425,7 @@ nudgel_err_t nudgel_receipts_claim_fresh_read(PGconn *conn, const PGresult *res,
 {
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return receipts_pg_fail(conn, res, "receipts claim", errstr, errstr_size);
-    if ((size_t)PQntuples(res) > n || PQnfields(res) != 1 + RECEIPT_NCOLS) {
+    if ((size_t)PQntuples(res) > n || PQnfields(res) != 1 + RECEIPTS_ROW_NCOLS) {
         receipts_set_err(errstr, errstr_size, "receipts claim", "unexpected result shape");
         return NUDGEL_ERR_PG;
     }
@@ -481,7 +437,7 @@ nudgel_err_t nudgel_receipts_claim_fresh_read(PGconn *conn, const PGresult *res,
             receipts_set_err(errstr, errstr_size, "receipts claim", "unexpected result row");
             return NUDGEL_ERR_PG;
         }
-        nudgel_err_t err = read_receipt(res, row, 1, &out[ord].receipt, errstr, errstr_size);
+        nudgel_err_t err = receipts_read_row(res, row, 1, &out[ord].receipt, errstr, errstr_size);
         if (err != NUDGEL_OK)
             return err;
         out[ord].outcome = NUDGEL_RECEIPT_CLAIM_FRESH;

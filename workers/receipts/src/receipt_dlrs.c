@@ -6,8 +6,9 @@
  * the expiry sweep, and the event outbox (claim, delete). The SQL functions
  * are schemas/postgres/004_receipts_dlr.sql.
  *
- * Every statement that returns receipts returns the same columns
- * (RECEIPT_COLS), read by one function into nudgel_receipt_t.
+ * Every statement that returns receipts returns the same columns as the
+ * claims (RECEIPTS_ROW_COLS, receipts_pg.h) plus the job's metadata, read by
+ * the one reader of a receipt row (receipts_read_row()).
  */
 #include "nudgel/receipt_dlrs.h"
 
@@ -17,13 +18,9 @@
 
 #include "receipts_pg.h"
 
-/* The receipt columns an event needs, from a row named r. */
-#define RECEIPT_COLS(r)                                                                            \
-    r ".message_id::text, " r ".tenant_id, " r ".idempotency_key, " r ".to_e164, " r               \
-      ".country, " r ".operator, " r ".gateway, " r ".gateway_message_id, " r ".status, " r        \
-      ".error_code, " r ".error_message, " r ".encoding, " r ".segments, " r                       \
-      ".cost_amount::text, " r ".cost_currency, " r ".attempt, " r ".metadata::text"
-#define RECEIPT_NCOLS 17
+/* A receipt row and its job's metadata (the events echo it), from a row named r. */
+#define RECEIPT_COLS(r) RECEIPTS_ROW_COLS(r) ", " r ".metadata::text"
+#define RECEIPT_NCOLS   (RECEIPTS_ROW_NCOLS + 1)
 
 static const char apply_sql[] =
     "SELECT a.ord, a.outcome, coalesce(a.from_status, ''), " RECEIPT_COLS(
@@ -169,34 +166,17 @@ out:
     return err;
 }
 
-/* Row @p row's receipt from column @p col on (RECEIPT_COLS). */
+/* Row @p row's receipt and metadata from column @p col on (RECEIPT_COLS). */
 static nudgel_err_t read_receipt(const PGresult *res, int row, int col, nudgel_receipt_t *r,
                                  json_t **metadata, char *errstr, size_t errstr_size)
 {
-    memset(r, 0, sizeof(*r));
-    receipts_copy_field(r->message_id, sizeof(r->message_id), res, row, col + 0);
-    receipts_copy_field(r->tenant_id, sizeof(r->tenant_id), res, row, col + 1);
-    receipts_copy_field(r->idempotency_key, sizeof(r->idempotency_key), res, row, col + 2);
-    receipts_copy_field(r->to_e164, sizeof(r->to_e164), res, row, col + 3);
-    receipts_copy_field(r->country, sizeof(r->country), res, row, col + 4);
-    receipts_copy_field(r->operator_name, sizeof(r->operator_name), res, row, col + 5);
-    receipts_copy_field(r->gateway, sizeof(r->gateway), res, row, col + 6);
-    receipts_copy_field(r->gateway_message_id, sizeof(r->gateway_message_id), res, row, col + 7);
-    nudgel_err_t err = receipts_state_field(res, row, col + 8, &r->status, errstr, errstr_size);
+    *metadata = NULL;
+    nudgel_err_t err = receipts_read_row(res, row, col, r, errstr, errstr_size);
     if (err != NUDGEL_OK)
         return err;
-    receipts_copy_field(r->error_code, sizeof(r->error_code), res, row, col + 9);
-    receipts_copy_field(r->error_message, sizeof(r->error_message), res, row, col + 10);
-    receipts_copy_field(r->encoding, sizeof(r->encoding), res, row, col + 11);
-    r->segments =
-        PQgetisnull(res, row, col + 12) ? -1 : (int)receipts_int_field(res, row, col + 12);
-    receipts_copy_field(r->cost_amount, sizeof(r->cost_amount), res, row, col + 13);
-    receipts_copy_field(r->cost_currency, sizeof(r->cost_currency), res, row, col + 14);
-    r->attempt = (int)receipts_int_field(res, row, col + 15);
-    *metadata = NULL;
-    if (!PQgetisnull(res, row, col + 16)) {
+    if (!PQgetisnull(res, row, col + RECEIPTS_ROW_NCOLS)) {
         json_error_t jerr;
-        *metadata = json_loads(PQgetvalue(res, row, col + 16), 0, &jerr);
+        *metadata = json_loads(PQgetvalue(res, row, col + RECEIPTS_ROW_NCOLS), 0, &jerr);
     }
     return NUDGEL_OK;
 }

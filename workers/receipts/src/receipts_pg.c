@@ -67,6 +67,39 @@ nudgel_err_t receipts_state_field(const PGresult *res, int row, int col,
     return NUDGEL_OK;
 }
 
+nudgel_err_t receipts_read_row(const PGresult *res, int row, int c, nudgel_receipt_t *r,
+                               char *errstr, size_t errstr_size)
+{
+    memset(r, 0, sizeof(*r));
+    receipts_copy_field(r->message_id, sizeof(r->message_id), res, row, c + 0);
+    receipts_copy_field(r->tenant_id, sizeof(r->tenant_id), res, row, c + 1);
+    receipts_copy_field(r->idempotency_key, sizeof(r->idempotency_key), res, row, c + 2);
+    receipts_copy_field(r->to_e164, sizeof(r->to_e164), res, row, c + 3);
+    receipts_copy_field(r->country, sizeof(r->country), res, row, c + 4);
+    receipts_copy_field(r->operator_name, sizeof(r->operator_name), res, row, c + 5);
+    nudgel_err_t err = receipts_state_field(res, row, c + 6, &r->status, errstr, errstr_size);
+    if (err != NUDGEL_OK)
+        return err;
+    r->attempt = (int)receipts_int_field(res, row, c + 7);
+    receipts_copy_field(r->client_ref, sizeof(r->client_ref), res, row, c + 8);
+    receipts_copy_field(r->claimed_by, sizeof(r->claimed_by), res, row, c + 9);
+    receipts_copy_field(r->gateway, sizeof(r->gateway), res, row, c + 10);
+    receipts_copy_field(r->gateway_message_id, sizeof(r->gateway_message_id), res, row, c + 11);
+    receipts_copy_field(r->error_code, sizeof(r->error_code), res, row, c + 12);
+    receipts_copy_field(r->error_message, sizeof(r->error_message), res, row, c + 13);
+    receipts_copy_field(r->encoding, sizeof(r->encoding), res, row, c + 14);
+    r->segments = (int)receipts_int_field(res, row, c + 15);
+    receipts_copy_field(r->cost_amount, sizeof(r->cost_amount), res, row, c + 16);
+    receipts_copy_field(r->cost_currency, sizeof(r->cost_currency), res, row, c + 17);
+    receipts_copy_field(r->trace_id, sizeof(r->trace_id), res, row, c + 18);
+    r->created_at_ms = receipts_int_field(res, row, c + 19);
+    r->submitted_at_ms = receipts_int_field(res, row, c + 20);
+    r->final_at_ms = receipts_int_field(res, row, c + 21);
+    r->updated_at_ms = receipts_int_field(res, row, c + 22);
+    receipts_copy_field(r->resent_from, sizeof(r->resent_from), res, row, c + 23);
+    return NUDGEL_OK;
+}
+
 int receipts_set_opt(json_t *obj, const char *key, const char *value)
 {
     return value ? json_object_set_new(obj, key, json_string(value)) : 0;

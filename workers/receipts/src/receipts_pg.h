@@ -15,6 +15,7 @@
 
 #include "nudgel/error.h"
 #include "nudgel/receipt_state.h"
+#include "nudgel/receipts.h"
 
 /** Sets @p errstr to "what: message" on one line (message from libpq; never the DSN). */
 void receipts_set_err(char *errstr, size_t errstr_size, const char *what, const char *message);
@@ -32,6 +33,43 @@ void receipts_copy_field(char *dst, size_t dst_size, const PGresult *res, int ro
 
 /** An integer field; 0 when NULL. */
 int64_t receipts_int_field(const PGresult *res, int row, int col);
+
+/* Epoch milliseconds of a timestamp column (0 when NULL). */
+#define RECEIPTS_MS(col) "coalesce((extract(epoch from " col ") * 1000)::bigint, 0)"
+
+/*
+ * The columns of a message_receipts row @p r (a table alias, or a composite
+ * "(x.receipt)"), in the order receipts_read_row() reads them: every
+ * statement that hands a receipt back selects these, so one reader serves
+ * the claims, the DLR application and the outbox.
+ */
+#define RECEIPTS_ROW_COLS(r)                                                                       \
+    r ".message_id::text, " r ".tenant_id, coalesce(" r ".idempotency_key, ''), coalesce(" r       \
+      ".to_e164, ''), coalesce(" r ".country, ''), coalesce(" r ".operator, ''), " r ".status, " r \
+      ".attempt, coalesce(" r ".client_ref, ''), coalesce(" r ".claimed_by, ''), coalesce(" r      \
+      ".gateway, ''), coalesce(" r ".gateway_message_id, ''), coalesce(" r ".error_code, ''), "    \
+      "coalesce(" r ".error_message, ''), coalesce(" r ".encoding, ''), coalesce(" r               \
+      ".segments, -1), coalesce(" r ".cost_amount::text, ''), coalesce(" r                         \
+      ".cost_currency, ''), coalesce(" r                                                           \
+      ".trace_id, ''), " RECEIPTS_MS(r ".created_at") ", " RECEIPTS_MS(                            \
+          r                                                                                        \
+          ".submitted_at") ", " RECEIPTS_MS(r                                                      \
+                                            ".final_at") ", " RECEIPTS_MS(r                        \
+                                                                          ".updated_at") ", "      \
+                                                                                         "coalesc" \
+                                                                                         "e(" r    \
+                                                                                         ".resent" \
+                                                                                         "_from::" \
+                                                                                         "text, "  \
+                                                                                         "'')"
+#define RECEIPTS_ROW_NCOLS 24
+
+/**
+ * Reads RECEIPTS_ROW_COLS from column @p col of row @p row into @p r.
+ * @returns NUDGEL_OK, or NUDGEL_ERR_PG with @p errstr (a status that is not one).
+ */
+nudgel_err_t receipts_read_row(const PGresult *res, int row, int col, nudgel_receipt_t *r,
+                               char *errstr, size_t errstr_size);
 
 /** A stored receipt status; NUDGEL_ERR_PG with @p errstr when it is not one. */
 nudgel_err_t receipts_state_field(const PGresult *res, int row, int col,
