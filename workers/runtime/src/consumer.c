@@ -590,9 +590,18 @@ int32_t nudgel_consumer_partition_count(nudgel_consumer_t *c, const char *topic,
     return count;
 }
 
+void nudgel_consumer_report_to(nudgel_consumer_t *c, nudgel_fleet_metrics_t *fm,
+                               const char *const *topics, size_t count)
+{
+    c->fleet_metrics = fm;
+    c->lag_slot = nudgel_fleet_metrics_lag_slot(fm);
+    nudgel_fleet_metrics_topics(fm, topics, count);
+}
+
 void nudgel_consumer_health(const nudgel_consumer_t *c, nudgel_kafka_health_t *out)
 {
     nudgel_kafka_monitor_get(c->monitor, out);
+    nudgel_fleet_metrics_lags(c->fleet_metrics, c->lag_slot, out);
     out->topics_missing =
         consumer_topics_missing(c->topics_check, out->missing_topic, sizeof(out->missing_topic));
 }

@@ -18,6 +18,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "nudgel/consumer.h"
+#include "nudgel/fleet_metrics.h"
 #include "nudgel/kafka_health.h"
 #include "nudgel/loop.h"
 #include "nudgel/offsets.h"
@@ -72,7 +73,9 @@ struct nudgel_consumer {
      * message, and rd_kafka_destroy() waits for every message to be destroyed:
      * close releases the ones a stopping worker abandoned. */
     nudgel_job_ref_t *live;
-    nudgel_kafka_monitor_t *monitor; /* statistics and errors, for nudgel_consumer_health() */
+    nudgel_kafka_monitor_t *monitor;       /* statistics and errors, for nudgel_consumer_health() */
+    nudgel_fleet_metrics_t *fleet_metrics; /* lags go there on each health read; may be NULL */
+    int lag_slot;
     int64_t last_poll_us;
     uint64_t polls;
     /* On a loop (nudgel_consumer_attach), else loop is NULL. */

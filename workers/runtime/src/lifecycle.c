@@ -46,6 +46,7 @@ nudgel_lifecycle_t *nudgel_lifecycle_new(const nudgel_lifecycle_opts_t *opts)
         nudgel_lifecycle_free(lc);
         return NULL;
     }
+    nudgel_fleet_metrics_watch_publisher(opts->metrics, opts->publisher);
     return lc;
 }
 
@@ -67,6 +68,20 @@ void nudgel_job_begin(nudgel_lifecycle_t *lc, nudgel_job_life_t *job, nudgel_con
     lc->live = job;
     lc->live_count++;
     lc->current = job;
+    const rd_kafka_message_t *km = nudgel_job_message(ref);
+    nudgel_fleet_job_consumed(lc->opts.metrics, km ? topic_of(km) : "?");
+    nudgel_fleet_jobs_in_flight(lc->opts.metrics, 1);
+}
+
+void nudgel_job_succeeded(nudgel_job_life_t *job)
+{
+    nudgel_fleet_job_succeeded(job->lc->opts.metrics);
+}
+
+void nudgel_job_failed_because(nudgel_job_life_t *job, const char *reason)
+{
+    snprintf(job->reason, sizeof(job->reason), "%s", reason && *reason ? reason : "other");
+    nudgel_fleet_job_failed(job->lc->opts.metrics, job->reason);
 }
 
 size_t nudgel_lifecycle_live(const nudgel_lifecycle_t *lc)
@@ -114,6 +129,7 @@ static void job_end(nudgel_job_life_t *job)
         job->live_next->live_prev = job->live_prev;
     job->live_prev = job->live_next = NULL;
     lc->live_count--;
+    nudgel_fleet_jobs_in_flight(lc->opts.metrics, -1);
     free(job->dlq_reason);
     job->dlq_reason = NULL;
     if (lc->current == job)
@@ -227,6 +243,8 @@ void nudgel_job_publish_dlq(nudgel_job_life_t *job, const char *reason)
                                           nudgel_job_message(job->ref), reason, job);
     job->pending--;
     held(job, err);
+    if (err == NUDGEL_OK)
+        nudgel_fleet_job_dead_lettered(lc->opts.metrics, job->reason[0] ? job->reason : "other");
 }
 
 void nudgel_job_publish_hop_on(nudgel_job_life_t *job, const char *topic)
@@ -248,6 +266,8 @@ void nudgel_job_publish_retry(nudgel_job_life_t *job, const char *topic, int att
                                             attempt, not_before_ms, first_seen_ms, last_error, job);
     job->pending--;
     held(job, err);
+    if (err == NUDGEL_OK)
+        nudgel_fleet_job_retried(lc->opts.metrics, topic);
 }
 
 /* ---- malformed input ---------------------------------------------------- */

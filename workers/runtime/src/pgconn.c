@@ -39,6 +39,7 @@ bool pgconn_finish_statement(nudgel_pgconn_t *c, nudgel_err_t err, const char *e
     c->busy = c->flushing = false;
     c->stats.statements++;
     c->stats.last_rtt_us = nudgel_mono_us() - c->sent_us;
+    nudgel_metric_observe(c->statement_seconds, c->name, (double)c->stats.last_rtt_us / 1e6);
     if (c->state == ST_UP)
         pgconn_update_watch(c); /* reads only now; a failure there is a loss, reported apart */
 

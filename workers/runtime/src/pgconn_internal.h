@@ -36,6 +36,7 @@
 
 #include "nudgel/log.h"
 #include "nudgel/loop.h"
+#include "nudgel/metrics.h"
 #include "nudgel/pgconn.h"
 
 #define LOG_KIND_MAX 96
@@ -54,6 +55,7 @@ struct nudgel_pgconn {
     char *name;
     int64_t connect_timeout_us, backoff_min_us, backoff_max_us;
     nudgel_pgconn_state_fn *on_state;
+    nudgel_metric_t *statement_seconds; /* may be NULL */
     void *state_opaque;
 
     conn_state_t state;

@@ -28,7 +28,21 @@ struct nudgel_readiness {
     pthread_mutex_t mu;
     nudgel_ready_cond_t conds[NUDGEL_READY_MAX_CONDS];
     size_t count;
+    bool ready;           /* no condition not ok, as of the last change */
+    uint64_t transitions; /* changes of ready, for nudgel_readiness_transitions */
 };
+
+/* Recomputes ready after a change (under the mutex) and counts a flip. */
+static void note_change_locked(nudgel_readiness_t *r)
+{
+    bool ready = true;
+    for (size_t i = 0; i < r->count && ready; i++)
+        ready = r->conds[i].state != NUDGEL_READY_NOT_OK;
+    if (ready != r->ready) {
+        r->ready = ready;
+        r->transitions++;
+    }
+}
 
 nudgel_readiness_t *nudgel_readiness_new(void)
 {
@@ -39,6 +53,7 @@ nudgel_readiness_t *nudgel_readiness_new(void)
         free(r);
         return NULL;
     }
+    r->ready = true;
     return r;
 }
 
@@ -72,7 +87,8 @@ nudgel_ready_cond_t *nudgel_readiness_add(nudgel_readiness_t *r, const char *nam
     snprintf(c->name, sizeof(c->name), "%s", name);
     c->state = NUDGEL_READY_NOT_OK;
     snprintf(c->reason, sizeof(c->reason), "%s", reason ? reason : "not yet known");
-    r->count++; /* last: a concurrent check sees a condition only once it is whole */
+    r->count++;       /* last: a concurrent check sees a condition only once it is whole */
+    r->ready = false; /* registering at start-up is not a flip */
 out:
     pthread_mutex_unlock(&r->mu);
     return c;
@@ -98,6 +114,7 @@ void nudgel_ready_set(nudgel_ready_cond_t *c, nudgel_ready_state_t state, const 
     if (c->state != state || strncmp(c->reason, reason, sizeof(c->reason) - 1) != 0) {
         c->state = state;
         snprintf(c->reason, sizeof(c->reason), "%s", reason);
+        note_change_locked(c->owner);
     }
     pthread_mutex_unlock(&c->owner->mu);
 }
@@ -153,4 +170,12 @@ bool nudgel_readiness_check(void *readiness, char *why, size_t why_size)
     }
     pthread_mutex_unlock(&r->mu);
     return ready;
+}
+
+uint64_t nudgel_readiness_transitions(nudgel_readiness_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    uint64_t n = r->transitions;
+    pthread_mutex_unlock(&r->mu);
+    return n;
 }

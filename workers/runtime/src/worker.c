@@ -79,6 +79,7 @@ struct nudgel_worker {
     /* Runtime. */
     nudgel_loop_t *loop;
     nudgel_metrics_t *metrics;
+    nudgel_fleet_metrics_t *fleet_metrics;
     nudgel_readiness_t *readiness;
     nudgel_ready_cond_t *draining_cond;
     nudgel_http_admin_t *admin;
@@ -345,6 +346,7 @@ static void worker_free(nudgel_worker_t *w)
         close(w->sigfd);
     }
     nudgel_loop_free(w->loop);
+    nudgel_fleet_metrics_free(w->fleet_metrics);
     nudgel_readiness_free(w->readiness);
     nudgel_metrics_destroy(w->metrics);
     for (size_t i = 0; i < w->topic_count; i++) {
@@ -357,6 +359,12 @@ static void worker_free(nudgel_worker_t *w)
     free(w);
 }
 
+/* The role's name in metrics: the program's without "nudgel-". */
+static const char *role_name(const char *program)
+{
+    return strncmp(program, "nudgel-", 7) == 0 ? program + 7 : program;
+}
+
 /* The runtime a role's setup finds: loop, signalfd on it, metrics, readiness. */
 static nudgel_err_t runtime_new(nudgel_worker_t *w, char *errstr, size_t errstr_size)
 {
@@ -365,7 +373,10 @@ static nudgel_err_t runtime_new(nudgel_worker_t *w, char *errstr, size_t errstr_
     w->metrics = nudgel_metrics_new();
     w->readiness = nudgel_readiness_new();
     w->deadline = nudgel_timer_new(w->loop, on_deadline, w);
-    if (!w->metrics || !w->readiness || !w->deadline ||
+    if (w->metrics && w->readiness)
+        w->fleet_metrics = nudgel_fleet_metrics_new(w->metrics, role_name(w->role->program),
+                                                    nudgel_version(), w->readiness);
+    if (!w->metrics || !w->readiness || !w->deadline || !w->fleet_metrics ||
         !(w->draining_cond =
               nudgel_readiness_add(w->readiness, NUDGEL_WORKER_READY_DRAINING, NULL)) ||
         nudgel_loop_watch(w->loop, w->sigfd, NUDGEL_LOOP_READ, on_signal, w) != NUDGEL_OK) {
@@ -474,6 +485,11 @@ const nudgel_conf_t *nudgel_worker_conf(const nudgel_worker_t *w)
 nudgel_metrics_t *nudgel_worker_metrics(nudgel_worker_t *w)
 {
     return w->metrics;
+}
+
+nudgel_fleet_metrics_t *nudgel_worker_fleet_metrics(nudgel_worker_t *w)
+{
+    return w->fleet_metrics;
 }
 
 nudgel_readiness_t *nudgel_worker_readiness(nudgel_worker_t *w)

@@ -4,6 +4,7 @@
  * answer over loopback.
  */
 #define _GNU_SOURCE
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -58,11 +59,11 @@ static void test_render(void **state)
                            "nudgel_in_flight 7\n"
                            "# HELP nudgel_latency Latency.\n"
                            "# TYPE nudgel_latency histogram\n"
-                           "nudgel_latency_bucket{le=\"0.0050000000000000001\"} 1\n"
-                           "nudgel_latency_bucket{le=\"0.050000000000000003\"} 1\n"
+                           "nudgel_latency_bucket{le=\"0.005\"} 1\n"
+                           "nudgel_latency_bucket{le=\"0.05\"} 1\n"
                            "nudgel_latency_bucket{le=\"0.5\"} 2\n"
                            "nudgel_latency_bucket{le=\"+Inf\"} 3\n"
-                           "nudgel_latency_sum 3.2010000000000001\n"
+                           "nudgel_latency_sum 3.201\n"
                            "nudgel_latency_count 3\n";
     assert_string_equal(text, expected);
     assert_true(nudgel_metric_value(sent, "infobip") == 3);
@@ -86,8 +87,94 @@ static void test_series_are_bounded(void **state)
     for (char *p = text; *p; p++)
         lines += *p == '\n';
     assert_int_equal(lines, 2 + NUDGEL_METRIC_MAX_SERIES);
-    /* 63 named series of 1 each, the rest in "other". */
+    /* 255 named series of 1 each, the rest in "other". */
     assert_true(nudgel_metric_value(c, "other") == 1000 - (NUDGEL_METRIC_MAX_SERIES - 1));
+    free(text);
+    nudgel_metrics_destroy(m);
+}
+
+/* The numbers Prometheus' Go client prints for the same doubles. */
+static void test_numbers_print_as_prometheus_prints_them(void **state)
+{
+    (void)state;
+    static const struct {
+        double v;
+        const char *text;
+    } cases[] = {
+        {0.005, "0.005"},
+        {0.025, "0.025"},
+        {0.1, "0.1"},
+        {1, "1"},
+        {2.5, "2.5"},
+        {10, "10"},
+        {100000, "100000"},
+        {1e6, "1e+06"},
+        {1234567, "1.234567e+06"},
+        {0.0001, "0.0001"},
+        {0.00001, "1e-05"},
+        {3.201, "3.201"},
+        {-2, "-2"},
+        {0, "0"},
+        {1.0 / 3, "0.3333333333333333"},
+        {INFINITY, "+Inf"},
+        {-INFINITY, "-Inf"},
+        {NAN, "NaN"},
+        {123456.5, "123456.5"},
+        {4.2e-7, "4.2e-07"},
+        {1e21, "1e+21"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[48];
+        nudgel_metrics_format_number(cases[i].v, buf, sizeof(buf));
+        assert_string_equal(buf, cases[i].text);
+    }
+}
+
+static void write_text(void *opaque, FILE *out)
+{
+    fputs(opaque, out);
+}
+
+static void test_labels_touch_and_collectors(void **state)
+{
+    (void)state;
+    static const double buckets[] = {0.1, 1};
+    static const char *const names[] = {"gateway", "outcome", NULL};
+    nudgel_metrics_t *m = nudgel_metrics_new();
+    nudgel_metric_t *req = nudgel_metrics_register_labels(m, NUDGEL_METRIC_HISTOGRAM, "req_seconds",
+                                                          "Requests.", names, buckets, 2);
+    nudgel_metric_t *failed = nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER, "failed_total",
+                                                      "Failed \\ jobs.", "reason", NULL, 0);
+    assert_non_null(req);
+    assert_null(nudgel_metrics_register(m, NUDGEL_METRIC_GAUGE, "failed_total", "", NULL, NULL, 0));
+    static const char *const too_many[] = {"a", "b", "c", "d", NULL};
+    assert_null(nudgel_metrics_register_labels(m, NUDGEL_METRIC_GAUGE, "g", "", too_many, NULL, 0));
+    static const char *const le[] = {"le", NULL};
+    assert_null(nudgel_metrics_register_labels(m, NUDGEL_METRIC_GAUGE, "g", "", le, NULL, 0));
+    nudgel_metric_touch(failed, "invalid_number");
+    nudgel_metric_touch2(req, "infobip", "accepted");
+    nudgel_metric_observe2(req, "infobip", "accepted", 0.05);
+    nudgel_metric_observe2(req, "at", "retry\"\n", 5);
+    nudgel_metrics_add_collector(m, write_text, "extra 1\n");
+    char *text = render(m);
+    const char *expected =
+        "# HELP req_seconds Requests.\n"
+        "# TYPE req_seconds histogram\n"
+        "req_seconds_bucket{gateway=\"infobip\",outcome=\"accepted\",le=\"0.1\"} 1\n"
+        "req_seconds_bucket{gateway=\"infobip\",outcome=\"accepted\",le=\"1\"} 1\n"
+        "req_seconds_bucket{gateway=\"infobip\",outcome=\"accepted\",le=\"+Inf\"} 1\n"
+        "req_seconds_sum{gateway=\"infobip\",outcome=\"accepted\"} 0.05\n"
+        "req_seconds_count{gateway=\"infobip\",outcome=\"accepted\"} 1\n"
+        "req_seconds_bucket{gateway=\"at\",outcome=\"retry\\\"\\n\",le=\"0.1\"} 0\n"
+        "req_seconds_bucket{gateway=\"at\",outcome=\"retry\\\"\\n\",le=\"1\"} 0\n"
+        "req_seconds_bucket{gateway=\"at\",outcome=\"retry\\\"\\n\",le=\"+Inf\"} 1\n"
+        "req_seconds_sum{gateway=\"at\",outcome=\"retry\\\"\\n\"} 5\n"
+        "req_seconds_count{gateway=\"at\",outcome=\"retry\\\"\\n\"} 1\n"
+        "# HELP failed_total Failed \\\\ jobs.\n"
+        "# TYPE failed_total counter\n"
+        "failed_total{reason=\"invalid_number\"} 0\n"
+        "extra 1\n";
+    assert_string_equal(text, expected);
     free(text);
     nudgel_metrics_destroy(m);
 }
@@ -196,6 +283,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_series_are_bounded),
+        cmocka_unit_test(test_numbers_print_as_prometheus_prints_them),
+        cmocka_unit_test(test_labels_touch_and_collectors),
         cmocka_unit_test(test_concurrent_adds_are_exact),
         cmocka_unit_test(test_endpoints_over_loopback),
     };

@@ -40,6 +40,8 @@
 #include "nudgel/kafka_health.h"
 #include "nudgel/loop.h"
 
+struct nudgel_fleet_metrics;
+
 typedef struct nudgel_consumer nudgel_consumer_t;
 typedef struct nudgel_job_ref nudgel_job_ref_t;
 
@@ -121,6 +123,14 @@ nudgel_err_t nudgel_consumer_attach(nudgel_consumer_t *c, nudgel_loop_t *loop,
  * Loop thread.
  */
 void nudgel_consumer_health(const nudgel_consumer_t *c, nudgel_kafka_health_t *out);
+
+/**
+ * @brief From now on each nudgel_consumer_health() also publishes the lags to
+ * @p fm (nudgel_kafka_consumer_lag), and @p topics (the subscribed ones) are
+ * announced in nudgel_jobs_consumed_total. Start-up, loop thread.
+ */
+void nudgel_consumer_report_to(nudgel_consumer_t *c, struct nudgel_fleet_metrics *fm,
+                               const char *const *topics, size_t count);
 
 /** @brief The Kafka message of a job (borrowed, valid until done). */
 const rd_kafka_message_t *nudgel_job_message(const nudgel_job_ref_t *job);

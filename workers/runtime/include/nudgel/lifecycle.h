@@ -38,6 +38,7 @@
 
 #include "nudgel/consumer.h"
 #include "nudgel/error.h"
+#include "nudgel/fleet_metrics.h"
 #include "nudgel/publisher.h"
 
 typedef struct nudgel_lifecycle nudgel_lifecycle_t;
@@ -52,6 +53,7 @@ typedef struct nudgel_job_life {
     bool ended;       /* done, deferred or abandoned: the ref is gone */
     char *dlq_reason; /* a dead letter in flight: its reason, to send it smaller if refused */
     bool dlq_shrunk;  /* ... which was done already */
+    char reason[NUDGEL_REASON_MAX]; /* nudgel_job_failed_because(): its dead letter's label */
     struct nudgel_job_life *live_prev, *live_next; /* the lifecycle's list of live jobs */
 } nudgel_job_life_t;
 
@@ -64,6 +66,9 @@ typedef struct nudgel_lifecycle_opts {
     /** A job could not be finished durably: stop the process (exit 1) without storing it. */
     void (*fatal)(void *opaque, const char *why);
     void *opaque;
+    /** Counts jobs consumed, in flight, retried and dead-lettered, and the
+     * publisher's queue (nudgel_worker_fleet_metrics()); NULL: not counted. */
+    nudgel_fleet_metrics_t *metrics;
 } nudgel_lifecycle_opts_t;
 
 /** @brief A lifecycle for one role. @returns it, or NULL when out of memory. */
@@ -147,6 +152,17 @@ void nudgel_job_hold(nudgel_job_life_t *job);
  */
 void nudgel_job_unhold(nudgel_job_life_t *job, nudgel_err_t err);
 
+/**
+ * @brief The job reached its goal (sent to a carrier, delivered, fanned
+ * out, applied): nudgel_jobs_succeeded_total. Once per job, by the role.
+ */
+void nudgel_job_succeeded(nudgel_job_life_t *job);
+/**
+ * @brief The job ended failed for @p reason (a short label from the role's
+ * declared list, e.g. "malformed", "invalid_number"): nudgel_jobs_failed_total,
+ * and the label of the job's dead letter if one is published. Once per job.
+ */
+void nudgel_job_failed_because(nudgel_job_life_t *job, const char *reason);
 /** @brief Something of @p job could not be made durable: it must come again. */
 void nudgel_job_fail(nudgel_job_life_t *job);
 

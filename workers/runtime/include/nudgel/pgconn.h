@@ -95,6 +95,9 @@ typedef struct nudgel_pgconn_options {
     int64_t backoff_max_ms;           /* 0: 5000 (raised to backoff_min_ms when below it) */
     nudgel_pgconn_state_fn *on_state; /* may be NULL */
     void *opaque;                     /* for on_state */
+    /* A histogram with one label (nudgel_fleet_metrics_pg_statements()): each
+     * statement's send-to-done time is observed under the connection's name. */
+    struct nudgel_metric *statement_seconds;
 } nudgel_pgconn_options_t;
 
 /** Counters and the last round trip, for metrics. */

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct nudgel_readiness nudgel_readiness_t;
 typedef struct nudgel_ready_cond nudgel_ready_cond_t;
@@ -79,5 +80,12 @@ nudgel_ready_state_t nudgel_ready_get(const nudgel_ready_cond_t *c, char *reason
  * (pass the readiness as the opaque pointer).
  */
 bool nudgel_readiness_check(void *readiness, char *why, size_t why_size);
+
+/**
+ * @brief How many times the worker went from ready to not ready or back
+ * since start-up (registering a condition is not counted), for the
+ * readiness-flapping alert. Any thread.
+ */
+uint64_t nudgel_readiness_transitions(nudgel_readiness_t *r);
 
 #endif

@@ -48,6 +48,7 @@
 
 #include "nudgel/config.h"
 #include "nudgel/error.h"
+#include "nudgel/fleet_metrics.h"
 #include "nudgel/loop.h"
 #include "nudgel/metrics.h"
 #include "nudgel/readiness.h"
@@ -129,6 +130,13 @@ nudgel_metrics_t *nudgel_worker_metrics(nudgel_worker_t *w);
 
 /** @brief The readiness /readyz answers from (borrowed). Its first condition is "draining". */
 nudgel_readiness_t *nudgel_worker_readiness(nudgel_worker_t *w);
+
+/**
+ * @brief The families every role serves (nudgel/fleet_metrics.h), made
+ * before the role's setup: pass it to the lifecycle, the consumers and the
+ * Postgres connections, and name the role's failure reasons in it.
+ */
+nudgel_fleet_metrics_t *nudgel_worker_fleet_metrics(nudgel_worker_t *w);
 
 /** @brief The role's program name (borrowed). */
 const char *nudgel_worker_program(const nudgel_worker_t *w);
