@@ -8,6 +8,7 @@
 #   NUDGEL_STACK_KAFKA_PORT            Kafka PLAINTEXT port (default 59092)
 #   NUDGEL_STACK_KAFKA_CONTROLLER_PORT Kafka KRaft controller port (default 59093)
 #   NUDGEL_STACK_PG_PORT               Postgres port (default 55432)
+#   NUDGEL_TOOLS_BIN                   where helm and promtool are installed (default ~/go/bin)
 
 # Variables here are used by the scripts that source this file.
 # shellcheck disable=SC2034
@@ -24,6 +25,12 @@ KAFKA_DIR="$STATE/kafka"
 KAFKA_LIBS="$KAFKA_DIR/libs"
 KAFKA_JAR="$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar"
 VENV="$STATE/venv"
+
+# Go-built tools of the deployment tests (scripts/bootstrap): outside the
+# clone by default so fresh clones share them.
+TOOLS_BIN="${NUDGEL_TOOLS_BIN:-$HOME/go/bin}"
+HELM_VERSION=v4.3.2
+PROMTOOL_VERSION=v0.316.0
 
 # Log prefix; callers set SAY_PREFIX (e.g. "stack", "bootstrap").
 SAY_PREFIX="${SAY_PREFIX:-nudgel}"
