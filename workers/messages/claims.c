@@ -112,7 +112,7 @@ static void claim_one_done(worker_t *w, lookup_t *lk, PGconn *conn, const PGresu
         nudgel_log_ctx_t ctx = msg_log_ctx(c->m);
         NUDGEL_LOG_CTX(NUDGEL_LOG_WARN, &ctx, "claim failed: %s", why);
         snprintf(reason, sizeof(reason), "claim failed: %s", why);
-        reject_malformed(w, c->m, reason);
+        reject_malformed(w, c->m, NUDGEL_MSG_FAIL_CLAIM_FAILED, reason);
         msg_release(c->m);
     }
     free(c);

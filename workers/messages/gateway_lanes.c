@@ -180,6 +180,8 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
     nudgel_metric_observe(w->m_submit_latency, NULL, r->total_ms / 1000.0);
     nudgel_gateway_classify(m->gateway, &resp, &out);
     const char *gw = nudgel_gateway_name(m->gateway);
+    nudgel_metric_observe2(w->m_gw_request, gw, nudgel_gateway_request_outcome(&out, r->timed_out),
+                           r->total_ms / 1000.0);
     gateway_lane_t *lane = lane_for(w, m->gateway);
     lane->in_flight--;
     if (out.kind == NUDGEL_GATEWAY_TRANSIENT && out.credentials_refused) {
@@ -219,12 +221,12 @@ static void on_gateway_answer(void *opaque, const nudgel_http_response_t *r)
     leave_gates(w, m);
     switch (out.kind) {
     case NUDGEL_GATEWAY_SENT:
-        finish(m, receipt_state_of(out.receipt), gw, out.message_id, NULL, NULL,
+        finish(m, receipt_state_of(out.receipt), NULL, gw, out.message_id, NULL, NULL,
                out.has_cost ? out.cost_amount : NULL, out.has_cost ? out.currency : NULL, NULL);
         break;
     case NUDGEL_GATEWAY_PERMANENT:
-        finish(m, receipt_state_of(out.receipt), gw, NULL, out.error_code, out.error_message, NULL,
-               NULL, NULL);
+        finish(m, receipt_state_of(out.receipt), nudgel_messages_gateway_failure(out.receipt), gw,
+               NULL, out.error_code, out.error_message, NULL, NULL, NULL);
         break;
     case NUDGEL_GATEWAY_TRANSIENT:
         if (out.maybe_accepted) {
@@ -274,8 +276,8 @@ void lane_submit(msg_t *m)
     if (nudgel_gateway_build_request(m->gateway, &gm, &req, errstr, sizeof(errstr)) != NUDGEL_OK) {
         lane_give_back(w, m);
         leave_gates(w, m);
-        finish(m, NUDGEL_RECEIPT_FAILED, nudgel_gateway_name(m->gateway), NULL, "invalid_request",
-               errstr, NULL, NULL, NULL);
+        finish(m, NUDGEL_RECEIPT_FAILED, NUDGEL_MSG_FAIL_INVALID_REQUEST,
+               nudgel_gateway_name(m->gateway), NULL, "invalid_request", errstr, NULL, NULL, NULL);
         return;
     }
     /* the gateway's own limits (gateways file: connect_timeout_ms, timeout_ms) */
@@ -364,6 +366,8 @@ void drain_lanes(void *opaque)
     }
     for (size_t i = 0; i < w->lane_count; i++) {
         const nudgel_breaker_t *b = &w->lanes[i].breaker;
+        nudgel_metric_set(w->m_throttle_tokens, nudgel_gateway_name(w->lanes[i].gateway),
+                          nudgel_throttle_bucket_tokens(w->lanes[i].bucket, now));
         if (b->state == NUDGEL_BREAKER_OPEN && b->opened_at_us + b->open_us < next)
             next = b->opened_at_us + b->open_us; /* it half-opens then */
     }
@@ -400,6 +404,18 @@ void update_fleet_share(worker_t *w)
                         nudgel_gateway_name(lane->gateway), effective, assigned,
                         w->total_partitions, nudgel_gateway_tps(lane->gateway));
     }
+}
+
+/* Every per-gateway series of @p lane at start-up: a dashboard sees zeros, not gaps. */
+static void announce_gateway(worker_t *w, const gateway_lane_t *lane)
+{
+    const char *name = nudgel_gateway_name(lane->gateway);
+    nudgel_metric_set(w->m_breaker_state, name, state_gauge(lane->breaker.state));
+    nudgel_metric_set(w->m_throttle_tokens, name,
+                      nudgel_throttle_bucket_tokens(lane->bucket, nudgel_mono_us()));
+    nudgel_metric_touch(w->m_end_to_end, name);
+    for (size_t k = 0; nudgel_gateway_request_outcomes[k]; k++)
+        nudgel_metric_touch2(w->m_gw_request, name, nudgel_gateway_request_outcomes[k]);
 }
 
 /*
@@ -442,7 +458,6 @@ nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size)
             "gateway circuit transitions", BREAKER_LOG_LINES, 1000);
         lane->auth_log = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT(
             "gateway credentials refused", AUTH_LOG_LINES, 1000);
-        nudgel_metric_set(w->m_breaker_state, nudgel_gateway_name(lane->gateway), 0);
         /* Delivery reports: gateways that take a URL per message (Infobip's notifyUrl) get
            the receiver's; Africa's Talking's is set in its dashboard. */
         if (w->callback_url && *w->callback_url &&
@@ -460,6 +475,7 @@ nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size)
         if (nudgel_throttle_bucket_new(tps, (uint32_t)(tps < 1 ? 1 : tps), nudgel_mono_us(),
                                        &lane->bucket, errstr, errstr_size) != NUDGEL_OK)
             return NUDGEL_ERR_CONFIG;
+        announce_gateway(w, lane);
     }
     return NUDGEL_OK;
 }

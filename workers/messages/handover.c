@@ -57,8 +57,8 @@ bool unknown_outcome(msg_t *m, const nudgel_gateway_t *gw, const char *gateway_n
     nudgel_metric_add(w->m_unknown_held, name, 1);
     nudgel_log_ctx_t ctx = msg_log_ctx(m);
     NUDGEL_LOG_CTX(NUDGEL_LOG_WARN, &ctx, "%s", why);
-    finish(m, NUDGEL_RECEIPT_FAILED, name, NULL, "outcome_unknown", why, NULL, NULL,
-           "outcome unknown");
+    finish(m, NUDGEL_RECEIPT_FAILED, NUDGEL_MSG_FAIL_OUTCOME_UNKNOWN, name, NULL, "outcome_unknown",
+           why, NULL, NULL, "outcome unknown");
     return true;
 }
 

@@ -62,7 +62,7 @@ static bool room(const worker_t *w)
  * (nudgel_job_derived_ids()). No receipt is written: with no valid id there
  * is no row to own it.
  */
-void reject_malformed(worker_t *w, msg_t *m, const char *reason)
+void reject_malformed(worker_t *w, msg_t *m, const char *label, const char *reason)
 {
     const rd_kafka_message_t *km = nudgel_job_kafka(&m->life);
     char subject[NUDGEL_UUID_STR_LEN + 1], tenant[65];
@@ -77,6 +77,7 @@ void reject_malformed(worker_t *w, msg_t *m, const char *reason)
                              "tenant_id", tenant, "status", "failed", "error", "code", "malformed",
                              "message", reason, "permanent", 1, "attempt", m->attempt + 1);
     publish_event_for(m, subject, tenant, "failed", data);
+    nudgel_job_failed_because(&m->life, label); /* before the dead letter: it takes the label */
     publish_dlq(m, reason, &ctx);
 }
 
@@ -122,20 +123,20 @@ static void intake_handle(worker_t *w, nudgel_consumer_t *from, nudgel_job_ref_t
     nudgel_field_error_t ferr;
     nudgel_job_parse_opts_t popts = {.normalise_to = true};
     if (!nudgel_job_envelope_ok(km, NUDGEL_SCHEMA_MESSAGE_JOB_V1, NULL, reason, sizeof(reason))) {
-        reject_malformed(w, m, reason);
+        reject_malformed(w, m, NUDGEL_MSG_FAIL_MALFORMED, reason);
         msg_release(m);
         return;
     }
     if (nudgel_message_job_parse(km->payload, km->len, &popts, &m->job, &ferr) != NUDGEL_OK) {
         snprintf(reason, sizeof(reason), "%s: %s", ferr.field, ferr.reason);
-        reject_malformed(w, m, reason);
+        reject_malformed(w, m, NUDGEL_MSG_FAIL_MALFORMED, reason);
         msg_release(m);
         return;
     }
     m->parsed = true;
     if (!nudgel_job_envelope_ok(km, NUDGEL_SCHEMA_MESSAGE_JOB_V1, m->job.tenant_id, reason,
                                 sizeof(reason))) {
-        reject_malformed(w, m, reason);
+        reject_malformed(w, m, NUDGEL_MSG_FAIL_MALFORMED, reason);
         msg_release(m);
         return;
     }
@@ -263,6 +264,9 @@ nudgel_err_t intake_open(worker_t *w, char *errstr, size_t errstr_size)
         !(w->retry_consumer = nudgel_consumer_new(w->conf, retry_group, w->topic_retry,
                                                   (size_t)w->tiers, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;
+    nudgel_fleet_metrics_t *fm = nudgel_worker_fleet_metrics(w->rt);
+    nudgel_consumer_report_to(w->consumer, fm, jobs_topic, 1);
+    nudgel_consumer_report_to(w->retry_consumer, fm, w->topic_retry, (size_t)w->tiers);
     w->total_partitions = nudgel_consumer_partition_count(
         w->consumer, w->topic_jobs,
         (int)nudgel_conf_get_int(w->conf, "pg.connect_timeout_s") * 1000);

@@ -199,6 +199,24 @@ static void register_metrics(worker_t *w)
         "Unknown outcomes held (unknown_outcome=hold): final failed with error outcome_unknown, "
         "never resent; the rest were sent again.",
         "gateway", NULL, 0);
+    /* Per configured gateway, announced by gateway_lanes_open(). */
+    static const char *const gw_outcome[] = {"gateway", "outcome", NULL};
+    static const double e2e_buckets[] = {0.05, 0.1, 0.25, 0.5, 1,   2.5, 5,
+                                         10,   30,  60,   300, 900, 3600};
+    w->m_gw_request = nudgel_metrics_register_labels(
+        m, NUDGEL_METRIC_HISTOGRAM, "nudgel_gateway_request_seconds",
+        "Carrier requests by gateway and outcome (accepted, rejected, failed, retry, throttled, "
+        "auth_failed, timeout, unknown), from the request to its answer.",
+        gw_outcome, buckets, sizeof(buckets) / sizeof(buckets[0]));
+    w->m_end_to_end = nudgel_metrics_register(
+        m, NUDGEL_METRIC_HISTOGRAM, "nudgel_messages_end_to_end_seconds",
+        "From a job's created_at to its outcome at a gateway recorded (sent or final), by gateway.",
+        "gateway", e2e_buckets, sizeof(e2e_buckets) / sizeof(e2e_buckets[0]));
+    w->m_throttle_tokens = nudgel_metrics_register(
+        m, NUDGEL_METRIC_GAUGE, "nudgel_messages_throttle_tokens",
+        "Tokens in each gateway lane's bucket (this worker's share of the gateway's TPS), as of "
+        "the lanes' last turn.",
+        "gateway", NULL, 0);
     w->m_pg_up = nudgel_metrics_register(m, NUDGEL_METRIC_GAUGE, "nudgel_messages_postgres_up",
                                          "1 while Postgres is reachable, 0 while intake is paused "
                                          "for it.",
@@ -259,6 +277,7 @@ static nudgel_err_t messages_setup(nudgel_worker_t *rt, void **ctx, char *errstr
     if (err != NUDGEL_OK)
         return err;
     register_metrics(w);
+    nudgel_fleet_metrics_reasons(nudgel_worker_fleet_metrics(rt), nudgel_messages_failure_reasons);
     /* Postgres before the consumers: a start-up without it ends before they join. */
     if ((err = make_structures(w, errstr, errstr_size)) != NUDGEL_OK ||
         (err = gates_open(w, errstr, errstr_size)) != NUDGEL_OK ||
@@ -286,6 +305,7 @@ static nudgel_err_t messages_setup(nudgel_worker_t *rt, void **ctx, char *errstr
         .finished = msg_finished,
         .fatal = msg_fatal,
         .opaque = w,
+        .metrics = nudgel_worker_fleet_metrics(w->rt),
     };
     if (!(w->lc = nudgel_lifecycle_new(&lopts))) {
         snprintf(errstr, errstr_size, "out of memory");

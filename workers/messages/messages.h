@@ -64,6 +64,7 @@
 #include "nudgel/lifecycle.h"
 #include "nudgel/log.h"
 #include "nudgel/metrics.h"
+#include "nudgel/outcome_labels.h"
 #include "nudgel/pgconn.h"
 #include "nudgel/publisher.h"
 #include "nudgel/receipt_event.h"
@@ -98,7 +99,9 @@ typedef struct outcome {
     char error_message[256];
     char cost_amount[32];
     char currency[8];
-    const char *dlq_reason; /* static text; NULL: no dead letter */
+    const char *dlq_reason;  /* static text; NULL: no dead letter */
+    const char *fail_reason; /* static label (nudgel/outcome_labels.h) of a final state other
+                                than sent; NULL for sent */
     /* OUTCOME_RETRY */
     const char *retry_topic;
     int retry_attempt;
@@ -308,6 +311,9 @@ struct worker {
     nudgel_metric_t *m_outcomes, *m_in_flight, *m_submit_latency, *m_waiting, *m_pg_up, *m_pg_batch;
     nudgel_metric_t *m_breaker_state, *m_auth_failures; /* per gateway */
     nudgel_metric_t *m_unknown, *m_unknown_held;        /* per gateway */
+    nudgel_metric_t *m_gw_request;      /* {gateway,outcome}: each request's answer */
+    nudgel_metric_t *m_end_to_end;      /* {gateway}: created_at to the recorded outcome */
+    nudgel_metric_t *m_throttle_tokens; /* {gateway}: the lane's token-bucket level */
 };
 
 /* ---- main.c ---------------------------------------------------------------- */
@@ -329,8 +335,9 @@ void intake_drain(worker_t *w);
 size_t intake_in_flight(const worker_t *w);
 /* Postgres unreachable (pause) or back (resume): every partition of both consumers. */
 void intake_pause(worker_t *w, bool pause);
-/* A job that cannot be taken: a failed status event and a dead letter with @p reason. */
-void reject_malformed(worker_t *w, msg_t *m, const char *reason);
+/* A job that cannot be taken: a failed status event and a dead letter with @p reason, counted
+ * failed for @p label (NUDGEL_MSG_FAIL_MALFORMED, NUDGEL_MSG_FAIL_CLAIM_FAILED). */
+void reject_malformed(worker_t *w, msg_t *m, const char *label, const char *reason);
 
 /* ---- claims.c ------------------------------------------------------------ */
 
@@ -414,8 +421,9 @@ bool unknown_outcome(msg_t *m, const nudgel_gateway_t *gw, const char *gateway_n
 
 /* ---- outcomes.c ---------------------------------------------------------- */
 
-/* The final (or sent) outcome: written with the next batch, then its event. */
-void finish(msg_t *m, nudgel_receipt_state_t state, const char *gateway,
+/* The final (or sent) outcome: written with the next batch, then its event. @p reason: the
+ * failure label (NUDGEL_MSG_FAIL_*) of a state other than sent, counted once it is recorded. */
+void finish(msg_t *m, nudgel_receipt_state_t state, const char *reason, const char *gateway,
             const char *gateway_message_id, const char *error_code, const char *error_message,
             const char *cost_amount, const char *currency, const char *dlq_reason);
 /* A transient failure: the next retry tier, or failed at the end of the ladder. */

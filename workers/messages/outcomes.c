@@ -52,7 +52,7 @@ static void copy_opt(char *dst, size_t size, const char *src)
 }
 
 /* The final (or sent) outcome: written with the next batch, then its event. */
-void finish(msg_t *m, nudgel_receipt_state_t state, const char *gateway,
+void finish(msg_t *m, nudgel_receipt_state_t state, const char *reason, const char *gateway,
             const char *gateway_message_id, const char *error_code, const char *error_message,
             const char *cost_amount, const char *currency, const char *dlq_reason)
 {
@@ -71,6 +71,7 @@ void finish(msg_t *m, nudgel_receipt_state_t state, const char *gateway,
     copy_opt(o->cost_amount, sizeof(o->cost_amount), cost_amount);
     copy_opt(o->currency, sizeof(o->currency), currency);
     o->dlq_reason = dlq_reason;
+    o->fail_reason = reason;
     to_record(m);
 }
 
@@ -91,8 +92,9 @@ void retry_or_give_up(msg_t *m, const char *error_code, const char *error_messag
 {
     worker_t *w = m->w;
     if (m->attempt >= w->tiers) {
-        finish(m, NUDGEL_RECEIPT_FAILED, m->gateway ? nudgel_gateway_name(m->gateway) : NULL, NULL,
-               error_code, error_message, NULL, NULL, "retries exhausted");
+        finish(m, NUDGEL_RECEIPT_FAILED, NUDGEL_MSG_FAIL_RETRIES_EXHAUSTED,
+               m->gateway ? nudgel_gateway_name(m->gateway) : NULL, NULL, error_code, error_message,
+               NULL, NULL, "retries exhausted");
         return;
     }
     int64_t delay = w->tier_delay_ms[m->attempt];
@@ -171,6 +173,30 @@ void hand_back(msg_t *m)
     kick(w);
 }
 
+/*
+ * A recorded outcome of @p m (ours: not refused): nudgel_jobs_succeeded_total
+ * when sent, else nudgel_jobs_failed_total{reason} (before its dead letter,
+ * which takes the label); and, when it was at a gateway, its time from the
+ * job's creation (created_at, else the Kafka timestamp) to now.
+ */
+static void count_recorded(msg_t *m, const outcome_t *o)
+{
+    worker_t *w = m->w;
+    if (o->state == NUDGEL_RECEIPT_SENT)
+        nudgel_job_succeeded(&m->life);
+    else
+        nudgel_job_failed_because(&m->life, o->fail_reason);
+    int64_t created = m->job.created_at_ms;
+    if (created <= 0) {
+        rd_kafka_timestamp_type_t type;
+        created = rd_kafka_message_timestamp(nudgel_job_kafka(&m->life), &type);
+    }
+    if (o->gateway[0] && created > 0) {
+        int64_t took = nudgel_now_unix_ms() - created;
+        nudgel_metric_observe(w->m_end_to_end, o->gateway, took > 0 ? (double)took / 1000.0 : 0);
+    }
+}
+
 /* After the batch is durable: metrics, the event, a dead letter or a retry hop. */
 static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
 {
@@ -198,8 +224,11 @@ static void publish_outcome(msg_t *m, const nudgel_receipt_applied_t *applied)
                        status, nudgel_receipt_apply_name(applied->outcome),
                        nudgel_receipt_state_name(applied->now));
         nudgel_metric_add(w->m_outcomes, "refused", 1);
+        if (o->dlq_reason) /* its dead letter still goes: counted failed, with its label */
+            nudgel_job_failed_because(&m->life, o->fail_reason);
     } else {
         nudgel_metric_add(w->m_outcomes, status, 1);
+        count_recorded(m, o);
         publish_event(m, status, outcome_event_data(m, o));
     }
     if (o->dlq_reason)

@@ -165,7 +165,9 @@ static nudgel_err_t link_open(worker_t *w, pg_link_t *link, const char *name, ch
         .backoff_max_ms = nudgel_conf_get_int(w->conf, "messages.pg_reconnect_max_ms"),
         .on_state = on_state,
         .opaque = link,
+        .statement_seconds = nudgel_fleet_metrics_pg_statements(nudgel_worker_fleet_metrics(w->rt)),
     };
+    nudgel_metric_touch(opts.statement_seconds, name); /* its series from start-up */
     return nudgel_pgconn_new(w->loop, &opts, &link->conn, errstr, errstr_size);
 }
 

@@ -27,8 +27,8 @@ void prepare_and_route(worker_t *w, msg_t *m)
     int64_t now = nudgel_now_unix_ms();
     int64_t expires = msg_expires_at_ms(w, m);
     if (now >= expires) {
-        finish(m, NUDGEL_RECEIPT_EXPIRED, NULL, NULL, "expired", "validity ended before sending",
-               NULL, NULL, "expired before it could be sent");
+        finish(m, NUDGEL_RECEIPT_EXPIRED, NUDGEL_MSG_FAIL_EXPIRED, NULL, NULL, "expired",
+               "validity ended before sending", NULL, NULL, "expired before it could be sent");
         return;
     }
     if (m->job.body) {
@@ -42,8 +42,8 @@ void prepare_and_route(worker_t *w, msg_t *m)
         if (m->tpl == TPL_ABSENT) {
             snprintf(errstr, sizeof(errstr), "template \"%s\" (%s) does not exist for tenant %s",
                      m->job.template_name, m->job.locale ? m->job.locale : "en", m->job.tenant_id);
-            finish(m, NUDGEL_RECEIPT_FAILED, NULL, NULL, "template", errstr, NULL, NULL,
-                   "template does not exist");
+            finish(m, NUDGEL_RECEIPT_FAILED, NUDGEL_MSG_FAIL_TEMPLATE, NULL, NULL, "template",
+                   errstr, NULL, NULL, "template does not exist");
             return;
         }
         json_t *empty = m->job.variables ? NULL : json_object();
@@ -52,8 +52,8 @@ void prepare_and_route(worker_t *w, msg_t *m)
                                    &m->text, NULL, errstr, sizeof(errstr));
         json_decref(empty);
         if (err != NUDGEL_OK) {
-            finish(m, NUDGEL_RECEIPT_FAILED, NULL, NULL, "template", errstr, NULL, NULL,
-                   "template could not be rendered");
+            finish(m, NUDGEL_RECEIPT_FAILED, NUDGEL_MSG_FAIL_TEMPLATE, NULL, NULL, "template",
+                   errstr, NULL, NULL, "template could not be rendered");
             return;
         }
     }
@@ -61,16 +61,16 @@ void prepare_and_route(worker_t *w, msg_t *m)
                                                 sizeof(errstr)) != NUDGEL_OK) {
         free(m->text);
         m->text = NULL;
-        finish(m, NUDGEL_RECEIPT_FAILED, NULL, NULL, "encoding", errstr, NULL, NULL,
-               "text could not be encoded");
+        finish(m, NUDGEL_RECEIPT_FAILED, NUDGEL_MSG_FAIL_ENCODING, NULL, NULL, "encoding", errstr,
+               NULL, NULL, "text could not be encoded");
         return;
     }
     nudgel_gateway_route_t route;
     if (nudgel_gateway_route(w->gateways, m->job.phone.country, m->job.phone.operator_name, &route,
                              errstr, sizeof(errstr)) != NUDGEL_OK ||
         route.count == 0) {
-        finish(m, NUDGEL_RECEIPT_REJECTED, NULL, NULL, "no_route", errstr, NULL, NULL,
-               "no route for the number");
+        finish(m, NUDGEL_RECEIPT_REJECTED, NUDGEL_MSG_FAIL_NO_ROUTE, NULL, NULL, "no_route", errstr,
+               NULL, NULL, "no route for the number");
         return;
     }
     m->route = route;

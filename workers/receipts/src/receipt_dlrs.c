@@ -26,8 +26,17 @@ static const char apply_sql[] =
     "SELECT a.ord, a.outcome, coalesce(a.from_status, ''), " RECEIPT_COLS(
         "(a.receipt)") " FROM nudgel.receipt_apply_dlrs($1::jsonb, $2::bigint) a ORDER BY a.ord";
 
+/*
+ * The sweep, and how many reports were waiting: the count reads the outer
+ * statement's snapshot, taken before the function ran (its deletes come
+ * later in the transaction), so the reports still waiting are that count
+ * less those applied and dropped now. Counted up to
+ * NUDGEL_DLR_PENDING_COUNT_MAX, so a huge backlog costs a bounded scan.
+ */
 static const char pending_sql[] =
-    "SELECT applied, unmatched FROM nudgel.receipt_apply_pending($1::int)";
+    "SELECT s.applied, s.unmatched, (SELECT count(*) FROM (SELECT 1 FROM "
+    "nudgel.receipt_pending_reports LIMIT $2::bigint) c) "
+    "FROM nudgel.receipt_apply_pending($1::int) s";
 
 /*
  * Sent receipts past their gateway's window ($1 default seconds, $2 {gateway:
@@ -222,25 +231,31 @@ nudgel_err_t nudgel_dlr_apply_read(PGconn *conn, const PGresult *res, size_t n,
 
 nudgel_err_t nudgel_dlr_pending_send(PGconn *conn, int limit, char *errstr, size_t errstr_size)
 {
-    char lim[16];
+    char lim[16], count_max[24];
     snprintf(lim, sizeof(lim), "%d", limit);
-    const char *values[1] = {lim};
-    if (!PQsendQueryParams(conn, pending_sql, 1, NULL, values, NULL, NULL, 0))
+    snprintf(count_max, sizeof(count_max), "%d", NUDGEL_DLR_PENDING_COUNT_MAX);
+    const char *values[2] = {lim, count_max};
+    if (!PQsendQueryParams(conn, pending_sql, 2, NULL, values, NULL, NULL, 0))
         return receipts_pg_fail(conn, NULL, "receipts pending", errstr, errstr_size);
     return NUDGEL_OK;
 }
 
 nudgel_err_t nudgel_dlr_pending_read(PGconn *conn, const PGresult *res, int *applied,
-                                     int *unmatched, char *errstr, size_t errstr_size)
+                                     int *unmatched, int64_t *waiting, char *errstr,
+                                     size_t errstr_size)
 {
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return receipts_pg_fail(conn, res, "receipts pending", errstr, errstr_size);
-    if (PQntuples(res) != 1 || PQnfields(res) != 2) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 3) {
         receipts_set_err(errstr, errstr_size, "receipts pending", "unexpected result shape");
         return NUDGEL_ERR_PG;
     }
     *applied = (int)receipts_int_field(res, 0, 0);
     *unmatched = (int)receipts_int_field(res, 0, 1);
+    if (waiting) {
+        int64_t before = receipts_int_field(res, 0, 2);
+        *waiting = before > *applied + *unmatched ? before - *applied - *unmatched : 0;
+    }
     return NUDGEL_OK;
 }
 

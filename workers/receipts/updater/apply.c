@@ -104,6 +104,7 @@ static void failed(updater_t *u, const char *errstr, bool transient)
                            j->report.source, j->report.gateway, j->report.gateway_message_id,
                            APPLY_ATTEMPTS_MAX, errstr);
             nudgel_metric_add(u->m_reports, "failed", 1);
+            nudgel_job_failed_because(&j->life, UPDATER_FAIL_APPLY_FAILED);
             u->batch_n = 0;
             if (singles_left)
                 singles_left--;
@@ -147,6 +148,10 @@ static void on_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, 
         dlr_job_t *j = u->batch[i];
         nudgel_dlr_applied_t *a = &applied[i];
         nudgel_metric_add(u->m_reports, nudgel_dlr_outcome_name(a->outcome), 1);
+        /* Reached its goal: it moved the receipt, or recorded what it reported. A replay
+         * (unchanged), a late one (refused) or one kept waiting (pending) is neither. */
+        if (a->outcome == NUDGEL_DLR_APPLIED || a->outcome == NUDGEL_DLR_INTERMEDIATE)
+            nudgel_job_succeeded(&j->life);
         if (a->outcome == NUDGEL_DLR_APPLIED || a->outcome == NUDGEL_DLR_UNCHANGED)
             events_publish_for(u, j, a);
         nudgel_dlr_applied_clear(a);

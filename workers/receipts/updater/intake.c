@@ -73,6 +73,7 @@ static void handle(updater_t *u, nudgel_job_ref_t *ref)
                            "malformed carrier report at %s[%d]@%lld, skipped: %s", topic_of(km),
                            (int)km->partition, (long long)km->offset, reason);
         nudgel_metric_add(u->m_reports, "malformed", 1);
+        nudgel_job_failed_because(&j->life, UPDATER_FAIL_MALFORMED);
         nudgel_job_release(&j->life);
     } else {
         snprintf(j->report.source, sizeof(j->report.source), "%s/%d/%lld", topic_of(km),

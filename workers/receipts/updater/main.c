@@ -96,8 +96,15 @@ static nudgel_err_t metrics_register(updater_t *u, nudgel_metrics_t *m)
     u->m_statements = nudgel_metrics_register(
         m, NUDGEL_METRIC_COUNTER, "nudgel_receipts_statements_total",
         "Postgres statements by outcome (ok, failed, lost).", "outcome", NULL, 0);
+    u->m_pending_now = nudgel_metrics_register(
+        m, NUDGEL_METRIC_GAUGE, "nudgel_receipts_pending_reports",
+        "Reports kept waiting for their message's sent outcome, as the last pending sweep saw "
+        "them (counted up to 1e+06).",
+        NULL, NULL, 0);
+    if (u->m_pending_now)
+        nudgel_metric_set(u->m_pending_now, NULL, 0);
     return u->m_reports && u->m_events && u->m_in_flight && u->m_pending && u->m_expired &&
-                   u->m_statements
+                   u->m_statements && u->m_pending_now
                ? NUDGEL_OK
                : NUDGEL_ERR_NO_MEMORY;
 }
@@ -113,7 +120,9 @@ static nudgel_err_t pg_open(updater_t *u, const nudgel_conf_t *conf, const char 
         .connect_timeout_ms = nudgel_conf_get_int(conf, "pg.connect_timeout_s") * 1000,
         .on_state = on_state,
         .opaque = u,
+        .statement_seconds = nudgel_fleet_metrics_pg_statements(nudgel_worker_fleet_metrics(u->w)),
     };
+    nudgel_metric_touch(popts.statement_seconds, name); /* its series from start-up */
     return nudgel_pgconn_new(u->loop, &popts, out, errstr, errstr_size);
 }
 
@@ -132,6 +141,9 @@ static nudgel_err_t receipts_setup(nudgel_worker_t *w, void **ctx, char *errstr,
     u->pg_log = (nudgel_log_ratelimit_t)NUDGEL_LOG_RATELIMIT_INIT("postgres errors", 5, 10000);
     if ((err = settings_read(u, conf, errstr, errstr_size)) != NUDGEL_OK)
         return err;
+    nudgel_fleet_metrics_reasons(
+        nudgel_worker_fleet_metrics(w),
+        (const char *[]){UPDATER_FAIL_MALFORMED, UPDATER_FAIL_APPLY_FAILED, NULL});
     u->topic_dlr = nudgel_worker_topic(w, NUDGEL_TOPIC_CARRIER_DLR);
     u->topic_status = nudgel_worker_topic(w, NUDGEL_TOPIC_STATUS);
     u->topic_dlq = nudgel_worker_topic(w, NUDGEL_TOPIC_MESSAGES_DLQ);
@@ -161,13 +173,15 @@ static nudgel_err_t receipts_setup(nudgel_worker_t *w, void **ctx, char *errstr,
                                      .dlq_topic = u->topic_dlq,
                                      .finished = intake_job_finished,
                                      .fatal = on_fatal,
-                                     .opaque = u};
+                                     .opaque = u,
+                                     .metrics = nudgel_worker_fleet_metrics(w)};
     if (!(u->lc = nudgel_lifecycle_new(&lopts)))
         goto no_memory;
     const char *topics[1] = {u->topic_dlr};
     if (!(u->consumer = nudgel_consumer_new(conf, nudgel_conf_get_str(conf, "receipts.group_id"),
                                             topics, 1, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;
+    nudgel_consumer_report_to(u->consumer, nudgel_worker_fleet_metrics(w), topics, 1);
     nudgel_consumer_pause(u->consumer, NUDGEL_PAUSE_POSTGRES); /* until "apply" is up */
     if ((err = pg_open(u, conf, "apply", apply_on_pg_state, &u->apply_pg, errstr, errstr_size)) !=
             NUDGEL_OK ||

@@ -66,6 +66,7 @@ static void on_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, 
     updater_t *u = opaque;
     char why[512];
     int a = 0, b = 0;
+    int64_t waiting = 0;
     (void)c;
     if (err != NUDGEL_OK || n == 0) {
         nudgel_metric_add(u->m_statements, "lost", 1);
@@ -77,9 +78,10 @@ static void on_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, 
     PGconn *conn = nudgel_pgconn_conn(u->sweep_pg);
     switch (u->stage) {
     case SWEEP_PENDING:
-        err = nudgel_dlr_pending_read(conn, results[0], &a, &b, why, sizeof(why));
+        err = nudgel_dlr_pending_read(conn, results[0], &a, &b, &waiting, why, sizeof(why));
         if (err != NUDGEL_OK)
             break;
+        nudgel_metric_set(u->m_pending_now, NULL, (double)waiting);
         nudgel_metric_add(u->m_pending, "applied", a);
         nudgel_metric_add(u->m_pending, "unmatched", b);
         nudgel_metric_add(u->m_reports, "unmatched", b);

@@ -109,7 +109,12 @@ struct updater {
     /* Readiness and metrics (registered in main.c). */
     nudgel_ready_cond_t *ready_kafka, *ready_apply, *ready_sweeps;
     nudgel_metric_t *m_reports, *m_events, *m_in_flight, *m_pending, *m_expired, *m_statements;
+    nudgel_metric_t *m_pending_now; /* nudgel_receipts_pending_reports, from each pending sweep */
 };
+
+/* Failure reasons of a report (nudgel_jobs_failed_total{reason}), declared at start-up. */
+#define UPDATER_FAIL_MALFORMED    "malformed"    /* envelope or carrier DLR v1 shape */
+#define UPDATER_FAIL_APPLY_FAILED "apply_failed" /* its statement failed alone, let go */
 
 /* ---- intake.c ---- */
 void intake_on_ready(void *opaque);

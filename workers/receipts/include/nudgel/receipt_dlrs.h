@@ -176,9 +176,18 @@ nudgel_err_t nudgel_dlr_apply_read(PGconn *conn, const PGresult *res, size_t n,
 /** @brief Sends the pending sweep (nudgel.receipt_apply_pending(@p limit)). */
 nudgel_err_t nudgel_dlr_pending_send(PGconn *conn, int limit, char *errstr, size_t errstr_size);
 
-/** @brief Reads it: reports applied now, and reports dropped unmatched after their TTL. */
+/** Pending reports are counted up to this many (a bounded scan, however large the backlog). */
+#define NUDGEL_DLR_PENDING_COUNT_MAX 1000000
+
+/**
+ * @brief Reads it: reports applied now, reports dropped unmatched after their
+ * TTL, and (@p waiting, may be NULL) the reports still kept waiting for their
+ * sent outcome after this sweep (as of its start, at most
+ * NUDGEL_DLR_PENDING_COUNT_MAX).
+ */
 nudgel_err_t nudgel_dlr_pending_read(PGconn *conn, const PGresult *res, int *applied,
-                                     int *unmatched, char *errstr, size_t errstr_size);
+                                     int *unmatched, int64_t *waiting, char *errstr,
+                                     size_t errstr_size);
 
 /**
  * @brief Sends the expiry sweep: up to @p limit sent receipts past their
