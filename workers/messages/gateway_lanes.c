@@ -414,6 +414,9 @@ static void announce_gateway(worker_t *w, const gateway_lane_t *lane)
     nudgel_metric_set(w->m_throttle_tokens, name,
                       nudgel_throttle_bucket_tokens(lane->bucket, nudgel_mono_us()));
     nudgel_metric_touch(w->m_end_to_end, name);
+    nudgel_metric_touch(w->m_auth_failures, name);
+    nudgel_metric_touch(w->m_unknown, name);
+    nudgel_metric_touch(w->m_unknown_held, name);
     for (size_t k = 0; nudgel_gateway_request_outcomes[k]; k++)
         nudgel_metric_touch2(w->m_gw_request, name, nudgel_gateway_request_outcomes[k]);
 }

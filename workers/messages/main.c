@@ -221,6 +221,24 @@ static void register_metrics(worker_t *w)
                                          "1 while Postgres is reachable, 0 while intake is paused "
                                          "for it.",
                                          NULL, NULL, 0);
+    /* The outcomes the stages count, at zero from start-up. */
+    static const char *const outcomes[] = {"sent",
+                                           "failed",
+                                           "rejected",
+                                           "malformed",
+                                           "deduplicated",
+                                           "replayed",
+                                           "retried",
+                                           "waiting_for_claim",
+                                           "handed_back",
+                                           "hopped_on",
+                                           "refused",
+                                           "maybe_accepted",
+                                           NULL};
+    for (size_t i = 0; outcomes[i]; i++)
+        nudgel_metric_touch(w->m_outcomes, outcomes[i]);
+    nudgel_metric_touch(w->m_submit_latency, NULL);
+    nudgel_metric_touch(w->m_in_flight, NULL);
 }
 
 /* The queues, maps and batches the stages share. */

@@ -167,7 +167,6 @@ static nudgel_err_t link_open(worker_t *w, pg_link_t *link, const char *name, ch
         .opaque = link,
         .statement_seconds = nudgel_fleet_metrics_pg_statements(nudgel_worker_fleet_metrics(w->rt)),
     };
-    nudgel_metric_touch(opts.statement_seconds, name); /* its series from start-up */
     return nudgel_pgconn_new(w->loop, &opts, &link->conn, errstr, errstr_size);
 }
 

@@ -122,7 +122,6 @@ static nudgel_err_t pg_open(updater_t *u, const nudgel_conf_t *conf, const char 
         .opaque = u,
         .statement_seconds = nudgel_fleet_metrics_pg_statements(nudgel_worker_fleet_metrics(u->w)),
     };
-    nudgel_metric_touch(popts.statement_seconds, name); /* its series from start-up */
     return nudgel_pgconn_new(u->loop, &popts, out, errstr, errstr_size);
 }
 

@@ -424,6 +424,7 @@ nudgel_err_t nudgel_pgconn_new(nudgel_loop_t *loop, const nudgel_pgconn_options_
     c->backoff_us = c->backoff_min_us;
     c->on_state = opts->on_state;
     c->statement_seconds = opts->statement_seconds;
+    nudgel_metric_touch(c->statement_seconds, c->name); /* a zero series from start-up */
     c->state_opaque = opts->opaque;
     c->stats.last_rtt_us = -1;
     c->state = ST_WAITING;
