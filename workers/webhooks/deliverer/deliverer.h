@@ -312,6 +312,8 @@ void job_log_limited(const wjob_t *j, nudgel_log_ratelimit_t *rl, nudgel_log_lev
 /* The labels of nudgel_webhooks_outcomes_total and of nudgel_jobs_failed_total (NULL-ended). */
 extern const char *const wh_job_outcomes[];
 extern const char *const wh_failure_reasons[];
+/* The labels of nudgel_webhooks_attempts_total: delivered, each error class (NULL-ended). */
+extern const char *const wh_attempt_results[];
 /* The failure reason of a job that ended failed as @p end with @p error_class ("other" if unknown).
  */
 const char *wh_failure_reason(job_end_t end, const char *error_class);

@@ -20,6 +20,26 @@ const char *const wh_job_outcomes[] = {
     "refused",   "skipped", "malformed", "hopped_on", "replayed", NULL,
 };
 
+const char *const wh_attempt_results[] = {
+    "delivered",
+    "http_3xx",
+    "http_4xx",
+    "http_5xx",
+    "http_410",
+    "http_429",
+    "http_other",
+    "timeout",
+    "connect",
+    "dns",
+    "tls",
+    "transport",
+    "ssrf_refused",
+    "bad_url",
+    WH_ENDPOINT_TENANT_MISMATCH,
+    WH_DELIVERY_ID_CONFLICT,
+    NULL,
+};
+
 /* A job ends failed (nudgel_jobs_failed_total{reason}, its dead letter's label) for one of
  * these: malformed, retries exhausted, or the error class of a failure with no retry. */
 const char *const wh_failure_reasons[] = {

@@ -140,6 +140,8 @@ static nudgel_err_t metrics_register(dispatcher_t *d, nudgel_metrics_t *m)
         nudgel_metric_touch(d->m_jobs, jobs[i]);
     for (size_t i = 0; lookups[i]; i++)
         nudgel_metric_touch(d->m_lookups, lookups[i]);
+    nudgel_metric_set(d->m_cache_tenants, NULL, 0);
+    nudgel_metric_touch(d->m_cache_evictions, NULL);
     return d->m_events && d->m_jobs && d->m_in_flight && d->m_cache_tenants &&
                    d->m_cache_evictions && d->m_lookups
                ? NUDGEL_OK
@@ -213,6 +215,7 @@ static nudgel_err_t dispatch_setup(nudgel_worker_t *w, void **ctx, char *errstr,
         .opaque = d,
         .statement_seconds = nudgel_fleet_metrics_pg_statements(fm),
     };
+    nudgel_metric_touch(popts.statement_seconds, popts.name); /* at zero from start-up */
     if ((err = nudgel_pgconn_new(d->loop, &popts, &d->lookups, errstr, errstr_size)) != NUDGEL_OK)
         return err;
     if ((err = nudgel_consumer_attach(d->consumer, d->loop, intake_on_ready, d)) != NUDGEL_OK ||
