@@ -29,6 +29,7 @@ package) serve the module; its own topics, tenants and endpoints.
 import json
 import re
 import sys
+import time
 import uuid
 
 import pytest
@@ -298,3 +299,37 @@ def test_new_job_for_a_delivered_event_is_deduplicated(env):
     n = h.psql(dsn, "SELECT count(*) FROM nudgel.webhook_deliveries WHERE delivery_id IN "
                     f"('{again['id']}', '{loser}')")
     assert n.strip() == "0"
+
+
+# --- fleet metrics (issue 12) -------------------------------------------------------------------
+
+def test_fleet_metrics_count_a_delivery_and_a_refusal(env):
+    """A delivered job counts in nudgel_jobs_succeeded_total and its event time to delivery in
+    nudgel_webhooks_end_to_end_seconds; a refused one in nudgel_jobs_failed_total and
+    nudgel_dead_letters_total under the same reason; the series exist before either."""
+    run, sink, dsn, worker = env["run"], env["sink"], env["dsn"], env["worker"]
+    before = h.wait_until(worker.metrics, 30, "the deliverer's /metrics", worker)
+    ok, mismatch = ('nudgel_jobs_succeeded_total',
+                    'nudgel_jobs_failed_total{reason="endpoint_tenant_mismatch"}')
+    dead = 'nudgel_dead_letters_total{reason="endpoint_tenant_mismatch"}'
+    e2e_count, e2e_30s = ("nudgel_webhooks_end_to_end_seconds_count",
+                          'nudgel_webhooks_end_to_end_seconds_bucket{le="30"}')
+    for key in (ok, mismatch, dead, e2e_count, e2e_30s,
+                'nudgel_webhooks_attempt_seconds_count{outcome="delivered"}',
+                'nudgel_webhooks_outcomes_total{outcome="refused"}'):
+        assert key in before, key
+    ta, tb = f"wma{run}", f"wmb{run}"
+    (ep_a, sec_a), (ep_b, _) = h.add_endpoints(dsn, [
+        dict(tenant=ta, url=sink.url(f"/mx{run}/a")), dict(tenant=tb, url=sink.url(f"/mx{run}/b"))])
+    sink.configure(f"/mx{run}/a", secrets=[sec_a])
+    good, refused = job(ta, ep_a, f"evt_{run}_mx", 1), job(ta, ep_b, f"evt_{run}_mx2", 2)
+    good["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    h.enqueue(binary, env["ns"], [good, refused])
+    assert [e["type"] for e in events_for(env, good["id"])] == ["ai.nudgel.webhook.delivered"]
+    assert [e["type"] for e in events_for(env, refused["id"])] == ["ai.nudgel.webhook.failed"]
+    after = worker.metrics()
+    assert after[ok] - before[ok] == 1
+    assert after[e2e_count] - before[e2e_count] == 1
+    assert after[e2e_30s] - before[e2e_30s] == 1  # created just now: delivered within 30 s
+    assert after[mismatch] - before[mismatch] == 1
+    assert after[dead] - before[dead] == 1

@@ -81,7 +81,13 @@ typedef struct receiver {
     nudgel_metric_t *m_refused;     /* {reason}: requests refused before parsing */
     nudgel_metric_t *m_status;      /* {status}: reports by normalised status */
     nudgel_metric_t *m_in_flight;   /* requests in hand */
+    nudgel_metric_t *m_by_gateway;  /* {gateway,result}: DLR_RESULT_* below */
 } receiver_t;
+
+/* The results of nudgel_dlr_reports_by_gateway_total. */
+#define DLR_RESULT_ACCEPTED    "accepted"    /* reports Kafka acknowledged: 200 */
+#define DLR_RESULT_UNAVAILABLE "unavailable" /* reports of a callback answered 503 */
+#define DLR_RESULT_MALFORMED   "malformed"   /* callbacks refused 400 (reports unreadable) */
 
 /* ---- http.c ---------------------------------------------------------- */
 

@@ -93,8 +93,11 @@ static void decide(dlr_request_t *rq, unsigned status, const char *fmt, ...)
     va_end(ap);
     nudgel_timer_disarm(rq->deadline);
     if (rq->gw && rq->reports) {
-        nudgel_metric_t *m = status == MHD_HTTP_OK ? rq->rx->m_accepted : rq->rx->m_unavailable;
-        nudgel_metric_add(m, rq->gw->name, (double)rq->reports);
+        bool ok = status == MHD_HTTP_OK;
+        nudgel_metric_add(ok ? rq->rx->m_accepted : rq->rx->m_unavailable, rq->gw->name,
+                          (double)rq->reports);
+        nudgel_metric_add2(rq->rx->m_by_gateway, rq->gw->name,
+                           ok ? DLR_RESULT_ACCEPTED : DLR_RESULT_UNAVAILABLE, (double)rq->reports);
     }
     if (rq->suspended && rq->conn) {
         rq->suspended = false;
@@ -263,6 +266,7 @@ static void start(dlr_request_t *rq)
     if (dlr_parse(rq->gw->dialect, &rq->gw->generic, rq->body ? rq->body : "", rq->len, reports, &n,
                   why, sizeof(why)) != 0) {
         nudgel_metric_add(rx->m_malformed, rq->gw->name, 1);
+        nudgel_metric_add2(rx->m_by_gateway, rq->gw->name, DLR_RESULT_MALFORMED, 1);
         nudgel_log_warn("a delivery report of %s refused: %s", rq->gw->name, why);
         decide(rq, MHD_HTTP_BAD_REQUEST, "malformed: %s\n", why);
         free(reports);

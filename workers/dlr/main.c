@@ -80,10 +80,45 @@ static nudgel_err_t metrics_register(receiver_t *rx, nudgel_metrics_t *m)
     rx->m_in_flight =
         nudgel_metrics_register(m, NUDGEL_METRIC_GAUGE, "nudgel_dlr_requests_in_flight",
                                 "Callbacks in hand (waiting for Kafka).", NULL, NULL, 0);
+    rx->m_by_gateway = nudgel_metrics_register_labels(
+        m, NUDGEL_METRIC_COUNTER, "nudgel_dlr_reports_by_gateway_total",
+        "Callbacks' reports by gateway and result: accepted (Kafka acknowledged them, answered "
+        "200), unavailable (answered 503, the carrier sends them again); malformed counts "
+        "callbacks refused 400 (their reports cannot be read).",
+        (const char *[]){"gateway", "result", NULL}, NULL, 0);
     return rx->m_accepted && rx->m_unavailable && rx->m_malformed && rx->m_refused &&
-                   rx->m_status && rx->m_in_flight
+                   rx->m_status && rx->m_in_flight && rx->m_by_gateway
                ? NUDGEL_OK
                : NUDGEL_ERR_NO_MEMORY;
+}
+
+/* Every known label set at zero, so /metrics shows each series from start-up. */
+static void metrics_touch(receiver_t *rx)
+{
+    static const char *const results[] = {DLR_RESULT_ACCEPTED, DLR_RESULT_UNAVAILABLE,
+                                          DLR_RESULT_MALFORMED};
+    static const char *const refusals[] = {"not_found", "source",    "token",    "basic",
+                                           "method",    "too_large", "draining", "busy"};
+    for (size_t i = 0; i < dlr_gateways_count(rx->gateways); i++) {
+        const char *g = dlr_gateways_at(rx->gateways, i)->name;
+        nudgel_metric_touch(rx->m_accepted, g);
+        nudgel_metric_touch(rx->m_unavailable, g);
+        nudgel_metric_touch(rx->m_malformed, g);
+        for (size_t r = 0; r < sizeof(results) / sizeof(results[0]); r++)
+            nudgel_metric_touch2(rx->m_by_gateway, g, results[r]);
+    }
+    for (size_t r = 0; r < sizeof(refusals) / sizeof(refusals[0]); r++)
+        nudgel_metric_touch(rx->m_refused, refusals[r]);
+    for (int s = 0; s < DLR_STATUS_COUNT; s++)
+        nudgel_metric_touch(rx->m_status, dlr_status_name((dlr_status_t)s));
+    nudgel_metric_set(rx->m_in_flight, NULL, 0);
+}
+
+/* The producer's queue, for nudgel_kafka_producer_queue_messages (rendering thread). */
+static int producer_queue(void *opaque)
+{
+    const receiver_t *rx = opaque;
+    return rx->rk ? rd_kafka_outq_len(rx->rk) : 0;
 }
 
 static nudgel_err_t dlr_setup(nudgel_worker_t *w, void **ctx, char *errstr, size_t errstr_size)
@@ -114,8 +149,10 @@ static nudgel_err_t dlr_setup(nudgel_worker_t *w, void **ctx, char *errstr, size
         snprintf(errstr, errstr_size, "dlr.gateways_file: %s", inner);
         return NUDGEL_ERR_CONFIG;
     }
+    metrics_touch(rx);
     if ((err = produce_open(rx, conf, errstr, errstr_size)) != NUDGEL_OK)
         return err;
+    nudgel_fleet_metrics_watch_queue(nudgel_worker_fleet_metrics(w), producer_queue, rx);
     if ((err = http_start(rx, nudgel_conf_get_str(conf, "dlr.listen_address"),
                           (int)nudgel_conf_get_int(conf, "dlr.port"),
                           (int)nudgel_conf_get_int(conf, "dlr.connection_limit"),

@@ -48,6 +48,9 @@ struct nudgel_fleet_metrics {
     size_t slot_count;
     struct nudgel_publisher *publishers[MAX_PUBLISHERS];
     size_t publisher_count;
+    nudgel_fleet_queue_fn *queue_fns[MAX_PUBLISHERS]; /* producers that are not publishers */
+    void *queue_opaques[MAX_PUBLISHERS];
+    size_t queue_count;
     long clock_ticks;
     long page_size;
     double boot_time; /* seconds since the epoch, from /proc/stat btime */
@@ -236,6 +239,15 @@ void nudgel_fleet_metrics_watch_publisher(nudgel_fleet_metrics_t *fm, struct nud
         fm->publishers[fm->publisher_count++] = p;
 }
 
+void nudgel_fleet_metrics_watch_queue(nudgel_fleet_metrics_t *fm, nudgel_fleet_queue_fn *fn,
+                                      void *opaque)
+{
+    if (fm && fn && fm->queue_count < MAX_PUBLISHERS) {
+        fm->queue_fns[fm->queue_count] = fn;
+        fm->queue_opaques[fm->queue_count++] = opaque;
+    }
+}
+
 static void collect_kafka(nudgel_fleet_metrics_t *fm, FILE *out)
 {
     int64_t total = 0;
@@ -259,6 +271,8 @@ static void collect_kafka(nudgel_fleet_metrics_t *fm, FILE *out)
     int64_t queued = 0;
     for (size_t i = 0; i < fm->publisher_count; i++)
         queued += nudgel_publisher_in_flight(fm->publishers[i]);
+    for (size_t i = 0; i < fm->queue_count; i++)
+        queued += fm->queue_fns[i](fm->queue_opaques[i]);
     nudgel_metrics_write_header(out, "nudgel_kafka_producer_queue_messages",
                                 "Publishes not yet acknowledged by Kafka (rd_kafka_outq_len).",
                                 NUDGEL_METRIC_GAUGE);

@@ -103,7 +103,6 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
     ep->latency_us = ep->latency_us ? (ep->latency_us * 7 + sample_us) / 8 : sample_us;
     ep->progress_us = nudgel_mono_us();
     j->status_code = r->status;
-    nudgel_metric_observe(w->m_latency, NULL, r->total_ms / 1000.0);
     nudgel_attempt_result_t ar = {
         .transport = nudgel_outcome_transport_from_curl(r->curl_code),
         .http_status = r->transport_error ? 0 : r->status,
@@ -114,6 +113,7 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
     if (r->transport_error && ar.transport == NUDGEL_TRANSPORT_OK)
         ar.transport = NUDGEL_TRANSPORT_ERROR;
     nudgel_outcome_t out = nudgel_outcome_classify(&ar);
+    nudgel_metric_observe(w->m_latency, nudgel_outcome_kind_name(out.kind), r->total_ms / 1000.0);
     if (!r->transport_error)
         j->snippet = make_snippet(r->body, r->body_len);
     if (out.error_class) {

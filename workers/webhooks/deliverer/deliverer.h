@@ -272,7 +272,7 @@ struct worker {
     nudgel_log_ratelimit_t log_answers, log_dead;
 
     nudgel_metric_t *m_outcomes, *m_attempts, *m_latency, *m_in_flight, *m_queued, *m_claim_s,
-        *m_flush_s;
+        *m_flush_s, *m_end_to_end;
 };
 
 static inline uint32_t hash_str(const char *s)
@@ -309,6 +309,14 @@ void job_log_limited(const wjob_t *j, nudgel_log_ratelimit_t *rl, nudgel_log_lev
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* events.c — status events, retry hops, dead letters */
+/* The labels of nudgel_webhooks_outcomes_total and of nudgel_jobs_failed_total (NULL-ended). */
+extern const char *const wh_job_outcomes[];
+extern const char *const wh_failure_reasons[];
+/* The labels of nudgel_webhooks_attempts_total: delivered, each error class (NULL-ended). */
+extern const char *const wh_attempt_results[];
+/* The failure reason of a job that ended failed as @p end with @p error_class ("other" if unknown).
+ */
+const char *wh_failure_reason(job_end_t end, const char *error_class);
 void publish_event(wjob_t *j, const char *type_suffix, const char *status, int attempt,
                    long status_code, const char *error_code, const char *error_message,
                    const char *disabled_reason, const char *delivery_id, const char *tenant_id,

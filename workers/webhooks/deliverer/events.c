@@ -15,6 +15,89 @@
 
 #define EVENT_SOURCE "/nudgel/webhooks"
 
+const char *const wh_job_outcomes[] = {
+    "delivered", "failed",  "retried",   "exhausted", "requeued", "deduplicated",
+    "refused",   "skipped", "malformed", "hopped_on", "replayed", NULL,
+};
+
+const char *const wh_attempt_results[] = {
+    "delivered",
+    "http_3xx",
+    "http_4xx",
+    "http_5xx",
+    "http_410",
+    "http_429",
+    "http_other",
+    "timeout",
+    "connect",
+    "dns",
+    "tls",
+    "transport",
+    "ssrf_refused",
+    "bad_url",
+    WH_ENDPOINT_TENANT_MISMATCH,
+    WH_DELIVERY_ID_CONFLICT,
+    NULL,
+};
+
+/* A job ends failed (nudgel_jobs_failed_total{reason}, its dead letter's label) for one of
+ * these: malformed, retries exhausted, or the error class of a failure with no retry. */
+const char *const wh_failure_reasons[] = {
+    "malformed",
+    "exhausted",
+    WH_ENDPOINT_NOT_FOUND,
+    "endpoint_disabled",
+    WH_ENDPOINT_TENANT_MISMATCH,
+    WH_DELIVERY_ID_CONFLICT,
+    "ssrf_refused",
+    "bad_url",
+    "http_410",
+    "other",
+    NULL,
+};
+
+const char *wh_failure_reason(job_end_t end, const char *error_class)
+{
+    if (end == END_MALFORMED)
+        return "malformed";
+    if (end == END_EXHAUSTED)
+        return "exhausted";
+    for (size_t i = 0; error_class && wh_failure_reasons[i]; i++)
+        if (strcmp(error_class, wh_failure_reasons[i]) == 0)
+            return wh_failure_reasons[i];
+    return "other";
+}
+
+/*
+ * The fleet's view of @p j's end, before anything of it is published (its
+ * dead letter carries the same reason): delivered is the goal reached (and
+ * the event's time to it observed); failed, exhausted and refused end it
+ * failed; retries, requeues and duplicates are neither.
+ */
+static void job_count_end(wjob_t *j)
+{
+    switch (j->end) {
+    case END_DELIVERED:
+        nudgel_job_succeeded(&j->life);
+        if (j->parsed && j->job.created_at_ms > 0) {
+            int64_t ms = nudgel_now_unix_ms() - j->job.created_at_ms;
+            nudgel_metric_observe(j->w->m_end_to_end, NULL, ms > 0 ? (double)ms / 1000.0 : 0);
+        }
+        break;
+    case END_FAILED:
+    case END_EXHAUSTED:
+    case END_REFUSED:
+        nudgel_job_failed_because(&j->life, wh_failure_reason(j->end, j->error_class));
+        break;
+    case END_NONE:
+    case END_RETRY:
+    case END_REQUEUE:
+    case END_MALFORMED: /* counted where it was found (intake.c) */
+    case END_DEDUPLICATED:
+        break;
+    }
+}
+
 /*
  * A webhook status event for @p j: @p type_suffix "delivered", "failed",
  * "exhausted", "endpoint_disabled" or "deduplicated". Fields the job lacks (a malformed one)
@@ -106,6 +189,7 @@ void job_publish(wjob_t *j)
     worker_t *w = j->w;
     char reason[800];
     j->stage = STAGE_PUBLISH;
+    job_count_end(j);
     switch (j->end) {
     case END_NONE:
         break;

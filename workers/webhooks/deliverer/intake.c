@@ -46,6 +46,7 @@ static void malformed(worker_t *w, wjob_t *j, const char *reason)
     nudgel_metric_add(w->m_outcomes, "malformed", 1);
     j->end = END_MALFORMED;
     j->stage = STAGE_PUBLISH;
+    nudgel_job_failed_because(&j->life, wh_failure_reason(END_MALFORMED, NULL));
     nudgel_job_publish_dlq(&j->life, reason);
 
     bool et_ok = et && strlen(et) < sizeof(event_type) && strchr(et, '.') && et[0] >= 'a' &&

@@ -134,10 +134,14 @@ static void on_fatal(void *opaque, const char *why)
         nudgel_worker_fatal(w->nw, "%s", why);
 }
 
-static void register_metrics(worker_t *w, nudgel_metrics_t *m)
+/* @returns false when a family cannot be registered (out of memory, a bad definition). */
+static bool register_metrics(worker_t *w, nudgel_metrics_t *m)
 {
     static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15};
     static const double pg_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+    /* Retries stretch a delivery over hours (the schedule reaches 10h tiers). */
+    static const double e2e_buckets[] = {0.1, 0.25, 0.5, 1,    2.5,  5,    10,    30,
+                                         60,  300,  900, 1800, 3600, 7200, 21600, 86400};
     w->m_outcomes =
         nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER, "nudgel_webhooks_outcomes_total",
                                 "Webhook jobs by outcome.", "outcome", NULL, 0);
@@ -145,8 +149,14 @@ static void register_metrics(worker_t *w, nudgel_metrics_t *m)
         m, NUDGEL_METRIC_COUNTER, "nudgel_webhooks_attempts_total",
         "HTTP attempts by result (delivered or the error class).", "result", NULL, 0);
     w->m_latency = nudgel_metrics_register(
-        m, NUDGEL_METRIC_HISTOGRAM, "nudgel_webhooks_attempt_seconds", "Latency of one attempt.",
-        NULL, buckets, sizeof(buckets) / sizeof(buckets[0]));
+        m, NUDGEL_METRIC_HISTOGRAM, "nudgel_webhooks_attempt_seconds",
+        "Latency of one attempt, by outcome (delivered, retry, backoff, disable_endpoint, "
+        "permanent).",
+        "outcome", buckets, sizeof(buckets) / sizeof(buckets[0]));
+    w->m_end_to_end = nudgel_metrics_register(
+        m, NUDGEL_METRIC_HISTOGRAM, "nudgel_webhooks_end_to_end_seconds",
+        "From the job's created_at (the event's time) to its delivery recorded as delivered.", NULL,
+        e2e_buckets, sizeof(e2e_buckets) / sizeof(e2e_buckets[0]));
     w->m_in_flight = nudgel_metrics_register(m, NUDGEL_METRIC_GAUGE, "nudgel_webhooks_in_flight",
                                              "Jobs in flight.", NULL, NULL, 0);
     w->m_queued = nudgel_metrics_register(m, NUDGEL_METRIC_GAUGE, "nudgel_webhooks_lane_waiting",
@@ -159,6 +169,19 @@ static void register_metrics(worker_t *w, nudgel_metrics_t *m)
         nudgel_metrics_register(m, NUDGEL_METRIC_HISTOGRAM, "nudgel_webhooks_flush_seconds",
                                 "Postgres transaction writing a batch of outcomes.", NULL,
                                 pg_buckets, sizeof(pg_buckets) / sizeof(pg_buckets[0]));
+    /* Every known series at zero from start-up. */
+    for (int k = NUDGEL_OUTCOME_DELIVERED; k <= NUDGEL_OUTCOME_PERMANENT; k++)
+        nudgel_metric_touch(w->m_latency, nudgel_outcome_kind_name((nudgel_outcome_kind_t)k));
+    for (size_t i = 0; wh_job_outcomes[i]; i++)
+        nudgel_metric_touch(w->m_outcomes, wh_job_outcomes[i]);
+    for (size_t i = 0; wh_attempt_results[i]; i++)
+        nudgel_metric_touch(w->m_attempts, wh_attempt_results[i]);
+    nudgel_metric_touch(w->m_end_to_end, NULL);
+    nudgel_metric_touch(w->m_claim_s, NULL);
+    nudgel_metric_touch(w->m_flush_s, NULL);
+    nudgel_fleet_metrics_reasons(nudgel_worker_fleet_metrics(w->nw), wh_failure_reasons);
+    return w->m_outcomes && w->m_attempts && w->m_latency && w->m_end_to_end && w->m_in_flight &&
+           w->m_queued && w->m_claim_s && w->m_flush_s;
 }
 
 /* The topics: the jobs topic and the retry tiers of the contract, namespaced. */
@@ -202,6 +225,7 @@ static nudgel_err_t kafka_open(worker_t *w, const nudgel_conf_t *conf, char *err
         .finished = job_finished,
         .fatal = on_fatal,
         .opaque = w,
+        .metrics = nudgel_worker_fleet_metrics(w->nw),
     };
     if (!lo.status_topic || !lo.dlq_topic || !(w->lifecycle = nudgel_lifecycle_new(&lo))) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -220,6 +244,7 @@ static nudgel_err_t kafka_open(worker_t *w, const nudgel_conf_t *conf, char *err
               nudgel_consumer_new_opts(conf, nudgel_conf_get_str(conf, "webhooks.group_id"),
                                        subscribed, count, &copts, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;
+    nudgel_consumer_report_to(w->consumer, nudgel_worker_fleet_metrics(w->nw), subscribed, count);
     return NUDGEL_OK;
 }
 
@@ -256,7 +281,10 @@ static nudgel_err_t setup(nudgel_worker_t *nw, void **ctx, char *errstr, size_t 
         nudgel_log_warn("the SSRF guard is OFF (webhooks.ssrf_guard=false): never in production");
     if ((err = nudgel_secretbox_from_conf(conf, &w->box, errstr, errstr_size)) != NUDGEL_OK)
         return err;
-    register_metrics(w, nudgel_worker_metrics(nw));
+    if (!register_metrics(w, nudgel_worker_metrics(nw))) {
+        snprintf(errstr, errstr_size, "metrics: cannot register the families");
+        return NUDGEL_ERR_NO_MEMORY;
+    }
     if ((err = kafka_open(w, conf, errstr, errstr_size)) != NUDGEL_OK)
         return err;
     if (!(w->http =

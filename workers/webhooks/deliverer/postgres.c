@@ -105,7 +105,10 @@ nudgel_err_t postgres_open(worker_t *w, const nudgel_conf_t *conf, char *errstr,
             .backoff_max_ms = 1000,
             .on_state = on_state,
             .opaque = w,
+            .statement_seconds =
+                nudgel_fleet_metrics_pg_statements(nudgel_worker_fleet_metrics(w->nw)),
         };
+        nudgel_metric_touch(opts.statement_seconds, conn_names[i]); /* at zero from start-up */
         nudgel_err_t err = nudgel_pgconn_new(w->loop, &opts, conns[i], errstr, errstr_size);
         if (err != NUDGEL_OK)
             return err;

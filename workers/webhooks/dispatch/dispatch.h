@@ -128,6 +128,14 @@ struct dispatcher {
         *m_lookups;
 };
 
+/*
+ * Why an event ends failed (nudgel_jobs_failed_total{reason}, its dead
+ * letter's label): malformed (fields, JSON, envelope), too_large (over
+ * DISPATCH_MAX_EVENT_BYTES), or one of its jobs refused by libnudgel:
+ * job_too_large, job_invalid. NULL-ended.
+ */
+extern const char *const dispatch_failure_reasons[];
+
 /* ---- intake.c ---- */
 
 /** The consumer's on_ready: polls while there is room. */

@@ -34,6 +34,9 @@
 
 #define DIGEST_LEN 32
 
+const char *const dispatch_failure_reasons[] = {"malformed",   "too_large", "job_too_large",
+                                                "job_invalid", "other",     NULL};
+
 /* SHA-256 of "label\na\nb" (a is at most 256 bytes, b a UUID). */
 static void derive(const char *label, const char *a, const char *b, unsigned char out[DIGEST_LEN])
 {
@@ -117,6 +120,10 @@ static nudgel_err_t produce(dispatcher_t *d, dispatch_event_t *ev, const dispatc
 static void finish(dispatcher_t *d, dispatch_event_t *ev, bool failed)
 {
     nudgel_metric_add(d->m_events, ev->made ? "dispatched" : "no_endpoint", 1);
+    /* Its goal reached: a job for every endpoint that wants it (none wanting it is that
+     * too). A dead-lettered one was counted failed; a failed one comes again. */
+    if (!failed && !ev->dead_lettered)
+        nudgel_job_succeeded(&ev->life);
     dispatch_endpoints_unref(ev->endpoints);
     ev->endpoints = NULL;
     json_decref(ev->doc);
@@ -151,6 +158,8 @@ static bool run(dispatcher_t *d, dispatch_event_t *ev)
             if (!ev->dead_lettered) {
                 ev->dead_lettered = true;
                 nudgel_metric_add(d->m_events, "dead_lettered", 1);
+                nudgel_job_failed_because(&ev->life, err == NUDGEL_ERR_TOO_LARGE ? "job_too_large"
+                                                                                 : "job_invalid");
                 nudgel_job_publish_dlq(&ev->life, why);
             }
             continue;

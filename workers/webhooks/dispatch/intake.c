@@ -142,6 +142,8 @@ static void dead_letter(dispatcher_t *d, dispatch_event_t *ev, const rd_kafka_me
     NUDGEL_LOG_CTX(NUDGEL_LOG_WARN, &ctx, "malformed status event at %s[%d]@%lld: %s", topic_of(km),
                    (int)km->partition, (long long)km->offset, reason);
     nudgel_metric_add(d->m_events, "malformed", 1);
+    nudgel_job_failed_because(&ev->life,
+                              km->len > DISPATCH_MAX_EVENT_BYTES ? "too_large" : "malformed");
     nudgel_job_publish_dlq(&ev->life, reason);
     nudgel_job_release(&ev->life); /* ends at the DLQ's acknowledgement */
 }

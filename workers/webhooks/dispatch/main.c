@@ -105,6 +105,13 @@ static nudgel_err_t producer_open(dispatcher_t *d, const nudgel_conf_t *conf, ch
     return NUDGEL_OK;
 }
 
+/* The job producer's queue, for nudgel_kafka_producer_queue_messages (rendering thread). */
+static int producer_queue(void *opaque)
+{
+    const dispatcher_t *d = opaque;
+    return d->producer ? nudgel_producer_in_flight(d->producer) : 0;
+}
+
 static nudgel_err_t metrics_register(dispatcher_t *d, nudgel_metrics_t *m)
 {
     d->m_events = nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER, "nudgel_dispatch_events_total",
@@ -122,6 +129,19 @@ static nudgel_err_t metrics_register(dispatcher_t *d, nudgel_metrics_t *m)
     d->m_lookups = nudgel_metrics_register(
         m, NUDGEL_METRIC_COUNTER, "nudgel_dispatch_endpoint_lookups_total",
         "Statements reading endpoint lists, by outcome (ok, failed, lost).", "outcome", NULL, 0);
+    /* Every known series at zero from start-up. */
+    static const char *const events[] = {"dispatched", "no_endpoint", "dead_lettered",
+                                         "malformed",  "skipped",     NULL};
+    static const char *const jobs[] = {"produced", "failed", "refused", NULL};
+    static const char *const lookups[] = {"ok", "failed", "lost", NULL};
+    for (size_t i = 0; events[i]; i++)
+        nudgel_metric_touch(d->m_events, events[i]);
+    for (size_t i = 0; jobs[i]; i++)
+        nudgel_metric_touch(d->m_jobs, jobs[i]);
+    for (size_t i = 0; lookups[i]; i++)
+        nudgel_metric_touch(d->m_lookups, lookups[i]);
+    nudgel_metric_set(d->m_cache_tenants, NULL, 0);
+    nudgel_metric_touch(d->m_cache_evictions, NULL);
     return d->m_events && d->m_jobs && d->m_in_flight && d->m_cache_tenants &&
                    d->m_cache_evictions && d->m_lookups
                ? NUDGEL_OK
@@ -132,6 +152,7 @@ static nudgel_err_t dispatch_setup(nudgel_worker_t *w, void **ctx, char *errstr,
 {
     const nudgel_conf_t *conf = nudgel_worker_conf(w);
     nudgel_readiness_t *ready = nudgel_worker_readiness(w);
+    nudgel_fleet_metrics_t *fm = nudgel_worker_fleet_metrics(w);
     nudgel_err_t err;
     dispatcher_t *d = calloc(1, sizeof(*d));
     if (!d)
@@ -159,6 +180,8 @@ static nudgel_err_t dispatch_setup(nudgel_worker_t *w, void **ctx, char *errstr,
     }
     if ((err = producer_open(d, conf, errstr, errstr_size)) != NUDGEL_OK)
         return err;
+    nudgel_fleet_metrics_watch_queue(fm, producer_queue, d);
+    nudgel_fleet_metrics_reasons(fm, dispatch_failure_reasons);
     if (!(d->dlq =
               nudgel_publisher_new(conf, nudgel_lifecycle_published, NULL, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;
@@ -171,7 +194,8 @@ static nudgel_err_t dispatch_setup(nudgel_worker_t *w, void **ctx, char *errstr,
                                      .dlq_topic = d->topic_dlq,
                                      .finished = intake_event_finished,
                                      .fatal = on_fatal,
-                                     .opaque = d};
+                                     .opaque = d,
+                                     .metrics = fm};
     if (!(d->lc = nudgel_lifecycle_new(&lopts)))
         goto no_memory;
 
@@ -179,6 +203,7 @@ static nudgel_err_t dispatch_setup(nudgel_worker_t *w, void **ctx, char *errstr,
     if (!(d->consumer = nudgel_consumer_new(conf, nudgel_conf_get_str(conf, "dispatch.group_id"),
                                             topics, 1, errstr, errstr_size)))
         return NUDGEL_ERR_CONFIG;
+    nudgel_consumer_report_to(d->consumer, fm, topics, 1);
     /* Nothing is taken in before the endpoint lists can be read. */
     nudgel_consumer_pause(d->consumer, NUDGEL_PAUSE_POSTGRES);
     nudgel_pgconn_options_t popts = {
@@ -188,7 +213,9 @@ static nudgel_err_t dispatch_setup(nudgel_worker_t *w, void **ctx, char *errstr,
         .connect_timeout_ms = nudgel_conf_get_int(conf, "pg.connect_timeout_s") * 1000,
         .on_state = endpoints_on_pg_state,
         .opaque = d,
+        .statement_seconds = nudgel_fleet_metrics_pg_statements(fm),
     };
+    nudgel_metric_touch(popts.statement_seconds, popts.name); /* at zero from start-up */
     if ((err = nudgel_pgconn_new(d->loop, &popts, &d->lookups, errstr, errstr_size)) != NUDGEL_OK)
         return err;
     if ((err = nudgel_consumer_attach(d->consumer, d->loop, intake_on_ready, d)) != NUDGEL_OK ||

@@ -92,6 +92,21 @@ void nudgel_fleet_metrics_lags(nudgel_fleet_metrics_t *fm, int slot,
 void nudgel_fleet_metrics_watch_publisher(nudgel_fleet_metrics_t *fm, struct nudgel_publisher *p);
 
 /**
+ * @brief The length of a producer's queue that is not a nudgel_publisher
+ * (a role's own rd_kafka_t, libnudgel's producer): called on the rendering
+ * thread, so it must be thread-safe (rd_kafka_outq_len() is).
+ */
+typedef int nudgel_fleet_queue_fn(void *opaque);
+
+/**
+ * @brief Counts @p fn(@p opaque) in the producer queue gauge too. Start-up
+ * only; what @p opaque points at must live until rendering stops (the
+ * worker stops its admin server before the role's teardown).
+ */
+void nudgel_fleet_metrics_watch_queue(nudgel_fleet_metrics_t *fm, nudgel_fleet_queue_fn *fn,
+                                      void *opaque);
+
+/**
  * @brief The nudgel_pg_statement_seconds histogram (label: statement), for
  * nudgel_pgconn_options_t.statement_seconds. NULL @p fm gives NULL.
  */
