@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import sys
 
 from conftest import SOURCE_DIR, binary, listening_port
-from messages_harness import produce_raw, wait_until
+from messages_harness import produce_raw, psql, wait_until
 from test_carrier_sim import AT_KEY, GENERIC_KEY, INFOBIP_KEY
 from test_dlr_e2e import Pipeline, jobs_for, wait_statuses
 
@@ -129,6 +129,7 @@ class Fleet:
         self.sink.configure("/hook", secrets=[self.endpoint_secret])
         self.dispatcher = h.start_dispatcher(binary, self.ns, "log.level=info")
         self.deliverer = h.start_deliverer(binary, self.ns, "log.level=info")
+        assert wait_until(lambda: all(self.ports().values()), 60), self.ports()
 
     def ports(self):
         return {"messages": self.pipe.worker.port(), "dlr": self.pipe.dlr.port(),
@@ -179,7 +180,7 @@ def wait_ready(fleet):
     assert wait_until(ready, 90), {r: s.value("nudgel_ready") for r, s in fleet.scrapes().items()}
 
 
-def test_every_role_serves_the_fleet_families_from_startup(fleet):
+def test_every_role_serves_the_fleet_families_from_startup(fleet, pg_dsn):
     wait_ready(fleet)
     version = subprocess.run([binary("nudgel-messages"), "--version"], capture_output=True,
                              text=True, check=True).stdout.split()[-1]
@@ -224,7 +225,12 @@ def test_every_role_serves_the_fleet_families_from_startup(fleet):
         assert any(labels.get("gateway") == gw
                    for labels, _ in s["dlr"].series("nudgel_dlr_reports_by_gateway_total")), gw
     assert s["webhooks"].value("nudgel_webhooks_end_to_end_seconds_count") == 0
-    assert s["receipts"].value("nudgel_receipts_pending_reports") == 0
+    # The gauge counts the shared table (other runs' reports may wait there too).
+    def pending_matches():
+        rows = int(psql(pg_dsn, "SELECT count(*) FROM nudgel.receipt_pending_reports"))
+        return fleet.scrapes()["receipts"].value("nudgel_receipts_pending_reports") == rows
+    assert wait_until(pending_matches, 20), \
+        fleet.scrapes()["receipts"].value("nudgel_receipts_pending_reports")
     # Every consumer role publishes its assigned partitions' lag once statistics came.
     def lags_known():
         return all(fleet.scrapes()[r].series("nudgel_kafka_consumer_lag")

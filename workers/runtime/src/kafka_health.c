@@ -115,6 +115,33 @@ static void read_group(json_t *cgrp, nudgel_kafka_health_t *h)
     h->assigned = json_is_integer(size) ? (int32_t)json_integer_value(size) : -1;
 }
 
+static int64_t int_field(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+}
+
+/*
+ * A partition's lag: librdkafka's consumer_lag when it knows one; for a
+ * partition assigned to us (desired) on which the group has committed
+ * nothing yet, what is left from where consumption starts (the position,
+ * else the log start) to the high watermark — 0 on an empty partition, so
+ * an idle fresh group shows its lag as 0 rather than not at all. -1 when
+ * unknown or not ours.
+ */
+static int64_t partition_lag(json_t *p)
+{
+    int64_t lag = int_field(p, "consumer_lag");
+    if (lag >= 0)
+        return lag;
+    int64_t hi = int_field(p, "hi_offset"), app = int_field(p, "app_offset");
+    int64_t lo = int_field(p, "lo_offset");
+    if (!json_is_true(json_object_get(p, "desired")) || hi < 0)
+        return -1;
+    int64_t from = app >= 0 ? app : lo;
+    return from >= 0 && from <= hi ? hi - from : -1;
+}
+
 /* The lags of @p topics into fresh arrays; on allocation failure, what was
  * read so far. */
 static void read_lags(nudgel_kafka_monitor_t *m, json_t *topics)
@@ -136,9 +163,8 @@ static void read_lags(nudgel_kafka_monitor_t *m, json_t *topics)
         json_object_foreach(json_object_get(t, "partitions"), key, p)
         {
             json_t *partition = json_object_get(p, "partition");
-            json_t *lag = json_object_get(p, "consumer_lag");
-            if (!json_is_integer(partition) || json_integer_value(partition) < 0 ||
-                !json_is_integer(lag) || json_integer_value(lag) < 0 ||
+            int64_t lag = partition_lag(p);
+            if (!json_is_integer(partition) || json_integer_value(partition) < 0 || lag < 0 ||
                 lag_count == NUDGEL_KAFKA_MAX_LAGS)
                 continue;
             if (!name) {
@@ -157,9 +183,9 @@ static void read_lags(nudgel_kafka_monitor_t *m, json_t *topics)
             lags[lag_count++] = (nudgel_partition_lag_t){
                 .topic = name,
                 .partition = (int32_t)json_integer_value(partition),
-                .lag = json_integer_value(lag),
+                .lag = lag,
             };
-            total += json_integer_value(lag);
+            total += lag;
         }
     }
     free_lags(m->lags, m->topics, m->topic_count);

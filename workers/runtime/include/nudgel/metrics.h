@@ -44,7 +44,8 @@ void nudgel_metrics_destroy(nudgel_metrics_t *m);
 
 /**
  * @brief Registers a metric with one label (@p label_name) or none (NULL).
- * @p buckets (histograms only) are upper bounds in ascending order.
+ * @p buckets (histograms only) are upper bounds in ascending order, at most
+ * 16 (more: NULL).
  * @returns a handle owned by the registry, or NULL on a bad or duplicate
  * name, or ENOMEM.
  */
