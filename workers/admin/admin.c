@@ -524,6 +524,7 @@ int main(int argc, char **argv)
         exit_code = EXIT_OK;
         goto out;
     case NUDGEL_CONF_STARTUP_FAIL:
+    case NUDGEL_CONF_STARTUP_CHECK: /* only nudgel_conf_startup_check() returns it */
         goto out;
     }
 
