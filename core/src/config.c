@@ -278,12 +278,26 @@ static nudgel_err_t set_kafka_prop(nudgel_conf_t *conf, const char *prop, const 
     return NUDGEL_OK;
 }
 
+/* Whether the first @p len bytes of @p name are a section of the fleet or of this table. */
+static bool section_known(const nudgel_conf_t *conf, const char *name, size_t len)
+{
+    if (nudgel_conf_fleet_has_section(name, len))
+        return true;
+    for (size_t i = 0; i < conf->value_count; i++) {
+        const char *key = conf->values[i].entry->name;
+        if (strncmp(key, name, len) == 0 && key[len] == '.')
+            return true;
+    }
+    return false;
+}
+
 /* "key: unknown configuration key" or "section: unknown section", with the nearest fleet name. */
-static void unknown_key(const char *key, char *errstr, size_t errstr_size)
+static void unknown_key(const nudgel_conf_t *conf, const char *key, char *errstr,
+                        size_t errstr_size)
 {
     char near[160];
     size_t section_len = strcspn(key, ".");
-    if (!nudgel_conf_fleet_has_section(key, section_len)) {
+    if (!section_known(conf, key, section_len)) {
         char section[160];
         snprintf(section, sizeof(section), "%.*s", (int)section_len, key);
         bool has = nudgel_conf_fleet_suggest(section, true, near, sizeof(near));
@@ -314,11 +328,16 @@ nudgel_err_t nudgel_conf_set(nudgel_conf_t *conf, const char *key, const char *v
         size_t plen = strlen(CONF_KAFKA_PREFIX);
         if (strncmp(key, CONF_KAFKA_PREFIX, plen) == 0 && key[plen])
             return set_kafka_prop(conf, key + plen, value, errstr, errstr_size);
+        char near[160];
         if (nudgel_conf_fleet_has_key(key))
             snprintf(errstr, errstr_size, "%s: a key of another binary of the fleet, not of %s",
                      key, conf->program);
+        else if (nudgel_conf_fleet_suggest(key, false, near, sizeof(near)))
+            snprintf(errstr, errstr_size, "%s: unknown configuration key for %s (did you mean %s?)",
+                     key, conf->program, near);
         else
-            unknown_key(key, errstr, errstr_size);
+            snprintf(errstr, errstr_size, "%s: unknown configuration key for %s", key,
+                     conf->program);
         return NUDGEL_ERR_CONFIG;
     }
     nudgel_err_t err = check_value(v->entry, value, errstr, errstr_size);
@@ -417,7 +436,7 @@ static nudgel_err_t foreign_key(const nudgel_conf_t *conf, const char *key, bool
         *skip = true;
         return NUDGEL_OK;
     }
-    unknown_key(key, errstr, errstr_size);
+    unknown_key(conf, key, errstr, errstr_size);
     return NUDGEL_ERR_CONFIG;
 }
 
@@ -459,9 +478,9 @@ static nudgel_err_t apply_object(nudgel_conf_t *conf, json_t *obj, const char *p
             err = NUDGEL_ERR_CONFIG;
         } else if (json_is_object(value)) {
             /* A whole section unknown to the fleet is one problem, not one per key. */
-            if (!*prefix && !nudgel_conf_fleet_has_section(key, strlen(key)) &&
-                strcmp(key, "kafka") != 0 && !find_value(conf, key)) {
-                unknown_key(key, inner, sizeof(inner));
+            if (!*prefix && !section_known(conf, key, strlen(key)) && strcmp(key, "kafka") != 0 &&
+                !find_value(conf, key)) {
+                unknown_key(conf, key, inner, sizeof(inner));
                 err = NUDGEL_ERR_CONFIG;
             } else {
                 err = apply_object(conf, value, key, depth + 1, path, first, errstr, errstr_size);

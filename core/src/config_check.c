@@ -181,6 +181,10 @@ static void unquote(const char *in, char *out, size_t out_size)
             p = close;
             continue;
         }
+        if (close) { /* "" or "=": kept */
+            while (p < close && o + 8 < out_size)
+                out[o++] = *p++;
+        }
         out[o++] = *p == '\n' ? ' ' : *p;
     }
     while (o && out[o - 1] == ' ')

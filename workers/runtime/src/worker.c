@@ -504,7 +504,9 @@ int nudgel_worker_main(const nudgel_role_t *role, int argc, char **argv)
                           : err == NUDGEL_ERR_KAFKA_UNREACHABLE ? "kafka.bootstrap"
                                                                 : NULL;
         char named[1200];
-        if (key && strncmp(errstr, key, strlen(key)) != 0) {
+        size_t head = strcspn(errstr, ": ");
+        bool names_key = errstr[head] == ':' && memchr(errstr, '.', head) != NULL;
+        if (key && !names_key) {
             snprintf(named, sizeof(named), "%s: unreachable: %s", key, errstr);
             startup_error(program, named);
         } else {
