@@ -85,7 +85,7 @@ nudgel_err_t postgres_open(worker_t *w, const nudgel_conf_t *conf, char *errstr,
     /* A keyring that cannot open the secrets already stored would fail every delivery. */
     char inner[512];
     nudgel_err_t kerr = nudgel_keyring_check_stored(probe, w->box, nudgel_keyring_conf_key(conf),
-                                                    inner, sizeof(inner));
+                                                    true, inner, sizeof(inner));
     if (kerr == NUDGEL_ERR_CONFIG) {
         snprintf(errstr, errstr_size, "%s", inner);
         PQfinish(probe);

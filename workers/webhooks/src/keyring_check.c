@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nudgel/log.h"
 #include "nudgel/pg.h"
 
 /* One sealed secret per key id, current and previous, in binary (bytea as bytes). */
@@ -30,8 +31,19 @@ const char *nudgel_keyring_conf_key(const nudgel_conf_t *conf)
     return text && *text ? "secret.key" : "secret.key_file";
 }
 
-nudgel_err_t nudgel_keyring_check_stored(PGconn *conn, const nudgel_secretbox_t *box,
-                                         const char *key_name, char *errstr, size_t errstr_size)
+/* A problem of the stored secrets: into @p check when given (and go on), else into errstr. */
+static void stored_problem(nudgel_conf_check_t *check, char *errstr, size_t errstr_size,
+                           const char *text)
+{
+    if (check)
+        nudgel_conf_check_add(check, NUDGEL_ERR_CONFIG, "%s", text);
+    else
+        snprintf(errstr, errstr_size, "%s", text);
+}
+
+static nudgel_err_t check_stored(PGconn *conn, const nudgel_secretbox_t *box, const char *key_name,
+                                 bool missing_ok, nudgel_conf_check_t *check, char *errstr,
+                                 size_t errstr_size)
 {
     PGresult *res = PQexecParams(conn, sample_sql, 0, NULL, NULL, NULL, NULL, 1);
     nudgel_err_t err = NUDGEL_OK;
@@ -43,8 +55,8 @@ nudgel_err_t nudgel_keyring_check_stored(PGconn *conn, const nudgel_secretbox_t 
             err = NUDGEL_ERR_PG;
         goto out;
     }
-    for (int i = 0; i < PQntuples(res) && err == NUDGEL_OK; i++) {
-        char key_id[NUDGEL_SECRETBOX_KEY_ID_MAX + 1], inner[256], *plain = NULL;
+    for (int i = 0; i < PQntuples(res) && (err == NUDGEL_OK || check); i++) {
+        char key_id[NUDGEL_SECRETBOX_KEY_ID_MAX + 1], inner[256], line[512], *plain = NULL;
         size_t plain_len = 0;
         snprintf(key_id, sizeof(key_id), "%.*s", PQgetlength(res, i, 0), PQgetvalue(res, i, 0));
         long long n = 0;
@@ -58,23 +70,36 @@ nudgel_err_t nudgel_keyring_check_stored(PGconn *conn, const nudgel_secretbox_t 
             box, key_id, (const unsigned char *)PQgetvalue(res, i, 1),
             (size_t)PQgetlength(res, i, 1), &plain, &plain_len, inner, sizeof(inner));
         nudgel_secretbox_free_plain(plain, plain_len);
-        if (open == NUDGEL_ERR_CONFIG) {
-            snprintf(errstr, errstr_size,
+        if (open == NUDGEL_ERR_CONFIG && missing_ok) {
+            nudgel_log_error("%s: the keyring has no key id \"%s\", which seals %lld stored "
+                             "webhook secret(s): deliveries to those endpoints fail",
+                             key_name, key_id, n);
+        } else if (open == NUDGEL_ERR_CONFIG) {
+            snprintf(line, sizeof(line),
                      "%s: the keyring has no key id \"%s\", which seals %lld stored webhook "
                      "secret(s): add that key (keep old keys until every secret is re-sealed)",
                      key_name, key_id, n);
+            stored_problem(check, errstr, errstr_size, line);
             err = NUDGEL_ERR_CONFIG;
         } else if (open != NUDGEL_OK) {
-            snprintf(errstr, errstr_size,
+            snprintf(line, sizeof(line),
                      "%s: key id \"%s\" does not open the stored webhook secrets sealed under it "
                      "(%lld): the keyring holds another key under that id",
                      key_name, key_id, n);
+            stored_problem(check, errstr, errstr_size, line);
             err = NUDGEL_ERR_CONFIG;
         }
     }
 out:
     PQclear(res);
     return err;
+}
+
+nudgel_err_t nudgel_keyring_check_stored(PGconn *conn, const nudgel_secretbox_t *box,
+                                         const char *key_name, bool missing_ok, char *errstr,
+                                         size_t errstr_size)
+{
+    return check_stored(conn, box, key_name, missing_ok, NULL, errstr, errstr_size);
 }
 
 void nudgel_keyring_check_conf(const nudgel_conf_t *conf, bool required, nudgel_conf_check_t *check)
@@ -102,10 +127,11 @@ void nudgel_keyring_probe(const nudgel_conf_t *conf, const char *program,
                                      (int)nudgel_conf_get_int(conf, "pg.connect_timeout_s"), errstr,
                                      sizeof(errstr));
     if (conn) {
-        nudgel_err_t err = nudgel_keyring_check_stored(conn, box, nudgel_keyring_conf_key(conf),
-                                                       errstr, sizeof(errstr));
-        if (err != NUDGEL_OK)
-            nudgel_conf_check_add(check, err, "%s", errstr);
+        /* Every key id: each one missing or wrong is its own problem. */
+        nudgel_err_t err = check_stored(conn, box, nudgel_keyring_conf_key(conf), false, check,
+                                        errstr, sizeof(errstr));
+        if (err != NUDGEL_OK && err != NUDGEL_ERR_CONFIG)
+            nudgel_conf_check_add(check, err, "%s: %s", nudgel_keyring_conf_key(conf), errstr);
         PQfinish(conn);
     }
     nudgel_secretbox_destroy(box);

@@ -16,6 +16,7 @@
 #ifndef NUDGEL_WEBHOOKS_KEYRING_CHECK_H
 #define NUDGEL_WEBHOOKS_KEYRING_CHECK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <libpq-fe.h>
@@ -33,12 +34,17 @@ const char *nudgel_keyring_conf_key(const nudgel_conf_t *conf);
  * nudgel.webhook_endpoints with @p box, over @p conn (borrowed, connected).
  * @returns NUDGEL_OK (also when nothing is stored), NUDGEL_ERR_CONFIG with
  * "<key_name>: ..." in @p errstr (@p key_name: nudgel_keyring_conf_key())
- * when a key id is missing from the keyring or its key does not open the
- * sample, or the statement's error (NUDGEL_ERR_PG*: the table could not be
- * read; the caller decides).
+ * when a key id of the keyring does not open the secrets sealed under it
+ * (another key under the same id) or, unless @p missing_ok, a stored key id
+ * is missing from the keyring (with @p missing_ok that is logged as an
+ * error and the check goes on: a start-up shares its database with
+ * secrets of other keyrings only in test stacks, but an old key dropped too
+ * early must be seen), or the statement's error (NUDGEL_ERR_PG*: the table
+ * could not be read; the caller decides).
  */
 nudgel_err_t nudgel_keyring_check_stored(PGconn *conn, const nudgel_secretbox_t *box,
-                                         const char *key_name, char *errstr, size_t errstr_size);
+                                         const char *key_name, bool missing_ok, char *errstr,
+                                         size_t errstr_size);
 
 /**
  * @brief --check-config's offline part: the keyring of @p conf parses (ids
