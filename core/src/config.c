@@ -5,10 +5,13 @@
  * that set it (default, file, environment, flag), checked against its
  * entry's type, range or enum; the librdkafka pass-through properties
  * ("kafka.<prop>" keys the table does not know, capped at CONF_MAX_KAFKA);
- * loading a JSON file (flat or nested keys, sections of other programs
- * skipped) and the NUDGEL_* environment; the typed getters; and the two
- * printers the table drives, --print-config (secrets redacted) and the
- * Markdown reference behind docs/CONFIGURATION.md.
+ * loading a JSON file (flat or nested keys; keys of other binaries of the
+ * fleet skipped, a key or section no binary knows refused: see
+ * nudgel/config_fleet.h; keys starting with '_' are comments) and the
+ * NUDGEL_* environment; the problems a load met, all of them when collecting
+ * (--check-config); the typed getters; and the two printers the table
+ * drives, --print-config (secrets redacted) and the Markdown reference
+ * behind docs/CONFIGURATION.md.
  *
  * The command line, start-up and reload (nudgel_conf_startup*,
  * nudgel_conf_cmdline_*, nudgel_conf_load_cmdline) are in config_cmdline.c,
@@ -31,11 +34,13 @@
 #include <jansson.h>
 
 #include "config_internal.h"
+#include "nudgel/config_fleet.h"
 #include "nudgel/log.h"
 
-#define CONF_MAX_VALUE 4096 /* hard cap of one value's text */
-#define CONF_MAX_KAFKA 256  /* hard cap of pass-through properties */
-#define CONF_MAX_DEPTH 8    /* nesting of a config file */
+#define CONF_MAX_VALUE    4096 /* hard cap of one value's text */
+#define CONF_MAX_KAFKA    256  /* hard cap of pass-through properties */
+#define CONF_MAX_DEPTH    8    /* nesting of a config file */
+#define CONF_MAX_PROBLEMS 64   /* problems one collecting load keeps */
 
 const nudgel_conf_entry_t nudgel_conf_common[] = {
     {"kafka.bootstrap", NUDGEL_CONF_STRING, "127.0.0.1:59092", 0, 0, NULL, 0,
@@ -69,6 +74,9 @@ struct nudgel_conf {
     size_t value_count;
     kafka_prop_t kafka[CONF_MAX_KAFKA];
     size_t kafka_count;
+    bool collect;                      /* go on after a problem (--check-config) */
+    char *problems[CONF_MAX_PROBLEMS]; /* owned: every problem a collecting load met */
+    size_t problem_count;
 };
 
 static conf_value_t *find_value(const nudgel_conf_t *conf, const char *key)
@@ -118,9 +126,54 @@ void nudgel_conf_destroy(nudgel_conf_t *conf)
         free(conf->kafka[i].name);
         free(conf->kafka[i].value);
     }
+    for (size_t i = 0; i < conf->problem_count; i++)
+        free(conf->problems[i]);
     free(conf->values);
     free(conf->program);
     free(conf);
+}
+
+void nudgel_conf_collect(nudgel_conf_t *conf, bool collect)
+{
+    conf->collect = collect;
+}
+
+size_t nudgel_conf_problem_count(const nudgel_conf_t *conf)
+{
+    return conf->problem_count;
+}
+
+const char *nudgel_conf_problem(const nudgel_conf_t *conf, size_t i)
+{
+    return i < conf->problem_count ? conf->problems[i] : NULL;
+}
+
+size_t nudgel_conf_entry_count(const nudgel_conf_t *conf)
+{
+    return conf->value_count;
+}
+
+const nudgel_conf_entry_t *nudgel_conf_entry_at(const nudgel_conf_t *conf, size_t i)
+{
+    return i < conf->value_count ? conf->values[i].entry : NULL;
+}
+
+/*
+ * A load met @p problem (@p err): when collecting, it is kept and the load
+ * goes on (@returns true); otherwise the load stops on it (false). Out of
+ * memory always stops.
+ */
+static bool keep_going(nudgel_conf_t *conf, nudgel_err_t err, const char *problem)
+{
+    if (!conf->collect || err == NUDGEL_ERR_NO_MEMORY)
+        return false;
+    if (conf->problem_count < CONF_MAX_PROBLEMS) {
+        char *copy = strdup(problem);
+        if (!copy)
+            return false;
+        conf->problems[conf->problem_count++] = copy;
+    }
+    return true;
 }
 
 static bool enum_contains(const char *values, const char *candidate)
@@ -225,6 +278,42 @@ static nudgel_err_t set_kafka_prop(nudgel_conf_t *conf, const char *prop, const 
     return NUDGEL_OK;
 }
 
+/* Whether the first @p len bytes of @p name are a section of the fleet or of this table. */
+static bool section_known(const nudgel_conf_t *conf, const char *name, size_t len)
+{
+    if (nudgel_conf_fleet_has_section(name, len))
+        return true;
+    for (size_t i = 0; i < conf->value_count; i++) {
+        const char *key = conf->values[i].entry->name;
+        if (strncmp(key, name, len) == 0 && key[len] == '.')
+            return true;
+    }
+    return false;
+}
+
+/* "key: unknown configuration key" or "section: unknown section", with the nearest fleet name. */
+static void unknown_key(const nudgel_conf_t *conf, const char *key, char *errstr,
+                        size_t errstr_size)
+{
+    char near[160];
+    size_t section_len = strcspn(key, ".");
+    if (!section_known(conf, key, section_len)) {
+        char section[160];
+        snprintf(section, sizeof(section), "%.*s", (int)section_len, key);
+        bool has = nudgel_conf_fleet_suggest(section, true, near, sizeof(near));
+        if (key[section_len])
+            snprintf(errstr, errstr_size, "%s: unknown section \"%s\"%s%s%s", key, section,
+                     has ? " (did you mean \"" : "", has ? near : "", has ? "\"?)" : "");
+        else
+            snprintf(errstr, errstr_size, "%s: unknown section%s%s%s", key,
+                     has ? " (did you mean \"" : "", has ? near : "", has ? "\"?)" : "");
+        return;
+    }
+    bool has = nudgel_conf_fleet_suggest(key, false, near, sizeof(near));
+    snprintf(errstr, errstr_size, "%s: unknown configuration key%s%s%s", key,
+             has ? " (did you mean " : "", has ? near : "", has ? "?)" : "");
+}
+
 nudgel_err_t nudgel_conf_set(nudgel_conf_t *conf, const char *key, const char *value,
                              nudgel_conf_source_t source, char *errstr, size_t errstr_size)
 {
@@ -239,7 +328,16 @@ nudgel_err_t nudgel_conf_set(nudgel_conf_t *conf, const char *key, const char *v
         size_t plen = strlen(CONF_KAFKA_PREFIX);
         if (strncmp(key, CONF_KAFKA_PREFIX, plen) == 0 && key[plen])
             return set_kafka_prop(conf, key + plen, value, errstr, errstr_size);
-        snprintf(errstr, errstr_size, "%s: unknown configuration key for %s", key, conf->program);
+        char near[160];
+        if (nudgel_conf_fleet_has_key(key))
+            snprintf(errstr, errstr_size, "%s: a key of another binary of the fleet, not of %s",
+                     key, conf->program);
+        else if (nudgel_conf_fleet_suggest(key, false, near, sizeof(near)))
+            snprintf(errstr, errstr_size, "%s: unknown configuration key for %s (did you mean %s?)",
+                     key, conf->program, near);
+        else
+            snprintf(errstr, errstr_size, "%s: unknown configuration key for %s", key,
+                     conf->program);
         return NUDGEL_ERR_CONFIG;
     }
     nudgel_err_t err = check_value(v->entry, value, errstr, errstr_size);
@@ -257,36 +355,26 @@ nudgel_err_t nudgel_conf_set(nudgel_conf_t *conf, const char *key, const char *v
 nudgel_err_t nudgel_conf_set_assignments(nudgel_conf_t *conf, char *const *assignments,
                                          size_t count, char *errstr, size_t errstr_size)
 {
+    nudgel_err_t first = NUDGEL_OK;
     for (size_t i = 0; i < count; i++) {
         const char *eq = strchr(assignments[i], '=');
         char key[256];
+        nudgel_err_t err;
         if (!eq || eq == assignments[i] || (size_t)(eq - assignments[i]) >= sizeof(key)) {
             snprintf(errstr, errstr_size, "expected KEY=VALUE, got \"%.64s\"", assignments[i]);
-            return NUDGEL_ERR_CONFIG;
+            err = NUDGEL_ERR_CONFIG;
+        } else {
+            memcpy(key, assignments[i], (size_t)(eq - assignments[i]));
+            key[eq - assignments[i]] = '\0';
+            err = nudgel_conf_set(conf, key, eq + 1, NUDGEL_CONF_FROM_FLAG, errstr, errstr_size);
         }
-        memcpy(key, assignments[i], (size_t)(eq - assignments[i]));
-        key[eq - assignments[i]] = '\0';
-        nudgel_err_t err =
-            nudgel_conf_set(conf, key, eq + 1, NUDGEL_CONF_FROM_FLAG, errstr, errstr_size);
-        if (err != NUDGEL_OK)
-            return err;
+        if (err != NUDGEL_OK) {
+            if (!keep_going(conf, err, errstr))
+                return err;
+            first = first != NUDGEL_OK ? first : err;
+        }
     }
-    return NUDGEL_OK;
-}
-
-/* Whether some table key starts with "<section>." — the section is ours. */
-static bool section_is_ours(const nudgel_conf_t *conf, const char *key)
-{
-    const char *dot = strchr(key, '.');
-    size_t n = dot ? (size_t)(dot - key) : strlen(key);
-    if (n == strlen("kafka") && strncmp(key, "kafka", n) == 0)
-        return true;
-    for (size_t i = 0; i < conf->value_count; i++) {
-        const char *name = conf->values[i].entry->name;
-        if (strncmp(name, key, n) == 0 && (name[n] == '.' || name[n] == '\0'))
-            return true;
-    }
-    return false;
+    return first;
 }
 
 /* Text form of a JSON scalar (arrays of scalars join with ','); -1 if not representable. */
@@ -332,49 +420,91 @@ static int scalar_text(json_t *value, char *out, size_t out_size)
     return -1;
 }
 
+/*
+ * A key of the file the table does not know: a librdkafka property
+ * ("kafka.<prop>", set), another binary's key (skipped: @returns OK with
+ * @p *skip), or a mistake (NUDGEL_ERR_CONFIG naming the key or its section).
+ */
+static nudgel_err_t foreign_key(const nudgel_conf_t *conf, const char *key, bool *skip,
+                                char *errstr, size_t errstr_size)
+{
+    *skip = false;
+    if (find_value(conf, key) || strncmp(key, CONF_KAFKA_PREFIX, strlen(CONF_KAFKA_PREFIX)) == 0)
+        return NUDGEL_OK;
+    if (nudgel_conf_fleet_has_key(key)) {
+        nudgel_log_debug("config: key %s belongs to another binary of the fleet; ignored", key);
+        *skip = true;
+        return NUDGEL_OK;
+    }
+    unknown_key(conf, key, errstr, errstr_size);
+    return NUDGEL_ERR_CONFIG;
+}
+
+/* @p problem met in @p path: stop (@returns the error) or, collecting, keep it and go on. */
+static nudgel_err_t file_problem(nudgel_conf_t *conf, nudgel_err_t err, const char *path,
+                                 const char *problem, nudgel_err_t *first, char *errstr,
+                                 size_t errstr_size)
+{
+    char line[768];
+    snprintf(line, sizeof(line), "%s: %s", path, problem);
+    if (*first == NUDGEL_OK) {
+        *first = err;
+        snprintf(errstr, errstr_size, "%s", line);
+    }
+    return keep_going(conf, err, line) ? NUDGEL_OK : err;
+}
+
 static nudgel_err_t apply_object(nudgel_conf_t *conf, json_t *obj, const char *prefix, int depth,
-                                 const char *path, char *errstr, size_t errstr_size)
+                                 const char *path, nudgel_err_t *first, char *errstr,
+                                 size_t errstr_size)
 {
     const char *name;
     json_t *value;
+    char inner[512];
     if (depth > CONF_MAX_DEPTH) {
-        snprintf(errstr, errstr_size, "%s: %s: nested deeper than %d levels", path, prefix,
-                 CONF_MAX_DEPTH);
-        return NUDGEL_ERR_CONFIG;
+        snprintf(inner, sizeof(inner), "%s: nested deeper than %d levels", prefix, CONF_MAX_DEPTH);
+        return file_problem(conf, NUDGEL_ERR_CONFIG, path, inner, first, errstr, errstr_size);
     }
     json_object_foreach(obj, name, value)
     {
         char key[256];
+        nudgel_err_t err = NUDGEL_OK;
+        bool skip = false;
+        if (name[0] == '_')
+            continue; /* a comment */
         int n = snprintf(key, sizeof(key), "%s%s%s", prefix, *prefix ? "." : "", name);
         if (n < 0 || (size_t)n >= sizeof(key)) {
-            snprintf(errstr, errstr_size, "%s: key \"%.64s...\" is too long", path, key);
-            return NUDGEL_ERR_CONFIG;
-        }
-        if (json_is_object(value)) {
-            nudgel_err_t err = apply_object(conf, value, key, depth + 1, path, errstr, errstr_size);
-            if (err != NUDGEL_OK)
-                return err;
-            continue;
-        }
-        if (json_is_null(value))
+            snprintf(inner, sizeof(inner), "key \"%.64s...\" is too long", key);
+            err = NUDGEL_ERR_CONFIG;
+        } else if (json_is_object(value)) {
+            /* A whole section unknown to the fleet is one problem, not one per key. */
+            if (!*prefix && !section_known(conf, key, strlen(key)) && strcmp(key, "kafka") != 0 &&
+                !find_value(conf, key)) {
+                unknown_key(conf, key, inner, sizeof(inner));
+                err = NUDGEL_ERR_CONFIG;
+            } else {
+                err = apply_object(conf, value, key, depth + 1, path, first, errstr, errstr_size);
+                if (err != NUDGEL_OK)
+                    return err;
+                continue;
+            }
+        } else if (json_is_null(value)) {
             continue; /* null keeps the default */
-        if (!section_is_ours(conf, key)) {
-            nudgel_log_debug("config %s: key %s belongs to another program; ignored", path, key);
-            continue;
+        } else if ((err = foreign_key(conf, key, &skip, inner, sizeof(inner))) != NUDGEL_OK ||
+                   skip) {
+            /* a mistake, or another binary's key */
+        } else {
+            char text[CONF_MAX_VALUE + 1];
+            if (scalar_text(value, text, sizeof(text)) != 0) {
+                snprintf(inner, sizeof(inner), "%s: expected a string, number or boolean", key);
+                err = NUDGEL_ERR_CONFIG;
+            } else {
+                err = nudgel_conf_set(conf, key, text, NUDGEL_CONF_FROM_FILE, inner, sizeof(inner));
+            }
         }
-        char text[CONF_MAX_VALUE + 1];
-        if (scalar_text(value, text, sizeof(text)) != 0) {
-            snprintf(errstr, errstr_size, "%s: %s: expected a string, number or boolean", path,
-                     key);
-            return NUDGEL_ERR_CONFIG;
-        }
-        char inner[512];
-        nudgel_err_t err =
-            nudgel_conf_set(conf, key, text, NUDGEL_CONF_FROM_FILE, inner, sizeof(inner));
-        if (err != NUDGEL_OK) {
-            snprintf(errstr, errstr_size, "%s: %s", path, inner);
+        if (err != NUDGEL_OK &&
+            (err = file_problem(conf, err, path, inner, first, errstr, errstr_size)) != NUDGEL_OK)
             return err;
-        }
     }
     return NUDGEL_OK;
 }
@@ -387,14 +517,19 @@ nudgel_err_t nudgel_conf_load_file(nudgel_conf_t *conf, const char *path, char *
     nudgel_err_t err;
     if (!root) {
         snprintf(errstr, errstr_size, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
+        keep_going(conf, NUDGEL_ERR_CONFIG, errstr);
         return NUDGEL_ERR_CONFIG;
     }
     if (!json_is_object(root)) {
         snprintf(errstr, errstr_size, "%s: the configuration must be a JSON object", path);
+        keep_going(conf, NUDGEL_ERR_CONFIG, errstr);
         err = NUDGEL_ERR_CONFIG;
         goto out;
     }
-    err = apply_object(conf, root, "", 0, path, errstr, errstr_size);
+    nudgel_err_t first = NUDGEL_OK;
+    err = apply_object(conf, root, "", 0, path, &first, errstr, errstr_size);
+    if (err == NUDGEL_OK)
+        err = first; /* collecting: the first problem kept, the rest in the list */
 out:
     json_decref(root);
     return err;
@@ -410,33 +545,43 @@ void nudgel_conf_env_name(const char *key, char *out, size_t out_size)
 
 nudgel_err_t nudgel_conf_load_env(nudgel_conf_t *conf, char *errstr, size_t errstr_size)
 {
+    nudgel_err_t first = NUDGEL_OK;
     for (size_t i = 0; i < conf->value_count; i++) {
         char env[160];
         nudgel_conf_env_name(conf->values[i].entry->name, env, sizeof(env));
         const char *value = getenv(env);
         if (!value || !*value)
             continue;
-        char inner[512];
+        char inner[512], line[700];
         nudgel_err_t err = nudgel_conf_set(conf, conf->values[i].entry->name, value,
                                            NUDGEL_CONF_FROM_ENV, inner, sizeof(inner));
         if (err != NUDGEL_OK) {
-            snprintf(errstr, errstr_size, "environment %s: %s", env, inner);
-            return err;
+            snprintf(line, sizeof(line), "environment %s: %s", env, inner);
+            if (first == NUDGEL_OK)
+                snprintf(errstr, errstr_size, "%s", line);
+            first = first != NUDGEL_OK ? first : err;
+            if (!keep_going(conf, err, line))
+                return err;
         }
     }
-    return NUDGEL_OK;
+    return first;
 }
 
 nudgel_err_t nudgel_conf_load(nudgel_conf_t *conf, const char *file_path, char *errstr,
                               size_t errstr_size)
 {
     const char *path = file_path ? file_path : getenv("NUDGEL_CONFIG");
+    nudgel_err_t err = NUDGEL_OK;
     if (path && *path) {
-        nudgel_err_t err = nudgel_conf_load_file(conf, path, errstr, errstr_size);
-        if (err != NUDGEL_OK)
+        err = nudgel_conf_load_file(conf, path, errstr, errstr_size);
+        if (err != NUDGEL_OK && !conf->collect)
             return err;
     }
-    return nudgel_conf_load_env(conf, errstr, errstr_size);
+    char env_err[1024];
+    nudgel_err_t env = nudgel_conf_load_env(conf, env_err, sizeof(env_err));
+    if (err == NUDGEL_OK && env != NUDGEL_OK)
+        snprintf(errstr, errstr_size, "%s", env_err);
+    return err != NUDGEL_OK ? err : env;
 }
 
 const char *nudgel_conf_get_str(const nudgel_conf_t *conf, const char *key)

@@ -2,8 +2,8 @@
  * config_cmdline.c — a binary's command line, start-up and reload on top of
  * the config table (see nudgel/config.h; the table engine is config.c).
  *
- * Owns the flags every binary shares (--config, --set, -X, --print-config,
- * --print-config-doc, --version, --help) and their parsing with
+ * Owns the flags every binary shares (--config, --set, -X, --check-config,
+ * --print-config, --print-config-doc, --version, --help) and their parsing with
  * getopt_long; the order of a configuration's sources at start-up and at
  * reload (file or NUDGEL_CONFIG < environment < flags, then kafka.client_id
  * defaulting to the program name); the log set up from log.level; and the
@@ -32,8 +32,15 @@ static nudgel_err_t load_all(nudgel_conf_t *conf, const char *program, const cha
                              size_t errstr_size)
 {
     nudgel_err_t err = nudgel_conf_load(conf, config_path, errstr, errstr_size);
-    if (err == NUDGEL_OK)
-        err = nudgel_conf_set_assignments(conf, assignments, count, errstr, errstr_size);
+    if (err == NUDGEL_OK || nudgel_conf_problem_count(conf)) { /* collecting: go on */
+        char flag_err[1024];
+        nudgel_err_t flags =
+            nudgel_conf_set_assignments(conf, assignments, count, flag_err, sizeof(flag_err));
+        if (err == NUDGEL_OK && flags != NUDGEL_OK) {
+            err = flags;
+            snprintf(errstr, errstr_size, "%s", flag_err);
+        }
+    }
     if (err == NUDGEL_OK && !nudgel_conf_get_str(conf, "kafka.client_id"))
         err = nudgel_conf_set(conf, "kafka.client_id", program, NUDGEL_CONF_FROM_DEFAULT, errstr,
                               errstr_size);
@@ -63,6 +70,18 @@ static nudgel_conf_startup_t startup(nudgel_conf_t *conf, const char *program,
         return NUDGEL_CONF_STARTUP_DONE;
     }
     return NUDGEL_CONF_STARTUP_RUN;
+}
+
+nudgel_conf_startup_t nudgel_conf_startup_check(nudgel_conf_t *conf, const char *program,
+                                                const char *config_path, char *const *assignments,
+                                                size_t count)
+{
+    char errstr[1024];
+    nudgel_log_init(program, NUDGEL_LOG_OFF);
+    nudgel_conf_collect(conf, true);
+    /* Every problem is in the configuration's list; the first one's return is not needed. */
+    (void)load_all(conf, program, config_path, assignments, count, errstr, sizeof(errstr));
+    return NUDGEL_CONF_STARTUP_CHECK;
 }
 
 nudgel_conf_startup_t nudgel_conf_startup(nudgel_conf_t *conf, const char *program,
@@ -98,8 +117,9 @@ static void usage_line(FILE *out, const char *program)
 {
     fprintf(out,
             "usage: %s [--config FILE] [--set KEY=VALUE] [-X PROP=VALUE]\n"
-            "       %*s [--print-config] [--print-config-doc] [--version] [--help]\n",
-            program, (int)strlen(program), "");
+            "       %*s [--check-config[=connect]] [--print-config] [--print-config-doc]\n"
+            "       %*s [--version] [--help]\n",
+            program, (int)strlen(program), "", (int)strlen(program), "");
 }
 
 static void help(const nudgel_conf_t *conf, const char *program, const char *summary)
@@ -111,6 +131,11 @@ static void help(const nudgel_conf_t *conf, const char *program, const char *sum
             "  -s, --set KEY=VALUE     set any configuration key (repeatable; wins over the\n"
             "                          file and the environment)\n"
             "  -X PROP=VALUE           librdkafka property (same as --set kafka.PROP=VALUE)\n"
+            "      --check-config      load the configuration as a start would, check every\n"
+            "                          key, file and secret it names offline, print each\n"
+            "                          problem (exit 2) or one line OK (exit 0); start nothing\n"
+            "      --check-config=connect  also probe Kafka, Postgres and the role's\n"
+            "                          credentials (exit 3 when one cannot be reached)\n"
             "      --print-config      print the effective configuration (secrets redacted)\n"
             "      --print-config-doc  print the configuration reference (Markdown)\n"
             "      --version           print the version\n"
@@ -125,8 +150,9 @@ nudgel_conf_startup_t nudgel_conf_startup_cmdline(nudgel_conf_t *conf, const cha
                                                   const char *summary, int argc, char **argv,
                                                   nudgel_conf_cmdline_t *keep)
 {
-    enum { OPT_VERSION = 256 };
+    enum { OPT_VERSION = 256, OPT_CHECK };
     static const struct option options[] = {
+        {"check-config", optional_argument, NULL, OPT_CHECK},
         {"config", required_argument, NULL, 'c'},
         {"set", required_argument, NULL, 's'},
         {"print-config", no_argument, NULL, 'P'},
@@ -171,6 +197,15 @@ nudgel_conf_startup_t nudgel_conf_startup_cmdline(nudgel_conf_t *conf, const cha
         case 'D':
             print_doc = true;
             break;
+        case OPT_CHECK:
+            if (optarg && strcmp(optarg, "connect") != 0) {
+                snprintf(cmd.error, sizeof(cmd.error),
+                         "--check-config takes no value or \"connect\", not \"%.64s\"", optarg);
+                fprintf(stderr, "%s: %s\n", program, cmd.error);
+                goto out;
+            }
+            cmd.check = optarg ? NUDGEL_CONF_CHECK_CONNECT : NUDGEL_CONF_CHECK_OFFLINE;
+            break;
         case OPT_VERSION:
             fprintf(stdout, "%s %s\n", program, nudgel_version());
             result = NUDGEL_CONF_STARTUP_DONE;
@@ -185,8 +220,12 @@ nudgel_conf_startup_t nudgel_conf_startup_cmdline(nudgel_conf_t *conf, const cha
             goto out;
         }
     }
-    result = startup(conf, program, cmd.config_path, cmd.assignments, cmd.count, print_config,
-                     print_doc, cmd.error, sizeof(cmd.error));
+    if (cmd.check && !print_doc && !print_config)
+        result =
+            nudgel_conf_startup_check(conf, program, cmd.config_path, cmd.assignments, cmd.count);
+    else
+        result = startup(conf, program, cmd.config_path, cmd.assignments, cmd.count, print_config,
+                         print_doc, cmd.error, sizeof(cmd.error));
     if (result != NUDGEL_CONF_STARTUP_FAIL)
         cmd.error[0] = '\0';
 out:

@@ -341,6 +341,7 @@ int main(int argc, char **argv)
         exit_code = 0;
         goto out;
     case NUDGEL_CONF_STARTUP_FAIL:
+    case NUDGEL_CONF_STARTUP_CHECK: /* only nudgel_conf_startup_check() returns it */
         goto out;
     }
     if (!topic || (strcmp(topic, "messages") != 0 && strcmp(topic, "webhooks") != 0)) {

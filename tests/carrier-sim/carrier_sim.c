@@ -1383,6 +1383,32 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, reply_t *r)
 }
 
 /* Fills @p r for a complete request. @returns the dialect served, or SIM_DIALECT_COUNT. */
+/*
+ * The carriers' account reads, which nudgel-messages sends as a credential
+ * probe (--check-config=connect, messages.startup_probe): Africa's Talking
+ * GET /version1/user?username=U (200 {"UserData":{"balance":"KES ..."}}),
+ * Infobip GET /account/1/balance (200 {"balance":..,"currency":..}). A wrong
+ * key (or AT username) is 401 as on a send. Neither counts in the ledger
+ * nor meets a fault: they send no message.
+ */
+static void handle_probe(const runtime_t *rt, struct MHD_Connection *c, sim_dialect_t d, reply_t *r)
+{
+    const dialect_rt_t *x = &rt->d[d];
+    if (d == SIM_DIALECT_AT) {
+        const char *user = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "username");
+        if (!authorised(x, header(c, "apiKey"), "") || !user || !*user ||
+            (rt->at_username[0] && strcmp(user, rt->at_username) != 0))
+            reply_text(r, 401, "The supplied authentication is invalid");
+        else
+            reply_json(r, 200, json_pack("{s:{s:s}}", "UserData", "balance", "KES 1785.5000"));
+        return;
+    }
+    if (!authorised(x, header(c, "Authorization"), "App "))
+        reply_json(r, 401, infobip_error("UNAUTHORIZED", "Invalid login details"));
+    else
+        reply_json(r, 200, json_pack("{s:f,s:s}", "balance", 47.79134, "currency", "EUR"));
+}
+
 static sim_dialect_t route(sim_t *sim, struct MHD_Connection *c, const char *url,
                            const char *method, req_t *rq, reply_t *r)
 {
@@ -1406,6 +1432,10 @@ static sim_dialect_t route(sim_t *sim, struct MHD_Connection *c, const char *url
         d = SIM_DIALECT_GENERIC;
     } else if (strcmp(url, "/kannel/send") == 0 && (get || post)) {
         d = SIM_DIALECT_KANNEL;
+    } else if (strcmp(url, "/at/version1/user") == 0 && get) {
+        handle_probe(rt, c, SIM_DIALECT_AT, r);
+    } else if (strcmp(url, "/infobip/account/1/balance") == 0 && get) {
+        handle_probe(rt, c, SIM_DIALECT_INFOBIP, r);
     } else if (strcmp(url, "/ledger") == 0 && get) {
         handle_ledger(sim, rt, c, r);
     } else if (strcmp(url, "/ledger/reset") == 0 && post) {

@@ -141,8 +141,11 @@ def test_wrong_key_fails_over_to_the_fallback(pg_dsn, topics_ready, run_id, tmp_
         monkeypatch.setenv("NUDGEL_TEST_WRONG_KEY", "a-revoked-key")
         gw = gateways(sim, tmp_path / "gateways.json", ["sim-infobip", "sim-at"],
                       infobip_key_env="NUDGEL_TEST_WRONG_KEY")
+        # A key revoked after the start: the start-up probe (which would refuse to start
+        # with it, test_check_config.py) is off.
         worker = Worker(ns, gw, tmp_path / "worker.log", "messages.breaker_open_ms=60000",
-                        "messages.retry_delays_ms=500,500,500,500")
+                        "messages.retry_delays_ms=500,500,500,500",
+                        "messages.startup_probe=false")
         assert worker.port() is not None, worker.log_tail()
         enqueue(ns, jobs(tenant, run_id, "key", 30))
         assert wait_until(lambda: sum(status_counts(pg_dsn, tenant).values()) == 30 and

@@ -108,13 +108,14 @@ static int collect_prop(const char *prop, const char *value, void *opaque)
 static void test_file_nested_and_flat(void **state)
 {
     (void)state;
-    char *path = write_temp("nested.json",
-                            "{\"kafka\": {\"bootstrap\": \"10.0.0.1:9092\", \"linger.ms\": 20,\n"
-                            "            \"enable.idempotence\": true},\n"
-                            " \"worker.mode\": \"safe\",\n"
-                            " \"worker\": {\"max_in_flight\": 42},\n"
-                            " \"webhooks\": {\"anything\": [1, 2]},\n"
-                            " \"log\": {\"level\": null}}");
+    char *path = write_temp(
+        "nested.json", "{\"kafka\": {\"bootstrap\": \"10.0.0.1:9092\", \"linger.ms\": 20,\n"
+                       "            \"enable.idempotence\": true},\n"
+                       " \"worker.mode\": \"safe\",\n"
+                       " \"worker\": {\"max_in_flight\": 42},\n"
+                       " \"webhooks\": {\"ssrf_allow_cidrs\": [\"10.0.0.0/8\", \"::1/128\"]},\n"
+                       " \"_comment\": \"keys starting with _ are comments\",\n"
+                       " \"log\": {\"level\": null}}");
     nudgel_conf_t *conf = nudgel_conf_new("test", tables);
     char errstr[256], props[256] = "";
     assert_int_equal(nudgel_conf_load_file(conf, path, errstr, sizeof(errstr)), NUDGEL_OK);

@@ -24,7 +24,9 @@ SINK_DIR = Path(__file__).resolve().parent
 FINAL = ("delivered", "failed", "exhausted", "cancelled")
 
 # A test keyring: the deliverer opens sealed secrets with it (NUDGEL_SECRET_KEY).
-KEY_ID = "test-k1"
+# A key id of its own per run: the stack's database keeps the secrets earlier runs sealed under
+# their own keys, and a deliverer refuses to start with another key under a stored id.
+KEY_ID = f"test-{secrets.token_hex(4)}"
 KEYRING = f"{KEY_ID}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
 
 

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "dlq.h"
 #include "endpoints.h"
 #include "migrate.h"
@@ -180,6 +181,10 @@ static void usage(FILE *out)
         "  -X PROP=VALUE           librdkafka property\n"
         "  -b, --bootstrap HOSTS   Kafka bootstrap servers (kafka.bootstrap)\n"
         "      --pg-dsn DSN        Postgres connection string (pg.dsn)\n"
+        "      --check-config      check the configuration (keys, environment, pg.dsn syntax,\n"
+        "                          keyring) and run no command: each problem, or one line OK\n"
+        "      --check-config=connect  also probe Kafka, Postgres and the keyring against\n"
+        "                          the stored secrets\n"
         "      --print-config      print the effective configuration (secrets redacted)\n"
         "      --print-config-doc  print the configuration reference (Markdown)\n"
         "      --version           print the version\n"
@@ -345,6 +350,7 @@ int main(int argc, char **argv)
         OPT_ENDPOINT,
         OPT_RESEND,
         OPT_GENERATION,
+        OPT_CHECK,
     };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
@@ -373,6 +379,7 @@ int main(int argc, char **argv)
         {"endpoint", required_argument, NULL, OPT_ENDPOINT},
         {"resend", no_argument, NULL, OPT_RESEND},
         {"generation", required_argument, NULL, OPT_GENERATION},
+        {"check-config", optional_argument, NULL, OPT_CHECK},
         {NULL, 0, NULL, 0},
     };
     nudgel_conf_t *conf = nudgel_conf_new(PROGRAM, tables);
@@ -380,6 +387,7 @@ int main(int argc, char **argv)
     size_t flag_set_count = 0;
     const char *config_path = NULL;
     bool print_config = false, print_doc = false, drift = false;
+    nudgel_conf_check_mode_t check = NUDGEL_CONF_CHECK_NONE;
     sub_flags_t sub = {0};
     char errstr[1024] = "";
     int exit_code = EXIT_USAGE, opt;
@@ -400,6 +408,13 @@ int main(int argc, char **argv)
             break;
         case OPT_PRINT_DOC:
             print_doc = true;
+            break;
+        case OPT_CHECK:
+            if (optarg && strcmp(optarg, "connect") != 0) {
+                fprintf(stderr, "%s: --check-config takes no value or \"connect\"\n", PROGRAM);
+                goto out;
+            }
+            check = optarg ? NUDGEL_CONF_CHECK_CONNECT : NUDGEL_CONF_CHECK_OFFLINE;
             break;
         case OPT_STATUS:
             /* migrate --status has no value, webhooks replay --status has one: a word
@@ -516,6 +531,11 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (check && !print_config && !print_doc) {
+        nudgel_conf_startup_check(conf, PROGRAM, config_path, flag_sets, flag_set_count);
+        exit_code = nudgel_admin_check_config(conf, PROGRAM, check == NUDGEL_CONF_CHECK_CONNECT);
+        goto out;
+    }
     switch (nudgel_conf_startup(conf, PROGRAM, config_path, flag_sets, flag_set_count, print_config,
                                 print_doc)) {
     case NUDGEL_CONF_STARTUP_RUN:
@@ -524,6 +544,7 @@ int main(int argc, char **argv)
         exit_code = EXIT_OK;
         goto out;
     case NUDGEL_CONF_STARTUP_FAIL:
+    case NUDGEL_CONF_STARTUP_CHECK: /* only nudgel_conf_startup_check() returns it */
         goto out;
     }
 

@@ -209,6 +209,18 @@ static void dlr_teardown(void *ctx, bool drained)
     free(rx);
 }
 
+/* --check-config and every start: the gateways' "dlr" objects, their tokens and credentials. */
+static void dlr_check(const nudgel_conf_t *conf, nudgel_conf_check_t *check)
+{
+    const char *path = nudgel_conf_get_str(conf, "dlr.gateways_file");
+    dlr_gateways_t *gateways = NULL;
+    char inner[512];
+    nudgel_conf_check_env_refs_json(check, path);
+    if (dlr_gateways_load(path, &gateways, inner, sizeof(inner)) != NUDGEL_OK)
+        nudgel_conf_check_add(check, NUDGEL_ERR_CONFIG, "dlr.gateways_file: %s", inner);
+    dlr_gateways_free(gateways);
+}
+
 static const nudgel_conf_entry_t *const dlr_tables[] = {dlr_table, NULL};
 
 static const nudgel_role_t dlr_role = {
@@ -220,6 +232,7 @@ static const nudgel_role_t dlr_role = {
     .tables = dlr_tables,
     .metrics_port_default = 9468,
     .drain_timeout_key = "dlr.drain_timeout_ms",
+    .check = dlr_check,
     .setup = dlr_setup,
     .drain = dlr_drain,
     .in_flight = dlr_in_flight,

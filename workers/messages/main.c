@@ -64,6 +64,11 @@ static const nudgel_conf_entry_t messages_table[] = {
      "is dropped. At least a claim batch's worth (1000)."},
     {"messages.pg_reconnect_max_ms", NUDGEL_CONF_INT, "5000", 100, 600000, NULL, 0,
      "Longest wait between reconnect attempts while Postgres is unreachable."},
+    {"messages.startup_probe", NUDGEL_CONF_BOOL, "true", 0, 0, NULL, 0,
+     "At start-up, one authenticated account read per gateway (Infobip GET "
+     "/account/1/balance, Africa's Talking GET /version1/user; generic gateways are not "
+     "probed): a gateway that refuses its key (401/403) stops the start naming the key's "
+     "source; one that cannot be reached is only logged."},
     {"messages.drain_timeout_ms", NUDGEL_CONF_INT, "20000", 0, 600000, NULL, 0,
      "On SIGTERM, how long to wait for the answers of requests already at a gateway (recorded "
      "and published) before leaving the group; jobs not yet sent are handed back at once. "
@@ -300,6 +305,7 @@ static nudgel_err_t messages_setup(nudgel_worker_t *rt, void **ctx, char *errstr
     if ((err = make_structures(w, errstr, errstr_size)) != NUDGEL_OK ||
         (err = gates_open(w, errstr, errstr_size)) != NUDGEL_OK ||
         (err = gateway_lanes_open(w, errstr, errstr_size)) != NUDGEL_OK ||
+        (err = gateway_probe_at_start(w, errstr, errstr_size)) != NUDGEL_OK ||
         (err = postgres_open(w, errstr, errstr_size)) != NUDGEL_OK ||
         (err = intake_open(w, errstr, errstr_size)) != NUDGEL_OK)
         return err;
@@ -430,6 +436,19 @@ static void messages_teardown(void *ctx, bool drained)
     free(w);
 }
 
+/* --check-config and every start: the gateways file and what it names, the retry delays. */
+static void messages_check(const nudgel_conf_t *conf, nudgel_conf_check_t *check)
+{
+    const nudgel_topic_spec_t *tiers[TIERS_MAX];
+    int64_t delays[TIERS_MAX];
+    char errstr[256];
+    size_t n = nudgel_topics_retry_tiers("messages", tiers, TIERS_MAX);
+    if (parse_delays(conf, (int)(n < TIERS_MAX ? n : TIERS_MAX), delays, errstr, sizeof(errstr)) !=
+        NUDGEL_OK)
+        nudgel_conf_check_add(check, NUDGEL_ERR_CONFIG, "%s", errstr);
+    gateway_check(conf, check);
+}
+
 static const nudgel_conf_entry_t *const messages_tables[] = {nudgel_consumer_conf, messages_table,
                                                              NULL};
 
@@ -442,6 +461,9 @@ static const nudgel_role_t messages_role = {
     .tables = messages_tables,
     .metrics_port_default = 9464,
     .drain_timeout_key = "messages.drain_timeout_ms",
+    .uses_postgres = true,
+    .check = messages_check,
+    .probe = gateway_probe_check,
     .setup = messages_setup,
     .drain = messages_drain,
     .in_flight = messages_in_flight,

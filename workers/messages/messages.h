@@ -394,6 +394,12 @@ void gates_limits_changed(worker_t *w);
 
 /* Loads the gateways and makes their lanes; gateway_lanes_close() frees them. */
 nudgel_err_t gateway_lanes_open(worker_t *w, char *errstr, size_t errstr_size);
+
+/* gateway_probe.c: the gateways file checked offline; one probe per gateway (--check-config=connect
+ * and messages.startup_probe: a refused key stops the start, an unreachable gateway does not). */
+void gateway_check(const nudgel_conf_t *conf, nudgel_conf_check_t *check);
+void gateway_probe_check(const nudgel_conf_t *conf, nudgel_conf_check_t *check);
+nudgel_err_t gateway_probe_at_start(worker_t *w, char *errstr, size_t errstr_size);
 void gateway_lanes_close(worker_t *w);
 /* Onto its gateway's lane, or a retry hop when every circuit of its route is open. */
 void to_lane(worker_t *w, msg_t *m);

@@ -79,10 +79,35 @@ nudgel_err_t nudgel_conf_set_assignments(nudgel_conf_t *conf, char *const *assig
                                          size_t count, char *errstr, size_t errstr_size);
 
 typedef enum nudgel_conf_startup {
-    NUDGEL_CONF_STARTUP_RUN,  /* configuration loaded: go on */
-    NUDGEL_CONF_STARTUP_DONE, /* --print-config or --print-config-doc served: exit 0 */
-    NUDGEL_CONF_STARTUP_FAIL, /* a bad file, variable or flag, printed: exit 2 */
+    NUDGEL_CONF_STARTUP_RUN,   /* configuration loaded: go on */
+    NUDGEL_CONF_STARTUP_DONE,  /* --print-config or --print-config-doc served: exit 0 */
+    NUDGEL_CONF_STARTUP_FAIL,  /* a bad file, variable or flag, printed: exit 2 */
+    NUDGEL_CONF_STARTUP_CHECK, /* --check-config: loaded collecting every problem (printed
+                                  nowhere yet: see nudgel/config_check.h); logging off */
 } nudgel_conf_startup_t;
+
+/** What --check-config asked for. */
+typedef enum nudgel_conf_check_mode {
+    NUDGEL_CONF_CHECK_NONE = 0,
+    NUDGEL_CONF_CHECK_OFFLINE, /* --check-config: everything that can be checked offline */
+    NUDGEL_CONF_CHECK_CONNECT, /* --check-config=connect: and probes of Kafka, Postgres, ... */
+} nudgel_conf_check_mode_t;
+
+/**
+ * @brief Collecting mode (--check-config): a load (file, environment,
+ * assignments) that meets a problem keeps it and goes on, so that every
+ * problem is known at once; the load still returns the first one. Off by
+ * default: a load stops at its first problem.
+ */
+void nudgel_conf_collect(nudgel_conf_t *conf, bool collect);
+
+/** @brief Problems a collecting load kept, "[file: ]key: problem" each (borrowed). */
+size_t nudgel_conf_problem_count(const nudgel_conf_t *conf);
+const char *nudgel_conf_problem(const nudgel_conf_t *conf, size_t i);
+
+/** @brief The entries of the configuration's tables, in order (borrowed); NULL past the end. */
+size_t nudgel_conf_entry_count(const nudgel_conf_t *conf);
+const nudgel_conf_entry_t *nudgel_conf_entry_at(const nudgel_conf_t *conf, size_t i);
 
 /**
  * @brief The start of every binary: serve --print-config-doc, load the file
@@ -94,6 +119,15 @@ typedef enum nudgel_conf_startup {
 nudgel_conf_startup_t nudgel_conf_startup(nudgel_conf_t *conf, const char *program,
                                           const char *config_path, char *const *assignments,
                                           size_t count, bool print_config, bool print_doc);
+
+/**
+ * @brief The start of --check-config: the same sources as
+ * nudgel_conf_startup(), loaded collecting every problem (none printed),
+ * kafka.client_id defaulted, logging off. @returns NUDGEL_CONF_STARTUP_CHECK.
+ */
+nudgel_conf_startup_t nudgel_conf_startup_check(nudgel_conf_t *conf, const char *program,
+                                                const char *config_path, char *const *assignments,
+                                                size_t count);
 
 /**
  * @brief The start of a long-running worker, from its command line: the
@@ -113,7 +147,8 @@ typedef struct nudgel_conf_cmdline {
     const char *config_path; /* -c FILE, borrowed from argv; NULL: NUDGEL_CONFIG */
     char **assignments;      /* "key=value" of --set and -X (kafka.PROP=...), in order; owned */
     size_t count;
-    char error[1024]; /* after a FAIL: the problem as printed, without "program: " */
+    nudgel_conf_check_mode_t check; /* --check-config[=connect] */
+    char error[1024];               /* after a FAIL: the problem as printed, without "program: " */
 } nudgel_conf_cmdline_t;
 
 /**

@@ -80,6 +80,15 @@ typedef struct dialect {
      */
     bool (*credentials_refused)(const void *cfg, int status);
 
+    /*
+     * The cheapest authenticated request of the carrier's API (an account
+     * read, no message): sets url (from @p base_url, no trailing '/') and
+     * appends the auth header carrying @p key; method GET, no body.
+     * @returns 0, or -1 on out of memory. NULL: the dialect has none.
+     */
+    int (*probe)(const void *cfg, const char *base_url, const char *key,
+                 nudgel_gateway_request_t *out);
+
     /* Releases what parse() returned (NULL is fine). */
     void (*free_cfg)(void *cfg);
 } dialect_t;

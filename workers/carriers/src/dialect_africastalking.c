@@ -199,6 +199,24 @@ static void at_error_detail(const void *cfg, const json_t *root, char *code, siz
 {
 }
 
+/* GET <base_url>/version1/user?username=<u>: the account's data, {"UserData":{"balance":..}}. */
+static int at_probe(const void *cfg, const char *base_url, const char *key,
+                    nudgel_gateway_request_t *out)
+{
+    const at_cfg_t *at = cfg;
+    char *u = nudgel_gateway_form_encode(at->username, strlen(at->username));
+    int rc = -1;
+    if (u) {
+        size_t n = strlen(base_url) + strlen(u) + sizeof("/version1/user?username=");
+        if ((out->url = malloc(n))) {
+            snprintf(out->url, n, "%s/version1/user?username=%s", base_url, u);
+            rc = dialect_add_header(out, dialect_header_line("apiKey", NULL, key));
+        }
+    }
+    free(u);
+    return rc;
+}
+
 const dialect_t dialect_africastalking = {
     .name = "africastalking",
     .default_path = "/version1/messaging",
@@ -209,5 +227,6 @@ const dialect_t dialect_africastalking = {
     .classify = at_classify,
     .error_detail = at_error_detail,
     .refused = dialect_refused_permanent,
+    .probe = at_probe,
     .free_cfg = at_free,
 };

@@ -22,6 +22,8 @@
  *   {"messageId":"UNAUTHORIZED","text":"..."}}}: the code and text of the
  *   outcome. Every 4xx but 429 is a permanent failure.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dialect.h"
@@ -150,6 +152,17 @@ static void infobip_error_detail(const void *cfg, const json_t *root, char *code
     dialect_scalar_text(json_object_get(se, "text"), msg, msg_size);
 }
 
+/* GET <base_url>/account/1/balance: Infobip's account balance, {"balance":..,"currency":..}. */
+static int infobip_probe(const void *cfg, const char *base_url, const char *key,
+                         nudgel_gateway_request_t *out)
+{
+    size_t n = strlen(base_url) + sizeof("/account/1/balance");
+    if (!(out->url = malloc(n)))
+        return -1;
+    snprintf(out->url, n, "%s/account/1/balance", base_url);
+    return dialect_add_header(out, dialect_header_line("Authorization", "App", key));
+}
+
 const dialect_t dialect_infobip = {
     .name = "infobip",
     .default_path = "/sms/2/text/advanced",
@@ -160,5 +173,6 @@ const dialect_t dialect_infobip = {
     .classify = infobip_classify,
     .error_detail = infobip_error_detail,
     .refused = dialect_refused_permanent,
+    .probe = infobip_probe,
     .free_cfg = infobip_free,
 };

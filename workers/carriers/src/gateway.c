@@ -62,6 +62,7 @@ static void gateway_clear(nudgel_gateway_t *g)
         dialect_wipe(g->dlr_token, g->dlr_token_len);
     free(g->dlr_token);
     free(g->url);
+    free(g->base_url);
     free(g->sender_id);
     json_decref(g->dlr);
     if (g->ops)
@@ -343,6 +344,41 @@ nudgel_err_t nudgel_gateway_build_request(const nudgel_gateway_t *gw,
         return NUDGEL_ERR_NO_MEMORY;
     }
     return NUDGEL_OK;
+}
+
+nudgel_err_t nudgel_gateway_build_probe(const nudgel_gateway_t *gw, nudgel_gateway_request_t *out,
+                                        char *errstr, size_t errstr_size)
+{
+    if (!out || !gw || !gw->key) {
+        dialect_seterr(errstr, errstr_size, "invalid argument");
+        if (out)
+            memset(out, 0, sizeof(*out));
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    memset(out, 0, sizeof(*out));
+    if (!gw->ops->probe) {
+        dialect_seterr(errstr, errstr_size, "the %s dialect has no probe request", gw->ops->name);
+        return NUDGEL_ERR_INVALID_ARG;
+    }
+    out->method = "GET";
+    if (gw->ops->probe(gw->cfg, gw->base_url, gw->key, out) < 0 ||
+        dialect_add_header(out, dialect_header_line("Accept", NULL, "application/json")) < 0) {
+        dialect_seterr(errstr, errstr_size, "out of memory");
+        nudgel_gateway_request_clear(out);
+        return NUDGEL_ERR_NO_MEMORY;
+    }
+    return NUDGEL_OK;
+}
+
+const char *nudgel_gateway_key_source(const nudgel_gateway_t *gw)
+{
+    return gw->key_source;
+}
+
+bool nudgel_gateway_credentials_refused(const nudgel_gateway_t *gw, int status)
+{
+    return gw->ops->credentials_refused ? gw->ops->credentials_refused(gw->cfg, status)
+                                        : status == 401 || status == 403;
 }
 
 /* ---- responses -------------------------------------------------------- */

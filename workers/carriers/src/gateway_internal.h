@@ -23,6 +23,8 @@ struct nudgel_gateway {
     const dialect_t *ops; /* the dialect's functions (static) */
     void *cfg;            /* the dialect's own keys, from ops->parse; owned */
     char *url;            /* base_url + path */
+    char *base_url;       /* base_url without its trailing '/' (probes take their own path) */
+    char key_source[NUDGEL_GATEWAY_NAME_MAX + 80]; /* "api_key_env NAME" / "api_key_file PATH" */
     char *key;            /* the secret: wiped on free, never in an error */
     size_t key_len;       /* bytes allocated for key, all wiped on free */
     char *dlr_token;      /* delivery-report URL token, a secret as key; NULL when none */

@@ -164,6 +164,13 @@ static int read_key(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t 
         }
         return 0;
     }
+    const json_t *env = json_object_get(obj, "api_key_env");
+    const json_t *file = json_object_get(obj, "api_key_file");
+    snprintf(g->key_source, sizeof(g->key_source), "%s %.*s",
+             json_is_string(env) ? "api_key_env" : "api_key_file", NUDGEL_GATEWAY_NAME_MAX,
+             json_is_string(env)    ? json_string_value(env)
+             : json_is_string(file) ? json_string_value(file)
+                                    : "");
     return read_secret(c, obj, "api_key_env", "api_key_file", true, &g->key, &g->key_len);
 }
 
@@ -273,6 +280,10 @@ static int read_url(const dialect_ctx_t *c, const json_t *obj, nudgel_gateway_t 
     }
     memcpy(g->url, base, blen);
     memcpy(g->url + blen, p, strlen(p) + 1);
+    if (!(g->base_url = dialect_strdup(base))) {
+        dialect_cerr(c, "base_url", "out of memory");
+        goto out;
+    }
     rc = 0;
 out:
     free(base);

@@ -252,6 +252,18 @@ static void receipts_teardown(void *ctx, bool drained)
 static const nudgel_conf_entry_t *const receipts_tables[] = {nudgel_consumer_conf, receipts_table,
                                                              NULL};
 
+/* --check-config and every start: the per-gateway expiry list reads. */
+static void receipts_check(const nudgel_conf_t *conf, nudgel_conf_check_t *check)
+{
+    updater_t *scratch = calloc(1, sizeof(*scratch)); /* large: not on the stack */
+    char errstr[512];
+    if (!scratch)
+        nudgel_conf_check_add(check, NUDGEL_ERR_NO_MEMORY, "out of memory");
+    else if (settings_read(scratch, conf, errstr, sizeof(errstr)) != NUDGEL_OK)
+        nudgel_conf_check_add(check, NUDGEL_ERR_CONFIG, "%s", errstr);
+    free(scratch);
+}
+
 static const nudgel_role_t receipts_role = {
     .program = PROGRAM,
     .summary = "Carrier delivery reports (nudgel.carrier-dlr.v1) to receipts: forward-only "
@@ -262,6 +274,8 @@ static const nudgel_role_t receipts_role = {
     .tables = receipts_tables,
     .metrics_port_default = 9467,
     .drain_timeout_key = "receipts.drain_timeout_ms",
+    .uses_postgres = true,
+    .check = receipts_check,
     .setup = receipts_setup,
     .drain = receipts_drain,
     .in_flight = receipts_in_flight,

@@ -3,7 +3,10 @@
  *
  * Reads top to bottom like the process's life: the configuration tables
  * (common, the role's, the shared runtime table), the command line, the
- * loop with the signalfd on it, the role's setup, the admin server, then
+ * offline check of the configuration (all of --check-config's problems stop
+ * the start; --check-config itself ends there, after its probes with
+ * =connect), the loop with the signalfd on it, the role's setup, the admin
+ * server (a port that cannot listen stops the start), then
  * nothing but loop turns until a signal's drain or a fatal stop ends them,
  * then teardown. Signals never interrupt anything: they are read on the
  * loop like any fd, so a SIGHUP reload and a SIGTERM drain run between
@@ -33,10 +36,11 @@
 #define EXIT_CONFIG    2
 #define EXIT_RETRIABLE 3
 
-#define MAX_ROLE_TABLES 16  /* tables one role may bring */
-#define MAX_CONFS       256 /* configurations kept alive: start-up + reloads */
-#define MAX_TOPICS      64  /* distinct nudgel_worker_topic() names */
-#define CHANGED_MAX     512 /* bytes of the "changed keys" list a reload logs */
+#define MAX_ROLE_TABLES 16    /* tables one role may bring */
+#define MAX_CONFS       256   /* configurations kept alive: start-up + reloads */
+#define MAX_TOPICS      64    /* distinct nudgel_worker_topic() names */
+#define CHANGED_MAX     512   /* bytes of the "changed keys" list a reload logs */
+#define CHECK_KAFKA_MS  10000 /* --check-config=connect: broker metadata within this */
 
 /* The keys every role has: names, defaults and text are contracts (docs/CONFIGURATION.md). */
 enum { RT_NAMESPACE, RT_ADDRESS, RT_PORT, RT_KEYS };
@@ -56,6 +60,9 @@ static const char skeleton_help[] =
     "timeout), SIGHUP reads the configuration again from the same file, environment and\n"
     "flags (a bad one is logged and the current one kept). /metrics, /healthz (503 when the\n"
     "event loop is stuck) and /readyz listen on metrics.address:metrics.port.\n"
+    "--check-config checks the configuration (file, environment, flags, the files and\n"
+    "secrets they name) without starting; --check-config=connect also probes Kafka,\n"
+    "Postgres and the role's credentials. Every start runs the offline check first.\n"
     "Exit status: 0 stopped by a signal, 1 fatal stop (an outcome could not be made\n"
     "durable), 2 usage or configuration error, 3 Kafka or Postgres unreachable at start-up.";
 
@@ -174,6 +181,67 @@ static int signals_take(void)
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
         return -1;
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+/*
+ * The offline check every start and --check-config run: the load's
+ * problems, the role's check (which names the variables its files
+ * reference), the environment, pg.dsn's syntax; with @p connect and nothing
+ * wrong offline, the probes. @returns the check (NULL: out of memory).
+ */
+static nudgel_conf_check_t *check_config(const nudgel_worker_t *w, bool connect)
+{
+    const nudgel_role_t *role = w->role;
+    nudgel_conf_check_t *check = nudgel_conf_check_new();
+    if (!check)
+        return NULL;
+    nudgel_conf_check_loaded(check, w->conf);
+    if (role->check)
+        role->check(w->conf, check);
+    nudgel_conf_check_environment(check, w->conf);
+    nudgel_conf_check_dsn(check, w->conf, role->uses_postgres);
+    if (!connect || nudgel_conf_check_count(check))
+        return check;
+    nudgel_conf_check_probe_kafka(check, w->conf, CHECK_KAFKA_MS);
+    if (role->uses_postgres)
+        nudgel_conf_check_probe_postgres(check, w->conf, role->program);
+    if (role->probe)
+        role->probe(w->conf, check);
+    return check;
+}
+
+/* --check-config[=connect]: the verdict and its exit code. */
+static int check_only(const nudgel_worker_t *w)
+{
+    bool connect = w->cmdline.check == NUDGEL_CONF_CHECK_CONNECT;
+    nudgel_conf_check_t *check = check_config(w, connect);
+    if (!check) {
+        fprintf(stderr, "%s: out of memory\n", w->role->program);
+        return EXIT_RETRIABLE;
+    }
+    int code = nudgel_conf_check_report(
+        check, w->role->program,
+        connect ? (w->role->uses_postgres ? "offline checks, Kafka, Postgres and the role's probes"
+                                          : "offline checks, Kafka and the role's probes")
+                : "offline checks",
+        stdout, stderr);
+    nudgel_conf_check_free(check);
+    return code;
+}
+
+/* A start: the offline check first; any problem stops it, each one printed and logged. */
+static bool check_at_start(const nudgel_worker_t *w)
+{
+    nudgel_conf_check_t *check = check_config(w, false);
+    if (!check) {
+        startup_error(w->role->program, "out of memory");
+        return false;
+    }
+    size_t n = nudgel_conf_check_count(check);
+    for (size_t i = 0; i < n && nudgel_conf_check_problem(check, i); i++)
+        startup_error(w->role->program, nudgel_conf_check_problem(check, i));
+    nudgel_conf_check_free(check);
+    return n == 0;
 }
 
 /* ---- stopping ------------------------------------------------------------ */
@@ -428,7 +496,12 @@ int nudgel_worker_main(const nudgel_role_t *role, int argc, char **argv)
     case NUDGEL_CONF_STARTUP_FAIL:
         nudgel_log_error("%s: %s", program, w->cmdline.error); /* stderr has the plain line */
         goto out;
+    case NUDGEL_CONF_STARTUP_CHECK:
+        exit_code = check_only(w);
+        goto out;
     }
+    if (!check_at_start(w))
+        goto out; /* EXIT_CONFIG */
     nudgel_err_t err = runtime_new(w, errstr, sizeof(errstr));
     if (err == NUDGEL_OK) {
         w->set_up = true;
@@ -437,7 +510,19 @@ int nudgel_worker_main(const nudgel_role_t *role, int argc, char **argv)
     if (err == NUDGEL_OK && (err = nudgel_loop_add_hook(w->loop, drain_check, w)) != NUDGEL_OK)
         snprintf(errstr, sizeof(errstr), "out of memory");
     if (err != NUDGEL_OK) {
-        startup_error(program, errstr);
+        /* Unreachable at start-up: name the key that says where (a retriable class). */
+        const char *key = err == NUDGEL_ERR_PG_UNREACHABLE      ? "pg.dsn"
+                          : err == NUDGEL_ERR_KAFKA_UNREACHABLE ? "kafka.bootstrap"
+                                                                : NULL;
+        char named[1200];
+        size_t head = strcspn(errstr, ": ");
+        bool names_key = errstr[head] == ':' && memchr(errstr, '.', head) != NULL;
+        if (key && !names_key) {
+            snprintf(named, sizeof(named), "%s: unreachable: %s", key, errstr);
+            startup_error(program, named);
+        } else {
+            startup_error(program, errstr);
+        }
         exit_code =
             nudgel_err_class(err) == NUDGEL_ERRCLASS_RETRIABLE ? EXIT_RETRIABLE : EXIT_CONFIG;
         goto out;
@@ -451,11 +536,17 @@ int nudgel_worker_main(const nudgel_role_t *role, int argc, char **argv)
         .live = alive,
         .live_opaque = w,
     };
-    if (!(w->admin = nudgel_http_admin_serve(&admin, errstr, sizeof(errstr))))
-        nudgel_log_warn("%s; running without /metrics", errstr);
-    else
-        nudgel_log_info("%s %s running; metrics on port %d", program, nudgel_version(),
-                        nudgel_http_admin_port(w->admin));
+    if (!(w->admin = nudgel_http_admin_serve(&admin, errstr, sizeof(errstr)))) {
+        /* Without /metrics and probes the pod is blind and never ready: not a state to run in. */
+        char named[1200];
+        snprintf(named, sizeof(named), "metrics.port: /metrics cannot listen on %s:%d: %s",
+                 admin.address, admin.port, errstr);
+        startup_error(program, named);
+        exit_code = EXIT_CONFIG;
+        goto out;
+    }
+    nudgel_log_info("%s %s running; metrics on port %d", program, nudgel_version(),
+                    nudgel_http_admin_port(w->admin));
 
     while (!atomic_load(&w->stop))
         nudgel_loop_turn(w->loop, -1);

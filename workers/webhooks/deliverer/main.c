@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "deliverer.h"
+#include "nudgel/webhooks/keyring_check.h"
 
 static const nudgel_conf_entry_t webhooks_table[] = {
     {"webhooks.group_id", NUDGEL_CONF_STRING, "nudgel-webhooks", 0, 0, NULL, 0,
@@ -378,6 +379,28 @@ static void teardown(void *ctx, bool drained)
     free(w);
 }
 
+/* --check-config and every start: the schedule, the SSRF allow list, the keyring. */
+static void check(const nudgel_conf_t *conf, nudgel_conf_check_t *chk)
+{
+    settings_t s;
+    char errstr[512];
+    nudgel_ssrf_policy_t *ssrf = NULL;
+    if (settings_read(conf, &s, errstr, sizeof(errstr)) != NUDGEL_OK)
+        nudgel_conf_check_add(chk, NUDGEL_ERR_CONFIG, "%s", errstr);
+    if (nudgel_ssrf_policy_new(nudgel_conf_get_bool(conf, "webhooks.ssrf_guard"),
+                               nudgel_conf_get_str(conf, "webhooks.ssrf_allow_cidrs"), &ssrf,
+                               errstr, sizeof(errstr)) != NUDGEL_OK)
+        nudgel_conf_check_add(chk, NUDGEL_ERR_CONFIG, "webhooks.ssrf_allow_cidrs: %s", errstr);
+    nudgel_ssrf_policy_destroy(ssrf);
+    nudgel_keyring_check_conf(conf, true, chk);
+}
+
+/* --check-config=connect: the keyring opens a stored secret of every key id. */
+static void probe(const nudgel_conf_t *conf, nudgel_conf_check_t *chk)
+{
+    nudgel_keyring_probe(conf, PROGRAM, chk);
+}
+
 static const nudgel_conf_entry_t *const tables[] = {nudgel_consumer_conf, nudgel_secretbox_conf,
                                                     webhooks_table, NULL};
 
@@ -387,6 +410,9 @@ static const nudgel_role_t role = {
     .tables = tables,
     .metrics_port_default = 9465,
     .drain_timeout_key = "webhooks.drain_timeout_ms",
+    .uses_postgres = true,
+    .check = check,
+    .probe = probe,
     .setup = setup,
     .drain = drain,
     .in_flight = in_flight,

@@ -296,6 +296,7 @@ static const nudgel_role_t dispatch_role = {
     .tables = dispatch_tables,
     .metrics_port_default = 9466,
     .drain_timeout_key = "dispatch.drain_timeout_ms",
+    .uses_postgres = true,
     .setup = dispatch_setup,
     .drain = dispatch_drain,
     .in_flight = dispatch_in_flight,

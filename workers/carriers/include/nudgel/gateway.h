@@ -247,7 +247,7 @@ typedef struct nudgel_gateway_message {
 
 /** A built HTTP request. Every pointer is owned by the struct. */
 typedef struct nudgel_gateway_request {
-    const char *method;                        /* static: "POST" */
+    const char *method;                        /* static: "POST" ("GET": a probe) */
     char *url;                                 /* full URL */
     char *headers[NUDGEL_GATEWAY_HEADERS_MAX]; /* "Name: value" lines (curl_slist_append) */
     size_t header_count;                       /* Content-Type and Accept included */
@@ -277,6 +277,29 @@ nudgel_err_t nudgel_gateway_build_request(const nudgel_gateway_t *gw,
                                           const nudgel_gateway_message_t *msg,
                                           nudgel_gateway_request_t *out, char *errstr,
                                           size_t errstr_size);
+
+/**
+ * @brief Builds the gateway's probe: its carrier's cheapest authenticated
+ * request, an account read that sends no message (Infobip GET
+ * <base_url>/account/1/balance, Africa's Talking GET
+ * <base_url>/version1/user?username=<username>), for --check-config=connect
+ * and the messages worker's start-up probe. Its answer says whether the
+ * key is accepted: 2xx yes, nudgel_gateway_credentials_refused() no.
+ * @returns NUDGEL_OK with @p out filled (method "GET", no body; release
+ * with nudgel_gateway_request_clear), NUDGEL_ERR_INVALID_ARG when the
+ * dialect has none (generic) or the set holds no keys, NUDGEL_ERR_NO_MEMORY.
+ */
+nudgel_err_t nudgel_gateway_build_probe(const nudgel_gateway_t *gw, nudgel_gateway_request_t *out,
+                                        char *errstr, size_t errstr_size);
+
+/**
+ * @brief Where the gateway's key comes from, "api_key_env NUDGEL_GW_AT_KEY"
+ * or "api_key_file /path" (names, never the key; borrowed from the set).
+ */
+const char *nudgel_gateway_key_source(const nudgel_gateway_t *gw);
+
+/** @brief Whether HTTP @p status (non-2xx) means the gateway refused our credentials. */
+bool nudgel_gateway_credentials_refused(const nudgel_gateway_t *gw, int status);
 
 /** @brief Frees what @p req owns, wiping the header lines; @p req is zeroed. */
 void nudgel_gateway_request_clear(nudgel_gateway_request_t *req);

@@ -29,6 +29,14 @@
  *     turn has been dispatching for more than NUDGEL_WORKER_STUCK_US;
  *   - the main loop: nudgel_loop_turn(loop, -1), again and again — the
  *     role's stages are fds, timers and turn hooks it adds in setup;
+ *   - --check-config[=connect]: the configuration loaded as a start would,
+ *     every problem collected (nudgel/config_check.h): the load, the
+ *     NUDGEL_* environment, pg.dsn's syntax (uses_postgres), the role's
+ *     check(); with =connect Kafka, Postgres and the role's probe(). Prints
+ *     each problem or one line OK; starts nothing. A normal start runs the
+ *     same offline check first and stops (exit 2) on any problem, each named;
+ *   - /metrics that cannot listen (metrics.port in use) stops the start
+ *     (exit 2, naming metrics.port);
  *   - exit codes: 0 stopped by a signal (drained or at the deadline), 1 a
  *     fatal stop (nudgel_worker_fatal()), 2 a configuration or usage error
  *     (or a setup error that is not retriable), 3 a retriable start-up
@@ -47,6 +55,7 @@
 #include <stdint.h>
 
 #include "nudgel/config.h"
+#include "nudgel/config_check.h"
 #include "nudgel/error.h"
 #include "nudgel/fleet_metrics.h"
 #include "nudgel/loop.h"
@@ -77,6 +86,25 @@ typedef struct nudgel_role {
     int metrics_port_default;
     /** An integer key of the role's tables: milliseconds a drain may take. */
     const char *drain_timeout_key;
+    /** The role connects to Postgres: pg.dsn is required and probed by --check-config. */
+    bool uses_postgres;
+
+    /**
+     * The offline check of what setup() will read beyond the keys' types
+     * and ranges (files, secrets, lists): adds each problem to @p check
+     * ("key: why", never a secret's value) and names the NUDGEL_* variables
+     * its files reference (nudgel_conf_check_env_ref). Runs before setup()
+     * at every start and for --check-config. No I/O but reading files and
+     * the environment. May be NULL.
+     */
+    void (*check)(const nudgel_conf_t *conf, nudgel_conf_check_t *check);
+    /**
+     * --check-config=connect, after check() found nothing: probes the
+     * role's own services (gateway credentials, the keyring against stored
+     * secrets), each failure a problem naming its key; an unreachable
+     * service is added with a retriable error. May be NULL.
+     */
+    void (*probe)(const nudgel_conf_t *conf, nudgel_conf_check_t *check);
 
     /**
      * Builds the role on @p w: reads the configuration, opens its clients,
