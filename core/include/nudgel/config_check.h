@@ -47,7 +47,7 @@ void nudgel_conf_check_free(nudgel_conf_check_t *check);
 void nudgel_conf_check_add(nudgel_conf_check_t *check, nudgel_err_t err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/** @brief Adds "@p key: @p why" unless @p why is empty (a role's errstr after a failure). */
+/** @brief Adds @p why (already "key: why", a role's errstr after a failure) unless it is empty. */
 void nudgel_conf_check_add_err(nudgel_conf_check_t *check, nudgel_err_t err, const char *why);
 
 /** @brief A NUDGEL_* variable the configuration names (a secret's *_env): not unknown. */

@@ -238,7 +238,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     nudgel_consumer_t *c = opaque;
-    bool incremental = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    /* NULL while no protocol is agreed (a revoke while closing before the first join). */
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+    bool incremental = protocol && strcmp(protocol, "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
         on_assign(c, parts, incremental);
     else

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "deliverer.h"
+#include "nudgel/pg.h"
 #include "nudgel/webhooks/keyring_check.h"
 
 static const nudgel_conf_entry_t webhooks_table[] = {
@@ -249,6 +250,33 @@ static nudgel_err_t kafka_open(worker_t *w, const nudgel_conf_t *conf, char *err
     return NUDGEL_OK;
 }
 
+/*
+ * A keyring that cannot open the secrets already stored would fail every
+ * delivery: refused before Kafka is joined. Postgres down or the table not
+ * readable: the check waits for the next start (postgres_open() decides
+ * about Postgres).
+ */
+static nudgel_err_t keyring_check_at_start(worker_t *w, const nudgel_conf_t *conf, char *errstr,
+                                           size_t errstr_size)
+{
+    char inner[512];
+    PGconn *conn = nudgel_pg_connect(nudgel_conf_get_str(conf, "pg.dsn"), PROGRAM,
+                                     (int)nudgel_conf_get_int(conf, "pg.connect_timeout_s"), inner,
+                                     sizeof(inner));
+    if (!conn)
+        return NUDGEL_OK;
+    nudgel_err_t err = nudgel_keyring_check_stored(conn, w->box, nudgel_keyring_conf_key(conf),
+                                                   true, inner, sizeof(inner));
+    PQfinish(conn);
+    if (err == NUDGEL_ERR_CONFIG) {
+        snprintf(errstr, errstr_size, "%s", inner);
+        return err;
+    }
+    if (err != NUDGEL_OK)
+        nudgel_log_warn("the keyring is not checked against stored secrets: %s", inner);
+    return NUDGEL_OK;
+}
+
 static nudgel_err_t setup(nudgel_worker_t *nw, void **ctx, char *errstr, size_t errstr_size)
 {
     const nudgel_conf_t *conf = nudgel_worker_conf(nw);
@@ -280,7 +308,8 @@ static nudgel_err_t setup(nudgel_worker_t *nw, void **ctx, char *errstr, size_t 
     }
     if (!nudgel_conf_get_bool(conf, "webhooks.ssrf_guard"))
         nudgel_log_warn("the SSRF guard is OFF (webhooks.ssrf_guard=false): never in production");
-    if ((err = nudgel_secretbox_from_conf(conf, &w->box, errstr, errstr_size)) != NUDGEL_OK)
+    if ((err = nudgel_secretbox_from_conf(conf, &w->box, errstr, errstr_size)) != NUDGEL_OK ||
+        (err = keyring_check_at_start(w, conf, errstr, errstr_size)) != NUDGEL_OK)
         return err;
     if (!register_metrics(w, nudgel_worker_metrics(nw))) {
         snprintf(errstr, errstr_size, "metrics: cannot register the families");

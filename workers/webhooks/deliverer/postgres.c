@@ -18,7 +18,6 @@
 #include <stdio.h>
 
 #include "deliverer.h"
-#include "nudgel/webhooks/keyring_check.h"
 #include "nudgel/pg.h"
 
 enum { PG_CLAIMS, PG_OUTCOMES, PG_LOOKUPS, PG_CONNS };
@@ -82,17 +81,6 @@ nudgel_err_t postgres_open(worker_t *w, const nudgel_conf_t *conf, char *errstr,
     PGconn *probe = nudgel_pg_connect(dsn, PROGRAM, (int)timeout_s, errstr, errstr_size);
     if (!probe)
         return NUDGEL_ERR_PG_UNREACHABLE;
-    /* A keyring that cannot open the secrets already stored would fail every delivery. */
-    char inner[512];
-    nudgel_err_t kerr = nudgel_keyring_check_stored(probe, w->box, nudgel_keyring_conf_key(conf),
-                                                    true, inner, sizeof(inner));
-    if (kerr == NUDGEL_ERR_CONFIG) {
-        snprintf(errstr, errstr_size, "%s", inner);
-        PQfinish(probe);
-        return NUDGEL_ERR_CONFIG;
-    }
-    if (kerr != NUDGEL_OK)
-        nudgel_log_warn("the keyring is not checked against stored secrets: %s", inner);
     w->with_payload = wh_db_has_payload_column(probe);
     w->with_duplicates = wh_db_has_duplicates_table(probe);
     if (!w->with_duplicates)
