@@ -9,9 +9,8 @@
  * fleet skipped, a key or section no binary knows refused: see
  * nudgel/config_fleet.h; keys starting with '_' are comments) and the
  * NUDGEL_* environment; the problems a load met, all of them when collecting
- * (--check-config); the typed getters; and the two printers the table
- * drives, --print-config (secrets redacted) and the Markdown reference
- * behind docs/CONFIGURATION.md.
+ * (--check-config); and the typed getters. The two printers the table
+ * drives are in config_print.c.
  *
  * The command line, start-up and reload (nudgel_conf_startup*,
  * nudgel_conf_cmdline_*, nudgel_conf_load_cmdline) are in config_cmdline.c,
@@ -623,81 +622,7 @@ int nudgel_conf_kafka_foreach(const nudgel_conf_t *conf,
     return 0;
 }
 
-static const char *source_name(nudgel_conf_source_t source)
+const char *conf_program(const nudgel_conf_t *conf)
 {
-    switch (source) {
-    case NUDGEL_CONF_FROM_DEFAULT:
-        return "default";
-    case NUDGEL_CONF_FROM_FILE:
-        return "file";
-    case NUDGEL_CONF_FROM_ENV:
-        return "env";
-    case NUDGEL_CONF_FROM_FLAG:
-        return "flag";
-    }
-    return "default";
-}
-
-/* librdkafka properties whose names say they hold secrets. */
-static bool kafka_prop_sensitive(const char *name)
-{
-    return strstr(name, "password") || strstr(name, "secret") || strstr(name, "sasl.oauthbearer") ||
-           strstr(name, ".key.pem") || strstr(name, "ssl.key");
-}
-
-void nudgel_conf_print(const nudgel_conf_t *conf, FILE *out)
-{
-    fprintf(out, "# %s configuration (default < file < env < flag)\n", conf->program);
-    for (size_t i = 0; i < conf->value_count; i++) {
-        const conf_value_t *v = &conf->values[i];
-        const char *shown = !v->value                                   ? "(unset)"
-                            : (v->entry->flags & NUDGEL_CONF_SENSITIVE) ? "[redacted]"
-                                                                        : v->value;
-        fprintf(out, "%s = %s  # %s\n", v->entry->name, shown, source_name(v->source));
-    }
-    for (size_t i = 0; i < conf->kafka_count; i++)
-        fprintf(out, "kafka.%s = %s  # librdkafka\n", conf->kafka[i].name,
-                kafka_prop_sensitive(conf->kafka[i].name) ? "[redacted]" : conf->kafka[i].value);
-}
-
-static const char *type_name(nudgel_conf_type_t type)
-{
-    switch (type) {
-    case NUDGEL_CONF_STRING:
-        return "string";
-    case NUDGEL_CONF_INT:
-        return "integer";
-    case NUDGEL_CONF_BOOL:
-        return "boolean";
-    case NUDGEL_CONF_ENUM:
-        return "enum";
-    }
-    return "string";
-}
-
-void nudgel_conf_print_doc(const nudgel_conf_t *conf, FILE *out)
-{
-    fprintf(out, "## %s\n\n", conf->program);
-    fprintf(out, "| key | environment | type | default | allowed | description |\n");
-    fprintf(out, "|---|---|---|---|---|---|\n");
-    for (size_t i = 0; i < conf->value_count; i++) {
-        const nudgel_conf_entry_t *e = conf->values[i].entry;
-        char env[160], allowed[128] = "";
-        nudgel_conf_env_name(e->name, env, sizeof(env));
-        if (e->type == NUDGEL_CONF_INT)
-            snprintf(allowed, sizeof(allowed), "%lld to %lld", e->min, e->max);
-        else if (e->type == NUDGEL_CONF_ENUM) {
-            /* "a|b" would end the Markdown cell: list the values with commas. */
-            snprintf(allowed, sizeof(allowed), "%s", e->enum_values);
-            for (char *bar = strchr(allowed, '|'); bar; bar = strchr(bar, '|'))
-                *bar = ',';
-        } else if (e->type == NUDGEL_CONF_BOOL)
-            snprintf(allowed, sizeof(allowed), "true, false");
-        fprintf(out, "| `%s` | `%s` | %s | %s%s%s | %s | %s%s |\n", e->name, env,
-                type_name(e->type), e->default_value ? "`" : "",
-                e->default_value ? e->default_value : "—", e->default_value ? "`" : "", allowed,
-                (e->flags & NUDGEL_CONF_SENSITIVE) ? "**Sensitive: never printed.** " : "",
-                e->description);
-    }
-    fprintf(out, "\nAny other `kafka.<property>` key is passed to librdkafka as `<property>`.\n\n");
+    return conf->program;
 }
