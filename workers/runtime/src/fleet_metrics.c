@@ -46,9 +46,7 @@ struct nudgel_fleet_metrics {
     pthread_mutex_t lag_mu;
     lag_slot_t slots[NUDGEL_FLEET_LAG_SLOTS];
     size_t slot_count;
-    struct nudgel_publisher *publishers[MAX_PUBLISHERS];
-    size_t publisher_count;
-    nudgel_fleet_queue_fn *queue_fns[MAX_PUBLISHERS]; /* producers that are not publishers */
+    nudgel_fleet_queue_fn *queue_fns[MAX_PUBLISHERS]; /* one per producer watched */
     void *queue_opaques[MAX_PUBLISHERS];
     size_t queue_count;
     long clock_ticks;
@@ -233,12 +231,6 @@ void nudgel_fleet_metrics_lags(nudgel_fleet_metrics_t *fm, int slot, const nudge
     pthread_mutex_unlock(&fm->lag_mu);
 }
 
-void nudgel_fleet_metrics_watch_publisher(nudgel_fleet_metrics_t *fm, struct nudgel_publisher *p)
-{
-    if (fm && p && fm->publisher_count < MAX_PUBLISHERS)
-        fm->publishers[fm->publisher_count++] = p;
-}
-
 void nudgel_fleet_metrics_watch_queue(nudgel_fleet_metrics_t *fm, nudgel_fleet_queue_fn *fn,
                                       void *opaque)
 {
@@ -246,6 +238,17 @@ void nudgel_fleet_metrics_watch_queue(nudgel_fleet_metrics_t *fm, nudgel_fleet_q
         fm->queue_fns[fm->queue_count] = fn;
         fm->queue_opaques[fm->queue_count++] = opaque;
     }
+}
+
+static int publisher_queue(void *opaque)
+{
+    return nudgel_publisher_in_flight(opaque); /* rd_kafka_outq_len(): thread-safe */
+}
+
+void nudgel_fleet_metrics_watch_publisher(nudgel_fleet_metrics_t *fm, struct nudgel_publisher *p)
+{
+    if (p)
+        nudgel_fleet_metrics_watch_queue(fm, publisher_queue, p);
 }
 
 static void collect_kafka(nudgel_fleet_metrics_t *fm, FILE *out)
@@ -269,8 +272,6 @@ static void collect_kafka(nudgel_fleet_metrics_t *fm, FILE *out)
                                 "Sum of nudgel_kafka_consumer_lag.", NUDGEL_METRIC_GAUGE);
     fprintf(out, "nudgel_kafka_consumer_lag_total %lld\n", (long long)total);
     int64_t queued = 0;
-    for (size_t i = 0; i < fm->publisher_count; i++)
-        queued += nudgel_publisher_in_flight(fm->publishers[i]);
     for (size_t i = 0; i < fm->queue_count; i++)
         queued += fm->queue_fns[i](fm->queue_opaques[i]);
     nudgel_metrics_write_header(out, "nudgel_kafka_producer_queue_messages",

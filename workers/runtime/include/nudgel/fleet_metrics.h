@@ -88,12 +88,15 @@ int nudgel_fleet_metrics_lag_slot(nudgel_fleet_metrics_t *fm);
 void nudgel_fleet_metrics_lags(nudgel_fleet_metrics_t *fm, int slot,
                                const nudgel_kafka_health_t *h);
 
-/** @brief Counts @p p's unacknowledged publishes in the producer queue gauge. Start-up only. */
+/**
+ * @brief Counts @p p's unacknowledged publishes in the producer queue gauge
+ * (nudgel_fleet_metrics_watch_queue() with nudgel_publisher_in_flight()). Start-up only.
+ */
 void nudgel_fleet_metrics_watch_publisher(nudgel_fleet_metrics_t *fm, struct nudgel_publisher *p);
 
 /**
- * @brief The length of a producer's queue that is not a nudgel_publisher
- * (a role's own rd_kafka_t, libnudgel's producer): called on the rendering
+ * @brief The length of one producer's queue (a nudgel_publisher, a role's
+ * own rd_kafka_t, libnudgel's producer): called on the rendering
  * thread, so it must be thread-safe (rd_kafka_outq_len() is).
  */
 typedef int nudgel_fleet_queue_fn(void *opaque);
