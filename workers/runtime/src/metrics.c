@@ -5,8 +5,9 @@
  * compare-and-swap loop: correct under concurrent writers, cheap when there
  * is only one. A series is keyed by its label values joined with the unit
  * separator (0x1f, which no label value keeps: it is replaced by '?'). The
- * slot array of a metric is fixed; a new series is published by storing its
- * key pointer last, so readers see either no series or a complete one.
+ * slot array of a metric is fixed; a new series is allocated whole and then
+ * published by storing its pointer in the next free slot, so readers see
+ * either no series or a complete one.
  */
 #define _GNU_SOURCE
 #include "nudgel/metrics.h"
@@ -29,11 +30,10 @@
 #define SEPARATOR      '\x1f'
 
 typedef struct series {
-    char key[KEY_MAX];
-    _Atomic(const char *) published; /* == key once the series exists */
-    uint64_t value;                  /* double bits: counter/gauge value or histogram sum */
-    uint64_t count;                  /* histogram observations */
+    uint64_t value; /* double bits: counter/gauge value or histogram sum */
+    uint64_t count; /* histogram observations */
     uint64_t bucket_counts[MAX_BUCKETS];
+    char key[KEY_MAX];
 } series_t;
 
 struct nudgel_metric {
@@ -45,7 +45,8 @@ struct nudgel_metric {
     double buckets[MAX_BUCKETS];
     size_t bucket_count;
     pthread_mutex_t create_lock; /* only taken to create a series */
-    series_t series[NUDGEL_METRIC_MAX_SERIES];
+    /* Allocated when first used, so a metric costs memory for the series it has. */
+    _Atomic(series_t *) series[NUDGEL_METRIC_MAX_SERIES];
 };
 
 typedef struct collector {
@@ -70,6 +71,8 @@ void nudgel_metrics_destroy(nudgel_metrics_t *m)
     if (!m)
         return;
     for (size_t i = 0; i < m->count; i++) {
+        for (size_t j = 0; j < NUDGEL_METRIC_MAX_SERIES; j++)
+            free(atomic_load_explicit(&m->metrics[i]->series[j], memory_order_relaxed));
         pthread_mutex_destroy(&m->metrics[i]->create_lock);
         free(m->metrics[i]);
     }
@@ -155,33 +158,33 @@ static void other_key(const nudgel_metric_t *metric, char *key)
     make_key(metric, others, key);
 }
 
-/* The series of @p values, created on first use. */
+/* The series of @p values, created on first use; NULL only when out of memory. */
 static series_t *series_for(nudgel_metric_t *metric, const char *const *values)
 {
     char want[KEY_MAX];
     make_key(metric, values, want);
     for (size_t i = 0; i < NUDGEL_METRIC_MAX_SERIES; i++) {
-        series_t *s = &metric->series[i];
-        const char *pub = atomic_load_explicit(&s->published, memory_order_acquire);
-        if (!pub)
+        series_t *s = atomic_load_explicit(&metric->series[i], memory_order_acquire);
+        if (!s)
             break;
-        if (strcmp(pub, want) == 0)
+        if (strcmp(s->key, want) == 0)
             return s;
     }
     pthread_mutex_lock(&metric->create_lock);
     series_t *found = NULL;
     for (size_t i = 0; i < NUDGEL_METRIC_MAX_SERIES && !found; i++) {
-        series_t *s = &metric->series[i];
-        const char *pub = atomic_load_explicit(&s->published, memory_order_acquire);
-        if (pub && strcmp(pub, want) == 0) {
+        series_t *s = atomic_load_explicit(&metric->series[i], memory_order_acquire);
+        if (s && strcmp(s->key, want) == 0) {
             found = s;
-        } else if (!pub) {
+        } else if (!s) {
+            if (!(s = calloc(1, sizeof(*s))))
+                break;
             /* The last slot is kept for "other". */
             if (i == NUDGEL_METRIC_MAX_SERIES - 1)
                 other_key(metric, s->key);
             else
                 memcpy(s->key, want, sizeof(s->key));
-            atomic_store_explicit(&s->published, s->key, memory_order_release);
+            atomic_store_explicit(&metric->series[i], s, memory_order_release);
             found = s;
         } else if (i == NUDGEL_METRIC_MAX_SERIES - 1) {
             found = s; /* "other" */
@@ -205,24 +208,27 @@ static void atomic_add_double(uint64_t *slot, double delta)
 
 void nudgel_metric_add_v(nudgel_metric_t *metric, const char *const *values, double delta)
 {
-    if (metric)
-        atomic_add_double(&series_for(metric, values)->value, delta);
+    series_t *s = metric ? series_for(metric, values) : NULL;
+    if (s)
+        atomic_add_double(&s->value, delta);
 }
 
 void nudgel_metric_set_v(nudgel_metric_t *metric, const char *const *values, double value)
 {
     uint64_t bits;
-    if (!metric)
+    series_t *s = metric ? series_for(metric, values) : NULL;
+    if (!s)
         return;
     memcpy(&bits, &value, sizeof(bits));
-    __atomic_store_n(&series_for(metric, values)->value, bits, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->value, bits, __ATOMIC_RELAXED);
 }
 
 void nudgel_metric_observe_v(nudgel_metric_t *metric, const char *const *values, double value)
 {
-    if (!metric || metric->type != NUDGEL_METRIC_HISTOGRAM)
+    series_t *s =
+        metric && metric->type == NUDGEL_METRIC_HISTOGRAM ? series_for(metric, values) : NULL;
+    if (!s)
         return;
-    series_t *s = series_for(metric, values);
     for (size_t i = 0; i < metric->bucket_count; i++)
         if (value <= metric->buckets[i])
             __atomic_add_fetch(&s->bucket_counts[i], 1, __ATOMIC_RELAXED);
@@ -238,9 +244,11 @@ void nudgel_metric_touch_v(nudgel_metric_t *metric, const char *const *values)
 
 double nudgel_metric_value_v(nudgel_metric_t *metric, const char *const *values)
 {
-    double v;
-    uint64_t bits = __atomic_load_n(&series_for(metric, values)->value, __ATOMIC_RELAXED);
-    memcpy(&v, &bits, sizeof(v));
+    double v = 0;
+    series_t *s = metric ? series_for(metric, values) : NULL;
+    uint64_t bits = s ? __atomic_load_n(&s->value, __ATOMIC_RELAXED) : 0;
+    if (s)
+        memcpy(&v, &bits, sizeof(v));
     return v;
 }
 
@@ -408,10 +416,10 @@ void nudgel_metrics_render(nudgel_metrics_t *m, FILE *out)
         nudgel_metric_t *metric = m->metrics[i];
         nudgel_metrics_write_header(out, metric->name, metric->help, metric->type);
         for (size_t j = 0; j < NUDGEL_METRIC_MAX_SERIES; j++) {
-            series_t *s = &metric->series[j];
-            const char *key = atomic_load_explicit(&s->published, memory_order_acquire);
-            if (!key)
+            series_t *s = atomic_load_explicit(&metric->series[j], memory_order_acquire);
+            if (!s)
                 break;
+            const char *key = s->key;
             if (metric->type == NUDGEL_METRIC_HISTOGRAM) {
                 render_histogram_series(out, metric, s, key);
                 continue;
