@@ -80,7 +80,7 @@ void nudgel_job_succeeded(nudgel_job_life_t *job)
 
 void nudgel_job_failed_because(nudgel_job_life_t *job, const char *reason)
 {
-    snprintf(job->reason, sizeof(job->reason), "%s", reason && *reason ? reason : "other");
+    job->reason = reason && *reason ? reason : "other";
     nudgel_fleet_job_failed(job->lc->opts.metrics, job->reason);
 }
 
@@ -244,7 +244,7 @@ void nudgel_job_publish_dlq(nudgel_job_life_t *job, const char *reason)
     job->pending--;
     held(job, err);
     if (err == NUDGEL_OK)
-        nudgel_fleet_job_dead_lettered(lc->opts.metrics, job->reason[0] ? job->reason : "other");
+        nudgel_fleet_job_dead_lettered(lc->opts.metrics, job->reason ? job->reason : "other");
 }
 
 void nudgel_job_publish_hop_on(nudgel_job_life_t *job, const char *topic)

@@ -41,7 +41,6 @@ struct nudgel_publisher;
 
 typedef struct nudgel_fleet_metrics nudgel_fleet_metrics_t;
 
-#define NUDGEL_REASON_MAX 48 /* bytes of a reason label value, NUL included */
 
 /**
  * @brief Registers the families in @p registry (borrowed; it must outlive

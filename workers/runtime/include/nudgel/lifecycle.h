@@ -48,12 +48,12 @@ typedef struct nudgel_job_life {
     nudgel_lifecycle_t *lc;
     nudgel_consumer_t *from;
     nudgel_job_ref_t *ref;
-    int pending;      /* publishes not yet acknowledged */
-    bool failed;      /* something of it could not be made durable */
-    bool ended;       /* done, deferred or abandoned: the ref is gone */
-    char *dlq_reason; /* a dead letter in flight: its reason, to send it smaller if refused */
-    bool dlq_shrunk;  /* ... which was done already */
-    char reason[NUDGEL_REASON_MAX]; /* nudgel_job_failed_because(): its dead letter's label */
+    int pending;        /* publishes not yet acknowledged */
+    bool failed;        /* something of it could not be made durable */
+    bool ended;         /* done, deferred or abandoned: the ref is gone */
+    char *dlq_reason;   /* a dead letter in flight: its reason, to send it smaller if refused */
+    bool dlq_shrunk;    /* ... which was done already */
+    const char *reason; /* nudgel_job_failed_because()'s label (static): its dead letter's too */
     struct nudgel_job_life *live_prev, *live_next; /* the lifecycle's list of live jobs */
 } nudgel_job_life_t;
 
@@ -159,8 +159,9 @@ void nudgel_job_unhold(nudgel_job_life_t *job, nudgel_err_t err);
 void nudgel_job_succeeded(nudgel_job_life_t *job);
 /**
  * @brief The job ended failed for @p reason (a short label from the role's
- * declared list, e.g. "malformed", "invalid_number"): nudgel_jobs_failed_total,
- * and the label of the job's dead letter if one is published. Once per job.
+ * declared list, e.g. "malformed", "invalid_number"; static: it is kept, not
+ * copied): nudgel_jobs_failed_total, and the label of the job's dead letter
+ * if one is published. Once per job.
  */
 void nudgel_job_failed_because(nudgel_job_life_t *job, const char *reason);
 /** @brief Something of @p job could not be made durable: it must come again. */
