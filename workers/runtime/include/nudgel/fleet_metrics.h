@@ -41,7 +41,6 @@ struct nudgel_publisher;
 
 typedef struct nudgel_fleet_metrics nudgel_fleet_metrics_t;
 
-
 /**
  * @brief Registers the families in @p registry (borrowed; it must outlive
  * the result) for @p role with the readiness @p readiness (borrowed; may be
