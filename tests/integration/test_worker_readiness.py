@@ -171,9 +171,14 @@ def test_readiness_follows_kafka_postgres_and_drain(stack, bootstrap, pg_dsn, to
         assert wait_until(lambda: sim.ledger("?summary=1")["totals"]["sms"] >= 3, 60)
         for role in roles[:2]:
             role.proc.send_signal(15)
+        # The signal reaches the worker's loop asynchronously: wait for it to be taken,
+        # while the carrier and the endpoint still hold the work (4 s each).
         for role in roles[:2]:
+            assert wait_until(lambda: readyz(role.port)[0] == 503 or not role.alive(), 3), \
+                f"{role.name} while draining: {readyz(role.port)}"
+            assert role.alive(), f"{role.name} exited before its work in flight was done"
             code, why = readyz(role.port)
-            assert code == 503, f"{role.name} while draining: {code} {why}"
+            assert code == 503 and "shutting down" in why, f"{role.name} draining: {code} {why}"
         for role in roles[:2]:
             assert role.proc.wait(timeout=60) == 0, logs[role.name]()[-3000:]
     finally:
