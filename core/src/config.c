@@ -46,6 +46,11 @@ const nudgel_conf_entry_t nudgel_conf_common[] = {
      "Kafka bootstrap servers, host:port[,host:port...]."},
     {"kafka.client_id", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0,
      "Kafka client.id; defaults to the program name."},
+    {"kafka.properties_file", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0,
+     "File of librdkafka properties, one name=value per line ('#' and '!' lines are comments), "
+     "for the Kafka client's secrets (sasl.username, sasl.password, ssl.key.password), e.g. a "
+     "mounted Kubernetes Secret. Read at start and on reload, after every other source (its "
+     "properties win); none of its values is ever printed."},
     {"pg.dsn", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, NUDGEL_CONF_SENSITIVE,
      "Postgres connection string (libpq URI or key=value)."},
     {"pg.connect_timeout_s", NUDGEL_CONF_INT, "10", 1, 300, NULL, 0,
@@ -64,6 +69,7 @@ typedef struct conf_value {
 typedef struct kafka_prop {
     char *name;
     char *value;
+    bool hidden; /* from kafka.properties_file: never printed, wiped when freed */
 } kafka_prop_t;
 
 struct nudgel_conf {
@@ -122,6 +128,8 @@ void nudgel_conf_destroy(nudgel_conf_t *conf)
     for (size_t i = 0; i < conf->value_count; i++)
         free(conf->values[i].value);
     for (size_t i = 0; i < conf->kafka_count; i++) {
+        if (conf->kafka[i].hidden)
+            explicit_bzero(conf->kafka[i].value, strlen(conf->kafka[i].value));
         free(conf->kafka[i].name);
         free(conf->kafka[i].value);
     }
@@ -162,7 +170,7 @@ const nudgel_conf_entry_t *nudgel_conf_entry_at(const nudgel_conf_t *conf, size_
  * goes on (@returns true); otherwise the load stops on it (false). Out of
  * memory always stops.
  */
-static bool keep_going(nudgel_conf_t *conf, nudgel_err_t err, const char *problem)
+bool conf_keep_going(nudgel_conf_t *conf, nudgel_err_t err, const char *problem)
 {
     if (!conf->collect || err == NUDGEL_ERR_NO_MEMORY)
         return false;
@@ -247,34 +255,44 @@ static nudgel_err_t check_value(const nudgel_conf_entry_t *e, const char *value,
     return NUDGEL_ERR_CONFIG;
 }
 
-static nudgel_err_t set_kafka_prop(nudgel_conf_t *conf, const char *prop, const char *value,
-                                   char *errstr, size_t errstr_size)
+nudgel_err_t conf_set_kafka_prop(nudgel_conf_t *conf, const char *prop, const char *value,
+                                 bool hidden, char *errstr, size_t errstr_size)
 {
-    for (size_t i = 0; i < conf->kafka_count; i++) {
-        if (strcmp(conf->kafka[i].name, prop) == 0) {
-            char *copy = strdup(value);
-            if (!copy)
-                return NUDGEL_ERR_NO_MEMORY;
-            free(conf->kafka[i].value);
-            conf->kafka[i].value = copy;
-            return NUDGEL_OK;
-        }
-    }
-    if (conf->kafka_count == CONF_MAX_KAFKA) {
+    kafka_prop_t *kp = NULL;
+    for (size_t i = 0; i < conf->kafka_count && !kp; i++)
+        if (strcmp(conf->kafka[i].name, prop) == 0)
+            kp = &conf->kafka[i];
+    if (!kp && conf->kafka_count == CONF_MAX_KAFKA) {
         snprintf(errstr, errstr_size, "kafka.%s: more than %d librdkafka properties", prop,
                  CONF_MAX_KAFKA);
         return NUDGEL_ERR_CONFIG;
     }
-    kafka_prop_t *kp = &conf->kafka[conf->kafka_count];
-    kp->name = strdup(prop);
-    kp->value = strdup(value);
-    if (!kp->name || !kp->value) {
-        free(kp->name);
-        free(kp->value);
+    char *copy = strdup(value);
+    if (!copy)
         return NUDGEL_ERR_NO_MEMORY;
+    if (!kp) {
+        kp = &conf->kafka[conf->kafka_count];
+        if (!(kp->name = strdup(prop))) {
+            free(copy);
+            return NUDGEL_ERR_NO_MEMORY;
+        }
+        conf->kafka_count++;
+    } else {
+        if (kp->hidden)
+            explicit_bzero(kp->value, strlen(kp->value));
+        free(kp->value);
     }
-    conf->kafka_count++;
+    kp->value = copy;
+    kp->hidden = hidden;
     return NUDGEL_OK;
+}
+
+bool conf_kafka_prop_hidden(const nudgel_conf_t *conf, const char *prop)
+{
+    for (size_t i = 0; i < conf->kafka_count; i++)
+        if (strcmp(conf->kafka[i].name, prop) == 0)
+            return conf->kafka[i].hidden;
+    return false;
 }
 
 /* Whether the first @p len bytes of @p name are a section of the fleet or of this table. */
@@ -326,7 +344,7 @@ nudgel_err_t nudgel_conf_set(nudgel_conf_t *conf, const char *key, const char *v
     if (!v) {
         size_t plen = strlen(CONF_KAFKA_PREFIX);
         if (strncmp(key, CONF_KAFKA_PREFIX, plen) == 0 && key[plen])
-            return set_kafka_prop(conf, key + plen, value, errstr, errstr_size);
+            return conf_set_kafka_prop(conf, key + plen, value, false, errstr, errstr_size);
         char near[160];
         if (nudgel_conf_fleet_has_key(key))
             snprintf(errstr, errstr_size, "%s: a key of another binary of the fleet, not of %s",
@@ -368,7 +386,7 @@ nudgel_err_t nudgel_conf_set_assignments(nudgel_conf_t *conf, char *const *assig
             err = nudgel_conf_set(conf, key, eq + 1, NUDGEL_CONF_FROM_FLAG, errstr, errstr_size);
         }
         if (err != NUDGEL_OK) {
-            if (!keep_going(conf, err, errstr))
+            if (!conf_keep_going(conf, err, errstr))
                 return err;
             first = first != NUDGEL_OK ? first : err;
         }
@@ -450,7 +468,7 @@ static nudgel_err_t file_problem(nudgel_conf_t *conf, nudgel_err_t err, const ch
         *first = err;
         snprintf(errstr, errstr_size, "%s", line);
     }
-    return keep_going(conf, err, line) ? NUDGEL_OK : err;
+    return conf_keep_going(conf, err, line) ? NUDGEL_OK : err;
 }
 
 static nudgel_err_t apply_object(nudgel_conf_t *conf, json_t *obj, const char *prefix, int depth,
@@ -516,12 +534,12 @@ nudgel_err_t nudgel_conf_load_file(nudgel_conf_t *conf, const char *path, char *
     nudgel_err_t err;
     if (!root) {
         snprintf(errstr, errstr_size, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
-        keep_going(conf, NUDGEL_ERR_CONFIG, errstr);
+        conf_keep_going(conf, NUDGEL_ERR_CONFIG, errstr);
         return NUDGEL_ERR_CONFIG;
     }
     if (!json_is_object(root)) {
         snprintf(errstr, errstr_size, "%s: the configuration must be a JSON object", path);
-        keep_going(conf, NUDGEL_ERR_CONFIG, errstr);
+        conf_keep_going(conf, NUDGEL_ERR_CONFIG, errstr);
         err = NUDGEL_ERR_CONFIG;
         goto out;
     }
@@ -559,7 +577,7 @@ nudgel_err_t nudgel_conf_load_env(nudgel_conf_t *conf, char *errstr, size_t errs
             if (first == NUDGEL_OK)
                 snprintf(errstr, errstr_size, "%s", line);
             first = first != NUDGEL_OK ? first : err;
-            if (!keep_going(conf, err, line))
+            if (!conf_keep_going(conf, err, line))
                 return err;
         }
     }

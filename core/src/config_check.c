@@ -236,10 +236,28 @@ void nudgel_conf_check_probe_postgres(nudgel_conf_check_t *check, const nudgel_c
     PQfinish(conn);
 }
 
+/* What the Kafka probe's client reported: a refused authentication, kept for the verdict. */
+typedef struct kafka_probe {
+    bool auth_failed;
+    char reason[384];
+} kafka_probe_t;
+
+static void kafka_probe_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    kafka_probe_t *probe = opaque;
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+        err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED) {
+        probe->auth_failed = true;
+        snprintf(probe->reason, sizeof(probe->reason), "%s", reason);
+    }
+}
+
 void nudgel_conf_check_probe_kafka(nudgel_conf_check_t *check, const nudgel_conf_t *conf,
                                    int timeout_ms)
 {
     char errstr[512];
+    kafka_probe_t probe = {0};
     rd_kafka_conf_t *kconf = nudgel_kafka_conf_new(conf, errstr, sizeof(errstr));
     if (!kconf) {
         nudgel_conf_check_add(check, NUDGEL_ERR_CONFIG, "kafka: %s", errstr);
@@ -247,14 +265,25 @@ void nudgel_conf_check_probe_kafka(nudgel_conf_check_t *check, const nudgel_conf
     }
     rd_kafka_conf_set_log_cb(kconf, NULL); /* quiet: the verdict says it */
     rd_kafka_conf_set(kconf, "log_level", "0", NULL, 0);
+    rd_kafka_conf_set_error_cb(kconf, kafka_probe_error);
+    rd_kafka_conf_set_opaque(kconf, &probe);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kconf, errstr, sizeof(errstr));
     if (!rk) {
         rd_kafka_conf_destroy(kconf);
         nudgel_conf_check_add(check, NUDGEL_ERR_CONFIG, "kafka: %s", errstr);
         return;
     }
-    if (nudgel_kafka_check_reachable(rk, timeout_ms, errstr, sizeof(errstr)) != NUDGEL_OK)
-        nudgel_conf_check_add(check, NUDGEL_ERR_KAFKA_UNREACHABLE, "kafka.bootstrap: %s", errstr);
+    if (nudgel_kafka_check_reachable(rk, timeout_ms, errstr, sizeof(errstr)) != NUDGEL_OK) {
+        rd_kafka_poll(rk, 0); /* serves the error ops: a refused authentication says why */
+        const char *file = nudgel_conf_get_str(conf, "kafka.properties_file");
+        if (probe.auth_failed)
+            nudgel_conf_check_add(check, NUDGEL_ERR_CONFIG, "%s: Kafka refused the credentials: %s",
+                                  file && *file ? "kafka.properties_file" : "kafka.sasl.*",
+                                  probe.reason);
+        else
+            nudgel_conf_check_add(check, NUDGEL_ERR_KAFKA_UNREACHABLE, "kafka.bootstrap: %s",
+                                  errstr);
+    }
     rd_kafka_destroy(rk);
 }
 

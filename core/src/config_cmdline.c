@@ -5,8 +5,9 @@
  * Owns the flags every binary shares (--config, --set, -X, --check-config,
  * --print-config, --print-config-doc, --version, --help) and their parsing with
  * getopt_long; the order of a configuration's sources at start-up and at
- * reload (file or NUDGEL_CONFIG < environment < flags, then kafka.client_id
- * defaulting to the program name); the log set up from log.level; and the
+ * reload (file or NUDGEL_CONFIG < environment < flags < the librdkafka
+ * properties of kafka.properties_file, then kafka.client_id defaulting to the
+ * program name); the log set up from log.level; and the
  * kept command line (nudgel_conf_cmdline_t) a reload applies again.
  *
  * Ownership: a kept command line owns its assignments until
@@ -25,8 +26,9 @@
 #include "nudgel/log.h"
 #include "nudgel/version.h"
 
-/* The sources of a configuration, in order: file (or NUDGEL_CONFIG) < environment < flags;
- * then kafka.client_id defaults to the program name. */
+/* The sources of a configuration, in order: file (or NUDGEL_CONFIG) < environment < flags <
+ * kafka.properties_file's librdkafka properties; then kafka.client_id defaults to the program
+ * name. */
 static nudgel_err_t load_all(nudgel_conf_t *conf, const char *program, const char *config_path,
                              char *const *assignments, size_t count, char *errstr,
                              size_t errstr_size)
@@ -39,6 +41,14 @@ static nudgel_err_t load_all(nudgel_conf_t *conf, const char *program, const cha
         if (err == NUDGEL_OK && flags != NUDGEL_OK) {
             err = flags;
             snprintf(errstr, errstr_size, "%s", flag_err);
+        }
+    }
+    if (err == NUDGEL_OK || nudgel_conf_problem_count(conf)) {
+        char file_err[1024];
+        nudgel_err_t file = conf_load_kafka_properties(conf, file_err, sizeof(file_err));
+        if (err == NUDGEL_OK && file != NUDGEL_OK) {
+            err = file;
+            snprintf(errstr, errstr_size, "%s", file_err);
         }
     }
     if (err == NUDGEL_OK && !nudgel_conf_get_str(conf, "kafka.client_id"))

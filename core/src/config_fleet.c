@@ -32,6 +32,7 @@ static const char *const fleet_keys[] = {
     "enqueue.connect_timeout_ms",
     "kafka.bootstrap",
     "kafka.client_id",
+    "kafka.properties_file",
     "log.level",
     "messages.breaker_failure_percent",
     "messages.breaker_min_calls",

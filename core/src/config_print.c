@@ -33,10 +33,18 @@ static bool kafka_prop_sensitive(const char *name)
            strstr(name, ".key.pem") || strstr(name, "ssl.key");
 }
 
+typedef struct print_kafka {
+    const nudgel_conf_t *conf;
+    FILE *out;
+} print_kafka_t;
+
 static int print_kafka_prop(const char *prop, const char *value, void *opaque)
 {
-    fprintf(opaque, "kafka.%s = %s  # librdkafka\n", prop,
-            kafka_prop_sensitive(prop) ? "[redacted]" : value);
+    print_kafka_t *p = opaque;
+    bool from_file = conf_kafka_prop_hidden(p->conf, prop);
+    fprintf(p->out, "kafka.%s = %s  # librdkafka%s\n", prop,
+            from_file || kafka_prop_sensitive(prop) ? "[redacted]" : value,
+            from_file ? ", kafka.properties_file" : "");
     return 0;
 }
 
@@ -52,7 +60,8 @@ void nudgel_conf_print(const nudgel_conf_t *conf, FILE *out)
         fprintf(out, "%s = %s  # %s\n", e->name, shown,
                 source_name(nudgel_conf_source(conf, e->name)));
     }
-    nudgel_conf_kafka_foreach(conf, print_kafka_prop, out);
+    print_kafka_t kafka = {conf, out};
+    nudgel_conf_kafka_foreach(conf, print_kafka_prop, &kafka);
 }
 
 static const char *type_name(nudgel_conf_type_t type)

@@ -309,6 +309,103 @@ static void test_cmdline_kept_for_reload(void **state)
     free(path);
 }
 
+static int find_prop(const char *prop, const char *value, void *opaque)
+{
+    const char **want = opaque; /* {name, found value} */
+    if (strcmp(prop, want[0]) == 0)
+        want[1] = value;
+    return 0;
+}
+
+static const char *kafka_prop(const nudgel_conf_t *conf, const char *name)
+{
+    const char *want[2] = {name, NULL};
+    nudgel_conf_kafka_foreach(conf, find_prop, want);
+    return want[1];
+}
+
+/* kafka.properties_file: read after every other source (its properties win), comments and
+ * blanks skipped, values trimmed; printed redacted; a bad line named without its text. */
+static void test_kafka_properties_file(void **state)
+{
+    (void)state;
+    char errstr[512], *text = NULL;
+    size_t size = 0;
+    char *props = write_temp("client.properties", "# the Kafka client's secrets\n"
+                                                  "  security.protocol = sasl_plaintext\r\n"
+                                                  "\n"
+                                                  "! a comment too\n"
+                                                  "sasl.mechanism=PLAIN\n"
+                                                  "sasl.username=nudgel\n"
+                                                  "sasl.password= pw=with=equals \n");
+    char *set = NULL;
+    assert_true(asprintf(&set, "kafka.properties_file=%s", props) > 0);
+    char *argv[] = {"test", "-X", "sasl.username=from-flag", "-X", "linger.ms=3", "-s", set, NULL};
+    nudgel_conf_t *conf = nudgel_conf_new("test", tables);
+    optind = 0;
+    assert_int_equal(nudgel_conf_startup_args(conf, "test", 7, argv), NUDGEL_CONF_STARTUP_RUN);
+    assert_string_equal(kafka_prop(conf, "security.protocol"), "sasl_plaintext");
+    assert_string_equal(kafka_prop(conf, "sasl.mechanism"), "PLAIN");
+    assert_string_equal(kafka_prop(conf, "sasl.username"), "nudgel"); /* the file wins */
+    assert_string_equal(kafka_prop(conf, "sasl.password"), "pw=with=equals");
+    assert_string_equal(kafka_prop(conf, "linger.ms"), "3");
+    FILE *out = open_memstream(&text, &size);
+    nudgel_conf_print(conf, out);
+    fclose(out);
+    assert_null(strstr(text, "pw=with=equals"));
+    assert_null(strstr(text, "nudgel "));
+    assert_non_null(strstr(text, "kafka.sasl.username = [redacted]  # librdkafka, "
+                                 "kafka.properties_file"));
+    assert_non_null(strstr(text, "kafka.linger.ms = 3  # librdkafka\n"));
+    free(text);
+    nudgel_conf_destroy(conf);
+
+    /* Every bad line named (collecting), none of their text shown. */
+    free(write_temp("client.properties", "sasl.pasword=hunter2\n"
+                                         "security.protocol=hunter3\n"
+                                         "hunter4\n"
+                                         "sasl.username=ok\n"));
+    char *check_argv[] = {"test", "-s", set, NULL};
+    nudgel_conf_cmdline_t cmd;
+    conf = nudgel_conf_new("test", tables);
+    optind = 0;
+    assert_int_equal(nudgel_conf_startup_cmdline(conf, "test", NULL, 3, check_argv, &cmd),
+                     NUDGEL_CONF_STARTUP_FAIL);
+    assert_non_null(strstr(cmd.error, "kafka.properties_file: "));
+    assert_non_null(strstr(cmd.error, "line 1: \"sasl.pasword\": not a librdkafka property"));
+    nudgel_conf_cmdline_clear(&cmd);
+    nudgel_conf_destroy(conf);
+
+    conf = nudgel_conf_new("test", tables);
+    nudgel_conf_collect(conf, true);
+    assert_int_equal(nudgel_conf_load_cmdline(
+                         conf, "test", &(nudgel_conf_cmdline_t){.assignments = &set, .count = 1},
+                         errstr, sizeof(errstr)),
+                     NUDGEL_ERR_CONFIG);
+    assert_int_equal(nudgel_conf_problem_count(conf), 3);
+    assert_non_null(strstr(nudgel_conf_problem(conf, 0), "line 1: \"sasl.pasword\""));
+    assert_non_null(strstr(nudgel_conf_problem(conf, 1),
+                           "line 2: \"security.protocol\": librdkafka refuses its value"));
+    assert_non_null(strstr(nudgel_conf_problem(conf, 2), "line 3: not name=value"));
+    for (size_t i = 0; i < 3; i++)
+        assert_null(strstr(nudgel_conf_problem(conf, i), "hunter"));
+    nudgel_conf_destroy(conf);
+
+    /* A file that cannot be read names the key. */
+    conf = nudgel_conf_new("test", tables);
+    assert_int_equal(nudgel_conf_set(conf, "kafka.properties_file",
+                                     "/nonexistent/client.properties", NUDGEL_CONF_FROM_ENV, errstr,
+                                     sizeof(errstr)),
+                     NUDGEL_OK);
+    nudgel_conf_cmdline_t none = {0};
+    assert_int_equal(nudgel_conf_load_cmdline(conf, "test", &none, errstr, sizeof(errstr)),
+                     NUDGEL_ERR_CONFIG);
+    assert_non_null(strstr(errstr, "kafka.properties_file: cannot read /nonexistent/"));
+    nudgel_conf_destroy(conf);
+    free(set);
+    free(props);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +416,7 @@ int main(void)
         cmocka_unit_test_setup(test_secrets_redacted, clear_env),
         cmocka_unit_test_setup(test_startup_from_args, clear_env),
         cmocka_unit_test_setup(test_cmdline_kept_for_reload, clear_env),
+        cmocka_unit_test_setup(test_kafka_properties_file, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -165,9 +165,9 @@ nudgel_conf_startup_t nudgel_conf_startup_cmdline(nudgel_conf_t *conf, const cha
 /**
  * @brief Loads @p conf (fresh, from nudgel_conf_new()) from the same sources
  * as at start-up: the file of @p cmdline (or NUDGEL_CONFIG), the environment,
- * the command line's assignments, then kafka.client_id defaulted to
- * @p program. Prints and logs nothing. @returns NUDGEL_OK, or
- * NUDGEL_ERR_CONFIG with "[file: ]key: problem" in @p errstr.
+ * the command line's assignments, the librdkafka properties of
+ * kafka.properties_file, then kafka.client_id defaulted to @p program. Prints and logs nothing.
+ * @returns NUDGEL_OK, or NUDGEL_ERR_CONFIG with "[file: ]key: problem" in @p errstr.
  */
 nudgel_err_t nudgel_conf_load_cmdline(nudgel_conf_t *conf, const char *program,
                                       const nudgel_conf_cmdline_t *cmdline, char *errstr,
