@@ -233,6 +233,7 @@ the gateway *_env secrets for roles reading the gateways file. */}}
       key: {{ .key }}
 {{- end }}
 {{- end }}
+{{- with include "nudgel.kafkaSecretEnv" .root }}{{ . | nindent 0 }}{{ end }}
 {{- range (index .root.Values.roles .role).extraEnv }}
 - name: {{ .name }}
   value: {{ .value | quote }}
@@ -256,4 +257,44 @@ the gateway *_env secrets for roles reading the gateways file. */}}
   readOnly: true
 {{- end }}
 {{- end }}
+{{- with include "nudgel.kafkaSecretMount" .root }}{{ . | nindent 0 }}{{ end }}
+{{- end -}}
+
+{{/* Kafka client credentials (secrets.kafka): when existingSecret is set, every
+role and both hook Jobs mount that Secret's one key read-only at mountPath
+(file name = the key) and get NUDGEL_KAFKA_PROPERTIES_FILE naming the file
+(kafka.properties_file: librdkafka name=value lines, applied after every
+other kafka.* source). Each helper takes the root context and renders list
+items (no leading newline), or nothing when it is off. */}}
+{{- define "nudgel.kafkaSecretFile" -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.secrets.kafka.mountPath) .Values.secrets.kafka.key -}}
+{{- end -}}
+
+{{- define "nudgel.kafkaSecretEnv" -}}
+{{- if .Values.secrets.kafka.existingSecret -}}
+- name: NUDGEL_KAFKA_PROPERTIES_FILE
+  value: {{ include "nudgel.kafkaSecretFile" . | quote }}
+{{- end -}}
+{{- end -}}
+
+{{- define "nudgel.kafkaSecretMount" -}}
+{{- if .Values.secrets.kafka.existingSecret -}}
+- name: kafka-secrets
+  mountPath: {{ .Values.secrets.kafka.mountPath }}
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
+{{- define "nudgel.kafkaSecretVolume" -}}
+{{- with .Values.secrets.kafka -}}
+{{- if .existingSecret -}}
+- name: kafka-secrets
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0400
+    items:
+      - key: {{ .key | quote }}
+        path: {{ .key | quote }}
+{{- end -}}
+{{- end -}}
 {{- end -}}
