@@ -49,8 +49,9 @@ const nudgel_conf_entry_t nudgel_conf_common[] = {
     {"kafka.properties_file", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, 0,
      "File of librdkafka properties, one name=value per line ('#' and '!' lines are comments), "
      "for the Kafka client's secrets (sasl.username, sasl.password, ssl.key.password), e.g. a "
-     "mounted Kubernetes Secret. Read at start and on reload, after every other source (its "
-     "properties win); none of its values is ever printed."},
+     "mounted Kubernetes Secret. Applied after every other source (its properties win) when "
+     "the Kafka clients are made, at start: a running process keeps the credentials it started "
+     "with. None of its values is ever printed."},
     {"pg.dsn", NUDGEL_CONF_STRING, NULL, 0, 0, NULL, NUDGEL_CONF_SENSITIVE,
      "Postgres connection string (libpq URI or key=value)."},
     {"pg.connect_timeout_s", NUDGEL_CONF_INT, "10", 1, 300, NULL, 0,
