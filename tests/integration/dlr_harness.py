@@ -30,10 +30,11 @@ def make_topics(ns, partitions=2):
                    check=True, capture_output=True, timeout=120)
 
 
-def gateways_file(path, sim_port=1):
+def gateways_file(path, sim_port=1, secondary=None):
     """at-ke (Africa's Talking), infobip (basic credentials), gen (generic) and at-far
     (Africa's Talking whose allow-list excludes 127.0.0.1); tokens from the environment,
-    the password from a file."""
+    the password from a file. @secondary: {gateway: token} given as each one's
+    secondary_token_file (a rotation's other token)."""
     pw = path.parent / "ib-password"
     pw.write_text(IB_PASSWORD + "\n")
     base = f"http://127.0.0.1:{sim_port}"
@@ -52,6 +53,11 @@ def gateways_file(path, sim_port=1):
          "api_key_env": "NUDGEL_TEST_UNUSED_KEY", "username": "sandbox", "tps": 100,
          "dlr": {"token_env": "NUDGEL_TEST_DLR_TOKEN_FAR", "allow_cidrs": ["192.0.2.0/24"]}},
     ], "default_route": ["at-ke"]}
+    for gw in doc["gateways"]:
+        if gw["name"] in (secondary or {}):
+            token_file = path.parent / f"{gw['name']}-secondary-token"
+            token_file.write_text(secondary[gw["name"]] + "\n")
+            gw["dlr"]["secondary_token_file"] = str(token_file)
     path.write_text(json.dumps(doc))
     return path
 
@@ -59,11 +65,11 @@ def gateways_file(path, sim_port=1):
 class Receiver:
     """nudgel-dlr on free ports, logs in a file."""
 
-    def __init__(self, tmp_path, ns, *sets):
+    def __init__(self, tmp_path, ns, *sets, secondary=None):
         self.ns = ns
         self.topic = f"{ns}nudgel.carrier-dlr.v1"
         self.port, self.metrics_port = free_port(), free_port()
-        gw = gateways_file(tmp_path / "gateways.json")
+        gw = gateways_file(tmp_path / "gateways.json", secondary=secondary)
         env = dict(os.environ, NUDGEL_TEST_DLR_TOKEN_AT=TOKENS["at-ke"],
                    NUDGEL_TEST_DLR_TOKEN_IB=TOKENS["infobip"],
                    NUDGEL_TEST_DLR_TOKEN_GEN=TOKENS["gen"],

@@ -2,6 +2,7 @@
 
 - Refusals: a wrong token, an unknown gateway, a source outside the gateway's allow-list,
   missing basic credentials, a malformed body (400 with its reason): nothing is produced.
+- A token rotation: a gateway's secondary token is admitted too (and counted), a third is not.
 - An Infobip callback of 100 reports: 200, and 100 records on nudgel.carrier-dlr.v1 keyed by
   the normalised message id, valid against schemas/carrier.dlr.v1.schema.json (checked with
   Python's jsonschema, independent of our encoder).
@@ -13,13 +14,16 @@ Each test has its own topics (topics.namespace). The broker-stop test is in
 test_dlr_broker_stop.py (it stops the shared Kafka: run alone).
 """
 import json
+import os
+import subprocess
 import urllib.parse
 import uuid
 
 import pytest
 
-from conftest import load_schema
-from dlr_harness import IB_PASSWORD, IB_USER, TOKENS, Receiver, infobip_result, make_topics
+from conftest import binary, load_schema
+from dlr_harness import (IB_PASSWORD, IB_USER, TOKENS, Receiver, gateways_file, infobip_result,
+                         make_topics)
 from test_carrier_sim import Sim, wait_for
 
 FORM = "application/x-www-form-urlencoded"
@@ -77,6 +81,44 @@ def test_refused_callbacks_produce_nothing(receiver, bootstrap):
     assert m['nudgel_dlr_reports_accepted_total{gateway="at-ke"}'] == 1
     # the token never reaches the log
     assert TOKENS["at-ke"] not in receiver.log_tail(1000)
+
+
+def test_a_token_rotation_accepts_both_tokens(tmp_path, ns, bootstrap):
+    """dlr.secondary_token_file: during a rotation the other token is admitted too (and
+    counted), any third token is still refused; neither token reaches the log."""
+    new_token = "attok2_" + uuid.uuid4().hex
+    rx = Receiver(tmp_path, ns, secondary={"at-ke": new_token})
+    try:
+        report = "id=ATXid_{}&status=Success&phoneNumber=%2B254711000001&networkCode=63902"
+        assert rx.post("at-ke", report.format("old"), FORM) == (200, "ok\n")
+        assert rx.post("at-ke", report.format("new"), FORM, token=new_token) == (200, "ok\n")
+        assert rx.post("at-ke", report.format("x"), FORM, token="attok_" + "1" * 32)[0] == 401
+        # A gateway's secondary token is its own: another gateway refuses it.
+        assert rx.post("gen", "{}", JSON, token=new_token)[0] == 401
+        records = rx.records(bootstrap)
+        assert sorted(k for k, _, _, _ in records) == ["ATXid_new", "ATXid_old"]
+        m = rx.metrics()
+        assert m['nudgel_dlr_secondary_token_requests_total{gateway="at-ke"}'] == 1
+        assert m['nudgel_dlr_secondary_token_requests_total{gateway="infobip"}'] == 0
+        assert m['nudgel_dlr_requests_refused_total{reason="token"}'] == 2
+        log = rx.log_tail(1000)
+        assert new_token not in log and TOKENS["at-ke"] not in log
+    finally:
+        assert rx.stop() == 0, rx.log_tail()
+
+
+def test_a_bad_secondary_token_is_named_at_start(tmp_path, ns):
+    check = subprocess.run(
+        [binary("nudgel-dlr"), "--set", f"dlr.gateways_file="
+         f"{gateways_file(tmp_path / 'gw.json', secondary={'gen': 'short'})}", "--check-config"],
+        env=dict(os.environ, NUDGEL_TEST_DLR_TOKEN_AT=TOKENS["at-ke"],
+                 NUDGEL_TEST_DLR_TOKEN_IB=TOKENS["infobip"],
+                 NUDGEL_TEST_DLR_TOKEN_GEN=TOKENS["gen"],
+                 NUDGEL_TEST_DLR_TOKEN_FAR=TOKENS["at-far"]),
+        capture_output=True, text=True, timeout=60)
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert "gen: dlr.secondary_token: must be 16 to 256 bytes" in check.stderr
+    assert "short" not in check.stderr
 
 
 def test_infobip_batch_of_100(receiver, bootstrap):

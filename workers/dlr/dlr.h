@@ -79,9 +79,11 @@ typedef struct receiver {
     nudgel_metric_t *m_unavailable; /* {gateway}: reports of requests answered 503 */
     nudgel_metric_t *m_malformed;   /* {gateway}: requests refused 400 */
     nudgel_metric_t *m_refused;     /* {reason}: requests refused before parsing */
-    nudgel_metric_t *m_status;      /* {status}: reports by normalised status */
-    nudgel_metric_t *m_in_flight;   /* requests in hand */
-    nudgel_metric_t *m_by_gateway;  /* {gateway,result}: DLR_RESULT_* below */
+    nudgel_metric_t
+        *m_secondary_token;        /* {gateway}: callbacks admitted under dlr.secondary_token */
+    nudgel_metric_t *m_status;     /* {status}: reports by normalised status */
+    nudgel_metric_t *m_in_flight;  /* requests in hand */
+    nudgel_metric_t *m_by_gateway; /* {gateway,result}: DLR_RESULT_* below */
 } receiver_t;
 
 /* The results of nudgel_dlr_reports_by_gateway_total. */

@@ -21,8 +21,9 @@ struct dlr_gateways {
 };
 
 static const char *const common_keys[] = {
-    "token_env",           "token_file",  "basic_user", "basic_password_env",
-    "basic_password_file", "allow_cidrs", NULL,
+    "token_env",  "token_file",         "secondary_token_env", "secondary_token_file",
+    "basic_user", "basic_password_env", "basic_password_file", "allow_cidrs",
+    NULL,
 };
 
 static bool list_has(const char *const *list, const char *key)
@@ -161,6 +162,21 @@ static int read_cidrs(const char *gw, const json_t *obj, dlr_gateway_t *d, char 
     return 0;
 }
 
+/* A token is a URL path segment: 16 to DLR_SECRET_MAX bytes of [A-Za-z0-9._~-]. */
+static int check_token(const char *gw, const char *key, const char *token, size_t len, char *errstr,
+                       size_t errstr_size)
+{
+    bool ok = len >= 16;
+    for (size_t i = 0; i < len; i++)
+        ok &= token_char(token[i]);
+    if (!ok)
+        snprintf(errstr, errstr_size,
+                 "%s: dlr.%s: must be 16 to %d bytes of A-Z a-z 0-9 . _ ~ - (it is a URL "
+                 "path segment)",
+                 gw, key, DLR_SECRET_MAX);
+    return ok ? 0 : -1;
+}
+
 static int read_gateway(const nudgel_gateway_t *gw, const json_t *obj, dlr_gateway_t *d,
                         char *errstr, size_t errstr_size)
 {
@@ -180,18 +196,14 @@ static int read_gateway(const nudgel_gateway_t *gw, const json_t *obj, dlr_gatew
                                                  : "unknown key");
         return -1;
     }
-    if (read_secret(name, obj, "token", true, &d->token, &d->token_len, errstr, errstr_size) != 0)
+    if (read_secret(name, obj, "token", true, &d->token, &d->token_len, errstr, errstr_size) != 0 ||
+        check_token(name, "token", d->token, d->token_len, errstr, errstr_size) != 0)
         return -1;
-    bool token_ok = d->token_len >= 16;
-    for (size_t i = 0; i < d->token_len; i++)
-        token_ok &= token_char(d->token[i]);
-    if (!token_ok) {
-        snprintf(errstr, errstr_size,
-                 "%s: dlr.token: must be 16 to %d bytes of A-Z a-z 0-9 . _ ~ - (it is a URL "
-                 "path segment)",
-                 name, DLR_SECRET_MAX);
+    if (read_secret(name, obj, "secondary_token", false, &d->secondary_token,
+                    &d->secondary_token_len, errstr, errstr_size) != 0 ||
+        (d->secondary_token && check_token(name, "secondary_token", d->secondary_token,
+                                           d->secondary_token_len, errstr, errstr_size) != 0))
         return -1;
-    }
     const char *user = str_member(obj, "basic_user");
     char *password = NULL;
     size_t plen = 0;
@@ -237,9 +249,12 @@ static void gateway_clear(dlr_gateway_t *d)
 {
     if (d->token)
         OPENSSL_cleanse(d->token, d->token_len);
+    if (d->secondary_token)
+        OPENSSL_cleanse(d->secondary_token, d->secondary_token_len);
     if (d->userpass)
         OPENSSL_cleanse(d->userpass, d->userpass_len);
     free(d->token);
+    free(d->secondary_token);
     free(d->userpass);
     dlr_generic_cfg_clear(&d->generic);
 }

@@ -8,6 +8,7 @@
  *
  *   "dlr": {
  *     "token_env": "NUDGEL_DLR_TOKEN_AT" | "token_file": "/run/secrets/...",
+ *     "secondary_token_env": "..." | "secondary_token_file": "...",   (optional)
  *     "basic_user": "infobip",                      (optional, with one of:)
  *     "basic_password_env": "..." | "basic_password_file": "...",
  *     "allow_cidrs": ["196.201.214.0/24", ...],     (optional: any source)
@@ -16,6 +17,10 @@
  *
  * The token is the last path segment of the gateway's callback URL
  * (POST /v1/dlr/<gateway>/<token>): 16 to 256 bytes of [A-Za-z0-9._~-].
+ * The secondary token is accepted as well, for a rotation without lost
+ * reports: the token going out (callback URLs already given to carriers)
+ * or the one coming in (before the fleet hands it out); nudgel-messages
+ * puts only "token" in the URLs it sends.
  * Secrets are read once at load from the variable or file (trailing
  * white space dropped), never logged nor put in an error, wiped on free.
  *
@@ -41,6 +46,8 @@ typedef struct dlr_gateway {
     nudgel_gateway_dialect_t dialect;
     char *token; /* owned, wiped on free */
     size_t token_len;
+    char *secondary_token; /* also accepted during a rotation, or NULL; owned, wiped on free */
+    size_t secondary_token_len;
     char *userpass; /* "user:password" or NULL; owned, wiped on free */
     size_t userpass_len;
     dlr_cidr_t cidrs[DLR_CIDRS_MAX];

@@ -200,10 +200,16 @@ static bool admit(receiver_t *rx, struct MHD_Connection *conn, const char *url, 
             return false;
         }
     }
-    if (!dlr_secret_equal(token, strlen(token), gw->token, gw->token_len)) {
+    size_t token_len = strlen(token);
+    bool current = dlr_secret_equal(token, token_len, gw->token, gw->token_len);
+    bool secondary = gw->secondary_token && dlr_secret_equal(token, token_len, gw->secondary_token,
+                                                             gw->secondary_token_len);
+    if (!current && !secondary) {
         *result = refuse(rx, conn, MHD_HTTP_UNAUTHORIZED, "token", "unauthorized\n");
         return false;
     }
+    if (!current) /* a rotation's other token is still in use */
+        nudgel_metric_add(rx->m_secondary_token, gw->name, 1);
     if (gw->userpass && !dlr_basic_ok(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                                   MHD_HTTP_HEADER_AUTHORIZATION),
                                       gw->userpass, gw->userpass_len)) {

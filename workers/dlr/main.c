@@ -74,6 +74,12 @@ static nudgel_err_t metrics_register(receiver_t *rx, nudgel_metrics_t *m)
         "Callbacks refused before their body was read, by reason (not_found, source, token, "
         "basic, method, too_large, draining, busy).",
         "reason", NULL, 0);
+    rx->m_secondary_token = nudgel_metrics_register(
+        m, NUDGEL_METRIC_COUNTER, "nudgel_dlr_secondary_token_requests_total",
+        "Callbacks admitted under the gateway's dlr secondary token (a rotation's other token), "
+        "by gateway. Flat for longer than the carriers' report window: the secondary token can "
+        "go.",
+        "gateway", NULL, 0);
     rx->m_status =
         nudgel_metrics_register(m, NUDGEL_METRIC_COUNTER, "nudgel_dlr_reports_total",
                                 "Reports produced, by normalised status.", "status", NULL, 0);
@@ -87,7 +93,7 @@ static nudgel_err_t metrics_register(receiver_t *rx, nudgel_metrics_t *m)
         "callbacks refused 400 (their reports cannot be read).",
         (const char *[]){"gateway", "result", NULL}, NULL, 0);
     return rx->m_accepted && rx->m_unavailable && rx->m_malformed && rx->m_refused &&
-                   rx->m_status && rx->m_in_flight && rx->m_by_gateway
+                   rx->m_secondary_token && rx->m_status && rx->m_in_flight && rx->m_by_gateway
                ? NUDGEL_OK
                : NUDGEL_ERR_NO_MEMORY;
 }
@@ -104,6 +110,7 @@ static void metrics_touch(receiver_t *rx)
         nudgel_metric_touch(rx->m_accepted, g);
         nudgel_metric_touch(rx->m_unavailable, g);
         nudgel_metric_touch(rx->m_malformed, g);
+        nudgel_metric_touch(rx->m_secondary_token, g);
         for (size_t r = 0; r < sizeof(results) / sizeof(results[0]); r++)
             nudgel_metric_touch2(rx->m_by_gateway, g, results[r]);
     }
