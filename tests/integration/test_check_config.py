@@ -9,6 +9,7 @@ signing secret) ever appears in what a check prints.
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -116,6 +117,28 @@ def test_every_binary_knows_every_other_binarys_keys(tmp_path):
                   if k not in keys.get(name, {}) and v not in ("—", "")}
         rc, out = check(name, env, "-c", write(tmp_path, f"all-{name}.json", others))
         assert rc == 0, (name, out)
+
+
+def test_the_fleet_registry_names_only_keys_a_binary_has():
+    """The other direction: a key left in core/src/config_fleet.c after its binary dropped it
+    would be accepted everywhere and read by nobody."""
+    source = (SOURCE_DIR / "core" / "src" / "config_fleet.c").read_text()
+    block = re.search(r"fleet_keys\[\] = \{(.*?)\};", source, re.S)
+    assert block, "fleet_keys[] not found in config_fleet.c"
+    registry = set(re.findall(r'"([a-z0-9_.]+)"', block.group(1)))
+    assert len(registry) > 50, registry
+    had = set()
+    for line in (BUILD_DIR / "binaries.txt").read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, kind, _, path = line.split()
+        if kind == "test":
+            continue
+        out = subprocess.run([path, "--print-config-doc"], capture_output=True, text=True,
+                             timeout=30).stdout
+        had |= {m for m in re.findall(r"^\| `([a-z0-9_.]+)` \|", out, re.M)}
+    assert registry - had == set(), f"registry keys no binary has: {sorted(registry - had)}"
+    assert had - registry == set(), f"keys missing from the registry: {sorted(had - registry)}"
 
 
 # ---- bad configurations, each named ----------------------------------------------------------
