@@ -75,7 +75,7 @@ void nudgel_job_begin(nudgel_lifecycle_t *lc, nudgel_job_life_t *job, nudgel_con
 
 void nudgel_job_succeeded(nudgel_job_life_t *job)
 {
-    nudgel_fleet_job_succeeded(job->lc->opts.metrics);
+    job->succeeded = true;
 }
 
 void nudgel_job_failed_because(nudgel_job_life_t *job, const char *reason)
@@ -143,6 +143,8 @@ void nudgel_job_release(nudgel_job_life_t *job)
         return;
     nudgel_lifecycle_t *lc = job->lc;
     if (!job->failed) {
+        if (job->succeeded)
+            nudgel_fleet_job_succeeded(lc->opts.metrics);
         nudgel_consumer_done(job->from, job->ref);
     } else if (lc->current == job) {
         nudgel_consumer_defer(job->from, job->ref, nudgel_now_unix_ms() + DEFER_AFTER_FAILURE_MS);

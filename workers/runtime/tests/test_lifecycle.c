@@ -34,6 +34,15 @@ nudgel_err_t __wrap_nudgel_publish_dlq(nudgel_publisher_t *p, const char *topic,
                                        void *opaque);
 void __wrap_nudgel_message_header(const rd_kafka_message_t *msg, const char *name, char *out,
                                   size_t out_size);
+void __wrap_nudgel_fleet_job_succeeded(nudgel_fleet_metrics_t *fm);
+
+static int succeeded_calls;
+
+void __wrap_nudgel_fleet_job_succeeded(nudgel_fleet_metrics_t *fm)
+{
+    (void)fm;
+    succeeded_calls++;
+}
 
 /* The headers of the fake message: name → value (NULL: absent). */
 static const char *header_schema, *header_tenant;
@@ -131,7 +140,7 @@ static void on_fatal(void *opaque, const char *why)
 
 static nudgel_lifecycle_t *lifecycle(void)
 {
-    done_calls = defer_calls = abandon_calls = finished_calls = fatal_calls = 0;
+    done_calls = defer_calls = abandon_calls = finished_calls = fatal_calls = succeeded_calls = 0;
     publish_result = NUDGEL_OK;
     nudgel_lifecycle_opts_t opts = {
         .status_topic = "status", .dlq_topic = "dlq", .finished = on_finished, .fatal = on_fatal};
@@ -253,6 +262,38 @@ static void test_failed_hold(void **state)
     nudgel_lifecycle_free(lc);
 }
 
+/* nudgel_jobs_succeeded_total counts a job that reached its goal once it ends done: not when a
+ * publish of it failed (it comes again), not twice over two attempts. */
+static void test_success_counted_when_done(void **state)
+{
+    (void)state;
+    nudgel_lifecycle_t *lc = lifecycle();
+    role_job_t a = {0}, b = {0}, c = {0};
+    /* First attempt: its goal reached, then a publish fails: handed back, not counted. */
+    nudgel_job_begin(lc, &a.life, NULL, NULL);
+    nudgel_job_hold(&a.life);
+    nudgel_job_succeeded(&a.life);
+    nudgel_job_unhold(&a.life, NUDGEL_ERR_KAFKA);
+    assert_int_equal(defer_calls, 1);
+    assert_int_equal(succeeded_calls, 0);
+    /* Its second attempt ends done: counted once, when its last publish is acknowledged. */
+    nudgel_job_begin(lc, &b.life, NULL, NULL);
+    nudgel_lifecycle_polled_end(lc);
+    nudgel_job_succeeded(&b.life);
+    nudgel_job_publish_event(&b.life, "acme", json_object(), NULL);
+    nudgel_job_release(&b.life);
+    assert_int_equal(succeeded_calls, 0);
+    ack(NUDGEL_OK);
+    assert_int_equal(done_calls, 1);
+    assert_int_equal(succeeded_calls, 1);
+    /* A job that ends done without reaching its goal (a replay, say) is not a success. */
+    nudgel_job_begin(lc, &c.life, NULL, NULL);
+    nudgel_job_release(&c.life);
+    assert_int_equal(done_calls, 2);
+    assert_int_equal(succeeded_calls, 1);
+    nudgel_lifecycle_free(lc);
+}
+
 /* The lifecycle counts its live jobs, whatever order they end in, and lets go of the rest. */
 static void test_live_jobs(void **state)
 {
@@ -368,6 +409,7 @@ int main(void)
         cmocka_unit_test(test_failure_of_earlier_job_is_fatal),
         cmocka_unit_test(test_hold_keeps_job_until_unhold),
         cmocka_unit_test(test_failed_hold),
+        cmocka_unit_test(test_success_counted_when_done),
         cmocka_unit_test(test_live_jobs),
         cmocka_unit_test(test_trace_id),
         cmocka_unit_test(test_envelope),

@@ -51,6 +51,7 @@ typedef struct nudgel_job_life {
     int pending;        /* publishes not yet acknowledged */
     bool failed;        /* something of it could not be made durable */
     bool ended;         /* done, deferred or abandoned: the ref is gone */
+    bool succeeded;     /* nudgel_job_succeeded(): counted if it ends done */
     char *dlq_reason;   /* a dead letter in flight: its reason, to send it smaller if refused */
     bool dlq_shrunk;    /* ... which was done already */
     const char *reason; /* nudgel_job_failed_because()'s label (static): its dead letter's too */
@@ -154,7 +155,10 @@ void nudgel_job_unhold(nudgel_job_life_t *job, nudgel_err_t err);
 
 /**
  * @brief The job reached its goal (sent to a carrier, delivered, fanned
- * out, applied): nudgel_jobs_succeeded_total. Once per job, by the role.
+ * out, applied): nudgel_jobs_succeeded_total, counted when the job ends
+ * done, every publish and hold of it acknowledged. A job that ends handed
+ * back (a publish failed: it comes again) is not counted, so its next
+ * attempt is not counted twice. By the role, while the job is live.
  */
 void nudgel_job_succeeded(nudgel_job_life_t *job);
 /**
