@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nudgel/log.h"
 
@@ -21,8 +22,42 @@ void msg_track(worker_t *w, msg_t *m)
     m->w = w; /* the lifecycle keeps the list of live jobs (nudgel_job_begin()) */
 }
 
+void msg_compact(msg_t *m)
+{
+    nudgel_message_job_t *j = &m->job;
+    const char **fields[] = {&j->id,     &j->tenant_id,     &j->channel,
+                             &j->to,     &j->country,       &j->from,
+                             &j->locale, &j->template_name, &j->idempotency_key};
+    size_t n = sizeof(fields) / sizeof(fields[0]), total = 0;
+    if (!m->parsed || m->compact || !j->doc)
+        return;
+    for (size_t i = 0; i < n; i++)
+        total += *fields[i] ? strlen(*fields[i]) + 1 : 0;
+    char *block = malloc(total ? total : 1), *at = block;
+    if (!block)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (!*fields[i])
+            continue;
+        size_t len = strlen(*fields[i]) + 1;
+        memcpy(at, *fields[i], len);
+        *fields[i] = at;
+        at += len;
+    }
+    json_incref(j->metadata);
+    j->body = j->body ? m->text : NULL; /* the text is the body, when it had one */
+    j->variables = NULL;                /* rendered already */
+    json_decref(j->doc);
+    j->doc = NULL;
+    m->compact = block;
+}
+
 static void msg_free(msg_t *m)
 {
+    if (m->compact) {
+        json_decref(m->job.metadata);
+        free(m->compact);
+    }
     if (m->parsed)
         nudgel_message_job_clear(&m->job);
     free(m->tpl_text);

@@ -74,5 +74,6 @@ void prepare_and_route(worker_t *w, msg_t *m)
         return;
     }
     m->route = route;
+    msg_compact(m); /* from here on it waits: for its turn, a token, an answer */
     recipient_gate(w, m);
 }
