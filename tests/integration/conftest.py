@@ -8,6 +8,7 @@ NUDGEL_SOURCE_DIR. Every network address used here is on loopback.
 import json
 import os
 import subprocess
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -217,3 +218,14 @@ def scrape_metrics(port) -> dict:
             except ValueError:
                 pass
     return out
+
+
+def readyz(port):
+    """(status, reason text) of /readyz on @port; (0, error) when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except OSError as e:
+        return 0, str(e)

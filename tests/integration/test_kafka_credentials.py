@@ -14,13 +14,11 @@ Every test here talks to that listener only, with the credentials only in a prop
 """
 import os
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import binary
+from conftest import binary, readyz
 from messages_harness import (Worker, count_where, enqueue, gateways_file, make_topics,
                               messages_lag, wait_until)
 from test_carrier_sim import Sim
@@ -53,16 +51,6 @@ def admin(*args, env_extra=None, timeout=90):
     env = dict(os.environ, NUDGEL_KAFKA_BOOTSTRAP=SASL_BOOTSTRAP, **(env_extra or {}))
     return subprocess.run([binary("nudgel-admin"), "--set", "admin.timeout_ms=8000", *args],
                           env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def readyz(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as r:
-            return r.status, r.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-    except OSError as e:
-        return 0, str(e)
 
 
 def test_check_config_connect_with_credentials_from_a_file(tmp_path, password):

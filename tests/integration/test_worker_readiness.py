@@ -26,7 +26,7 @@ import urllib.request
 
 import pytest
 
-from conftest import SOURCE_DIR, binary
+from conftest import SOURCE_DIR, binary, readyz
 from messages_harness import Stack, Worker, enqueue, gateways_file, make_topics, wait_until
 from test_carrier_sim import Sim
 
@@ -38,17 +38,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def readyz(port):
-    """(status, reason text); (0, error) when nothing answers."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as r:
-            return r.status, r.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-    except OSError as e:
-        return 0, str(e)
 
 
 def healthz(port):
