@@ -7,7 +7,7 @@
 #   NUDGEL_STACK_DIR                   state dir (default: <repo>/.stack, git-ignored)
 #   NUDGEL_STACK_KAFKA_PORT            Kafka PLAINTEXT port (default 59092)
 #   NUDGEL_STACK_KAFKA_CONTROLLER_PORT Kafka KRaft controller port (default 59093)
-#   NUDGEL_STACK_KAFKA_SASL_PORT       Kafka SASL_PLAINTEXT (PLAIN) port (default 59094)
+#   NUDGEL_STACK_KAFKA_SASL_PORT       Kafka SASL_PLAINTEXT (PLAIN) port (default 29094)
 #   NUDGEL_STACK_PG_PORT               Postgres port (default 55432)
 #   NUDGEL_TOOLS_BIN                   where helm and promtool are installed (default ~/go/bin)
 
@@ -20,7 +20,9 @@ STATE="${NUDGEL_STACK_DIR:-$REPO/.stack}"
 KAFKA_VERSION=3.9.1
 KAFKA_PORT="${NUDGEL_STACK_KAFKA_PORT:-59092}"
 KAFKA_CONTROLLER_PORT="${NUDGEL_STACK_KAFKA_CONTROLLER_PORT:-59093}"
-KAFKA_SASL_PORT="${NUDGEL_STACK_KAFKA_SASL_PORT:-59094}"
+# Below Linux's ephemeral range (32768-60999): a client's local port of the moment cannot
+# hold it when a test restarts Kafka (59094 once did, and the broker could not bind).
+KAFKA_SASL_PORT="${NUDGEL_STACK_KAFKA_SASL_PORT:-29094}"
 PG_PORT="${NUDGEL_STACK_PG_PORT:-55432}"
 
 KAFKA_DIR="$STATE/kafka"
