@@ -99,9 +99,7 @@ static void on_answer(void *opaque, const nudgel_http_response_t *r)
     ep->in_flight--;
     j->record_attempt = true;
     j->latency_ms = (int)(r->total_ms + 0.5);
-    int64_t sample_us = (int64_t)(r->total_ms * 1000.0);
-    ep->latency_us = ep->latency_us ? (ep->latency_us * 7 + sample_us) / 8 : sample_us;
-    ep->progress_us = nudgel_mono_us();
+    lane_observe_latency(w, ep, (int64_t)(r->total_ms * 1000.0), nudgel_mono_us());
     j->status_code = r->status;
     nudgel_attempt_result_t ar = {
         .transport = nudgel_outcome_transport_from_curl(r->curl_code),

@@ -178,6 +178,7 @@ struct endpoint {
     size_t in_flight;
     int64_t throttled_until_us; /* no new request before (a 429/503's Retry-After), mono */
     int64_t latency_us;         /* answers' latency, moving average (0: none yet) */
+    int64_t slow_since_us;      /* since when that average has said slow (0: it does not), mono */
     int64_t progress_us;        /* the last answer, or the first request after an idle spell */
     bool failing;               /* its last answer was not a success */
     wjob_t *head, *tail;
@@ -355,6 +356,7 @@ void lookups_down(worker_t *w);
 /* lanes.c — each endpoint's queue, concurrency and rate; overflow only when slow or failing */
 void lane_push(worker_t *w, endpoint_t *ep, wjob_t *j);
 bool lane_overflows(const worker_t *w, const endpoint_t *ep, int64_t now_us);
+void lane_observe_latency(const worker_t *w, endpoint_t *ep, int64_t sample_us, int64_t now_us);
 void lanes_drain(worker_t *w);
 void lanes_timer(void *opaque);
 

@@ -13,16 +13,24 @@
  * is given — the worker's in-flight cap (intake paused) and the claim gate
  * (claims.c) bound them, and the retry tier would only bring them back later
  * to the same lane. A lane overflows — its jobs beyond endpoint_queue_max go
- * to the first retry tier — only when its endpoint is slow (at its latency,
- * a stall included, or its rate, it cannot serve endpoint_queue_max jobs
- * within the first retry delay; no answer for a second is a stall), failing (its last answer was
- * not a success) or throttled (Retry-After). A lane that turns slow sheds what it holds beyond
+ * to the first retry tier — only when its endpoint is slow (at its latency
+ * or its rate it cannot serve endpoint_queue_max jobs within the first retry
+ * delay), failing (its last answer was not a success) or throttled
+ * (Retry-After). A lane that turns slow sheds what it holds beyond
  * endpoint_queue_max at once (lanes_drain).
+ *
+ * Slow at its latency means for a while, not for a moment: the average has
+ * said so for SLOW_HOLD_US, or no answer has come for STALL_US. A pause of
+ * the receiver's or of our own loop delays every request in flight at once,
+ * and their answers, arriving together, pull the average up together: a
+ * healthy endpoint serving 700 requests a second read as slow for a moment
+ * under load, and shed thousands of a burst's jobs to the retry tier.
  */
 #include "deliverer.h"
 #include "nudgel/timeutil.h"
 
-#define STALL_US 1000000 /* an endpoint without an answer for this long is slow */
+#define STALL_US     1000000 /* an endpoint without an answer for this long is slow */
+#define SLOW_HOLD_US 1000000 /* a latency that says slow for this long is */
 
 void lane_push(worker_t *w, endpoint_t *ep, wjob_t *j)
 {
@@ -55,11 +63,39 @@ static wjob_t *lane_pop(worker_t *w, endpoint_t *ep)
     return j;
 }
 
+/* The first retry delay: a lane that cannot be served within it is better off there. */
+static double retry_delay_us(const worker_t *w)
+{
+    return (double)(w->s.schedule.count ? w->s.schedule.delays_ms[0] : 5000) * 1000.0;
+}
+
+/* Whether @p ep, answering in @p latency_us, serves endpoint_queue_max jobs after the first retry
+ * delay. */
+static bool too_slow_for_queue(const worker_t *w, const endpoint_t *ep, int64_t latency_us)
+{
+    double conc = ep->max_concurrency ? (double)ep->max_concurrency : 1;
+    return (double)w->s.queue_max * (double)latency_us / conc > retry_delay_us(w);
+}
+
+/*
+ * Takes one answer's latency into @p ep's moving average, and notes since when
+ * that average has said slow.
+ */
+void lane_observe_latency(const worker_t *w, endpoint_t *ep, int64_t sample_us, int64_t now_us)
+{
+    ep->latency_us = ep->latency_us ? (ep->latency_us * 7 + sample_us) / 8 : sample_us;
+    ep->progress_us = now_us;
+    if (!too_slow_for_queue(w, ep, ep->latency_us))
+        ep->slow_since_us = 0;
+    else if (!ep->slow_since_us)
+        ep->slow_since_us = now_us;
+}
+
 /*
  * Whether @p ep's jobs beyond endpoint_queue_max leave for the first retry
- * tier: throttled, failing, or too slow to serve endpoint_queue_max jobs
- * within the first retry delay. An endpoint whose row is not read yet, or
- * that sends nothing (missing, disabled: its jobs end at once), is not.
+ * tier: throttled, failing, slow for SLOW_HOLD_US, stalled, or held by its
+ * rate longer than the first retry delay. An endpoint whose row is not read
+ * yet, or that sends nothing (missing, disabled: its jobs end at once), is not.
  */
 bool lane_overflows(const worker_t *w, const endpoint_t *ep, int64_t now_us)
 {
@@ -67,18 +103,14 @@ bool lane_overflows(const worker_t *w, const endpoint_t *ep, int64_t now_us)
         return false;
     if (ep->throttled_until_us > now_us || ep->failing)
         return true;
-    int64_t delay_us = (w->s.schedule.count ? w->s.schedule.delays_ms[0] : 5000) * 1000;
-    double queue = (double)w->s.queue_max;
-    int64_t latency = ep->latency_us;
+    if (ep->slow_since_us && now_us - ep->slow_since_us >= SLOW_HOLD_US)
+        return true;
     /* No answer for over a second (and longer than usual): a stall, counted as latency. Shorter
      * gaps are noise (a busy turn of our own loop, a receiver's pause). */
     int64_t stall = ep->in_flight > 0 ? now_us - ep->progress_us : 0;
-    if (stall > STALL_US && stall > latency)
-        latency = stall;
-    double conc = ep->max_concurrency ? (double)ep->max_concurrency : 1;
-    if (queue * (double)latency / conc > (double)delay_us)
+    if (stall > STALL_US && stall > ep->latency_us && too_slow_for_queue(w, ep, stall))
         return true;
-    return ep->rate > 0 && queue / ep->rate * 1e6 > (double)delay_us;
+    return ep->rate > 0 && (double)w->s.queue_max / ep->rate * 1e6 > retry_delay_us(w);
 }
 
 /*

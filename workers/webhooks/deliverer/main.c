@@ -55,7 +55,8 @@ static const nudgel_conf_entry_t webhooks_table[] = {
      "Jobs a slow, failing or throttled endpoint's lane keeps; beyond it a job goes to the "
      "first retry tier (not counted as an attempt). A lane that is merely busy (fast enough to "
      "serve this many jobs within the first retry delay) keeps every job; the in-flight cap "
-     "pauses intake instead."},
+     "pauses intake instead. Slow means for a while: its answers' average latency has said so "
+     "for a second, or no answer has come for a second."},
     {"webhooks.max_host_connections", NUDGEL_CONF_INT, "256", 1, 10000, NULL, 0,
      "Connections per host:port kept by the HTTP client."},
     {"webhooks.max_in_flight", NUDGEL_CONF_INT, "5000", 1, 100000, NULL, 0,
