@@ -355,3 +355,58 @@ def test_pending_sweep_locks_receipts_in_message_id_order(run_id, pg_dsn):
     assert statuses(pg_dsn, tenant) == {ids["a"]: "delivered", ids["b"]: "delivered"}
     assert psql(pg_dsn, "SELECT count(*) FROM nudgel.receipt_pending_reports WHERE "
                         f"gateway = '{gateway}'").strip() == "0"
+
+
+def test_expiry_sweep_reads_only_receipts_it_may_expire(tmp_path, topics_ready, run_id, pg_dsn):
+    """The expiry sweep reads each window's due range, not every sent receipt younger than
+    the longest window. 5,000 receipts sent an hour ago on a gateway at the 48 h default
+    and 20 sent a minute ago on one with a 15 s window (receipts.expiry_by_gateway): the
+    20 end expired, the 5,000 stay sent, and the sweeps that follow read almost no entry of
+    the sent-receipt indexes. (Before, each sweep walked the sent receipts from the oldest
+    up to the shortest window, the 5,000 every time: with an hour's window beside the
+    default, a sweep a second read every sent receipt of the last 48 h.)"""
+    ns = f"x{run_id}."
+    make_topics(ns, partitions=3)
+    short, long_ = f"xs-{run_id}", f"xl-{run_id}"
+    tenant = f"x{run_id}"
+
+    def seed(gateway, suffix, n, age):
+        psql(pg_dsn, "INSERT INTO nudgel.message_receipts (message_id, tenant_id, to_e164, "
+                     "status, attempt, gateway, gateway_message_id, submitted_at) SELECT "
+                     f"gen_random_uuid(), '{tenant}{suffix}-0', '+254722000001', 'sent', 1, "
+                     f"'{gateway}', 'gm-{run_id}-{suffix}-' || i, now() - interval '{age}' "
+                     f"FROM generate_series(1, {n}) i")
+
+    def index_reads():
+        return int(psql(pg_dsn, "SELECT coalesce(sum(idx_tup_read), 0) FROM "
+                                "pg_stat_user_indexes WHERE indexrelname IN "
+                                "('message_receipts_sent_submitted_idx', "
+                                "'message_receipts_sent_gateway_submitted_idx')"))
+
+    seed(long_, "l", 5000, "1 hour")
+    seed(short, "s", 20, "1 minute")
+    receipts = Receipts(ns, tmp_path / "receipts.log", short)
+    try:
+        assert wait_final(pg_dsn, f"{tenant}s", 20, timeout=60), \
+            receipts.log_path.read_text()[-3000:]
+
+        def sweeps():
+            return receipts.metrics().get(
+                'nudgel_pg_statement_seconds_count{statement="sweeps"}', 0)
+        first, reads_before = sweeps(), index_reads()
+        # every 200 ms a sweep: pending, expiry, outbox (3 statements at least); 20 of them,
+        # over more than 4 s, so the worker's backend has published its statistics (at most
+        # a second apart while it works) of most of them
+        assert wait_until(lambda: sweeps() >= first + 60, 60)
+        read = index_reads() - reads_before
+        print(f"\n{sweeps() - first:.0f} sweep statements read {read} sent-receipt index "
+              "entries")
+        assert read < 1000, f"the sweeps read {read} index entries of sent receipts"
+        assert set(statuses(pg_dsn, f"{tenant}l").values()) == {"sent"}
+        expired = psql(pg_dsn, "SELECT status, error_code, count(*) FROM "
+                               "nudgel.message_receipts WHERE tenant_id LIKE "
+                               f"'{tenant}s-%' GROUP BY 1, 2")
+        assert expired.strip() == "expired|dlr_timeout|20"
+    finally:
+        assert receipts.stop() == 0
+        psql(pg_dsn, f"DELETE FROM nudgel.message_receipts WHERE tenant_id LIKE '{tenant}%'")

@@ -290,15 +290,6 @@ int64_t nudgel_dlr_expiry_window_s(const nudgel_dlr_expiry_t *e, const char *gat
     return e->default_s;
 }
 
-int64_t nudgel_dlr_expiry_min_s(const nudgel_dlr_expiry_t *e)
-{
-    int64_t min = e->default_s;
-    for (size_t i = 0; i < e->count; i++)
-        if (e->items[i].window_s < min)
-            min = e->items[i].window_s;
-    return min;
-}
-
 bool nudgel_dlr_expiry_due(const nudgel_dlr_expiry_t *e, const char *gateway,
                            nudgel_receipt_state_t status, int64_t submitted_at_ms, int64_t now_ms)
 {

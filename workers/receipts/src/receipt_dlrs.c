@@ -39,19 +39,37 @@ static const char pending_sql[] =
     "FROM nudgel.receipt_apply_pending($1::int) s";
 
 /*
- * Sent receipts past their gateway's window ($1 default seconds, $2 {gateway:
- * seconds}, $3 the shortest window: the partial index's range), oldest first,
- * skipping rows another sweep holds.
+ * Sent receipts past their gateway's window, oldest first, skipping rows
+ * another sweep holds: $1 the default window (seconds), $2 and $3 the
+ * gateways with a window of their own and those windows, $4 the batch.
+ *
+ * Each gateway with its own window is a range of the index on (gateway,
+ * submitted_at) of sent rows (migration 009); the rest is one range of the
+ * index on submitted_at past the default window, less those gateways. The
+ * bounds use now(), fixed for the statement: a clock_timestamp() bound is
+ * no index condition, so the scan walked every sent receipt from the oldest,
+ * and with one short window (a test's 20 s, a fast carrier's hour) beside
+ * the 48 h default, every sweep read the whole 48 h of sent receipts. The
+ * arrays are bound as values, so the planner counts their gateways.
  */
 static const char expire_sql[] =
     "WITH due AS ("
-    " SELECT m.message_id, coalesce(($2::jsonb->>m.gateway)::bigint, $1::bigint) AS window_s"
-    "  FROM nudgel.message_receipts m"
-    "  WHERE m.status = 'sent'"
-    "   AND m.submitted_at < clock_timestamp() - make_interval(secs => $3::bigint)"
-    "   AND m.submitted_at < clock_timestamp() -"
-    "    make_interval(secs => coalesce(($2::jsonb->>m.gateway)::bigint, $1::bigint))"
-    "  ORDER BY m.submitted_at LIMIT $4::int FOR UPDATE SKIP LOCKED),"
+    " SELECT c.message_id, c.window_s FROM ("
+    "  SELECT o.message_id, o.window_s, o.submitted_at"
+    "   FROM unnest($2::text[], $3::bigint[]) AS g(gateway, window_s)"
+    "   CROSS JOIN LATERAL ("
+    "    SELECT m.message_id, g.window_s, m.submitted_at FROM nudgel.message_receipts m"
+    "     WHERE m.status = 'sent' AND m.gateway = g.gateway"
+    "      AND m.submitted_at < now() - make_interval(secs => g.window_s)"
+    "     ORDER BY m.submitted_at LIMIT $4::int FOR UPDATE SKIP LOCKED) o"
+    "  UNION ALL"
+    "  SELECT d.message_id, d.window_s, d.submitted_at FROM ("
+    "   SELECT m.message_id, $1::bigint AS window_s, m.submitted_at"
+    "    FROM nudgel.message_receipts m"
+    "    WHERE m.status = 'sent' AND m.submitted_at < now() - make_interval(secs => $1::bigint)"
+    "     AND m.gateway <> ALL ($2::text[])"
+    "    ORDER BY m.submitted_at LIMIT $4::int FOR UPDATE SKIP LOCKED) d"
+    " ) c ORDER BY c.submitted_at LIMIT $4::int),"
     " upd AS ("
     " UPDATE nudgel.message_receipts m SET status = 'expired', error_code = 'dlr_timeout',"
     "  error_message = 'no final delivery report within ' || d.window_s || ' s of submission',"
@@ -259,32 +277,36 @@ nudgel_err_t nudgel_dlr_pending_read(PGconn *conn, const PGresult *res, int *app
     return NUDGEL_OK;
 }
 
+/* Appends @p item to the array literal in @p buf (quoted: gateway names are [A-Za-z0-9._-]). */
+static void array_add(char *buf, size_t size, size_t *len, const char *item, bool quote)
+{
+    int n = snprintf(buf + *len, size - *len, "%s%s%s%s", *len > 1 ? "," : "", quote ? "\"" : "",
+                     item, quote ? "\"" : "");
+    if (n > 0)
+        *len += (size_t)n < size - *len ? (size_t)n : size - *len - 1;
+}
+
 nudgel_err_t nudgel_dlr_expire_send(PGconn *conn, const nudgel_dlr_expiry_t *e, int limit,
                                     char *errstr, size_t errstr_size)
 {
-    char dflt[24], min[24], lim[16];
-    json_t *windows = json_object();
-    char *text = NULL;
-    nudgel_err_t err = NUDGEL_OK;
-    for (size_t i = 0; windows && i < e->count; i++)
-        if (json_object_set_new(windows, e->items[i].gateway,
-                                json_integer((json_int_t)e->items[i].window_s)) != 0)
-            break;
-    if (!windows || !(text = json_dumps(windows, JSON_COMPACT))) {
-        receipts_set_err(errstr, errstr_size, "receipts expiry", "out of memory");
-        err = NUDGEL_ERR_NO_MEMORY;
-        goto out;
+    /* At most NUDGEL_DLR_EXPIRY_GW_MAX names of 64 characters, quoted, and as many windows. */
+    char gateways[NUDGEL_DLR_EXPIRY_GW_MAX * 68 + 3], windows[NUDGEL_DLR_EXPIRY_GW_MAX * 21 + 3];
+    char dflt[24], lim[16], window[24];
+    size_t glen = 1, wlen = 1;
+    gateways[0] = windows[0] = '{';
+    for (size_t i = 0; i < e->count; i++) {
+        array_add(gateways, sizeof(gateways), &glen, e->items[i].gateway, true);
+        snprintf(window, sizeof(window), "%lld", (long long)e->items[i].window_s);
+        array_add(windows, sizeof(windows), &wlen, window, false);
     }
+    snprintf(gateways + glen, sizeof(gateways) - glen, "}");
+    snprintf(windows + wlen, sizeof(windows) - wlen, "}");
     snprintf(dflt, sizeof(dflt), "%lld", (long long)e->default_s);
-    snprintf(min, sizeof(min), "%lld", (long long)nudgel_dlr_expiry_min_s(e));
     snprintf(lim, sizeof(lim), "%d", limit);
-    const char *values[4] = {dflt, text, min, lim};
+    const char *values[4] = {dflt, gateways, windows, lim};
     if (!PQsendQueryParams(conn, expire_sql, 4, NULL, values, NULL, NULL, 0))
-        err = receipts_pg_fail(conn, NULL, "receipts expiry", errstr, errstr_size);
-out:
-    free(text);
-    json_decref(windows);
-    return err;
+        return receipts_pg_fail(conn, NULL, "receipts expiry", errstr, errstr_size);
+    return NUDGEL_OK;
 }
 
 nudgel_err_t nudgel_dlr_expire_read(PGconn *conn, const PGresult *res, int *expired, char *errstr,

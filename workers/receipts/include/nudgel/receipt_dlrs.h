@@ -136,9 +136,6 @@ nudgel_err_t nudgel_dlr_expiry_parse(int64_t default_s, const char *spec, nudgel
 /** @brief The window of @p gateway (its own, else the default), in seconds. */
 int64_t nudgel_dlr_expiry_window_s(const nudgel_dlr_expiry_t *e, const char *gateway);
 
-/** @brief The shortest window (the sweep's index bound). */
-int64_t nudgel_dlr_expiry_min_s(const nudgel_dlr_expiry_t *e);
-
 /**
  * @brief Whether a receipt in @p status on @p gateway submitted at
  * @p submitted_at_ms is due to expire at @p now_ms: sent only, and its
