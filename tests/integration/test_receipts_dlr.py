@@ -300,6 +300,22 @@ def test_report_before_sent_is_kept_and_applied(tmp_path, topics_ready, run_id, 
         assert receipts.stop() == 0
 
 
+def keep_reports(pg_dsn, gateway, gmid, source, n=1, age="0 s"):
+    """Writes @n kept reports (`delivered`) as nudgel.receipt_apply_report() keeps one that
+    beat its `sent`, received @age ago; with @n > 1, @gmid and @source get -1..-n."""
+    report = json.dumps({"gateway": gateway, "gateway_message_id": gmid, "target": "delivered",
+                         "status": "delivered", "raw_status": "DELIVERED_TO_HANDSET",
+                         "source": source})
+    suffix = "" if n == 1 else " || '-' || i"
+    psql(pg_dsn, "INSERT INTO nudgel.receipt_pending_reports (gateway, gateway_message_id, "
+                 f"report, source, received_at, expires_at) SELECT '{gateway}', '{gmid}'{suffix}, "
+                 f"jsonb_set(jsonb_set('{report}', '{{gateway_message_id}}', to_jsonb(('{gmid}'"
+                 f"{suffix})::text)), '{{source}}', to_jsonb(('{source}'{suffix})::text)), "
+                 f"'{source}'{suffix}, "
+                 f"now() - interval '{age}', now() + interval '1 hour' "
+                 f"FROM generate_series(1, {n}) i")
+
+
 def test_pending_sweep_locks_receipts_in_message_id_order(run_id, pg_dsn):
     """The pending sweep (nudgel.receipt_apply_pending()) and a batch of reports
     (nudgel.receipt_apply_dlrs(), which locks its receipts in message id order, as the
@@ -317,12 +333,7 @@ def test_pending_sweep_locks_receipts_in_message_id_order(run_id, pg_dsn):
                      f"('{ids[k]}', '{tenant}-0', '+254722000001', 'sent', 1, '{gateway}', "
                      f"'gm-{run_id}-{k}', now())")
     for k in ("b", "a"):  # kept in this order: the sweep reaches B's receipt first
-        report = json.dumps({"gateway": gateway, "gateway_message_id": f"gm-{run_id}-{k}",
-                             "target": "delivered", "status": "delivered",
-                             "raw_status": "DELIVERED_TO_HANDSET", "source": f"lk-{run_id}-{k}"})
-        psql(pg_dsn, "INSERT INTO nudgel.receipt_pending_reports (gateway, gateway_message_id, "
-                     f"report, source, expires_at) VALUES ('{gateway}', 'gm-{run_id}-{k}', "
-                     f"'{report}', 'lk-{run_id}-{k}', now() + interval '1 hour')")
+        keep_reports(pg_dsn, gateway, f"gm-{run_id}-{k}", f"lk-{run_id}-{k}")
     batch = subprocess.Popen(["psql", pg_dsn, "-Atq", "-v", "ON_ERROR_STOP=1"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
@@ -410,3 +421,66 @@ def test_expiry_sweep_reads_only_receipts_it_may_expire(tmp_path, topics_ready, 
     finally:
         assert receipts.stop() == 0
         psql(pg_dsn, f"DELETE FROM nudgel.message_receipts WHERE tenant_id LIKE '{tenant}%'")
+
+
+def test_pending_sweep_looks_at_each_report_when_due(tmp_path, topics_ready, run_id, pg_dsn):
+    """Kept reports whose receipt never comes (another platform's messages on a shared
+    carrier account) are looked at again a tenth of their age later (1 s to 5 min), not on
+    every sweep: 2,000 such reports received an hour ago are looked at once, then left for
+    5 minutes; the sweeps that follow look at none of them (no row of theirs is updated)
+    and read almost no entry of the index of due looks. A report kept a moment ago is
+    looked at each second, and applied once its `sent` lands. (Before, each sweep walked
+    every kept report, here 2,000 a sweep, 5 sweeps a second.)"""
+    ns = f"k{run_id}."
+    make_topics(ns, partitions=3)
+    gateway = f"kp-{run_id}"
+    tenant = f"kp{run_id}"
+    mid = f"0190a8a4-0000-7000-8000-{run_id}0003"
+    keep_reports(pg_dsn, gateway, f"gm-{run_id}-never", f"kp-{run_id}-never", n=2000,
+                 age="1 hour")
+    psql(pg_dsn, "INSERT INTO nudgel.message_receipts (message_id, tenant_id, to_e164, status, "
+                 f"attempt) VALUES ('{mid}', '{tenant}-0', '+254722000001', 'submitting', 1)")
+    keep_reports(pg_dsn, gateway, f"gm-{run_id}-late", f"kp-{run_id}-late")
+
+    def looks():
+        """(kept reports updated, entries of the due-look index read), only the sweeps do
+        either (the test's own reads of the table are not counted here)."""
+        row = psql(pg_dsn, "SELECT t.n_tup_upd, i.idx_tup_read FROM pg_stat_user_tables t "
+                           "JOIN pg_stat_user_indexes i USING (relid) WHERE t.relname = "
+                           "'receipt_pending_reports' AND i.indexrelname = "
+                           "'receipt_pending_reports_next_check_idx'")
+        return tuple(int(v) for v in row.split("|"))
+    at_start = looks()
+    receipts = Receipts(ns, tmp_path / "receipts.log", gateway)
+    try:
+        looked_at = lambda: psql(pg_dsn, "SELECT count(*) FROM nudgel.receipt_pending_reports "  # noqa
+                                         f"WHERE gateway = '{gateway}' AND next_check_at > "
+                                         "now() + interval '4 minutes'").strip() == "2000"
+        assert wait_until(looked_at, 60), receipts.log_path.read_text()[-3000:]
+
+        def sweeps():
+            return receipts.metrics().get(
+                'nudgel_pg_statement_seconds_count{statement="sweeps"}', 0)
+        # the statistics of that first look are published (at most a second later)
+        assert wait_until(lambda: looks()[0] - at_start[0] >= 2000, 30)
+        first, before = sweeps(), looks()
+        # 20 sweeps (pending, expiry, outbox: 3 statements at least) over more than 4 s; the
+        # worker's backend publishes its statistics at most a second apart while it works
+        assert wait_until(lambda: sweeps() >= first + 60, 60)
+        updated, read = (a - b for a, b in zip(looks(), before))
+        print(f"\n{sweeps() - first:.0f} sweep statements looked at {updated} kept reports, "
+              f"read {read} entries of the due-look index")
+        assert updated < 100, f"the sweeps looked at {updated} kept reports again"
+        assert read < 1000, f"the sweeps read {read} entries of the due-look index"
+        # the fresh report was looked at (its receipt still submitting) and is still kept;
+        # its `sent` lands now: the next look applies it
+        assert statuses(pg_dsn, tenant) == {mid: "submitting"}
+        psql(pg_dsn, "UPDATE nudgel.message_receipts SET status = 'sent', gateway = "
+                     f"'{gateway}', gateway_message_id = 'gm-{run_id}-late', submitted_at = now() "
+                     f"WHERE message_id = '{mid}'")
+        assert wait_final(pg_dsn, tenant, 1, timeout=30), receipts.log_path.read_text()[-3000:]
+        assert statuses(pg_dsn, tenant) == {mid: "delivered"}
+    finally:
+        assert receipts.stop() == 0
+        psql(pg_dsn, f"DELETE FROM nudgel.receipt_pending_reports WHERE gateway = '{gateway}'")
+        psql(pg_dsn, f"DELETE FROM nudgel.message_receipts WHERE tenant_id LIKE '{tenant}-%'")

@@ -27,15 +27,17 @@ static const char apply_sql[] =
         "(a.receipt)") " FROM nudgel.receipt_apply_dlrs($1::jsonb, $2::bigint) a ORDER BY a.ord";
 
 /*
- * The sweep, and how many reports were waiting: the count reads the outer
- * statement's snapshot, taken before the function ran (its deletes come
- * later in the transaction), so the reports still waiting are that count
- * less those applied and dropped now. Counted up to
- * NUDGEL_DLR_PENDING_COUNT_MAX, so a huge backlog costs a bounded scan.
+ * The sweep, and when asked ($2 > 0) how many reports were waiting: the count
+ * reads the outer statement's snapshot, taken before the function ran (its
+ * deletes come later in the transaction), so the reports still waiting are
+ * that count less those applied and dropped now. Counted up to $2
+ * (NUDGEL_DLR_PENDING_COUNT_MAX), so a huge backlog costs a bounded scan; it
+ * is still a scan of every kept report, so the updater asks for it now and
+ * then, not on every sweep.
  */
 static const char pending_sql[] =
-    "SELECT s.applied, s.unmatched, (SELECT count(*) FROM (SELECT 1 FROM "
-    "nudgel.receipt_pending_reports LIMIT $2::bigint) c) "
+    "SELECT s.applied, s.unmatched, CASE WHEN $2::bigint > 0 THEN (SELECT count(*) FROM "
+    "(SELECT 1 FROM nudgel.receipt_pending_reports LIMIT $2::bigint) c) END, s.looked "
     "FROM nudgel.receipt_apply_pending($1::int) s";
 
 /*
@@ -247,11 +249,12 @@ nudgel_err_t nudgel_dlr_apply_read(PGconn *conn, const PGresult *res, size_t n,
     return NUDGEL_OK;
 }
 
-nudgel_err_t nudgel_dlr_pending_send(PGconn *conn, int limit, char *errstr, size_t errstr_size)
+nudgel_err_t nudgel_dlr_pending_send(PGconn *conn, int limit, bool count, char *errstr,
+                                     size_t errstr_size)
 {
     char lim[16], count_max[24];
     snprintf(lim, sizeof(lim), "%d", limit);
-    snprintf(count_max, sizeof(count_max), "%d", NUDGEL_DLR_PENDING_COUNT_MAX);
+    snprintf(count_max, sizeof(count_max), "%d", count ? NUDGEL_DLR_PENDING_COUNT_MAX : 0);
     const char *values[2] = {lim, count_max};
     if (!PQsendQueryParams(conn, pending_sql, 2, NULL, values, NULL, NULL, 0))
         return receipts_pg_fail(conn, NULL, "receipts pending", errstr, errstr_size);
@@ -259,18 +262,21 @@ nudgel_err_t nudgel_dlr_pending_send(PGconn *conn, int limit, char *errstr, size
 }
 
 nudgel_err_t nudgel_dlr_pending_read(PGconn *conn, const PGresult *res, int *applied,
-                                     int *unmatched, int64_t *waiting, char *errstr,
+                                     int *unmatched, int *looked, int64_t *waiting, char *errstr,
                                      size_t errstr_size)
 {
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         return receipts_pg_fail(conn, res, "receipts pending", errstr, errstr_size);
-    if (PQntuples(res) != 1 || PQnfields(res) != 3) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 4) {
         receipts_set_err(errstr, errstr_size, "receipts pending", "unexpected result shape");
         return NUDGEL_ERR_PG;
     }
     *applied = (int)receipts_int_field(res, 0, 0);
     *unmatched = (int)receipts_int_field(res, 0, 1);
-    if (waiting) {
+    *looked = (int)receipts_int_field(res, 0, 3);
+    if (waiting && PQgetisnull(res, 0, 2)) {
+        *waiting = -1; /* not counted this time */
+    } else if (waiting) {
         int64_t before = receipts_int_field(res, 0, 2);
         *waiting = before > *applied + *unmatched ? before - *applied - *unmatched : 0;
     }

@@ -98,8 +98,8 @@ static nudgel_err_t metrics_register(updater_t *u, nudgel_metrics_t *m)
         "Postgres statements by outcome (ok, failed, lost).", "outcome", NULL, 0);
     u->m_pending_now = nudgel_metrics_register(
         m, NUDGEL_METRIC_GAUGE, "nudgel_receipts_pending_reports",
-        "Reports kept waiting for their message's sent outcome, as the last pending sweep saw "
-        "them (counted up to 1e+06).",
+        "Reports kept waiting for their message's sent outcome, as a pending sweep saw them "
+        "(counted every 10 s, up to 1e+06).",
         NULL, NULL, 0);
     if (u->m_pending_now)
         nudgel_metric_set(u->m_pending_now, NULL, 0);

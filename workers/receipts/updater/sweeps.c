@@ -6,16 +6,18 @@
  *
  *   pending  reports kept because they beat their `sent` outcome (the
  *            Kannel/Jasmin race) are applied once their receipt has been
- *            sent (nudgel.receipt_apply_pending()); those whose TTL
+ *            sent (nudgel.receipt_apply_pending(): each report is looked at
+ *            when due, again a tenth of its age later while its receipt is
+ *            not sent, 1 s to 5 min, migration 010); those whose TTL
  *            (receipts.pending_ttl_s) passed are recorded unmatched.
  *            Race-free without touching the messages worker: a report is
  *            kept in the same transaction that found no sent receipt, and
- *            every later sweep looks again, so a `sent` committed at any
- *            moment is seen by the first sweep after it.
+ *            is looked at again until it is applied or its TTL ends, so a
+ *            `sent` committed at any moment is seen by its next look.
  *   expiry   sent receipts with no final report past their gateway's window
  *            (receipts.expiry_s, receipts.expiry_by_gateway) move to
- *            expired, error dlr_timeout; an index on submitted_at of sent
- *            rows keeps it a range scan.
+ *            expired, error dlr_timeout; each window is a range of an
+ *            index of sent rows (receipt_dlrs.c).
  *   outbox   the events of those transitions (outbox.c).
  *
  * Nothing here blocks the loop: each statement is sent and its result comes
@@ -25,7 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "nudgel/timeutil.h"
 #include "updater.h"
+
+#define PENDING_COUNT_EVERY_US 10000000 /* nudgel_receipts_pending_reports: counted this often */
 
 static void cycle_start(void *opaque)
 {
@@ -65,7 +70,7 @@ static void on_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, 
 {
     updater_t *u = opaque;
     char why[512];
-    int a = 0, b = 0;
+    int a = 0, b = 0, looked = 0;
     int64_t waiting = 0;
     (void)c;
     if (err != NUDGEL_OK || n == 0) {
@@ -78,10 +83,12 @@ static void on_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, 
     PGconn *conn = nudgel_pgconn_conn(u->sweep_pg);
     switch (u->stage) {
     case SWEEP_PENDING:
-        err = nudgel_dlr_pending_read(conn, results[0], &a, &b, &waiting, why, sizeof(why));
+        err =
+            nudgel_dlr_pending_read(conn, results[0], &a, &b, &looked, &waiting, why, sizeof(why));
         if (err != NUDGEL_OK)
             break;
-        nudgel_metric_set(u->m_pending_now, NULL, (double)waiting);
+        if (waiting >= 0)
+            nudgel_metric_set(u->m_pending_now, NULL, (double)waiting);
         nudgel_metric_add(u->m_pending, "applied", a);
         nudgel_metric_add(u->m_pending, "unmatched", b);
         nudgel_metric_add(u->m_reports, "unmatched", b);
@@ -89,7 +96,7 @@ static void on_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, 
             nudgel_log_warn("%d pending report(s) reached receipts.pending_ttl_s without a sent "
                             "receipt: recorded unmatched (nudgel.message_receipt_reports)",
                             b);
-        u->sweep_again |= a >= u->sweep_batch || b >= u->sweep_batch;
+        u->sweep_again |= looked >= u->sweep_batch || b >= u->sweep_batch;
         sweeps_next(u, SWEEP_EXPIRY);
         return;
     case SWEEP_EXPIRY:
@@ -144,7 +151,13 @@ void sweeps_next(updater_t *u, sweep_stage_t stage)
     PGconn *conn = nudgel_pgconn_conn(u->sweep_pg);
     switch (stage) {
     case SWEEP_PENDING:
-        err = nudgel_dlr_pending_send(conn, u->sweep_batch, errstr, sizeof(errstr));
+        /* Counting the kept reports reads them all: every PENDING_COUNT_EVERY_US, not on
+         * every sweep. */
+        bool count = !u->pending_counted_us ||
+                     nudgel_mono_us() - u->pending_counted_us >= PENDING_COUNT_EVERY_US;
+        if (count)
+            u->pending_counted_us = nudgel_mono_us();
+        err = nudgel_dlr_pending_send(conn, u->sweep_batch, count, errstr, sizeof(errstr));
         break;
     case SWEEP_EXPIRY:
         err = nudgel_dlr_expire_send(conn, &u->expiry, u->sweep_batch, errstr, sizeof(errstr));

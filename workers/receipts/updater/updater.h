@@ -100,6 +100,7 @@ struct updater {
     nudgel_timer_t *sweep_timer;
     sweep_stage_t stage;
     bool sweep_again;             /* a sweep hit its limit: go on without waiting for the timer */
+    int64_t pending_counted_us;   /* when a pending sweep last counted the kept reports, mono */
     nudgel_dlr_applied_t *outbox; /* claimed rows, sweep_batch of them */
     bool *outbox_acked;
     size_t outbox_n, outbox_waiting;
@@ -109,7 +110,7 @@ struct updater {
     /* Readiness and metrics (registered in main.c). */
     nudgel_ready_cond_t *ready_kafka, *ready_apply, *ready_sweeps;
     nudgel_metric_t *m_reports, *m_events, *m_in_flight, *m_pending, *m_expired, *m_statements;
-    nudgel_metric_t *m_pending_now; /* nudgel_receipts_pending_reports, from each pending sweep */
+    nudgel_metric_t *m_pending_now; /* nudgel_receipts_pending_reports, counted every 10 s */
 };
 
 /* Failure reasons of a report (nudgel_jobs_failed_total{reason}), declared at start-up. */

@@ -170,20 +170,25 @@ nudgel_err_t nudgel_dlr_apply_send(PGconn *conn, const nudgel_dlr_report_t *cons
 nudgel_err_t nudgel_dlr_apply_read(PGconn *conn, const PGresult *res, size_t n,
                                    nudgel_dlr_applied_t *out, char *errstr, size_t errstr_size);
 
-/** @brief Sends the pending sweep (nudgel.receipt_apply_pending(@p limit)). */
-nudgel_err_t nudgel_dlr_pending_send(PGconn *conn, int limit, char *errstr, size_t errstr_size);
+/**
+ * @brief Sends the pending sweep (nudgel.receipt_apply_pending(@p limit));
+ * with @p count, also counts the reports kept (a scan of them all).
+ */
+nudgel_err_t nudgel_dlr_pending_send(PGconn *conn, int limit, bool count, char *errstr,
+                                     size_t errstr_size);
 
 /** Pending reports are counted up to this many (a bounded scan, however large the backlog). */
 #define NUDGEL_DLR_PENDING_COUNT_MAX 1000000
 
 /**
  * @brief Reads it: reports applied now, reports dropped unmatched after their
- * TTL, and (@p waiting, may be NULL) the reports still kept waiting for their
- * sent outcome after this sweep (as of its start, at most
- * NUDGEL_DLR_PENDING_COUNT_MAX).
+ * TTL, reports looked at (those due for a look, up to the limit: a full batch
+ * means more may be due), and (@p waiting, may be NULL) the reports still
+ * kept waiting for their sent outcome after this sweep (as of its start, at
+ * most NUDGEL_DLR_PENDING_COUNT_MAX; -1 when the sweep did not count them).
  */
 nudgel_err_t nudgel_dlr_pending_read(PGconn *conn, const PGresult *res, int *applied,
-                                     int *unmatched, int64_t *waiting, char *errstr,
+                                     int *unmatched, int *looked, int64_t *waiting, char *errstr,
                                      size_t errstr_size);
 
 /**
