@@ -303,17 +303,15 @@ def test_report_before_sent_is_kept_and_applied(tmp_path, topics_ready, run_id, 
 def keep_reports(pg_dsn, gateway, gmid, source, n=1, age="0 s"):
     """Writes @n kept reports (`delivered`) as nudgel.receipt_apply_report() keeps one that
     beat its `sent`, received @age ago; with @n > 1, @gmid and @source get -1..-n."""
-    report = json.dumps({"gateway": gateway, "gateway_message_id": gmid, "target": "delivered",
-                         "status": "delivered", "raw_status": "DELIVERED_TO_HANDSET",
-                         "source": source})
     suffix = "" if n == 1 else " || '-' || i"
-    psql(pg_dsn, "INSERT INTO nudgel.receipt_pending_reports (gateway, gateway_message_id, "
-                 f"report, source, received_at, expires_at) SELECT '{gateway}', '{gmid}'{suffix}, "
-                 f"jsonb_set(jsonb_set('{report}', '{{gateway_message_id}}', to_jsonb(('{gmid}'"
-                 f"{suffix})::text)), '{{source}}', to_jsonb(('{source}'{suffix})::text)), "
-                 f"'{source}'{suffix}, "
-                 f"now() - interval '{age}', now() + interval '1 hour' "
-                 f"FROM generate_series(1, {n}) i")
+    psql(pg_dsn, f"WITH r AS (SELECT '{gmid}'{suffix} AS gmid, '{source}'{suffix} AS source "
+                 f"FROM generate_series(1, {n}) i) "
+                 "INSERT INTO nudgel.receipt_pending_reports (gateway, gateway_message_id, report, "
+                 f"source, received_at, expires_at) SELECT '{gateway}', r.gmid, "
+                 f"jsonb_build_object('gateway', '{gateway}', 'gateway_message_id', r.gmid, "
+                 "'target', 'delivered', 'status', 'delivered', 'raw_status', "
+                 "'DELIVERED_TO_HANDSET', 'source', r.source), r.source, "
+                 f"now() - interval '{age}', now() + interval '1 hour' FROM r")
 
 
 def test_pending_sweep_locks_receipts_in_message_id_order(run_id, pg_dsn):

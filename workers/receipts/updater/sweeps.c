@@ -138,6 +138,20 @@ static void on_done(void *opaque, nudgel_pgconn_t *c, PGresult *const *results, 
     go_idle(u);
 }
 
+/*
+ * Whether this pending sweep also counts the kept reports for
+ * nudgel_receipts_pending_reports: the count reads them all, so every
+ * PENDING_COUNT_EVERY_US, not on every sweep.
+ */
+static bool pending_count_due(updater_t *u)
+{
+    int64_t now = nudgel_mono_us();
+    if (u->pending_counted_us && now - u->pending_counted_us < PENDING_COUNT_EVERY_US)
+        return false;
+    u->pending_counted_us = now;
+    return true;
+}
+
 void sweeps_next(updater_t *u, sweep_stage_t stage)
 {
     char errstr[512];
@@ -151,13 +165,8 @@ void sweeps_next(updater_t *u, sweep_stage_t stage)
     PGconn *conn = nudgel_pgconn_conn(u->sweep_pg);
     switch (stage) {
     case SWEEP_PENDING:
-        /* Counting the kept reports reads them all: every PENDING_COUNT_EVERY_US, not on
-         * every sweep. */
-        bool count = !u->pending_counted_us ||
-                     nudgel_mono_us() - u->pending_counted_us >= PENDING_COUNT_EVERY_US;
-        if (count)
-            u->pending_counted_us = nudgel_mono_us();
-        err = nudgel_dlr_pending_send(conn, u->sweep_batch, count, errstr, sizeof(errstr));
+        err = nudgel_dlr_pending_send(conn, u->sweep_batch, pending_count_due(u), errstr,
+                                      sizeof(errstr));
         break;
     case SWEEP_EXPIRY:
         err = nudgel_dlr_expire_send(conn, &u->expiry, u->sweep_batch, errstr, sizeof(errstr));
